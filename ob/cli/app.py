@@ -1,0 +1,59 @@
+"""Plumbing shared by the `ob` commands: settings, the database, and error reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import typer
+
+from ob.cli.output import err_console
+from ob.core.backlog import Backlog
+from ob.core.db import DatabaseUnavailable, open_database
+from ob.core.errors import BacklogError
+from ob.core.migrate import MigrationError
+from ob.core.models import Actor
+from ob.core.spec import SpecError
+from ob.settings import Settings, SettingsError, get_settings
+
+T = TypeVar("T")
+
+OPERATOR = Actor.operator("cli")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as err:
+        fail(str(err), 2)
+
+
+def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
+    """Open the database (migrating it), run `fn` against the backlog, report errors plainly."""
+    cfg = settings()
+
+    async def main() -> T:
+        async with open_database(cfg, max_size=2) as db:
+            return await fn(Backlog(db.pool, cfg))
+
+    return run(main())
+
+
+def run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except SpecError as err:
+        fail("the spec is invalid:\n  " + "\n  ".join(err.problems))
+    except BacklogError as err:
+        fail(err.message)
+    except (DatabaseUnavailable, MigrationError) as err:
+        fail(str(err), 3)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,211 @@
+"""Domain vocabulary: lanes, statuses, priorities, actors, tasks and events."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Lane(StrEnum):
+    TRIAGE = "requires_triage"
+    DECISION = "requires_decision"
+    INVESTIGATION = "requires_investigation"
+    AUTONOMOUS = "autonomous_safe"
+
+    @property
+    def short(self) -> str:
+        return _LANE_SHORT[self]
+
+    @property
+    def agent_claimable(self) -> bool:
+        return self in AGENT_LANES
+
+
+AGENT_LANES = (Lane.AUTONOMOUS, Lane.INVESTIGATION)
+_LANE_SHORT = {
+    Lane.TRIAGE: "triage",
+    Lane.DECISION: "decision",
+    Lane.INVESTIGATION: "investigation",
+    Lane.AUTONOMOUS: "autonomous",
+}
+_LANE_ALIASES = {
+    "triage": Lane.TRIAGE,
+    "decision": Lane.DECISION,
+    "decide": Lane.DECISION,
+    "investigation": Lane.INVESTIGATION,
+    "investigate": Lane.INVESTIGATION,
+    "autonomous": Lane.AUTONOMOUS,
+    "auto": Lane.AUTONOMOUS,
+    "safe": Lane.AUTONOMOUS,
+}
+
+
+def parse_lane(value: str | Lane) -> Lane:
+    if isinstance(value, Lane):
+        return value
+    v = re.sub(r"[\s-]+", "_", value.strip().lower())
+    try:
+        return Lane(v)
+    except ValueError:
+        pass
+    if v in _LANE_ALIASES:
+        return _LANE_ALIASES[v]
+    known = ", ".join(f"{lane.value} ({lane.short})" for lane in Lane)
+    raise ValueError(f"unknown lane {value!r}; lanes are: {known}")
+
+
+class Status(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+    REJECTED = "rejected"
+
+
+_STATUS_ALIASES = {
+    "todo": Status.OPEN,
+    "approved": Status.OPEN,
+    "in_progress": Status.CLAIMED,
+    "doing": Status.CLAIMED,
+    "closed": Status.DONE,
+    "complete": Status.DONE,
+    "completed": Status.DONE,
+}
+
+
+def parse_status(value: str | Status) -> Status:
+    if isinstance(value, Status):
+        return value
+    v = re.sub(r"[\s-]+", "_", value.strip().lower())
+    try:
+        return Status(v)
+    except ValueError:
+        pass
+    if v in _STATUS_ALIASES:
+        return _STATUS_ALIASES[v]
+    raise ValueError(
+        f"unknown status {value!r}; statuses are: {', '.join(s.value for s in Status)}"
+    )
+
+
+_PRIORITY_WORDS = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}
+
+
+def parse_priority(value: str | int) -> int:
+    if isinstance(value, bool):
+        raise ValueError("priority must be P0, P1, P2 or P3")
+    if isinstance(value, int):
+        n = value
+    else:
+        v = value.strip().lower()
+        if v in _PRIORITY_WORDS:
+            return _PRIORITY_WORDS[v]
+        m = re.fullmatch(r"p?([0-9]+)", v)
+        if not m:
+            raise ValueError(f"priority must be P0, P1, P2 or P3 (got {value!r})")
+        n = int(m.group(1))
+    if not 0 <= n <= 3:
+        raise ValueError(f"priority must be P0, P1, P2 or P3 (got {value!r})")
+    return n
+
+
+def format_priority(p: int) -> str:
+    return f"P{p}"
+
+
+ActorKind = Literal["operator", "agent", "system", "git"]
+
+
+class Actor(BaseModel):
+    """Who made a change. Operators act from the CLI or the bot; agents through the gateway."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ActorKind
+    name: str = ""
+    agent_id: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == "operator"
+
+    @classmethod
+    def operator(cls, name: str = "") -> Actor:
+        return cls(kind="operator", name=name)
+
+    @classmethod
+    def agent(cls, name: str, agent_id: int) -> Actor:
+        return cls(kind="agent", name=name, agent_id=agent_id)
+
+
+SYSTEM = Actor(kind="system")
+
+KEY_RE = re.compile(r"^(?:([A-Za-z][A-Za-z0-9]{0,9})-)?(\d{1,12})$")
+
+
+def parse_key(key: str, prefix: str) -> int | None:
+    """`OB-12`, `ob-12` or `12` -> 12; None when it is not a key with this prefix."""
+    m = KEY_RE.match(key.strip())
+    if not m:
+        return None
+    if m.group(1) and m.group(1).upper() != prefix:
+        return None
+    return int(m.group(2))
+
+
+class Task(BaseModel):
+    key: str
+    number: int
+    title: str
+    repo: str | None
+    status: Status
+    status_at: datetime
+    lane: Lane | None
+    priority: int
+    trigger: str | None
+    trigger_on: date | None
+    steps: list[str]
+    risks: list[str]
+    notes: str
+    findings: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    rejected_reason: str | None
+    lease_holder: str | None
+    lease_expires_at: datetime | None
+    epoch: int
+    expiries: int
+    blocked_by: list[str]
+    completed_by: str | None
+    completed_at: datetime | None
+    commits: list[str]
+    completion_note: str | None
+    verified_at: datetime | None
+    base_sha: str | None
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blocked_by) and self.status in (Status.OPEN, Status.DRAFT)
+
+    @property
+    def display_status(self) -> str:
+        return "blocked" if self.blocked else self.status.value
+
+
+class Event(BaseModel):
+    id: int
+    task_key: str | None
+    at: datetime
+    actor: str
+    kind: str
+    details: dict[str, Any]

@@ -1,0 +1,125 @@
+"""Configuration from the environment and `.env` (every setting is listed in .env.example)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "OB_"
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the variable and what is wrong."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset = start the embedded server under data_dir"
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("ob")),
+        description="where the embedded PostgreSQL keeps its data",
+    )
+    key_prefix: str = Field("OB", description="task keys look like OB-12")
+    timezone: str = Field("UTC", description="operator's time zone (IANA name)")
+    lease_ttl: int = Field(1800, ge=10, le=86_400, description="lease length in seconds")
+    max_expiries: int = Field(3, ge=1, le=100, description="expiries before requires_decision")
+    auto_approve_prerequisites: bool = Field(
+        False, description="hand-off prerequisites skip the approval gate"
+    )
+    bot_token: SecretStr | None = Field(None, description="Telegram bot token; unset = no bot")
+    operator_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Telegram user ids allowed to use the bot"
+    )
+    telegram_api_url: str = Field("https://api.telegram.org", description="Bot API base URL")
+    digest_at: time = Field(time(8, 0), description="local time of the daily digest (HH:MM)")
+    gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
+    gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
+    max_request_bytes: int = Field(256 * 1024, ge=1024, description="largest gateway request")
+    repo_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="folders scanned for git repositories (comma-separated)"
+    )
+    reconcile_every: int = Field(300, ge=10, description="seconds between git reconciliations")
+    sweep_every: int = Field(30, ge=1, description="seconds between lease-expiry sweeps")
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", v):
+            raise ValueError("must be 1-10 letters or digits, starting with a letter (e.g. OB)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name such as Europe/Berlin"
+            ) from None
+        return v
+
+    @field_validator("operator_ids", mode="before")
+    @classmethod
+    def _ids(cls, v: object) -> object:
+        if isinstance(v, str):
+            parts = [p.strip() for p in v.split(",") if p.strip()]
+            bad = [p for p in parts if not p.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"not numeric Telegram user ids: {', '.join(bad)}")
+            return [int(p) for p in parts]
+        return v
+
+    @field_validator("repo_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [Path(p.strip()).expanduser() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        if v is not None and not re.match(r"^postgres(ql)?://", v):
+            raise ValueError("must start with postgresql:// (e.g. postgresql://user@host:5432/ob)")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def describe_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        name = ENV_PREFIX + "_".join(str(p) for p in e["loc"]).upper()
+        lines.append(f"{name}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise SettingsError(describe_error(err)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

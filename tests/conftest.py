@@ -1,0 +1,94 @@
+"""Test fixtures: a real PostgreSQL (OB_TEST_DATABASE_URL, else an embedded server), one fresh
+migrated database per session, emptied between tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ob.core.backlog import Backlog
+from ob.core.db import create_pool
+from ob.core.migrate import migrate
+from ob.settings import Settings, load_settings
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL: the system server from OB_TEST_DATABASE_URL, or an embedded one."""
+    url = os.environ.get("OB_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from ob.core.embedded import start_embedded
+
+    server = start_embedded(tmp_path_factory.mktemp("embedded"))
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+async def create_database(admin_url: str) -> str:
+    """A fresh empty database on the test server; returns its URL."""
+    name = "ob_test_" + secrets.token_hex(4)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"create database {name}")
+    finally:
+        await conn.close()
+    return database_url(admin_url, name)
+
+
+def database_url(admin_url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?", 1)[0]
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"drop database if exists {name} with (force)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def db_url(admin_url: str) -> AsyncIterator[str]:
+    url = await create_database(admin_url)
+    await migrate(url)
+    yield url
+    await drop_database(admin_url, url)
+
+
+@pytest.fixture(scope="session")
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_url, max_size=40)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return load_settings(database_url=db_url, data_dir=tmp_path, _env_file=None)
+
+
+@pytest.fixture
+async def clean(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    async with pool.acquire() as conn:
+        tables = await conn.fetchval(
+            "select string_agg(quote_ident(tablename), ', ') from pg_tables"
+            " where schemaname = 'public' and tablename <> 'schema_migrations'"
+        )
+        await conn.execute(f"truncate {tables} restart identity cascade")
+        await conn.execute("alter sequence task_number_seq restart")
+    yield
+
+
+@pytest.fixture
+async def backlog(pool: asyncpg.Pool, settings: Settings, clean: None) -> Backlog:
+    return Backlog(pool, settings)
