@@ -16,6 +16,7 @@ from ob.core.db import create_pool
 from ob.core.migrate import migrate
 from ob.settings import Settings, load_settings
 
+
 @pytest.fixture(scope="session")
 def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A superuser URL: the system server from OB_TEST_DATABASE_URL, or an embedded one."""

@@ -120,7 +120,11 @@ async def test_edit_records_a_diff(backlog: Backlog) -> None:
     assert (task.title, task.priority, task.steps) == ("y", 0, ["a", "b"])
     ev = (await backlog.history("OB-1"))[-1]
     assert ev.kind == "edited"
-    assert ev.details["changes"] == {"title": ["x", "y"], "priority": [2, 0], "steps": [["a"], ["a", "b"]]}
+    assert ev.details["changes"] == {
+        "title": ["x", "y"],
+        "priority": [2, 0],
+        "steps": [["a"], ["a", "b"]],
+    }
 
 
 async def test_edit_without_change_writes_no_event(backlog: Backlog) -> None:
@@ -156,7 +160,9 @@ async def test_new_task_cannot_carry_key_or_status(backlog: Backlog) -> None:
 
 
 async def test_list_filters(backlog: Backlog) -> None:
-    await backlog.file(make_spec(title="Fix login timeout", repo="web", priority=1), OP, lane=Lane.AUTONOMOUS)
+    await backlog.file(
+        make_spec(title="Fix login timeout", repo="web", priority=1), OP, lane=Lane.AUTONOMOUS
+    )
     await backlog.file(make_spec(title="Tune pool", repo="api", notes="pgbouncer limits"), OP)
     await backlog.file(make_spec(title="Agent idea"), CODEX)
     await backlog.file(make_spec(title="Dropped"), OP)
@@ -164,7 +170,12 @@ async def test_list_filters(backlog: Backlog) -> None:
 
     keys = lambda ts: [t.key for t in ts]  # noqa: E731
     assert keys(await backlog.list()) == ["OB-1", "OB-2", "OB-3"]
-    assert keys(await backlog.list(TaskFilter(include_closed=True))) == ["OB-1", "OB-2", "OB-3", "OB-4"]
+    assert keys(await backlog.list(TaskFilter(include_closed=True))) == [
+        "OB-1",
+        "OB-2",
+        "OB-3",
+        "OB-4",
+    ]
     assert keys(await backlog.list(TaskFilter(status=[Status.DRAFT]))) == ["OB-3"]
     assert keys(await backlog.list(TaskFilter(lane=[Lane.TRIAGE]))) == ["OB-2"]
     assert keys(await backlog.list(TaskFilter(repo="web"))) == ["OB-1"]

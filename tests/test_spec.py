@@ -151,8 +151,10 @@ line_text = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=0, max_size=60
 )
 multi_text = st.lists(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"), max_size=40)
-    .map(lambda s: "".join(c for c in s if c in "\t" or not (ord(c) < 32 or 127 <= ord(c) < 160))),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+        max_size=40,
+    ).map(lambda s: "".join(c for c in s if c in "\t" or not (ord(c) < 32 or 127 <= ord(c) < 160))),
     max_size=6,
 ).map("\n".join)
 repo_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,20}", fullmatch=True)
@@ -181,7 +183,9 @@ def specs(draw: st.DrawFn) -> Spec:
         raise
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=400, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 @given(specs())
 def test_parse_render_round_trip(spec: Spec) -> None:
     assert parse(render(spec)) == spec

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
 import typer
@@ -47,8 +48,15 @@ def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
 
 
 def run(coro: Awaitable[T]) -> T:
-    try:
+    with reported():
         return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn the backlog's typed errors into one plain line on stderr and an exit code."""
+    try:
+        yield
     except SpecError as err:
         fail("the spec is invalid:\n  " + "\n  ".join(err.problems))
     except BacklogError as err:

@@ -12,11 +12,11 @@ from typing import Annotated
 
 import typer
 
-from ob.cli.app import OPERATOR, fail, run, run_backlog, settings
+from ob.cli.app import OPERATOR, fail, reported, run, run_backlog, settings
 from ob.cli.output import console, history_table, print_json, task_card, task_table
 from ob.core.backlog import Backlog
 from ob.core.models import Lane, parse_lane, parse_status
-from ob.core.spec import make_spec, parse
+from ob.core.spec import Spec, make_spec, parse
 from ob.core.tasks import TaskFilter
 
 app = typer.Typer(
@@ -44,13 +44,17 @@ def _lane(value: str | None) -> Lane | None:
         raise typer.BadParameter(str(err)) from None
 
 
-def _read_spec_text(path: Path) -> str:
+def _read_spec(path: Path) -> Spec:
+    """A text-form spec from a file, or from stdin for '-'."""
     if str(path) == "-":
-        return sys.stdin.read()
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        fail(f"cannot read {path}: {err}")
+        text = sys.stdin.read()
+    else:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            fail(f"cannot read {path}: {err}")
+    with reported():
+        return parse(text)
 
 
 # ----------------------------------------------------------------- setup
@@ -145,7 +149,7 @@ def add(
     if file is not None:
         if title or step or risk:
             fail("give either --file or a title with flags, not both")
-        spec = parse(_read_spec_text(file))
+        spec = _read_spec(file)
         overrides = {
             k: v
             for k, v in {
@@ -158,20 +162,22 @@ def add(
             if v is not None
         }
         if overrides:
-            spec = make_spec(**{**spec.model_dump(), **overrides})
+            with reported():
+                spec = make_spec(**{**spec.model_dump(), **overrides})
     elif title is None:
         fail('give a title (ob add "Fix the login timeout") or a spec with --file')
     else:
-        spec = make_spec(
-            title=title,
-            repo=repo,
-            priority=priority or 2,
-            trigger=trigger,
-            trigger_on=trigger_on,
-            steps=step or [],
-            risks=risk or [],
-            notes=notes or "",
-        )
+        with reported():
+            spec = make_spec(
+                title=title,
+                repo=repo,
+                priority=priority or 2,
+                trigger=trigger,
+                trigger_on=trigger_on,
+                steps=step or [],
+                risks=risk or [],
+                notes=notes or "",
+            )
     chosen_lane = _lane(lane)
 
     async def main(b: Backlog) -> None:
@@ -345,7 +351,7 @@ def edit(
         }.items()
         if v is not None
     }
-    spec = parse(_read_spec_text(file)) if file is not None else None
+    spec = _read_spec(file) if file is not None else None
     if spec is None and not changes:
         fail("nothing to change; give flags such as --title or --priority, or --file")
 
@@ -390,3 +396,7 @@ def spec_cmd(key: KeyArg) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
