@@ -93,3 +93,23 @@ async def clean(pool: asyncpg.Pool) -> AsyncIterator[None]:
 @pytest.fixture
 async def backlog(pool: asyncpg.Pool, settings: Settings, clean: None) -> Backlog:
     return Backlog(pool, settings)
+
+
+@pytest.fixture
+def leases(backlog: Backlog):
+    from ob.core.leases import Leases
+
+    return Leases(backlog)
+
+
+@pytest.fixture
+def make_agent(pool: asyncpg.Pool, clean: None):
+    """Register an agent; returns (actor, token)."""
+    from ob.core.agents import add_agent, authenticate
+    from ob.core.models import Actor
+
+    async def make(name: str, **kw):
+        _, token = await add_agent(pool, name, Actor.operator("test"), **kw)
+        return await authenticate(pool, token), token
+
+    return make
