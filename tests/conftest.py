@@ -113,3 +113,13 @@ def make_agent(pool: asyncpg.Pool, clean: None):
         return await authenticate(pool, token), token
 
     return make
+
+
+@pytest.fixture
+async def gateway(backlog: Backlog):
+    """The agent gateway over a real socket; yields its base URL."""
+    from ob.gateway.app import create_app
+    from ob.gateway.server import serving
+
+    async with serving(create_app(backlog), "127.0.0.1", 0) as url:
+        yield url

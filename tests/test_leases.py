@@ -29,7 +29,9 @@ async def file(backlog: Backlog, title: str, lane: Lane = Lane.AUTONOMOUS, **kw)
     return (await backlog.file(make_spec(title=title, **kw), OP, lane=lane)).key
 
 
-async def test_claim_by_priority_then_age_in_agent_lanes(backlog: Backlog, leases: Leases, make_agent) -> None:
+async def test_claim_by_priority_then_age_in_agent_lanes(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
     codex, _ = await make_agent("codex")
     await file(backlog, "triage only", Lane.TRIAGE)
     await file(backlog, "decision only", Lane.DECISION, priority=0)
@@ -41,7 +43,9 @@ async def test_claim_by_priority_then_age_in_agent_lanes(backlog: Backlog, lease
     assert await leases.claim(codex) is None
 
 
-async def test_claim_respects_repos_and_trigger_dates(backlog: Backlog, leases: Leases, make_agent) -> None:
+async def test_claim_respects_repos_and_trigger_dates(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
     codex, _ = await make_agent("codex")
     await file(backlog, "later", trigger_on="2999-01-01")
     web = await file(backlog, "web", repo="web")
@@ -61,7 +65,12 @@ async def test_lease_fields_and_events(backlog: Backlog, leases: Leases, make_ag
     assert hb.lease_expires_at >= lease.lease_expires_at
     done = await leases.complete(key, codex, 1, commits=["ABCDEF1"], note="shipped")
     assert done.status is Status.DONE and done.commits == ["abcdef1"] and done.verified_at is None
-    assert [e.kind for e in await backlog.history(key)] == ["filed", "claimed", "heartbeat", "completed"]
+    assert [e.kind for e in await backlog.history(key)] == [
+        "filed",
+        "claimed",
+        "heartbeat",
+        "completed",
+    ]
     assert [e.actor for e in await backlog.history(key)][1:] == ["agent:codex"] * 3
 
 
@@ -108,7 +117,9 @@ async def test_stale_holder_is_refused_everywhere(
     assert await pool.fetchval("select count(*) from tasks where status = 'open'") == 0
 
 
-async def test_expired_own_lease_is_refused(backlog: Backlog, leases: Leases, make_agent, pool) -> None:
+async def test_expired_own_lease_is_refused(
+    backlog: Backlog, leases: Leases, make_agent, pool
+) -> None:
     codex, _ = await make_agent("codex")
     key = await file(backlog, "x")
     await leases.claim(codex)
@@ -132,7 +143,9 @@ async def test_attempts_exhausted_go_to_the_operator(
     assert kinds == ["lease_expired", "lease_expired", "attempts_exhausted"]
 
 
-async def test_sweep_records_expiries_once(backlog: Backlog, leases: Leases, make_agent, pool) -> None:
+async def test_sweep_records_expiries_once(
+    backlog: Backlog, leases: Leases, make_agent, pool
+) -> None:
     codex, _ = await make_agent("codex")
     key = await file(backlog, "x")
     await leases.claim(codex)
@@ -142,10 +155,17 @@ async def test_sweep_records_expiries_once(backlog: Backlog, leases: Leases, mak
     task = await backlog.get(key)
     assert task.status is Status.OPEN and task.lease_holder is None and task.expiries == 1
     assert (await leases.claim(codex)).epoch == 2
-    assert [e.kind for e in await backlog.history(key)] == ["filed", "claimed", "expired", "claimed"]
+    assert [e.kind for e in await backlog.history(key)] == [
+        "filed",
+        "claimed",
+        "expired",
+        "claimed",
+    ]
 
 
-async def test_investigations_end_with_findings(backlog: Backlog, leases: Leases, make_agent, pool) -> None:
+async def test_investigations_end_with_findings(
+    backlog: Backlog, leases: Leases, make_agent, pool
+) -> None:
     codex, _ = await make_agent("codex")
     key = await file(backlog, "why slow?", Lane.INVESTIGATION)
     lease = await leases.claim(codex)
@@ -182,12 +202,27 @@ async def test_handoff_chain_across_two_agents(
     await leases.complete(key, claude, again.epoch)
     assert (await backlog.get(key)).status is Status.DONE
     kinds = [r["kind"] for r in await pool.fetch("select kind from outbox order by id")]
-    assert kinds == ["draft_filed", "handoff", "task_decided", "task_completed", "task_unblocked", "task_completed"]
+    assert kinds == [
+        "draft_filed",
+        "handoff",
+        "task_decided",
+        "task_completed",
+        "task_unblocked",
+        "task_completed",
+    ]
     assert [e.kind for e in await backlog.history(key)] == [
-        "filed", "claimed", "handed_off", "unblocked", "claimed", "completed"]
+        "filed",
+        "claimed",
+        "handed_off",
+        "unblocked",
+        "claimed",
+        "completed",
+    ]
 
 
-async def test_handoff_with_auto_approved_prerequisites(backlog: Backlog, leases: Leases, make_agent) -> None:
+async def test_handoff_with_auto_approved_prerequisites(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
     backlog.settings.auto_approve_prerequisites = True
     codex, _ = await make_agent("codex")
     key = await file(backlog, "x")
@@ -202,7 +237,9 @@ async def test_operators_are_not_agents(leases: Leases, backlog: Backlog) -> Non
         await leases.claim(OP)
 
 
-async def test_rejecting_a_claimed_task_fences_the_holder(backlog: Backlog, leases: Leases, make_agent) -> None:
+async def test_rejecting_a_claimed_task_fences_the_holder(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
     codex, _ = await make_agent("codex")
     key = await file(backlog, "x")
     lease = await leases.claim(codex)

@@ -98,13 +98,22 @@ async def list_agents(pool: asyncpg.Pool, prefix: str) -> list[AgentInfo]:
     out = []
     for r in rows:
         holding = [
-            HeldTask(key=f"{prefix}-{h['number']}", title=h["title"], epoch=h["epoch"],
-                     lease_expires_at=h["lease_expires_at"])
+            HeldTask(
+                key=f"{prefix}-{h['number']}",
+                title=h["title"],
+                epoch=h["epoch"],
+                lease_expires_at=h["lease_expires_at"],
+            )
             for h in r["holding"]
         ]
         out.append(
-            AgentInfo(name=r["name"], created_at=r["created_at"], revoked_at=r["revoked_at"],
-                      git_emails=r["git_emails"], holding=holding)
+            AgentInfo(
+                name=r["name"],
+                created_at=r["created_at"],
+                revoked_at=r["revoked_at"],
+                git_emails=r["git_emails"],
+                holding=holding,
+            )
         )
     return out
 

@@ -233,23 +233,38 @@ class Leases:
             # instead of to us; then we look again.
             for _ in range(20):
                 row = await conn.fetchrow(
-                    CLAIM_SQL, agent_id, ttl, self.settings.max_expiries, str(actor),
-                    self.prefix, self._today(), repos or None,
+                    CLAIM_SQL,
+                    agent_id,
+                    ttl,
+                    self.settings.max_expiries,
+                    str(actor),
+                    self.prefix,
+                    self._today(),
+                    repos or None,
                 )
                 if row is None:
                     return None
                 if not row["exhausted"]:
                     task = task_from_row(row, self.prefix)
-                    return Lease(key=task.key, epoch=task.epoch,
-                                 lease_expires_at=task.lease_expires_at, task=task)
+                    return Lease(
+                        key=task.key,
+                        epoch=task.epoch,
+                        lease_expires_at=task.lease_expires_at,
+                        task=task,
+                    )
         return None
 
     async def sweep(self, limit: int = 100) -> int:
         """Record expired leases (events + operator notices); returns how many."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                SWEEP_SQL, None, self.settings.lease_ttl, self.settings.max_expiries,
-                "system", self.prefix, limit,
+                SWEEP_SQL,
+                None,
+                self.settings.lease_ttl,
+                self.settings.max_expiries,
+                "system",
+                self.prefix,
+                limit,
             )
         return len(rows)
 
@@ -265,8 +280,11 @@ class Leases:
         )
         if row is None:
             raise await self._refusal(number, actor, epoch, "heartbeat")
-        return Heartbeat(key=f"{self.prefix}-{number}", epoch=row["epoch"],
-                         lease_expires_at=row["lease_expires_at"])
+        return Heartbeat(
+            key=f"{self.prefix}-{number}",
+            epoch=row["epoch"],
+            lease_expires_at=row["lease_expires_at"],
+        )
 
     async def complete(
         self,
@@ -297,8 +315,13 @@ class Leases:
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None:
                 raise await self._refusal(number, actor, epoch, "release")
-            await events.record(conn, task_id, actor, "released",
-                                {"epoch": epoch, "reason": (reason or "").strip()[:1000] or None})
+            await events.record(
+                conn,
+                task_id,
+                actor,
+                "released",
+                {"epoch": epoch, "reason": (reason or "").strip()[:1000] or None},
+            )
             return await fetch_task(conn, task_id, self.prefix)
 
     async def findings(self, key: str, actor: Actor, epoch: int, text: str) -> Task:
@@ -317,15 +340,25 @@ class Leases:
                        findings = ltrim(t.findings || E'\\n\\n' || $4::text, E'\\n'),
                        status_at = now(), updated_at = now()
                     where {_FENCE} and t.lane = 'requires_investigation' returning t.id""",
-                number, agent_id, epoch, f"[{actor.name}] {text}",
+                number,
+                agent_id,
+                epoch,
+                f"[{actor.name}] {text}",
             )
             if task_id is None:
-                raise await self._refusal(number, actor, epoch, "report findings on",
-                                          want=Lane.INVESTIGATION)
+                raise await self._refusal(
+                    number, actor, epoch, "report findings on", want=Lane.INVESTIGATION
+                )
             key = f"{self.prefix}-{number}"
-            await events.record(conn, task_id, actor, "findings", {"text": text[:2000]},
-                                notify="findings_reported",
-                                payload={"key": key, "by": str(actor), "text": text[:2000]})
+            await events.record(
+                conn,
+                task_id,
+                actor,
+                "findings",
+                {"text": text[:2000]},
+                notify="findings_reported",
+                payload={"key": key, "by": str(actor), "text": text[:2000]},
+            )
             return await fetch_task(conn, task_id, self.prefix)
 
     async def handoff(
@@ -341,9 +374,7 @@ class Leases:
             raise Invalid("a prerequisite is a new task: leave out key and status")
         reason = (reason or "").strip()[:1000] or None
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "select id, repo, lane from tasks where number = $1", number
-            )
+            row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None or row is None:
                 raise await self._refusal(number, actor, epoch, "hand off")
@@ -351,7 +382,10 @@ class Leases:
                 prerequisite = prerequisite.model_copy(update={"repo": row["repo"]})
             auto = self.settings.auto_approve_prerequisites
             prereq_id = await self.backlog._insert(
-                conn, prerequisite, actor, approve=auto,
+                conn,
+                prerequisite,
+                actor,
+                approve=auto,
                 lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
                 event_details={"prerequisite_of": f"{self.prefix}-{number}"},
             )
@@ -359,12 +393,25 @@ class Leases:
                 "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
             )
             prereq = await fetch_task(conn, prereq_id, self.prefix)
-            details = {"epoch": epoch, "prerequisite": prereq.key, "reason": reason,
-                       "prerequisite_status": prereq.status.value}
+            details = {
+                "epoch": epoch,
+                "prerequisite": prereq.key,
+                "reason": reason,
+                "prerequisite_status": prereq.status.value,
+            }
             await events.record(
-                conn, task_id, actor, "handed_off", details, notify="handoff",
-                payload={"key": f"{self.prefix}-{number}", "by": str(actor), **details,
-                         "prerequisite_title": prereq.title},
+                conn,
+                task_id,
+                actor,
+                "handed_off",
+                details,
+                notify="handoff",
+                payload={
+                    "key": f"{self.prefix}-{number}",
+                    "by": str(actor),
+                    **details,
+                    "prerequisite_title": prereq.title,
+                },
             )
             return await fetch_task(conn, task_id, self.prefix), prereq
 
@@ -375,7 +422,9 @@ class Leases:
             f"""update tasks t set status = 'open', lease_agent_id = null,
                    lease_expires_at = null, status_at = now(), updated_at = now()
                 where {_FENCE} returning t.id""",
-            number, agent_id, epoch,
+            number,
+            agent_id,
+            epoch,
         )
 
     async def _refusal(
@@ -391,8 +440,13 @@ class Leases:
         )
         if row is None:
             return NotFound(f"no task {key}")
-        details = {"key": key, "status": row["status"], "holder": row["holder"],
-                   "epoch": row["epoch"], "your_epoch": epoch}
+        details = {
+            "key": key,
+            "status": row["status"],
+            "holder": row["holder"],
+            "epoch": row["epoch"],
+            "your_epoch": epoch,
+        }
         mine = row["holder"] == actor.name and row["epoch"] == epoch
         if row["status"] == Status.CLAIMED and not mine:
             return LeaseError(
