@@ -1,4 +1,6 @@
-"""`ob serve`: the main job. Migrates, then runs every service until SIGINT/SIGTERM."""
+"""`ob serve`: the main job. Migrates, then runs the agent gateway (REST + MCP), the periodic
+jobs and, when a bot token is set, the Telegram bot, in one asyncio process until SIGINT/SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +8,26 @@ import asyncio
 import logging
 import signal
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from ob.core.backlog import Backlog
 from ob.core.db import open_database
+from ob.core.leases import Leases
+from ob.gateway.app import create_app
+from ob.gateway.server import serving
 from ob.settings import Settings
 
 log = logging.getLogger("ob.serve")
+
+
+async def sweep_expired_leases(leases: Leases) -> None:
+    try:
+        n = await leases.sweep()
+    except Exception:  # a database hiccup must not stop the scheduler
+        log.exception("lease sweep failed; will retry")
+        return
+    if n:
+        log.info("recorded %d expired lease(s)", n)
 
 
 async def serve_forever(settings: Settings) -> None:
@@ -20,8 +38,25 @@ async def serve_forever(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_database(settings) as db:
-        log.info("database ready; ob serve is running (Ctrl-C stops it)")
-        del db
-        await stop.wait()
+
+    async with open_database(settings, max_size=20) as db:
+        backlog = Backlog(db.pool, settings)
+        leases = Leases(backlog)
+        app = create_app(backlog)
+        scheduler = AsyncIOScheduler(timezone=settings.timezone)
+        scheduler.add_job(
+            sweep_expired_leases,
+            "interval",
+            seconds=settings.sweep_every,
+            args=[leases],
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        async with serving(app, settings.gateway_host, settings.gateway_port) as url:
+            scheduler.start()
+            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", url)
+            log.info("ob serve is running; Ctrl-C stops it")
+            await stop.wait()
+            scheduler.shutdown(wait=False)
     log.info("stopped")

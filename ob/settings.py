@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     digest_at: time = Field(time(8, 0), description="local time of the daily digest (HH:MM)")
     gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
     gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
+    url: str = Field("http://127.0.0.1:8765", description="gateway URL for the agent verbs")
+    agent_token: SecretStr | None = Field(None, description="this agent's gateway token")
     max_request_bytes: int = Field(256 * 1024, ge=1024, description="largest gateway request")
     repo_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="folders scanned for git repositories (comma-separated)"

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from ob.cli.agent_verbs import register as register_agent_verbs
+from ob.cli.agents_cmd import agent_app, dep_app
 from ob.cli.app import OPERATOR, fail, reported, run, run_backlog, settings
 from ob.cli.output import console, history_table, print_json, task_card, task_table
 from ob.core.backlog import Backlog
@@ -60,7 +62,7 @@ def _read_spec(path: Path) -> Spec:
 # ----------------------------------------------------------------- setup
 
 
-@app.command()
+@app.command(rich_help_panel="Setup")
 def init() -> None:
     """Set up the database (starting the embedded server if OB_DATABASE_URL is unset)."""
     from ob.core.db import resolve_url
@@ -79,7 +81,7 @@ def init() -> None:
     run(main())
 
 
-@app.command("migrate")
+@app.command("migrate", rich_help_panel="Setup")
 def migrate_cmd() -> None:
     """Apply pending database migrations (safe to run from several processes at once)."""
     from ob.core.db import resolve_url
@@ -96,7 +98,7 @@ def migrate_cmd() -> None:
     run(main())
 
 
-@app.command()
+@app.command(rich_help_panel="Setup")
 def serve() -> None:
     """Run the main job: migrations, the agent gateway, the bot and the scheduler."""
     from ob.serve import serve_forever
@@ -107,7 +109,7 @@ def serve() -> None:
 # ----------------------------------------------------------------- operator
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def add(
     title: Annotated[str | None, typer.Argument(help="One-line title.", show_default=False)] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help="Repository name.")] = None,
@@ -192,7 +194,7 @@ def add(
     run_backlog(main)
 
 
-@app.command("list")
+@app.command("list", rich_help_panel="Operator")
 def list_cmd(
     status: Annotated[
         list[str] | None, typer.Option("--status", help="draft, open, claimed, done, rejected.")
@@ -235,7 +237,7 @@ def list_cmd(
     run_backlog(main)
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def show(key: KeyArg, as_json: JsonOpt = False) -> None:
     """Show one task: its spec, status, lease and blockers."""
 
@@ -249,7 +251,7 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
     run_backlog(main)
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def approve(
     key: KeyArg,
     lane: Annotated[
@@ -273,7 +275,7 @@ def approve(
     run_backlog(main)
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def reject(
     key: KeyArg,
     reason: Annotated[
@@ -293,7 +295,7 @@ def reject(
     run_backlog(main)
 
 
-@app.command("lane")
+@app.command("lane", rich_help_panel="Operator")
 def lane_cmd(
     key: KeyArg,
     lane: Annotated[str, typer.Argument(help="triage, decision, investigation or autonomous.")],
@@ -313,7 +315,7 @@ def lane_cmd(
     run_backlog(main)
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def edit(
     key: KeyArg,
     title: Annotated[str | None, typer.Option("--title", "-t")] = None,
@@ -368,7 +370,7 @@ def edit(
     run_backlog(main)
 
 
-@app.command()
+@app.command(rich_help_panel="Operator")
 def log(key: KeyArg, as_json: JsonOpt = False) -> None:
     """Show a task's history: who did what, when."""
 
@@ -382,7 +384,7 @@ def log(key: KeyArg, as_json: JsonOpt = False) -> None:
     run_backlog(main)
 
 
-@app.command("spec")
+@app.command("spec", rich_help_panel="Operator")
 def spec_cmd(key: KeyArg) -> None:
     """Print a task in the spec text form (edit it and feed it to `ob edit KEY -f -`)."""
     from ob.core.backlog import spec_of
@@ -392,6 +394,11 @@ def spec_cmd(key: KeyArg) -> None:
         print(render(spec_of(await b.get(key))), end="")
 
     run_backlog(main)
+
+
+app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
+app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
+register_agent_verbs(app)
 
 
 def main() -> None:

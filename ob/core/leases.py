@@ -216,8 +216,8 @@ class Leases:
 
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
-        if not 10 <= ttl <= 86_400:
-            raise Invalid("lease_seconds must be between 10 and 86400")
+        if not 5 <= ttl <= 86_400:
+            raise Invalid("lease_seconds must be between 5 and 86400")
         return ttl
 
     # ------------------------------------------------------------------ claim

@@ -6,7 +6,7 @@ lane and edit answer 403 with an explanation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -22,6 +22,7 @@ from ob.core.leases import Heartbeat, Leases
 from ob.core.models import AGENT_LANES, Actor, Status, Task
 from ob.core.spec import SpecError
 from ob.core.tasks import TaskFilter
+from ob.gateway.mcp import build_mcp
 from ob.gateway.schemas import (
     ClaimRequest,
     ClaimResponse,
@@ -121,21 +122,18 @@ def problem(
     )
 
 
-def create_app(
-    backlog: Backlog,
-    *,
-    mcp_app: ASGIApp | None = None,
-    mcp_lifespan: Callable[[], Any] | None = None,
-) -> FastAPI:
+def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
+    """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp."""
     leases = Leases(backlog)
     settings = backlog.settings
+    mcp = build_mcp(backlog) if with_mcp else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if mcp_lifespan is None:
+        if mcp is None:
             yield
             return
-        async with mcp_lifespan():
+        async with mcp.lifespan():
             yield
 
     app = FastAPI(
@@ -258,6 +256,6 @@ def create_app(
             )
         return problem(404, "not_found", f"no action {action[:30]!r}")
 
-    if mcp_app is not None:
-        app.mount("/mcp", mcp_app)
+    if mcp is not None:
+        app.mount("/mcp", mcp.app)
     return app

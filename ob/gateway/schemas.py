@@ -34,7 +34,7 @@ class ClaimRequest(Body):
     repos: list[str] | None = Field(
         None, max_length=200, description="Only take tasks in these repositories."
     )
-    lease_seconds: int | None = Field(None, ge=10, le=86_400, description="Lease length.")
+    lease_seconds: int | None = Field(None, ge=5, le=86_400, description="Lease length in seconds.")
 
 
 class ClaimResponse(BaseModel):
@@ -47,7 +47,7 @@ class Fenced(Body):
 
 
 class HeartbeatRequest(Fenced):
-    lease_seconds: int | None = Field(None, ge=10, le=86_400)
+    lease_seconds: int | None = Field(None, ge=5, le=86_400)
 
 
 class ReleaseRequest(Fenced):

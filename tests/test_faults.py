@@ -1,0 +1,127 @@
+"""Faults: an agent process dies holding leases; the claim plan stays on its index."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from ob.core.backlog import Backlog
+from ob.core.leases import CLAIM_SQL
+from ob.core.models import Actor, Lane
+from ob.core.spec import make_spec
+
+OP = Actor.operator("test")
+LEASE = 5
+
+
+async def test_sigkilled_agent_leases_are_reclaimed_exactly_once(
+    gateway: str, backlog: Backlog, make_agent, pool: asyncpg.Pool
+) -> None:
+    for i in range(6):
+        await backlog.file(make_spec(title=f"task {i}"), OP, lane=Lane.AUTONOMOUS)
+    _, doomed_token = await make_agent("doomed")
+    _, rescuer_token = await make_agent("rescuer")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("agent_process.py")),
+        gateway,
+        doomed_token,
+        "4",
+        str(LEASE),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    held = []
+    assert proc.stdout is not None
+    while True:
+        line = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        if "holding" in line:
+            break
+        held.append(line["key"])
+    assert len(held) == 4
+    await asyncio.sleep(LEASE * 0.7)  # it heartbeats: its leases outlive their first TTL
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+    async with httpx.AsyncClient(
+        base_url=gateway, headers={"Authorization": f"Bearer {rescuer_token}"}
+    ) as c:
+
+        async def claim_all() -> list[dict]:
+            got = []
+            while (lease := (await c.post("/v1/claim")).json()["lease"]) is not None:
+                got.append(lease)
+            return got
+
+        first = await claim_all()
+        assert sorted(t["key"] for t in first) == [
+            "OB-5",
+            "OB-6",
+        ]  # the dead agent's are still leased
+        await asyncio.sleep(LEASE + 1)
+        reclaimed = await claim_all()
+        assert sorted(t["key"] for t in reclaimed) == sorted(held)  # each exactly once
+        assert all(t["epoch"] == 2 for t in reclaimed)
+        for t in reclaimed:
+            r = await c.post(f"/v1/tasks/{t['key']}/complete", json={"epoch": t["epoch"]})
+            assert r.status_code == 200
+    expired = await pool.fetch("select details from events where kind = 'expired' order by task_id")
+    assert [e["details"]["holder"] for e in expired] == ["doomed"] * 4
+    assert await pool.fetchval("select count(*) from events where kind = 'claimed'") == 10
+
+
+async def test_claim_plan_uses_the_ready_index_with_100k_tasks(
+    backlog: Backlog, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(
+        """insert into tasks (title, status, lane, priority, created_by, approved_by, repo)
+           select 'task ' || g,
+                  (array['open','done','done','draft','open','rejected'])[1 + g % 6],
+                  (array['autonomous_safe','requires_triage','requires_investigation',
+                         'requires_decision'])[1 + g % 4],
+                  g % 4, 'operator:test', 'operator:test', 'repo' || (g % 50)
+           from generate_series(1, 100000) g"""
+    )
+    agent_id = await pool.fetchval(
+        "insert into agents (name, token_id, token_hash) values ('x', 'abc', '') returning id"
+    )
+    await pool.execute(
+        "update tasks set status = 'claimed', lease_agent_id = $1,"
+        " lease_expires_at = now() + interval '1 hour' where status = 'open' and id % 7 = 0",
+        agent_id,
+    )
+    await pool.execute("analyze tasks")
+    await pool.execute("analyze task_deps")
+    for repos in (None, ["repo7"]):
+        async with pool.acquire() as conn:
+            plan = await conn.fetchval(
+                "explain (format json) " + CLAIM_SQL,
+                1,
+                1800,
+                3,
+                "agent:x",
+                "OB",
+                date.today(),
+                repos,
+            )
+        text = json.dumps(plan)
+        assert "tasks_ready" in text, text
+        seq_on_tasks = [
+            n
+            for n in _nodes(plan[0]["Plan"])
+            if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "tasks"
+        ]
+        assert seq_on_tasks == [], text
+
+
+def _nodes(node: dict) -> list[dict]:
+    out = [node]
+    for child in node.get("Plans", []):
+        out.extend(_nodes(child))
+    return out
