@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ob.core.backlog import Backlog
 from ob.core.db import open_database
+from ob.core.git.reconcile import Reconciler
 from ob.core.leases import Leases
 from ob.gateway.app import create_app
 from ob.gateway.server import serving
@@ -28,6 +30,24 @@ async def sweep_expired_leases(leases: Leases) -> None:
         return
     if n:
         log.info("recorded %d expired lease(s)", n)
+
+
+async def reconcile_repos(reconciler: Reconciler) -> None:
+    try:
+        summary = await reconciler.run()
+    except Exception:  # a database hiccup must not stop the scheduler
+        log.exception("reconciliation failed; will retry")
+        return
+    changed = [r for r in summary.repos if r.status == "ok"]
+    if changed or summary.verified or summary.discovered:
+        log.info(
+            "reconciled %d changed repo(s): %d closed, %d linked, %d verified, %d discovered",
+            len(changed),
+            summary.total("closed"),
+            summary.total("linked"),
+            len(summary.verified),
+            len(summary.discovered),
+        )
 
 
 async def serve_forever(settings: Settings) -> None:
@@ -53,10 +73,29 @@ async def serve_forever(settings: Settings) -> None:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            reconcile_repos,
+            "interval",
+            seconds=settings.reconcile_every,
+            args=[Reconciler(db.pool, settings, concurrency=4)],
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        bot = None
+        if settings.bot_token is not None:
+            from ob.bot.app import BotRunner
+
+            bot = BotRunner(settings, backlog, db.url, scheduler)
         async with serving(app, settings.gateway_host, settings.gateway_port) as url:
+            if bot is not None:
+                await bot.start()
             scheduler.start()
             log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", url)
             log.info("ob serve is running; Ctrl-C stops it")
             await stop.wait()
             scheduler.shutdown(wait=False)
+            if bot is not None:
+                await bot.stop()
     log.info("stopped")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     )
     telegram_api_url: str = Field("https://api.telegram.org", description="Bot API base URL")
     digest_at: time = Field(time(8, 0), description="local time of the daily digest (HH:MM)")
+    digest_grace: int = Field(
+        6 * 3600, ge=0, le=86_399, description="seconds a missed digest may still be sent late"
+    )
     gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
     gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
     url: str = Field("http://127.0.0.1:8765", description="gateway URL for the agent verbs")
@@ -54,6 +57,9 @@ class Settings(BaseSettings):
         default_factory=list, description="folders scanned for git repositories (comma-separated)"
     )
     reconcile_every: int = Field(300, ge=10, description="seconds between git reconciliations")
+    unverified_days: int = Field(
+        3, ge=0, le=365, description="days after which an unverified completion is flagged"
+    )
     sweep_every: int = Field(30, ge=1, description="seconds between lease-expiry sweeps")
 
     @field_validator("key_prefix")

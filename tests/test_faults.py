@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from ob.core.backlog import Backlog
-from ob.core.leases import CLAIM_SQL
+from ob.core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL
 from ob.core.models import Actor, Lane
 from ob.core.spec import make_spec
 
@@ -98,18 +98,10 @@ async def test_claim_plan_uses_the_ready_index_with_100k_tasks(
     )
     await pool.execute("analyze tasks")
     await pool.execute("analyze task_deps")
-    for repos in (None, ["repo7"]):
+    args = [1, 1800, 3, "agent:x", "OB", date.today()]
+    for sql, extra in ((CLAIM_SQL, []), (CLAIM_IN_REPOS_SQL, [["repo7"]])):
         async with pool.acquire() as conn:
-            plan = await conn.fetchval(
-                "explain (format json) " + CLAIM_SQL,
-                1,
-                1800,
-                3,
-                "agent:x",
-                "OB",
-                date.today(),
-                repos,
-            )
+            plan = await conn.fetchval("explain (format json) " + sql, *args, *extra)
         text = json.dumps(plan)
         assert "tasks_ready" in text, text
         seq_on_tasks = [

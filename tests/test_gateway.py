@@ -73,9 +73,14 @@ async def test_auth_failures(
         assert (await c.post("/v1/claim")).status_code == 401
     async with client(gateway, "nonsense") as c:
         assert "malformed" in (await c.post("/v1/claim")).json()["message"]
-    await revoke_agent(pool, "codex", OP)
     async with client(gateway, token) as c:
-        r = await c.post("/v1/claim")
+        assert (await c.get("/v1/me")).status_code == 200  # now cached by the gateway
+        await revoke_agent(pool, "codex", OP)
+        for _ in range(50):  # the revocation NOTIFY clears the cache within moments
+            r = await c.post("/v1/claim")
+            if r.status_code == 401:
+                break
+            await asyncio.sleep(0.02)
         assert r.status_code == 401 and "revoked" in r.json()["message"]
 
 

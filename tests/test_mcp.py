@@ -17,38 +17,40 @@ async def test_mcp_work_loop(gateway: str, backlog: Backlog, make_agent) -> None
     _, token = await make_agent("claude-code")
     await backlog.file(make_spec(title="ship it", steps=["a"]), OP, lane=Lane.AUTONOMOUS)
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    async with streamable_http_client(f"{gateway}/mcp/", http_client=http) as (read, write, *_):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = {t.name: t for t in (await session.list_tools()).tools}
-            assert {
-                "claim_next",
-                "heartbeat",
-                "complete_task",
-                "release_task",
-                "report_findings",
-                "hand_off",
-                "file_draft",
-                "show_task",
-                "list_ready",
-            } <= set(tools)
-            assert (
-                "epoch" in tools["complete_task"].description
-                or "epoch" in tools["complete_task"].input_schema["properties"]
-            )
-            res = await session.call_tool("claim_next", {})
-            assert not res.is_error, res
-            lease = res.structured_content["lease"]
-            assert lease["key"] == "OB-1" and lease["epoch"] == 1
-            res = await session.call_tool("complete_task", {"key": "OB-1", "epoch": 7})
-            assert res.is_error
-            assert "stale" in res.content[0].text or "lease_refused" in res.content[0].text
-            res = await session.call_tool(
-                "complete_task", {"key": "OB-1", "epoch": 1, "commits": ["abc1234"]}
-            )
-            assert not res.is_error and res.structured_content["status"] == "done"
-            res = await session.call_tool("file_draft", {"spec": "Idea\nfoo: bar"})
-            assert res.is_error and "unknown field 'foo'" in res.content[0].text
+    async with (
+        streamable_http_client(f"{gateway}/mcp/", http_client=http) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        assert {
+            "claim_next",
+            "heartbeat",
+            "complete_task",
+            "release_task",
+            "report_findings",
+            "hand_off",
+            "file_draft",
+            "show_task",
+            "list_ready",
+        } <= set(tools)
+        assert (
+            "epoch" in tools["complete_task"].description
+            or "epoch" in tools["complete_task"].input_schema["properties"]
+        )
+        res = await session.call_tool("claim_next", {})
+        assert not res.is_error, res
+        lease = res.structured_content["lease"]
+        assert lease["key"] == "OB-1" and lease["epoch"] == 1
+        res = await session.call_tool("complete_task", {"key": "OB-1", "epoch": 7})
+        assert res.is_error
+        assert "stale" in res.content[0].text or "lease_refused" in res.content[0].text
+        res = await session.call_tool(
+            "complete_task", {"key": "OB-1", "epoch": 1, "commits": ["abc1234"]}
+        )
+        assert not res.is_error and res.structured_content["status"] == "done"
+        res = await session.call_tool("file_draft", {"spec": "Idea\nfoo: bar"})
+        assert res.is_error and "unknown field 'foo'" in res.content[0].text
     task = await backlog.get("OB-1")
     assert task.completed_by == "agent:claude-code"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -47,9 +48,16 @@ def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
     return run(main())
 
 
-def run(coro: Awaitable[T]) -> T:
-    with reported():
-        return asyncio.run(coro)  # type: ignore[arg-type]
+def run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
+    """Run a coroutine to completion; `fast_loop` uses uvloop where it is installed."""
+    loop_factory = None
+    if fast_loop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+    with reported(), asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -16,6 +16,8 @@ from ob.cli.agent_verbs import register as register_agent_verbs
 from ob.cli.agents_cmd import agent_app, dep_app
 from ob.cli.app import OPERATOR, fail, reported, run, run_backlog, settings
 from ob.cli.output import console, history_table, print_json, task_card, task_table
+from ob.cli.repo_cmd import register as register_git_commands
+from ob.cli.repo_cmd import show_unverified
 from ob.core.backlog import Backlog
 from ob.core.models import Lane, parse_lane, parse_status
 from ob.core.spec import Spec, make_spec, parse
@@ -103,7 +105,7 @@ def serve() -> None:
     """Run the main job: migrations, the agent gateway, the bot and the scheduler."""
     from ob.serve import serve_forever
 
-    run(serve_forever(settings()))
+    run(serve_forever(settings()), fast_loop=True)
 
 
 # ----------------------------------------------------------------- operator
@@ -209,9 +211,14 @@ def list_cmd(
         bool, typer.Option("--all", "-a", help="Include done and rejected tasks.")
     ] = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+    unverified: Annotated[
+        bool, typer.Option("--unverified", help="Done tasks git has not confirmed yet.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks (open work by default), by priority then age."""
+    if unverified:
+        return show_unverified(as_json, limit)
     try:
         flt = TaskFilter(
             status=[parse_status(s) for s in status] if status else None,
@@ -399,6 +406,7 @@ def spec_cmd(key: KeyArg) -> None:
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_agent_verbs(app)
+register_git_commands(app)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from ob.core.models import Actor
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 TOKEN_RE = re.compile(r"^ob_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+AGENTS_CHANNEL = "ob_agents"  # NOTIFY on revocation: gateways drop their cached tokens
 
 
 class Unauthorized(BacklogError):
@@ -136,6 +137,7 @@ async def revoke_agent(pool: asyncpg.Pool, name: str, actor: Actor) -> int:
         for r in released:
             await events.record(conn, r["id"], actor, "lease_revoked", {"agent": name})
         await events.record(conn, None, actor, "agent_revoked", {"agent": name})
+        await conn.execute("select pg_notify($1, $2)", AGENTS_CHANNEL, name)
         return len(released)
 
 

@@ -14,6 +14,7 @@ import asyncpg
 
 from ob.core import events
 from ob.core.errors import Forbidden, Invalid, InvalidTransition
+from ob.core.git.base import record_base
 from ob.core.models import Actor, Event, Lane, Status, Task
 from ob.core.spec import Spec, SpecError, make_spec
 from ob.core.tasks import TaskFilter, fetch_task, list_tasks, task_id_for_key
@@ -35,11 +36,20 @@ class Backlog:
         self.pool = pool
         self.settings = settings
         self.prefix = settings.key_prefix
+        self._waker = events.Waker(pool)
+
+    async def wake(self) -> None:
+        """Wake the notifier after a committed change that wrote outbox rows."""
+        await self._waker.wake()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+    async def transaction(self, *, wake: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction; with `wake`, the notifier is woken once it has committed."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                yield conn
+            if wake:
+                await self.wake()
 
     async def _locked(self, conn: asyncpg.Connection, key: str) -> asyncpg.Record:
         task_id = await task_id_for_key(conn, key, self.prefix)
@@ -56,7 +66,7 @@ class Backlog:
         """Operator-filed tasks are open in a lane at once; anything an agent files is a draft."""
         if spec.key or spec.status:
             raise Invalid("a new task has no key or status yet; remove those lines from the spec")
-        async with self._tx() as conn:
+        async with self.transaction(wake=not actor.is_operator) as conn:
             task_id = await self._insert(conn, spec, actor, lane=lane)
             return await fetch_task(conn, task_id, self.prefix)
 
@@ -94,6 +104,8 @@ class Backlog:
             str(actor),
             str(actor) if approved else None,
         )
+        if approved and spec.repo:  # the plan is approved against the repo's HEAD (drift)
+            await record_base(conn, row["id"], spec.repo)
         details = {
             "status": "open" if approved else "draft",
             "lane": lane.value if lane else None,
@@ -116,7 +128,7 @@ class Backlog:
 
     async def approve(self, key: str, actor: Actor, lane: Lane | None = None) -> Task:
         require_operator(actor, "approve tasks")
-        async with self._tx() as conn:
+        async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
             if row["status"] != Status.DRAFT:
                 raise self._not_a_draft(row, "approve")
@@ -128,13 +140,14 @@ class Backlog:
                 lane,
                 str(actor),
             )
+            await record_base(conn, row["id"], row["repo"])
             await self._decided(conn, row, actor, "approved", {"lane": lane.value})
             return await fetch_task(conn, row["id"], self.prefix)
 
     async def reject(self, key: str, actor: Actor, reason: str | None = None) -> Task:
         require_operator(actor, "reject tasks")
         reason = (reason or "").strip()[:1000] or None
-        async with self._tx() as conn:
+        async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "reject")
@@ -150,7 +163,7 @@ class Backlog:
 
     async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
         require_operator(actor, "change lanes")
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             row = await self._locked(conn, key)
             if row["status"] == Status.DRAFT:
                 raise InvalidTransition(
@@ -219,7 +232,7 @@ class Backlog:
             raise Invalid(
                 f"cannot edit {', '.join(sorted(unknown))}; editable fields: {', '.join(EDITABLE)}"
             )
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             row = await self._locked(conn, key)
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "edit")

@@ -24,6 +24,16 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached; the message says where we looked and what to check."""
 
 
+class Connection(asyncpg.Connection):
+    """Pool connections skip asyncpg's reset query on release (one round trip per use).
+
+    Nothing here keeps session state on pooled connections: listeners use their own
+    connections and migrations their own; an open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -32,7 +42,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=60,
+            connection_class=Connection,
         )
     except (OSError, asyncpg.PostgresError) as err:
         raise DatabaseUnavailable(

@@ -1,16 +1,21 @@
 """The append-only event log and the notification outbox.
 
 `record` writes an event and, where the operator should hear of it, an outbox row, in one
-statement; callers run it inside the transaction of the state change it describes.
+statement; callers run it inside the transaction of the state change it describes, and call
+`Waker.wake` after that transaction commits so the notifier looks at once (it also polls).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import asyncpg
 
 from ob.core.models import Actor, Event
+
+log = logging.getLogger(__name__)
 
 _RECORD = """
 with ev as (
@@ -34,6 +39,43 @@ async def record(
     await conn.execute(
         _RECORD, task_id, str(actor), kind, details or {}, notify, payload or details or {}
     )
+
+
+OUTBOX_CHANNEL = "ob_outbox"
+
+
+WAKE_INTERVAL = 0.05
+
+
+class Waker:
+    """At most one NOTIFY per WAKE_INTERVAL per pool: the first wake is sent at once, wakes
+    asked for within the interval are folded into one sent when it ends. Under load this turns
+    one NOTIFY per completed task into a few per second; a lone CLI action wakes at once."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self.last = float("-inf")
+        self.trailing: asyncio.Task[None] | None = None
+
+    async def wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self.last + WAKE_INTERVAL - loop.time()
+        if wait <= 0:
+            await self._send()
+        elif self.trailing is None:
+            self.trailing = asyncio.create_task(self._later(wait))
+
+    async def _later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.trailing = None
+        await self._send()
+
+    async def _send(self) -> None:
+        self.last = asyncio.get_running_loop().time()
+        try:
+            await self.pool.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            log.warning("could not wake the notifier (%s); it will find the rows by polling", err)
 
 
 _HISTORY = """

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ob.core import events
 from ob.core.backlog import Backlog
 from ob.core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
+from ob.core.git.drift import drift_for
 from ob.core.models import Actor, Lane, Status, Task, parse_key
 from ob.core.spec import Spec
 from ob.core.tasks import fetch_task, task_from_row
@@ -79,10 +80,13 @@ _CANDIDATE_COLUMNS = """
     (t.status = 'claimed' and t.expiries + 1 >= $3::int) as exhausted
 """
 
+
 # The best ready task: open (or with an expired lease) in an agent lane, no unfinished
-# prerequisite, trigger date not in the future; by priority, then age.
-# $6 today (operator's time zone), $7 repos (null = any).
-CLAIM_SQL = f"""
+# prerequisite, trigger date not in the future; by priority, then age. $6 today (operator's
+# time zone); with repos, $7 the repos. Two texts rather than `$7 is null or ...`, so that the
+# prepared statement keeps one generic plan instead of being re-planned on every call.
+def _claim_sql(repo_filter: str) -> str:
+    return f"""
 with cand as (
     select {_CANDIDATE_COLUMNS}
     from tasks t
@@ -90,7 +94,7 @@ with cand as (
       and t.lane in ('autonomous_safe', 'requires_investigation')
       and (t.status = 'open' or t.lease_expires_at <= now())
       and (t.trigger_on is null or t.trigger_on <= $6::date)
-      and ($7::text[] is null or t.repo = any($7::text[]))
+      {repo_filter}
       and not exists (
           select 1 from task_deps d join tasks p on p.id = d.prereq_id
           where d.task_id = t.id and p.status <> 'done')
@@ -100,6 +104,10 @@ with cand as (
 ),
 {_TRANSITION}
 """
+
+
+CLAIM_SQL = _claim_sql("")
+CLAIM_IN_REPOS_SQL = _claim_sql("and t.repo = any($7::text[])")
 
 # $6 how many expired leases to record in one sweep.
 SWEEP_SQL = f"""
@@ -139,7 +147,7 @@ with upd as (
         commits = $5::text[], completion_note = $6::text, lease_agent_id = null,
         lease_expires_at = null, verified_at = null, status_at = now(), updated_at = now()
     where {_FENCE} and t.lane = 'autonomous_safe'
-    returning t.id, t.number, t.title, t.repo, t.epoch
+    returning t.*
 ),
 unblocked as (
     select d.task_id as id, u.number as prereq
@@ -172,7 +180,7 @@ ob as (
                               'prerequisite', $7::text || '-' || prereq)
     from unblocked
 )
-select * from upd
+select u.*, null::text as lease_holder, '{{}}'::bigint[] as blocked_numbers from upd u
 """
 
 
@@ -228,31 +236,33 @@ class Leases:
         """Take the best ready task, or None when nothing is ready for this agent."""
         agent_id = _require_agent(actor)
         ttl = self._ttl(lease_seconds)
+        sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
+        args = [agent_id, ttl, self.settings.max_expiries, str(actor), self.prefix, self._today()]
+        if repos:
+            args.append(repos)
+        lease = None
+        expiry_recorded = False
         async with self.pool.acquire() as conn:
             # A candidate whose lease expired for the last allowed time goes to the operator
             # instead of to us; then we look again.
             for _ in range(20):
-                row = await conn.fetchrow(
-                    CLAIM_SQL,
-                    agent_id,
-                    ttl,
-                    self.settings.max_expiries,
-                    str(actor),
-                    self.prefix,
-                    self._today(),
-                    repos or None,
-                )
+                row = await conn.fetchrow(sql, *args)
                 if row is None:
-                    return None
+                    break
+                expiry_recorded |= row["prev_status"] == Status.CLAIMED
                 if not row["exhausted"]:
                     task = task_from_row(row, self.prefix)
-                    return Lease(
+                    lease = Lease(
                         key=task.key,
                         epoch=task.epoch,
                         lease_expires_at=task.lease_expires_at,
                         task=task,
+                        drift=await drift_for(conn, task, row["id"]),
                     )
-        return None
+                    break
+        if expiry_recorded:
+            await self.backlog.wake()
+        return lease
 
     async def sweep(self, limit: int = 100) -> int:
         """Record expired leases (events + operator notices); returns how many."""
@@ -266,6 +276,8 @@ class Leases:
                 self.prefix,
                 limit,
             )
+        if rows:
+            await self.backlog.wake()
         return len(rows)
 
     # ------------------------------------------------------------- fenced writes
@@ -306,7 +318,8 @@ class Leases:
             )
             if row is None:
                 raise await self._refusal(number, actor, epoch, "complete", want=Lane.AUTONOMOUS)
-            return await fetch_task(conn, row["id"], self.prefix)
+            await self.backlog.wake()
+            return task_from_row(row, self.prefix)
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
         agent_id = _require_agent(actor)
@@ -333,7 +346,7 @@ class Leases:
             raise Invalid("findings are empty; say what you found")
         if len(text) > 20_000:
             raise Invalid(f"findings are {len(text)} characters; at most 20000")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.backlog.transaction(wake=True) as conn:
             task_id = await conn.fetchval(
                 f"""update tasks t set status = 'open', lane = 'requires_decision',
                        lease_agent_id = null, lease_expires_at = null, expiries = 0,
@@ -373,7 +386,7 @@ class Leases:
         if prerequisite.key or prerequisite.status:
             raise Invalid("a prerequisite is a new task: leave out key and status")
         reason = (reason or "").strip()[:1000] or None
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.backlog.transaction(wake=True) as conn:
             row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None or row is None:

@@ -10,18 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ob.core.agents import Unauthorized, authenticate
+from ob.core.agents import Unauthorized
 from ob.core.backlog import Backlog
 from ob.core.errors import BacklogError
 from ob.core.leases import Heartbeat, Leases
 from ob.core.models import AGENT_LANES, Actor, Status, Task
 from ob.core.spec import SpecError
 from ob.core.tasks import TaskFilter
+from ob.gateway.auth import Authenticator
 from ob.gateway.mcp import build_mcp
 from ob.gateway.schemas import (
     ClaimRequest,
@@ -105,7 +107,7 @@ async def current_agent(request: Request) -> Actor:
     scheme, _, token = header.partition(" ")
     if header and scheme.lower() != "bearer":
         raise Unauthorized("use 'Authorization: Bearer <token>'")
-    return await authenticate(request.app.state.backlog.pool, token.strip() or None)
+    return await request.app.state.authenticate(token.strip() or None)
 
 
 Agent = Annotated[Actor, Depends(current_agent)]
@@ -126,15 +128,21 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
     """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp."""
     leases = Leases(backlog)
     settings = backlog.settings
-    mcp = build_mcp(backlog) if with_mcp else None
+
+    authenticator = Authenticator(backlog.pool)
+    mcp = build_mcp(backlog, authenticator) if with_mcp else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if mcp is None:
-            yield
-            return
-        async with mcp.lifespan():
-            yield
+        await authenticator.start()
+        try:
+            if mcp is None:
+                yield
+            else:
+                async with mcp.lifespan():
+                    yield
+        finally:
+            await authenticator.stop()
 
     app = FastAPI(
         title="Operator Backlog agent gateway",
@@ -151,10 +159,22 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.state.backlog = backlog
+    app.state.authenticate = authenticator
 
     @app.exception_handler(BacklogError)
     async def _backlog_error(_: Request, exc: BacklogError) -> JSONResponse:
         return problem(STATUS_OF.get(exc.code, 400), exc.code, exc.message, exc.details)
+
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(OSError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            503,
+            "database_unavailable",
+            "the backlog's database is unreachable or restarting; retry shortly",
+            {"cause": type(exc).__name__},
+        )
 
     @app.exception_handler(SpecError)
     async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:

@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ob.core.agents import Unauthorized, authenticate
+from ob.core.agents import Unauthorized
 from ob.core.backlog import Backlog
 from ob.core.errors import BacklogError
 from ob.core.leases import Leases
@@ -43,6 +43,7 @@ task now: stop working on it. New ideas go in with file_draft; the operator appr
 P = ParamSpec("P")
 R = TypeVar("R")
 Key = Annotated[str, Field(description="Task key, e.g. OB-12", max_length=40)]
+Authenticate = Callable[[str | None], Awaitable[Actor]]
 Epoch = Annotated[int, Field(description="The epoch your claim returned", ge=1)]
 
 
@@ -55,15 +56,15 @@ class MCPEndpoint:
 class BearerGuard:
     """401 for any MCP request without a valid agent token."""
 
-    def __init__(self, app: ASGIApp, backlog: Backlog):
+    def __init__(self, app: ASGIApp, authenticate: Authenticate):
         self.app = app
-        self.backlog = backlog
+        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             try:
-                await authenticate(self.backlog.pool, _bearer(header))
+                await self.authenticate(_bearer(header))
             except Unauthorized as err:
                 body = json.dumps({"error": err.code, "message": err.message}).encode()
                 await send(
@@ -101,7 +102,7 @@ def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
-def build_mcp(backlog: Backlog) -> MCPEndpoint:
+def build_mcp(backlog: Backlog, authenticate: Authenticate) -> MCPEndpoint:
     leases = Leases(backlog)
     server: MCPServer[Any] = MCPServer(
         name="operator-backlog", instructions=INSTRUCTIONS, version="1"
@@ -109,7 +110,7 @@ def build_mcp(backlog: Backlog) -> MCPEndpoint:
 
     async def agent(ctx: Context) -> Actor:
         headers = ctx.headers or {}
-        return await authenticate(backlog.pool, _bearer(headers.get("authorization", "")))
+        return await authenticate(_bearer(headers.get("authorization", "")))
 
     @server.tool(
         description="Claim the best ready task (priority, then age) and a lease on it. "
@@ -220,4 +221,4 @@ def build_mcp(backlog: Backlog) -> MCPEndpoint:
         json_response=True,
         host=backlog.settings.gateway_host,
     )
-    return MCPEndpoint(app=BearerGuard(http_app, backlog), lifespan=server.session_manager.run)
+    return MCPEndpoint(app=BearerGuard(http_app, authenticate), lifespan=server.session_manager.run)

@@ -95,7 +95,6 @@ create table events (
     details  jsonb not null default '{}'
 );
 create index events_task_idx on events (task_id, id);
-create index events_at_idx on events (at);
 
 create function events_are_append_only() returns trigger language plpgsql as $$
 begin
@@ -116,11 +115,6 @@ create table outbox (
     last_error    text
 );
 create index outbox_pending_idx on outbox (available_at, id) where delivered_at is null;
-
-create function outbox_notify() returns trigger language plpgsql as $$
-begin
-    perform pg_notify('ob_outbox', new.id::text);
-    return null;
-end $$;
-create trigger outbox_notify after insert on outbox
-    for each row execute function outbox_notify();
+-- Writers wake the notifier with pg_notify('ob_outbox') AFTER they commit (core/events.wake):
+-- a NOTIFY inside the writing transaction would hold PostgreSQL's global notify lock across
+-- the commit's WAL flush and serialise every completing agent. The notifier also polls.

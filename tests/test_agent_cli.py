@@ -1,0 +1,82 @@
+"""The CLI agent verbs against a real gateway: identity from the token, epochs remembered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from ob.core.backlog import Backlog
+from ob.core.models import Actor, Lane
+from ob.core.spec import make_spec
+
+OP = Actor.operator("test")
+
+
+async def ob(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ob.cli.main",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode() if stdin else None)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_agent_verbs_work_loop(
+    gateway: str, backlog: Backlog, make_agent, tmp_path: Path
+) -> None:
+    _, token = await make_agent("codex")
+    await backlog.file(make_spec(title="ship it", steps=["one"]), OP, lane=Lane.AUTONOMOUS)
+    await backlog.file(make_spec(title="look into it"), OP, lane=Lane.INVESTIGATION)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_URL=gateway, OB_AGENT_TOKEN=token, OB_DATA_DIR=str(tmp_path))
+
+    code, out, err = await ob(env, "next", "--json")
+    assert code == 0, err
+    lease = json.loads(out)["lease"]
+    assert (lease["key"], lease["epoch"]) == ("OB-1", 1)
+
+    code, out, _ = await ob(env, "heartbeat", "OB-1", "--json")
+    assert code == 0 and json.loads(out)["epoch"] == 1
+    code, out, err = await ob(env, "done", "OB-1", "-c", "abc1234", "-m", "shipped", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "done"
+    # the lease is forgotten after done: a second done needs an explicit epoch
+    code, _, err = await ob(env, "done", "OB-1")
+    assert code == 1 and "no lease on OB-1 remembered here" in err
+
+    code, out, _ = await ob(env, "next")
+    assert code == 0 and "OB-2 look into it" in out
+    code, out, err = await ob(env, "findings", "OB-2", "-", "--json", stdin="it is DNS")
+    assert code == 0, err
+    assert json.loads(out)["lane"] == "requires_decision"
+
+    code, out, _ = await ob(env, "file", "An agent idea", "-r", "web", "--json")
+    assert json.loads(out)["status"] == "draft" and json.loads(out)["created_by"] == "agent:codex"
+    task = await backlog.get("OB-1")
+    assert task.completed_by == "agent:codex" and task.commits == ["abc1234"]
+
+
+async def test_stale_epoch_exits_4_with_json_error(
+    gateway: str, backlog: Backlog, make_agent, tmp_path: Path
+) -> None:
+    _, token = await make_agent("codex")
+    await backlog.file(make_spec(title="x"), OP, lane=Lane.AUTONOMOUS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_URL=gateway, OB_AGENT_TOKEN=token, OB_DATA_DIR=str(tmp_path))
+    await ob(env, "next", "--json")
+    code, out, _ = await ob(env, "done", "OB-1", "--epoch", "9", "--json")
+    assert code == 4
+    body = json.loads(out)
+    assert body["status"] == 409 and body["error"] == "lease_refused"
+    env["OB_AGENT_TOKEN"] = "ob_000000000000_" + "x" * 43
+    code, _, err = await ob(env, "next")
+    assert code == 1 and "invalid token" in err
