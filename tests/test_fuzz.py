@@ -11,7 +11,7 @@ import time
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
 from ob.core.agents import add_agent
@@ -76,6 +76,7 @@ def _fuzz(base: str, token: str) -> None:
 
         @settings(
             max_examples=150,
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -87,7 +88,7 @@ def _fuzz(base: str, token: str) -> None:
             if response.status_code >= 500:
                 failures.append(
                     f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                    f"{response.text[:200]}"
+                    f"{response.text[:200]} body={case.body!r} query={case.query!r}"
                 )
             assert response.status_code < 500, failures[-1]
 

@@ -129,6 +129,8 @@ async def test_bad_input_is_clear(gateway: str, backlog: Backlog, make_agent) ->
         assert r.status_code == 422
         r = await c.post("/v1/tasks", json={"text": "x" * 300_000})
         assert r.status_code == 413 and "over 262144 bytes" in r.json()["message"]
+        r = await c.post("/v1/claim", json={"repos": ["web\u0000"]})
+        assert r.status_code == 422 and "repos" in r.json()["message"]
         r = await c.post("/v1/tasks/OB-99/heartbeat", json={"epoch": 1})
         assert r.status_code == 404
         r = await c.post("/v1/tasks/OB-1/complete", json={"epoch": 1, "commits": ["not-a-sha"]})

@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 
 from ob.core.backlog import Backlog
-from ob.core.errors import Forbidden, InvalidTransition, LeaseError
+from ob.core.errors import Forbidden, Invalid, InvalidTransition, LeaseError
 from ob.core.leases import Leases
 from ob.core.models import Actor, Lane, Status
-from ob.core.spec import make_spec
+from ob.core.spec import SpecError, make_spec
 from ob.core.tasks import TaskFilter
 
 OP = Actor.operator("test")
@@ -230,6 +230,21 @@ async def test_handoff_with_auto_approved_prerequisites(
     _, prereq = await leases.handoff(key, codex, lease.epoch, make_spec(title="first this"))
     assert prereq.status is Status.OPEN and prereq.lane is Lane.AUTONOMOUS
     assert (await leases.claim(codex)).key == prereq.key
+
+
+async def test_free_text_with_nul_is_refused_clearly(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    key = await file(backlog, "why?", Lane.INVESTIGATION)
+    lease = await leases.claim(codex)
+    with pytest.raises(SpecError, match="findings contains the control character U\\+0000"):
+        await leases.findings(key, codex, lease.epoch, "bad\x00byte")
+    with pytest.raises(SpecError, match="reason contains the control character"):
+        await leases.release(key, codex, lease.epoch, reason="x\x00")
+    assert (await backlog.get(key)).status is Status.CLAIMED  # nothing changed
+    with pytest.raises(Invalid, match="not a repository name"):
+        await leases.claim(codex, repos=["web\x00"])
 
 
 async def test_operators_are_not_agents(leases: Leases, backlog: Backlog) -> None:

@@ -103,7 +103,33 @@ def next_(
     )
     for i, step in enumerate(task["steps"], 1):
         console.print(f"  {i}. {step}")
+    _print_drift(res["lease"].get("drift"))
     console.print(res["message"])
+
+
+def _print_drift(drift: dict[str, Any] | None) -> None:
+    """What moved on the default branch since the plan was approved: re-check before acting."""
+    if not drift:
+        return
+    if "error" in drift:
+        console.print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
+        return
+    n = drift.get("commits_since", 0)
+    if not n and not drift.get("already_referenced"):
+        console.print(
+            f"plan is current with {drift.get('repo')} (no commits since it was approved)"
+        )
+        return
+    console.print(
+        f"[yellow]{n} commit(s) on {drift.get('repo')} since the plan was approved:[/yellow]"
+    )
+    for subject in drift.get("subjects", []):
+        console.print(f"  {subject}", highlight=False)
+    if drift.get("files_in_steps"):
+        console.print(f"  files your steps name changed: {', '.join(drift['files_in_steps'])}")
+    if drift.get("already_referenced"):
+        shas = ", ".join(r["sha"][:10] for r in drift.get("references", []))
+        console.print(f"[yellow]commits already mention this task:[/yellow] {shas}")
 
 
 def heartbeat(key: KeyArg, epoch: EpochOpt = None, as_json: JsonOpt = False) -> None:

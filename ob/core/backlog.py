@@ -16,7 +16,7 @@ from ob.core import events
 from ob.core.errors import Forbidden, Invalid, InvalidTransition
 from ob.core.git.base import record_base
 from ob.core.models import Actor, Event, Lane, Status, Task
-from ob.core.spec import Spec, SpecError, make_spec
+from ob.core.spec import Spec, SpecError, free_text, make_spec
 from ob.core.tasks import TaskFilter, fetch_task, list_tasks, task_id_for_key
 from ob.settings import Settings
 
@@ -146,7 +146,7 @@ class Backlog:
 
     async def reject(self, key: str, actor: Actor, reason: str | None = None) -> Task:
         require_operator(actor, "reject tasks")
-        reason = (reason or "").strip()[:1000] or None
+        reason = free_text(reason, "reason", 1000)
         async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):

@@ -23,7 +23,7 @@ from ob.core.backlog import Backlog
 from ob.core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from ob.core.git.drift import drift_for
 from ob.core.models import Actor, Lane, Status, Task, parse_key
-from ob.core.spec import Spec
+from ob.core.spec import REPO_RE, Spec, free_text
 from ob.core.tasks import fetch_task, task_from_row
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
@@ -236,6 +236,9 @@ class Leases:
         """Take the best ready task, or None when nothing is ready for this agent."""
         agent_id = _require_agent(actor)
         ttl = self._ttl(lease_seconds)
+        bad = [r for r in repos or [] if not REPO_RE.match(r)]
+        if bad:
+            raise Invalid(f"{bad[0][:60]!r} is not a repository name")
         sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
         args = [agent_id, ttl, self.settings.max_expiries, str(actor), self.prefix, self._today()]
         if repos:
@@ -311,7 +314,7 @@ class Leases:
         agent_id = _require_agent(actor)
         number = self._number(key)
         shas = _check_commits(commits or [])
-        note = (note or "").strip()[:4000] or None
+        note = free_text(note, "note", 4000)
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 COMPLETE_SQL, number, agent_id, epoch, str(actor), shas, note, self.prefix
@@ -333,7 +336,7 @@ class Leases:
                 task_id,
                 actor,
                 "released",
-                {"epoch": epoch, "reason": (reason or "").strip()[:1000] or None},
+                {"epoch": epoch, "reason": free_text(reason, "reason", 1000)},
             )
             return await fetch_task(conn, task_id, self.prefix)
 
@@ -341,11 +344,9 @@ class Leases:
         """Finish an investigation with findings; the task goes to the operator's decision lane."""
         agent_id = _require_agent(actor)
         number = self._number(key)
-        text = (text or "").strip()
+        text = free_text(text, "findings", 20_000) or ""
         if not text:
             raise Invalid("findings are empty; say what you found")
-        if len(text) > 20_000:
-            raise Invalid(f"findings are {len(text)} characters; at most 20000")
         async with self.backlog.transaction(wake=True) as conn:
             task_id = await conn.fetchval(
                 f"""update tasks t set status = 'open', lane = 'requires_decision',
@@ -385,7 +386,7 @@ class Leases:
         number = self._number(key)
         if prerequisite.key or prerequisite.status:
             raise Invalid("a prerequisite is a new task: leave out key and status")
-        reason = (reason or "").strip()[:1000] or None
+        reason = free_text(reason, "reason", 1000)
         async with self.backlog.transaction(wake=True) as conn:
             row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
             task_id = await self._end_lease(conn, number, agent_id, epoch)

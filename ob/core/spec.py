@@ -188,6 +188,20 @@ class Spec(BaseModel):
         return v
 
 
+def free_text(value: str | None, what: str, limit: int) -> str | None:
+    """A reason, note or finding: control characters refused, at most `limit` characters,
+    None when blank. Raises SpecError naming `what`."""
+    if value is None:
+        return None
+    try:
+        text = _text(value, what)
+    except ValueError as err:
+        raise SpecError([str(err)]) from None
+    if len(text) > limit:
+        raise SpecError([f"{what} is {len(text)} characters; at most {limit}"])
+    return text or None
+
+
 def make_spec(**fields: Any) -> Spec:
     """Build a Spec, turning validation errors into a SpecError that names each field."""
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ob.core.errors import NotFound
 from ob.core.models import Lane, Status, Task, parse_key
+from ob.core.spec import REPO_RE
 
 TASK_COLUMNS = """
     t.*, a.name as lease_holder,
@@ -35,6 +36,19 @@ class TaskFilter(BaseModel):
     blocked: bool | None = None
     include_closed: bool = False
     limit: int = Field(200, ge=1, le=10_000)
+
+    @field_validator("text")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; a search for it finds nothing anyway.
+        return v.replace("\x00", "") if v is not None else None
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        if v is not None and not REPO_RE.match(v):
+            raise ValueError(f"{v[:60]!r} is not a repository name")
+        return v
 
 
 async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> int:

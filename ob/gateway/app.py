@@ -21,7 +21,7 @@ from ob.core.backlog import Backlog
 from ob.core.errors import BacklogError
 from ob.core.leases import Heartbeat, Leases
 from ob.core.models import AGENT_LANES, Actor, Status, Task
-from ob.core.spec import SpecError
+from ob.core.spec import REPO_RE, SpecError
 from ob.core.tasks import TaskFilter
 from ob.gateway.auth import Authenticator
 from ob.gateway.mcp import build_mcp
@@ -258,7 +258,7 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
     @app.get("/v1/tasks", tags=["tasks"], responses=errors)
     async def ready(
         actor: Agent,
-        repo: Annotated[str | None, Query(max_length=100)] = None,
+        repo: Annotated[str | None, Query(max_length=100, pattern=REPO_RE.pattern)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[Task]:
         """Ready work in the agent lanes (open, not blocked), best first."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ob.core.leases import Lease
-from ob.core.spec import MAX_SPEC_BYTES, Spec, make_spec, parse
+from ob.core.spec import MAX_SPEC_BYTES, REPO_RE, Spec, make_spec, parse
+
+RepoName = Annotated[str, Field(pattern=REPO_RE.pattern, max_length=100)]
 
 
 class Body(BaseModel):
@@ -31,7 +33,7 @@ class SpecInput(Body):
 
 
 class ClaimRequest(Body):
-    repos: list[str] | None = Field(
+    repos: list[RepoName] | None = Field(
         None, max_length=200, description="Only take tasks in these repositories."
     )
     lease_seconds: int | None = Field(None, ge=5, le=86_400, description="Lease length in seconds.")
