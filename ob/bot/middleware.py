@@ -1,0 +1,63 @@
+"""The operator allowlist, an outer middleware on every update."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update, User
+
+log = logging.getLogger("ob.bot.allowlist")
+
+REFUSAL = (
+    "Hello! This is a private bot for its operator, so I can't help you here. Have a good day."
+)
+
+
+class OperatorAllowlist(BaseMiddleware):
+    """Only the configured operator ids reach a handler. A stranger gets one polite refusal
+    (recorded in Postgres, so once ever) and nothing else; every attempt is logged."""
+
+    def __init__(self, operator_ids: list[int], pool: asyncpg.Pool):
+        self.operator_ids = set(operator_ids)
+        self.pool = pool
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is not None and user.id in self.operator_ids:
+            return await handler(event, data)
+        uid = user.id if user else None
+        log.warning(
+            "refused update %s from non-operator user %s (@%s)",
+            getattr(event, "update_id", "?"),
+            uid,
+            user.username if user else None,
+        )
+        if user is None or not isinstance(event, Update):
+            return None
+        first = await self.pool.fetchval(
+            """insert into bot_strangers (user_id) values ($1)
+               on conflict (user_id) do update set last_seen = now(),
+                   attempts = bot_strangers.attempts + 1
+               returning attempts = 1""",
+            uid,
+        )
+        bot = data["bot"]
+        try:
+            if event.callback_query is not None:
+                await bot.answer_callback_query(
+                    event.callback_query.id, text=REFUSAL[:190] if first else None
+                )
+            elif first and event.message is not None:
+                await bot.send_message(event.message.chat.id, REFUSAL)
+        except Exception:  # a refusal that fails to send is not worth more than a log line
+            log.exception("could not send the refusal to %s", uid)
+        return None
