@@ -125,7 +125,17 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
                 for b in row
             }
 
-            # 2. ob serve dies hard; the operator taps approve meanwhile; a new one picks it up
+            # 2. once the card's delivery is recorded, ob serve dies hard; the operator taps
+            # approve meanwhile; a new one picks it up. (A kill in the milliseconds between
+            # Telegram accepting a message and its record is the one window where a message
+            # can go twice: Telegram has no idempotency key, so delivery is at-least-once.)
+            for _ in range(100):
+                if await pool.fetchval(
+                    "select count(*) from outbox where kind = 'draft_filed'"
+                    " and delivered_at is not null"
+                ):
+                    break
+                await asyncio.sleep(0.05)
             await serve.stop(signal.SIGKILL)
             fake.push_callback(OPERATOR, buttons["✅ autonomous"], mid)
             await serve.start()

@@ -120,7 +120,7 @@ def test_embedded_server_with_no_database_url(tmp_path: Path) -> None:
     pgdata = (tmp_path / "data" / "pgdata").resolve()
     assert (pgdata / "PG_VERSION").exists()
     # the last ob process to exit stops the server it started
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _postgres_running_for(pgdata) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _postgres_running_for(pgdata)
