@@ -22,22 +22,18 @@ from ob.settings import Settings
 log = logging.getLogger("ob.serve")
 
 
+# A job that raises is logged with its traceback by APScheduler and simply runs again at its
+# next interval, so a database hiccup never stops the scheduler.
+
+
 async def sweep_expired_leases(leases: Leases) -> None:
-    try:
-        n = await leases.sweep()
-    except Exception:  # a database hiccup must not stop the scheduler
-        log.exception("lease sweep failed; will retry")
-        return
+    n = await leases.sweep()
     if n:
         log.info("recorded %d expired lease(s)", n)
 
 
 async def reconcile_repos(reconciler: Reconciler) -> None:
-    try:
-        summary = await reconciler.run()
-    except Exception:  # a database hiccup must not stop the scheduler
-        log.exception("reconciliation failed; will retry")
-        return
+    summary = await reconciler.run()
     changed = [r for r in summary.repos if r.status == "ok"]
     if changed or summary.verified or summary.discovered:
         log.info(

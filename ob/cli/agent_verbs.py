@@ -11,12 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ob.cli.app import fail, settings
+from ob.cli.app import JsonOpt, KeyArg, fail, settings
 from ob.cli.gateway_client import GatewayClient, GatewayError
 from ob.cli.output import console, print_json
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for agents and scripts).")]
-KeyArg = Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)]
 EpochOpt = Annotated[
     int | None,
     typer.Option("--epoch", help="Lease epoch (default: the one `ob next` got on this machine)."),
@@ -57,6 +55,32 @@ def _epoch(client: GatewayClient, key: str, epoch: int | None) -> int:
     if known is None:
         fail(f"no lease on {key.upper()} remembered here; pass --epoch N (from `ob next`)")
     return known
+
+
+def _fenced(
+    key: str,
+    action: str,
+    epoch: int | None,
+    as_json: bool,
+    *,
+    ends_lease: bool = True,
+    **body: Any,
+) -> Any:
+    """A write to a task you hold: presents the given epoch, else the one `ob next` remembered,
+    and forgets it once the write ends the lease."""
+    client = _client()
+    path = f"/v1/tasks/{key}/{action}"
+    res = _call(client, as_json, "POST", path, {"epoch": _epoch(client, key, epoch), **body})
+    if ends_lease:
+        client.epochs.forget(key)
+    return res
+
+
+def _show(res: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        print_json(res)
+    else:
+        console.print(text)
 
 
 def _spec_body(
@@ -134,13 +158,8 @@ def _print_drift(drift: dict[str, Any] | None) -> None:
 
 def heartbeat(key: KeyArg, epoch: EpochOpt = None, as_json: JsonOpt = False) -> None:
     """Extend your lease on a task."""
-    client = _client()
-    res = _call(
-        client, as_json, "POST", f"/v1/tasks/{key}/heartbeat", {"epoch": _epoch(client, key, epoch)}
-    )
-    print_json(res) if as_json else console.print(
-        f"lease on {res['key']} extended to {res['lease_expires_at']}"
-    )
+    res = _fenced(key, "heartbeat", epoch, as_json, ends_lease=False)
+    _show(res, as_json, f"lease on {res['key']} extended to {res['lease_expires_at']}")
 
 
 def done(
@@ -153,13 +172,8 @@ def done(
     as_json: JsonOpt = False,
 ) -> None:
     """Complete a task (unverified until git shows the commits on the default branch)."""
-    client = _client()
-    body = {"epoch": _epoch(client, key, epoch), "commits": commit or [], "note": note}
-    res = _call(client, as_json, "POST", f"/v1/tasks/{key}/complete", body)
-    client.epochs.forget(key)
-    print_json(res) if as_json else console.print(
-        f"{res['key']} done (unverified until git confirms)"
-    )
+    res = _fenced(key, "complete", epoch, as_json, commits=commit or [], note=note)
+    _show(res, as_json, f"{res['key']} done (unverified until git confirms)")
 
 
 def release(
@@ -169,16 +183,8 @@ def release(
     as_json: JsonOpt = False,
 ) -> None:
     """Give a task back to the queue unfinished."""
-    client = _client()
-    res = _call(
-        client,
-        as_json,
-        "POST",
-        f"/v1/tasks/{key}/release",
-        {"epoch": _epoch(client, key, epoch), "reason": reason},
-    )
-    client.epochs.forget(key)
-    print_json(res) if as_json else console.print(f"released {res['key']}")
+    res = _fenced(key, "release", epoch, as_json, reason=reason)
+    _show(res, as_json, f"released {res['key']}")
 
 
 def handoff(
@@ -195,21 +201,12 @@ def handoff(
     as_json: JsonOpt = False,
 ) -> None:
     """File a prerequisite for your task and give the task back, in one step."""
-    client = _client()
-    body = {
-        "epoch": _epoch(client, key, epoch),
-        "reason": reason,
-        "prerequisite": _spec_body(title, spec_file, step, None, None),
-    }
-    res = _call(client, as_json, "POST", f"/v1/tasks/{key}/handoff", body)
-    client.epochs.forget(key)
-    if as_json:
-        print_json(res)
-    else:
-        p = res["prerequisite"]
-        console.print(
-            f"handed off {res['task']['key']}: it now waits on {p['key']} ({p['status']})"
-        )
+    prerequisite = _spec_body(title, spec_file, step, None, None)
+    res = _fenced(key, "handoff", epoch, as_json, reason=reason, prerequisite=prerequisite)
+    p = res["prerequisite"]
+    _show(
+        res, as_json, f"handed off {res['task']['key']}: it now waits on {p['key']} ({p['status']})"
+    )
 
 
 def file(
@@ -225,7 +222,7 @@ def file(
     res = _call(
         client, as_json, "POST", "/v1/tasks", _spec_body(title, spec_file, step, repo, lane)
     )
-    print_json(res) if as_json else console.print(f"filed {res['key']} as a draft for the operator")
+    _show(res, as_json, f"filed {res['key']} as a draft for the operator")
 
 
 def findings(
@@ -237,15 +234,5 @@ def findings(
     """Finish an investigation with findings; the operator decides what happens next."""
     if text is None or text == "-":
         text = sys.stdin.read()
-    client = _client()
-    res = _call(
-        client,
-        as_json,
-        "POST",
-        f"/v1/tasks/{key}/findings",
-        {"epoch": _epoch(client, key, epoch), "text": text},
-    )
-    client.epochs.forget(key)
-    print_json(res) if as_json else console.print(
-        f"{res['key']} moved to requires_decision with your findings"
-    )
+    res = _fenced(key, "findings", epoch, as_json, text=text)
+    _show(res, as_json, f"{res['key']} moved to requires_decision with your findings")

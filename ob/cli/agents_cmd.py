@@ -6,17 +6,15 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ob.cli.app import OPERATOR, run_backlog
-from ob.cli.output import ago, console, print_json
+from ob.cli.app import OPERATOR, JsonOpt, run_backlog
+from ob.cli.output import ago, console, plain_table, print_json
 from ob.core import agents as core_agents
 from ob.core.backlog import Backlog
 from ob.core.deps import add_prerequisite, remove_prerequisite
 
 agent_app = typer.Typer(help="Register agents and manage their tokens.", no_args_is_help=True)
 dep_app = typer.Typer(help="Prerequisite links between tasks.", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @agent_app.command("add")
@@ -47,9 +45,7 @@ def agent_list(as_json: JsonOpt = False) -> None:
         if as_json:
             print_json(infos)
             return
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("agent", "status", "holds", "lease left", "git emails"):
-            table.add_column(col)
+        table = plain_table("agent", "status", "holds", "lease left", "git emails")
         now = datetime.now(UTC)
         for a in infos:
             status = f"revoked {ago(a.revoked_at, now)}" if a.revoked_at else "active"

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -23,6 +23,9 @@ from ob.settings import Settings, SettingsError, get_settings
 T = TypeVar("T")
 
 OPERATOR = Actor.operator("cli")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and agents).")]
+KeyArg = Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

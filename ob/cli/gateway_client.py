@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ob.core.agents import TOKEN_RE
 from ob.settings import Settings
 
 
@@ -39,9 +40,9 @@ class GatewayClient:
             )
         self.token = settings.agent_token.get_secret_value()
         self.url = settings.url.rstrip("/")
+        match = TOKEN_RE.match(self.token)  # epochs are kept per token id
         self.epochs = EpochStore(
-            settings.data_dir / "leases.json",
-            self.token.split("_")[1] if self.token.count("_") >= 2 else "default",
+            settings.data_dir / "leases.json", match.group(1) if match else "default"
         )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

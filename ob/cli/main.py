@@ -14,7 +14,7 @@ import typer
 
 from ob.cli.agent_verbs import register as register_agent_verbs
 from ob.cli.agents_cmd import agent_app, dep_app
-from ob.cli.app import OPERATOR, fail, reported, run, run_backlog, settings
+from ob.cli.app import OPERATOR, JsonOpt, KeyArg, fail, reported, run, run_backlog, settings
 from ob.cli.output import console, history_table, print_json, task_card, task_table
 from ob.cli.repo_cmd import register as register_git_commands
 from ob.cli.repo_cmd import show_unverified
@@ -34,9 +34,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-KeyArg = Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)]
 
 
 def _lane(value: str | None) -> Lane | None:

@@ -54,8 +54,16 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def task_table(tasks: Sequence[Task]) -> Table:
+def plain_table(*columns: str, **column_options: Any) -> Table:
+    """The CLI's borderless table, with these column headers."""
     table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in columns:
+        table.add_column(col, **column_options)
+    return table
+
+
+def task_table(tasks: Sequence[Task]) -> Table:
+    table = plain_table()
     for col in ("key", "P", "status", "lane", "repo", "title", "holder", "age"):
         table.add_column(col, no_wrap=col != "title", overflow="fold")
     for t in tasks:
@@ -105,9 +113,7 @@ def task_card(task: Task) -> Panel:
 
 
 def history_table(evs: Sequence[Event]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("when (UTC)", "actor", "event", "details"):
-        table.add_column(col, overflow="fold")
+    table = plain_table("when (UTC)", "actor", "event", "details", overflow="fold")
     for e in evs:
         details = ", ".join(f"{k}={v}" for k, v in e.details.items() if v not in (None, "", [], {}))
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.kind, details)

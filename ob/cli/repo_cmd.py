@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ob.cli.app import OPERATOR, fail, run_backlog
-from ob.cli.output import ago, console, err_console, print_json
+from ob.cli.app import OPERATOR, JsonOpt, fail, run_backlog
+from ob.cli.output import ago, console, err_console, plain_table, print_json
 from ob.core.backlog import Backlog
 from ob.core.git import repos as core_repos
 from ob.core.git.drift import replan
@@ -20,7 +20,6 @@ from ob.core.git.reconcile import Reconciler, ReconcileSummary, RepoResult, unve
 from ob.core.git.todo import TODO_FILE, export_todo, import_todo, repo_todo_paths
 
 repo_app = typer.Typer(help="The repository registry (git is the truth).", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @repo_app.command("add")
@@ -57,9 +56,9 @@ def repo_list(as_json: JsonOpt = False) -> None:
         if not infos:
             console.print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
             return
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("repo", "branch", "head", "commits", "last scan", "path", "problem"):
-            table.add_column(col, overflow="fold")
+        table = plain_table(
+            "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
+        )
         for r in infos:
             table.add_row(
                 r.name + (" *" if r.discovered else ""),
@@ -251,9 +250,9 @@ def show_unverified(as_json: bool, limit: int) -> None:
     if not items:
         console.print("every completion is verified by git")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("key", "repo", "title", "done by", "done", "commits", "evidence"):
-        table.add_column(col, overflow="fold")
+    table = plain_table(
+        "key", "repo", "title", "done by", "done", "commits", "evidence", overflow="fold"
+    )
     for u in items:
         t = u.task
         table.add_row(

@@ -8,6 +8,37 @@ from ob.core.errors import Invalid, InvalidTransition
 from ob.core.models import Actor, Task
 from ob.core.tasks import fetch_task, task_id_for_key
 
+# Statements that finish tasks (an agent's completion, a closing commit) tell the operator which
+# waiting tasks they unblocked, in the same statement. They put UNBLOCKED in their WITH list
+# after an `upd` CTE of the tasks just done (columns id, number), and add the two arms below to
+# their event and outbox inserts with `union all`; `prefix` names the key-prefix parameter.
+UNBLOCKED = """
+unblocked as (
+    select d.task_id as id, w.number, u.number as prereq
+    from upd u join task_deps d on d.prereq_id = u.id
+    join tasks w on w.id = d.task_id and w.status in ('draft', 'open', 'claimed')
+    where not exists (
+        select 1 from task_deps d2 join tasks p on p.id = d2.prereq_id
+        where d2.task_id = d.task_id and p.status <> 'done'
+          and p.id not in (select id from upd))
+)"""
+
+
+def unblocked_events(prefix: str) -> str:
+    return (
+        "select id, 'system', 'unblocked',"
+        f" jsonb_build_object('prerequisite', {prefix}::text || '-' || prereq) from unblocked"
+    )
+
+
+def unblocked_outbox(prefix: str) -> str:
+    return (
+        "select 'task_unblocked', id,"
+        f" jsonb_build_object('key', {prefix}::text || '-' || number,"
+        f" 'prerequisite', {prefix}::text || '-' || prereq) from unblocked"
+    )
+
+
 DEPS_LOCK = 0x0B_DE_95  # serialises link changes so two concurrent links cannot form a cycle
 
 _REACHES = """

@@ -20,11 +20,12 @@ from pydantic import BaseModel
 
 from ob.core import events
 from ob.core.backlog import Backlog
+from ob.core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
 from ob.core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from ob.core.git.drift import drift_for
-from ob.core.models import Actor, Lane, Status, Task, parse_key
+from ob.core.models import Actor, Lane, Status, Task
 from ob.core.spec import REPO_RE, Spec, free_text
-from ob.core.tasks import fetch_task, task_from_row
+from ob.core.tasks import fetch_task, number_for_key, task_from_row
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -149,14 +150,7 @@ with upd as (
     where {_FENCE} and t.lane = 'autonomous_safe'
     returning t.*
 ),
-unblocked as (
-    select d.task_id as id, u.number as prereq
-    from upd u join task_deps d on d.prereq_id = u.id
-    join tasks w on w.id = d.task_id and w.status in ('draft', 'open', 'claimed')
-    where not exists (
-        select 1 from task_deps d2 join tasks p on p.id = d2.prereq_id
-        where d2.task_id = d.task_id and p.id <> u.id and p.status <> 'done')
-),
+{UNBLOCKED},
 ev as (
     insert into events (task_id, actor, kind, details)
     select id, $4::text, 'completed',
@@ -164,8 +158,7 @@ ev as (
                               'verified', false)
     from upd
     union all
-    select id, 'system', 'unblocked', jsonb_build_object('prerequisite', $7::text || '-' || prereq)
-    from unblocked
+    {unblocked_events("$7")}
 ),
 ob as (
     insert into outbox (kind, task_id, payload)
@@ -175,10 +168,7 @@ ob as (
                               'verified', false)
     from upd
     union all
-    select 'task_unblocked', id,
-           jsonb_build_object('key', $7::text || '-' || (select number from tasks where tasks.id = unblocked.id),
-                              'prerequisite', $7::text || '-' || prereq)
-    from unblocked
+    {unblocked_outbox("$7")}
 )
 select u.*, null::text as lease_holder, '{{}}'::bigint[] as blocked_numbers from upd u
 """
@@ -215,12 +205,6 @@ class Leases:
 
     def _today(self) -> Any:
         return datetime.now(self.settings.tz).date()
-
-    def _number(self, key: str) -> int:
-        number = parse_key(key, self.prefix)
-        if number is None:
-            raise NotFound(f"no task {key.strip()[:40]!r}; keys look like {self.prefix}-12")
-        return number
 
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
@@ -289,7 +273,7 @@ class Leases:
         self, key: str, actor: Actor, epoch: int, *, lease_seconds: int | None = None
     ) -> Heartbeat:
         agent_id = _require_agent(actor)
-        number = self._number(key)
+        number = number_for_key(key, self.prefix)
         row = await self.pool.fetchrow(
             HEARTBEAT_SQL, number, agent_id, epoch, self._ttl(lease_seconds), str(actor)
         )
@@ -312,7 +296,7 @@ class Leases:
     ) -> Task:
         """Finish an autonomous task: done, unverified until git shows the commits."""
         agent_id = _require_agent(actor)
-        number = self._number(key)
+        number = number_for_key(key, self.prefix)
         shas = _check_commits(commits or [])
         note = free_text(note, "note", 4000)
         async with self.pool.acquire() as conn:
@@ -326,7 +310,7 @@ class Leases:
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
         agent_id = _require_agent(actor)
-        number = self._number(key)
+        number = number_for_key(key, self.prefix)
         async with self.pool.acquire() as conn, conn.transaction():
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None:
@@ -343,7 +327,7 @@ class Leases:
     async def findings(self, key: str, actor: Actor, epoch: int, text: str) -> Task:
         """Finish an investigation with findings; the task goes to the operator's decision lane."""
         agent_id = _require_agent(actor)
-        number = self._number(key)
+        number = number_for_key(key, self.prefix)
         text = free_text(text, "findings", 20_000) or ""
         if not text:
             raise Invalid("findings are empty; say what you found")
@@ -383,7 +367,7 @@ class Leases:
         Returns (the original task, now blocked; the prerequisite: a draft unless the
         operator's policy auto-approves prerequisites)."""
         agent_id = _require_agent(actor)
-        number = self._number(key)
+        number = number_for_key(key, self.prefix)
         if prerequisite.key or prerequisite.status:
             raise Invalid("a prerequisite is a new task: leave out key and status")
         reason = free_text(reason, "reason", 1000)

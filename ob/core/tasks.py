@@ -51,15 +51,25 @@ class TaskFilter(BaseModel):
         return v
 
 
-async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> int:
+def _no_task(key: str, prefix: str) -> NotFound:
+    return NotFound(
+        f"no task {key.strip()[:40]!r}; keys look like {prefix}-12 (see `ob list`)", key=key
+    )
+
+
+def number_for_key(key: str, prefix: str) -> int:
+    """The number of a key with this prefix (`OB-12` -> 12); NotFound when it is not one."""
     number = parse_key(key, prefix)
-    task_id = None
-    if number is not None:
-        task_id = await conn.fetchval("select id from tasks where number = $1", number)
+    if number is None:
+        raise _no_task(key, prefix)
+    return number
+
+
+async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> int:
+    number = number_for_key(key, prefix)
+    task_id = await conn.fetchval("select id from tasks where number = $1", number)
     if task_id is None:
-        raise NotFound(
-            f"no task {key.strip()[:40]!r}; keys look like {prefix}-12 (see `ob list`)", key=key
-        )
+        raise _no_task(key, prefix)
     return task_id
 
 

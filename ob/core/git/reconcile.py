@@ -29,6 +29,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from ob.core import events
+from ob.core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
 from ob.core.git.gitlog import LogScan, read_log
 from ob.core.git.keys import find_keys
 from ob.core.git.refs import RepoGone, branch_ref, detect_default_branch, read_refs
@@ -94,7 +95,7 @@ returning tc.task_id, tc.sha, tc.closes, tc.on_default, tc.agent, tc.author_emai
 """
 
 # $1 task ids, $2 shas, $3 agents, $4 author emails, $5 subjects, $6 repo, $7 key prefix
-_CLOSE = """
+_CLOSE = f"""
 with c as (
     select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
         as c(task_id, sha, agent, author_email, subject)
@@ -123,15 +124,7 @@ upd as (
     returning t.id, t.number, t.title, p.status as prev_status, p.holder, p.epoch as prev_epoch,
               c.sha, c.agent, c.author_email, c.subject
 ),
-unblocked as (
-    select d.task_id as id, u.number as prereq
-    from upd u join task_deps d on d.prereq_id = u.id
-    join tasks w on w.id = d.task_id and w.status in ('draft', 'open', 'claimed')
-    where not exists (
-        select 1 from task_deps d2 join tasks p on p.id = d2.prereq_id
-        where d2.task_id = d.task_id and p.status <> 'done'
-          and p.id not in (select id from upd))
-),
+{UNBLOCKED},
 ev as (
     insert into events (task_id, actor, kind, details)
     select u.id, case when u.agent is null then 'git' else 'git:' || u.agent end, v.kind, v.details
@@ -146,8 +139,7 @@ ev as (
     ) as v(ord, kind, details)
     where v.kind is not null
     union all
-    select id, 'system', 'unblocked', jsonb_build_object('prerequisite', $7::text || '-' || prereq)
-    from unblocked
+    {unblocked_events("$7")}
 ),
 ob as (
     insert into outbox (kind, task_id, payload)
@@ -164,10 +156,7 @@ ob as (
                               'holder', u.holder, 'sha', u.sha, 'repo', $6::text)
     from upd u where u.prev_status = 'claimed'
     union all
-    select 'task_unblocked', b.id,
-           jsonb_build_object('key', $7::text || '-' || (select number from tasks where id = b.id),
-                              'prerequisite', $7::text || '-' || b.prereq)
-    from unblocked b
+    {unblocked_outbox("$7")}
 )
 select id, prev_status from upd
 """
