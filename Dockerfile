@@ -7,7 +7,11 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY ob ./ob
+COPY core ./core
+COPY sql ./sql
+COPY bot ./bot
+COPY gateway ./gateway
+COPY cli ./cli
 RUN pip install --no-cache-dir . && useradd --create-home ob
 
 USER ob

@@ -24,14 +24,14 @@ from aiogram.client.session.base import BaseSession
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
 from bench.common import fresh_database, percentile, summary_ms
-from ob.bot.app import DEFAULTS, build_dispatcher
-from ob.bot.callbacks import CaptureCB, CardCB
-from ob.core.backlog import Backlog
-from ob.core.db import create_pool
-from ob.core.digest import build_digest
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec, parse
-from ob.settings import load_settings
+from bot.app import DEFAULTS, build_dispatcher
+from bot.callbacks import CaptureCB, CardCB
+from core.backlog import Backlog
+from core.db import create_pool
+from core.digest import build_digest
+from core.models import Actor, Lane
+from core.settings import load_settings
+from core.spec import make_spec, parse
 
 OP = 4242
 SPEC = "Capture number {i}\nrepo: web\npriority: P2\nsteps:\n- first step\n- second step\nrisks:\n- none"

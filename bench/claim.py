@@ -24,12 +24,12 @@ import asyncpg
 import httpx
 
 from bench.common import fresh_database, summary_ms
-from ob.core.agents import add_agent, authenticate
-from ob.core.backlog import Backlog
-from ob.core.db import create_pool
-from ob.core.leases import Leases
-from ob.core.models import Actor
-from ob.settings import load_settings
+from core.agents import add_agent, authenticate
+from core.backlog import Backlog
+from core.db import create_pool
+from core.leases import Leases
+from core.models import Actor
+from core.settings import load_settings
 
 BASELINE_CLAIM = """
 update tasks set status = 'claimed', lease_agent_id = $1, epoch = epoch + 1,
@@ -182,7 +182,7 @@ async def gateway_run(
     env = {**os.environ, "OB_DATABASE_URL": url, "OB_GATEWAY_PORT": str(port)}
     env.pop("OB_BOT_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ob.cli.main", "serve"],
+        [sys.executable, "-m", "cli.main", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

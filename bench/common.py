@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from ob.core.migrate import migrate
+from core.migrate import migrate
 
 
 @asynccontextmanager
@@ -22,7 +22,7 @@ async def fresh_database() -> AsyncIterator[str]:
     admin = os.environ.get("OB_BENCH_DATABASE_URL") or os.environ.get("OB_TEST_DATABASE_URL")
     server = None
     if not admin:
-        from ob.core.embedded import start_embedded
+        from core.embedded import start_embedded
 
         server = start_embedded(tempfile.mkdtemp(prefix="ob-bench-"))
         admin = server.get_uri("postgres")

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import fresh_database
-from ob.core.db import create_pool
-from ob.core.git.reconcile import Reconciler
-from ob.core.git.repos import add_repo
-from ob.core.models import Actor
-from ob.settings import load_settings
+from core.db import create_pool
+from core.git.reconcile import Reconciler
+from core.git.repos import add_repo
+from core.models import Actor
+from core.settings import load_settings
 
 GIT_ENV = {
     **os.environ,

@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.db import create_pool
-from ob.core.migrate import migrate
-from ob.settings import Settings, load_settings
+from core.backlog import Backlog
+from core.db import create_pool
+from core.migrate import migrate
+from core.settings import Settings, load_settings
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    from ob.core.embedded import start_embedded
+    from core.embedded import start_embedded
 
     server = start_embedded(tmp_path_factory.mktemp("embedded"))
     yield server.get_uri("postgres")
@@ -97,7 +97,7 @@ async def backlog(pool: asyncpg.Pool, settings: Settings, clean: None) -> Backlo
 
 @pytest.fixture
 def leases(backlog: Backlog):
-    from ob.core.leases import Leases
+    from core.leases import Leases
 
     return Leases(backlog)
 
@@ -105,8 +105,8 @@ def leases(backlog: Backlog):
 @pytest.fixture
 def make_agent(pool: asyncpg.Pool, clean: None):
     """Register an agent; returns (actor, token)."""
-    from ob.core.agents import add_agent, authenticate
-    from ob.core.models import Actor
+    from core.agents import add_agent, authenticate
+    from core.models import Actor
 
     async def make(name: str, **kw):
         _, token = await add_agent(pool, name, Actor.operator("test"), **kw)
@@ -118,8 +118,8 @@ def make_agent(pool: asyncpg.Pool, clean: None):
 @pytest.fixture
 async def gateway(backlog: Backlog):
     """The agent gateway over a real socket; yields its base URL."""
-    from ob.gateway.app import create_app
-    from ob.gateway.server import serving
+    from gateway.app import create_app
+    from gateway.server import serving
 
     async with serving(create_app(backlog), "127.0.0.1", 0) as url:
         yield url

@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from ob.core.backlog import Backlog
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.models import Actor, Lane
+from core.spec import make_spec
 
 OP = Actor.operator("test")
 
@@ -19,7 +19,7 @@ async def ob(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "ob.cli.main",
+        "cli.main",
         *args,
         env=env,
         stdin=asyncio.subprocess.PIPE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.errors import Forbidden, Invalid, InvalidTransition, NotFound
-from ob.core.models import Actor, Lane, Status
-from ob.core.spec import SpecError, make_spec, parse
-from ob.core.tasks import TaskFilter
+from core.backlog import Backlog
+from core.errors import Forbidden, Invalid, InvalidTransition, NotFound
+from core.models import Actor, Lane, Status
+from core.spec import SpecError, make_spec, parse
+from core.tasks import TaskFilter
 
 OP = Actor.operator("test")
 CODEX = Actor.agent("codex", 1)

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, time
 
 from aiogram import Bot
 
-from ob.bot import render
-from ob.bot.app import DEFAULTS
-from ob.bot.digest_job import DigestJob
-from ob.core.backlog import Backlog
-from ob.core.digest import build_digest
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from bot import render
+from bot.app import DEFAULTS
+from bot.digest_job import DigestJob
+from core.backlog import Backlog
+from core.digest import build_digest
+from core.leases import Leases
+from core.models import Actor, Lane
+from core.spec import make_spec
 from tests.fake_telegram import RecordingSession
 
 OP = Actor.operator("t")

@@ -8,12 +8,12 @@ import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 
-from ob.bot.app import DEFAULTS, build_dispatcher
-from ob.bot.notifier import Notifier
-from ob.bot.storage import PostgresStorage
-from ob.core.backlog import Backlog
-from ob.core.models import Actor, Lane, Status
-from ob.core.spec import make_spec
+from bot.app import DEFAULTS, build_dispatcher
+from bot.notifier import Notifier
+from bot.storage import PostgresStorage
+from core.backlog import Backlog
+from core.models import Actor, Lane, Status
+from core.spec import make_spec
 from tests.fake_telegram import RecordingSession, callback_update, message_update
 
 OP = 4242
@@ -308,7 +308,7 @@ async def test_drain_triage_moves_and_rejects(env: BotEnv) -> None:
 
 
 async def test_views(env: BotEnv, make_agent) -> None:
-    from ob.core.leases import Leases
+    from core.leases import Leases
 
     actor, _ = await make_agent("claude")
     op = Actor.operator("t")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 
-from ob.core.agents import add_agent
-from ob.core.db import create_pool
-from ob.core.migrate import migrate
-from ob.core.models import Actor
+from core.agents import add_agent
+from core.db import create_pool
+from core.migrate import migrate
+from core.models import Actor
 from tests.conftest import create_database, drop_database
 from tests.fake_telegram import FakeTelegram
 
@@ -59,7 +59,7 @@ class Serve:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "ob.cli.main",
+            "cli.main",
             "serve",
             env=env,
             cwd=self.tmp,

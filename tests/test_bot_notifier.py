@@ -8,13 +8,13 @@ import asyncio
 import asyncpg
 from aiogram import Bot
 
-from ob.bot.app import DEFAULTS
-from ob.bot.notifier import Notifier
-from ob.core.backlog import Backlog
-from ob.core.db import _init_connection
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from bot.app import DEFAULTS
+from bot.notifier import Notifier
+from core.backlog import Backlog
+from core.db import _init_connection
+from core.leases import Leases
+from core.models import Actor, Lane
+from core.spec import make_spec
 from tests.fake_telegram import RecordingSession, retry_after, server_error
 
 OP = Actor.operator("t")

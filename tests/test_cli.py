@@ -19,7 +19,7 @@ def ob(
     *args: str, env: dict[str, str], cwd: Path, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ob.cli.main", *args],
+        [sys.executable, "-m", "cli.main", *args],
         env=env,
         cwd=cwd,
         input=stdin,

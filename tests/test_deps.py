@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.deps import add_prerequisite, remove_prerequisite
-from ob.core.errors import Forbidden, Invalid, InvalidTransition
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.deps import add_prerequisite, remove_prerequisite
+from core.errors import Forbidden, Invalid, InvalidTransition
+from core.leases import Leases
+from core.models import Actor, Lane
+from core.spec import make_spec
 
 OP = Actor.operator("test")
 

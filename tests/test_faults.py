@@ -12,10 +12,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from ob.core.backlog import Backlog
-from ob.core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL
+from core.models import Actor, Lane
+from core.spec import make_spec
 
 OP = Actor.operator("test")
 LEASE = 5

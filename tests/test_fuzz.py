@@ -14,12 +14,12 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from ob.core.agents import add_agent
-from ob.core.backlog import Backlog
-from ob.core.db import create_pool
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
-from ob.settings import load_settings
+from core.agents import add_agent
+from core.backlog import Backlog
+from core.db import create_pool
+from core.models import Actor, Lane
+from core.settings import load_settings
+from core.spec import make_spec
 from tests.conftest import create_database, drop_database
 
 
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 async def test_openapi_fuzz_never_5xx(admin_url: str) -> None:
-    from ob.core.migrate import migrate
+    from core.migrate import migrate
 
     url = await create_database(admin_url)
     await migrate(url)
@@ -45,7 +45,7 @@ async def test_openapi_fuzz_never_5xx(admin_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
     env.update(OB_DATABASE_URL=url, OB_GATEWAY_PORT=str(port))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ob.cli.main", "serve"],
+        [sys.executable, "-m", "cli.main", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -7,10 +7,10 @@ import asyncio
 import asyncpg
 import httpx
 
-from ob.core.agents import revoke_agent
-from ob.core.backlog import Backlog
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.agents import revoke_agent
+from core.backlog import Backlog
+from core.models import Actor, Lane
+from core.spec import make_spec
 
 OP = Actor.operator("test")
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.git.drift import drifted_plans, path_tokens, replan
-from ob.core.git.reconcile import Reconciler
-from ob.core.git.repos import add_repo
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.git.drift import drifted_plans, path_tokens, replan
+from core.git.reconcile import Reconciler
+from core.git.repos import add_repo
+from core.leases import Leases
+from core.models import Actor, Lane
+from core.spec import make_spec
 from tests.test_git_helpers import repo_factory
 
 OP = Actor.operator("test")

@@ -9,13 +9,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.errors import LeaseError
-from ob.core.git.reconcile import Reconciler, unverified
-from ob.core.git.repos import add_repo, discover, list_repos
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane, Status
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.errors import LeaseError
+from core.git.reconcile import Reconciler, unverified
+from core.git.repos import add_repo, discover, list_repos
+from core.leases import Leases
+from core.models import Actor, Lane, Status
+from core.spec import make_spec
 from tests.test_git_helpers import repo_factory
 
 OP = Actor.operator("test")

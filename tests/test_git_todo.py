@@ -7,12 +7,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog, spec_of
-from ob.core.git.repos import add_repo
-from ob.core.git.todo import export_todo, import_todo, parse_todo, split_specs
-from ob.core.models import Actor, Lane, Status
-from ob.core.spec import SpecError
-from ob.core.tasks import TaskFilter
+from core.backlog import Backlog, spec_of
+from core.git.repos import add_repo
+from core.git.todo import export_todo, import_todo, parse_todo, split_specs
+from core.models import Actor, Lane, Status
+from core.spec import SpecError
+from core.tasks import TaskFilter
 from tests.test_git_helpers import repo_factory
 
 OP = Actor.operator("test")

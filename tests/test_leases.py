@@ -7,12 +7,12 @@ import asyncio
 import asyncpg
 import pytest
 
-from ob.core.backlog import Backlog
-from ob.core.errors import Forbidden, Invalid, InvalidTransition, LeaseError
-from ob.core.leases import Leases
-from ob.core.models import Actor, Lane, Status
-from ob.core.spec import SpecError, make_spec
-from ob.core.tasks import TaskFilter
+from core.backlog import Backlog
+from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError
+from core.leases import Leases
+from core.models import Actor, Lane, Status
+from core.spec import SpecError, make_spec
+from core.tasks import TaskFilter
 
 OP = Actor.operator("test")
 

@@ -6,9 +6,9 @@ import httpx
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from ob.core.backlog import Backlog
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
+from core.backlog import Backlog
+from core.models import Actor, Lane
+from core.spec import make_spec
 
 OP = Actor.operator("test")
 

@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 
-from ob.core.migrate import available_migrations
+from core.migrate import available_migrations
 from tests.conftest import create_database, drop_database
 
 
@@ -20,7 +20,7 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "ob.cli.main",
+                "cli.main",
                 "migrate",
                 env=env,
                 stdout=asyncio.subprocess.PIPE,

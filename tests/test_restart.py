@@ -7,19 +7,19 @@ from pathlib import Path
 
 import httpx
 
-from ob.core.backlog import Backlog
-from ob.core.db import create_pool, ensure_database
-from ob.core.embedded import start_embedded
-from ob.core.migrate import migrate
-from ob.core.models import Actor, Lane
-from ob.core.spec import make_spec
-from ob.gateway.app import create_app
-from ob.gateway.server import serving
-from ob.settings import load_settings
+from core.backlog import Backlog
+from core.db import create_pool, ensure_database
+from core.embedded import start_embedded
+from core.migrate import migrate
+from core.models import Actor, Lane
+from core.settings import load_settings
+from core.spec import make_spec
+from gateway.app import create_app
+from gateway.server import serving
 
 
 async def test_gateway_survives_a_postgres_restart(tmp_path: Path) -> None:
-    from ob.core.agents import add_agent
+    from core.agents import add_agent
 
     server = await asyncio.to_thread(start_embedded, tmp_path)
     await ensure_database(server.get_uri("postgres"), "ob")

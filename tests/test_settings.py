@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ob.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_lists_from_commas(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_reports_bad_setting_and_exits_2() -> None:
     env = {**os.environ, "OB_LEASE_TTL": "-5"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ob.cli.main", "list"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cli.main", "list"], env=env, capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert "OB_LEASE_TTL" in proc.stderr and "greater than or equal to 10" in proc.stderr
@@ -50,7 +50,7 @@ def test_cli_reports_bad_setting_and_exits_2() -> None:
 def test_env_example_lists_every_setting() -> None:
     from pathlib import Path
 
-    from ob.settings import Settings
+    from core.settings import Settings
 
     text = (Path(__file__).parent.parent / ".env.example").read_text()
     missing = [f for f in Settings.model_fields if f"OB_{f.upper()}=" not in text]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ob.core.models import Lane, Status
-from ob.core.spec import MAX_SPEC_BYTES, Spec, SpecError, make_spec, parse, render
+from core.models import Lane, Status
+from core.spec import MAX_SPEC_BYTES, Spec, SpecError, make_spec, parse, render
 
 DESIGN_EXAMPLE = """\
 Migrate ingest workers to asyncpg

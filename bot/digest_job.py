@@ -1,0 +1,110 @@
+"""The daily lane digest job: a cron trigger at OB_DIGEST_AT in OB_TIMEZONE, sent once per day
+(claimed in `digest_runs`, so two `ob serve` processes never both send it), and caught up after a
+missed run while still within the grace window (OB_DIGEST_GRACE)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+from aiogram import Bot
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import keyboards, render
+from core.backlog import Backlog
+from core.digest import build_digest
+
+log = logging.getLogger("ob.bot.digest")
+
+_CLAIM = """
+insert into digest_runs (day, claimed_by) values ($1, $2)
+on conflict (day) do update set claimed_by = excluded.claimed_by, claimed_at = now()
+    where digest_runs.sent_at is null and digest_runs.claimed_at < now() - interval '2 minutes'
+returning day
+"""
+
+
+class DigestJob:
+    def __init__(
+        self, bot: Bot, backlog: Backlog, chat_ids: list[int], worker: str, grace_seconds: int
+    ):
+        self.bot = bot
+        self.backlog = backlog
+        self.chat_ids = list(dict.fromkeys(chat_ids))
+        self.worker = worker
+        self.grace = timedelta(seconds=grace_seconds)
+
+    @property
+    def settings(self):
+        return self.backlog.settings
+
+    def due_day(self, now: datetime | None = None) -> date | None:
+        """The local day whose digest is due at `now` (at or after its time, within the grace
+        window), or None."""
+        tz = self.settings.tz
+        local = (now or datetime.now(UTC)).astimezone(tz)
+        for day in (local.date(), local.date() - timedelta(days=1)):
+            target = datetime.combine(day, self.settings.digest_at, tzinfo=tz)
+            if target <= local <= target + self.grace:
+                return day
+        return None
+
+    async def run_due(self, now: datetime | None = None) -> bool:
+        """Send the due digest unless some process already has; True when this call sent it."""
+        day = self.due_day(now)
+        if day is None:
+            return False
+        return await self.send_for(day)
+
+    async def send_for(self, day: date) -> bool:
+        pool = self.backlog.pool
+        if await pool.fetchval(_CLAIM, day, self.worker) is None:
+            return False
+        try:
+            d = await build_digest(pool, self.backlog.prefix)
+            text = render.digest(d, self.settings.tz)
+            for chat_id in self.chat_ids:
+                await self.bot.send_message(chat_id, text, reply_markup=keyboards.digest())
+        except Exception:
+            # let another tick (or process) try again at once rather than after the claim ages
+            await pool.execute(
+                "update digest_runs set claimed_at = now() - interval '1 hour'"
+                " where day = $1 and sent_at is null",
+                day,
+            )
+            log.exception("the digest for %s could not be sent; will retry", day)
+            return False
+        await pool.execute("update digest_runs set sent_at = now() where day = $1", day)
+        log.info("sent the digest for %s", day)
+        return True
+
+    async def tick(self) -> None:
+        try:
+            await self.run_due()
+        except Exception:
+            log.exception("digest check failed; will retry")
+
+    def schedule(self, scheduler: AsyncIOScheduler, *, check_every: int = 300) -> None:
+        at = self.settings.digest_at
+        scheduler.add_job(
+            self.tick,
+            "cron",
+            hour=at.hour,
+            minute=at.minute,
+            timezone=self.settings.tz,
+            id="digest",
+            misfire_grace_time=int(self.grace.total_seconds()) or None,
+            coalesce=True,
+            max_instances=1,
+        )
+        # Catch-up: a run missed while no process was up (or one that failed) is sent on the
+        # next check while still inside the grace window; the first check runs at start.
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=check_every,
+            id="digest-catch-up",
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+        )

@@ -1,0 +1,177 @@
+"""Rendering for Telegram (parse_mode HTML): everything escaped, every message under 4,096."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from core.digest import Digest
+from core.models import Event, Status, Task
+from core.spec import Spec
+
+TELEGRAM_LIMIT = 4096
+SAFE_LIMIT = 4000
+_TAG = re.compile(r"<[^>]+>")
+
+
+def esc(value: object, limit: int | None = None) -> str:
+    text = "" if value is None else str(value)
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    return html.escape(text, quote=False)
+
+
+def fit(text: str, limit: int = SAFE_LIMIT) -> str:
+    """An HTML message that Telegram accepts: unchanged when short enough, otherwise the plain
+    text cut to size (cutting HTML could split a tag or an entity)."""
+    if len(text) <= limit:
+        return text
+    plain = html.unescape(_TAG.sub("", text))
+    out = html.escape(plain[: limit - 200], quote=False)
+    while len(out) > limit - 20:
+        plain = plain[: len(plain) * 9 // 10]
+        out = html.escape(plain, quote=False)
+    return out + "\n… (cut to fit Telegram)"
+
+
+def when(at: datetime | None, tz: ZoneInfo) -> str:
+    if at is None:
+        return "-"
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def age(at: datetime | None, now: datetime | None = None) -> str:
+    if at is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    secs = max(0, int((now - at).total_seconds()))
+    if secs < 3600:
+        return f"{secs // 60}m"
+    if secs < 86400:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def left(at: datetime | None, now: datetime | None = None) -> str:
+    if at is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    secs = int((at - now).total_seconds())
+    if secs <= 0:
+        return "expired"
+    return f"{secs // 60}m{secs % 60:02d}s left"
+
+
+def _items(title: str, items: list[str], limit: int, numbered: bool) -> list[str]:
+    if not items:
+        return []
+    out = [f"<b>{title}</b>"]
+    for i, item in enumerate(items[:limit], 1):
+        out.append(f"{i}. {esc(item, 300)}" if numbered else f"• {esc(item, 300)}")
+    if len(items) > limit:
+        out.append(f"… and {len(items) - limit} more")
+    return out
+
+
+def spec_body(spec: Spec | Task) -> list[str]:
+    meta = [f"P{spec.priority}"]
+    if spec.repo:
+        meta.append(f"repo <code>{esc(spec.repo)}</code>")
+    if spec.lane:
+        meta.append(f"lane {esc(spec.lane.value)}")
+    lines = [f"<b>{esc(spec.title, 200)}</b>", " · ".join(meta)]
+    if spec.trigger:
+        lines.append(f"trigger: {esc(spec.trigger, 300)}")
+    if spec.trigger_on:
+        lines.append(f"trigger on: {spec.trigger_on.isoformat()}")
+    lines += _items("Steps", spec.steps, 15, True)
+    lines += _items("Risks", spec.risks, 10, False)
+    if spec.notes:
+        lines.append(f"<i>{esc(spec.notes, 600)}</i>")
+    if getattr(spec, "findings", ""):
+        lines.append(f"<b>Findings</b>\n{esc(spec.findings, 600)}")
+    return lines
+
+
+def preview(spec: Spec) -> str:
+    return fit("📝 <b>Draft preview</b>\n\n" + "\n".join(spec_body(spec)))
+
+
+def decision_line(task: Task, tz: ZoneInfo, by: str | None = None) -> str | None:
+    if task.status == Status.REJECTED:
+        reason = f": {esc(task.rejected_reason, 300)}" if task.rejected_reason else ""
+        who = f" by {esc(by)}" if by else ""
+        return f"❌ Rejected{who} at {when(task.status_at, tz)}{reason}"
+    if task.approved_at is not None and task.status != Status.DRAFT:
+        lane = task.lane.value if task.lane else "-"
+        return (
+            f"✅ Approved into {esc(lane)} by {esc(task.approved_by)} at "
+            f"{when(task.approved_at, tz)}"
+        )
+    return None
+
+
+def card(
+    task: Task, tz: ZoneInfo, *, by: str | None = None, history: list[Event] | None = None
+) -> str:
+    head = f"<b>{esc(task.key)}</b> · {esc(task.display_status)}"
+    if task.status == Status.DRAFT:
+        head = f"🆕 {head} · filed by {esc(task.created_by)} {age(task.created_at)} ago"
+    lines = [head, ""] + spec_body(task)
+    if task.blocked_by:
+        lines.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
+    if task.status == Status.CLAIMED:
+        lines.append(f"🔒 {esc(task.lease_holder)} · {left(task.lease_expires_at)}")
+    if task.status == Status.DONE:
+        commits = ", ".join(c[:10] for c in task.commits[:10]) or "no commits"
+        verified = "verified" if task.verified_at else "unverified"
+        lines.append(f"🏁 done by {esc(task.completed_by)} · {esc(commits)} · {verified}")
+    outcome = decision_line(task, tz, by)
+    if outcome:
+        lines += ["", outcome]
+    if history:
+        lines += ["", "<b>History</b>"]
+        for ev in history[-10:]:
+            lines.append(f"{when(ev.at, tz)} · {esc(ev.actor, 60)} · {esc(ev.kind, 40)}")
+    return fit("\n".join(lines))
+
+
+def digest(d: Digest, tz: ZoneInfo) -> str:
+    now = d.built_at
+    out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
+    for lc in d.lanes:
+        oldest = f" · oldest {age(lc.oldest_at, now)}" if lc.count else ""
+        out.append(f"{esc(lc.lane.value)}: {lc.count}{oldest}")
+    aw = d.awaiting_approval
+    out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
+    for it in aw.items:
+        out.append(f"• {esc(it.key)} {esc(it.title, 80)} ({esc(it.who)}, {age(it.at, now)})")
+    out += ["", "<b>In progress</b>"]
+    if not d.in_progress:
+        out.append("nobody holds a task")
+    for agent, items in d.in_progress.items():
+        keys = ", ".join(f"{esc(i.key)} ({left(i.at, now)})" for i in items[:10])
+        out.append(f"• {esc(agent)}: {keys}")
+    out += ["", f"<b>Done in the last 24 h</b>: {d.done_24h_total}"]
+    for who, items in d.done_24h.items():
+        out.append(f"• {esc(who)}")
+        for i in items:
+            ev = ", ".join(c[:10] for c in i.commits[:3]) or "no evidence"
+            mark = "✔ verified" if i.verified else "unverified"
+            out.append(f"   {esc(i.key)} {esc(i.title, 60)} [{esc(ev)}] {mark}")
+    if d.done_without_evidence:
+        out.append(f"⚠️ {d.done_without_evidence} completed without a commit")
+    sections = (
+        ("Blocked", d.blocked),
+        ("Drifted plans", d.drifted),
+        ("Unverified completions", d.unverified),
+    )
+    for name, sec in sections:
+        out += ["", f"<b>{name}</b>: {sec.total}"]
+        for it in sec.items:
+            extra = f" ← {esc(', '.join(it.blocked_by))}" if it.blocked_by else ""
+            who = f" ({esc(it.who)})" if it.who else ""
+            out.append(f"• {esc(it.key)} {esc(it.title, 60)}{who}{extra}")
+    return fit("\n".join(out))

@@ -1,0 +1,162 @@
+"""Views: /task KEY, /find TEXT, /lanes, /agents, /digest, /help (and the fallbacks)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import BotCommand, CallbackQuery, ErrorEvent, Message
+
+from bot import cards, keyboards, render
+from bot.routing import Routes
+from core.agents import list_agents
+from core.backlog import Backlog
+from core.digest import build_digest
+from core.errors import NotFound
+from core.models import Lane, Status
+from core.tasks import TaskFilter
+
+log = logging.getLogger("ob.bot.views")
+router = Routes(name="views")
+fallback = Routes(name="fallback")
+
+COMMANDS = [
+    BotCommand(command="inbox", description="walk the agent drafts awaiting approval"),
+    BotCommand(command="triage", description="walk the triage lane"),
+    BotCommand(command="decide", description="walk the decision lane"),
+    BotCommand(command="new", description="file a task step by step"),
+    BotCommand(command="task", description="a task card: /task OB-12"),
+    BotCommand(command="find", description="search tasks: /find text"),
+    BotCommand(command="lanes", description="open work per lane"),
+    BotCommand(command="agents", description="who holds what, lease time left"),
+    BotCommand(command="digest", description="the lane digest now"),
+    BotCommand(command="cancel", description="stop the current conversation"),
+    BotCommand(command="help", description="what this bot does"),
+]
+
+HELP = (
+    "<b>Operator Backlog</b>\n\n"
+    "Send any text to capture a task: the first line is the title, then fields "
+    "(<code>repo:</code>, <code>priority:</code>, <code>trigger:</code>) and sections "
+    "(<code>steps:</code>, <code>risks:</code>).\n\n"
+    + "\n".join(f"/{c.command} — {render.esc(c.description)}" for c in COMMANDS)
+)
+
+
+@router.message(CommandStart())
+@router.message(Command("help"))
+async def help_(message: Message) -> None:
+    await message.answer(HELP)
+
+
+@router.message(Command("task"))
+async def task_view(message: Message, command: CommandObject, backlog: Backlog) -> None:
+    key = (command.args or "").strip()
+    if not key:
+        await message.answer("Usage: /task OB-12")
+        return
+    try:
+        task = await backlog.get(key[:40])
+    except NotFound as err:
+        await message.answer(render.esc(str(err), 300))
+        return
+    history = await backlog.history(task.key)
+    sent = await message.answer(
+        render.card(task, backlog.settings.tz, history=history),
+        reply_markup=keyboards.task_actions(task),
+    )
+    if task.status == Status.DRAFT:
+        tid = await cards.task_id(backlog.pool, task.number)
+        if tid is not None:
+            await cards.remember(backlog.pool, tid, sent.chat.id, sent.message_id)
+
+
+@router.message(Command("find"))
+async def find(message: Message, command: CommandObject, backlog: Backlog) -> None:
+    text = (command.args or "").strip()[:200]
+    if not text:
+        await message.answer("Usage: /find words")
+        return
+    tasks = await backlog.list(TaskFilter(text=text, include_closed=True, limit=25))
+    if not tasks:
+        await message.answer(f"Nothing matches “{render.esc(text, 100)}”.")
+        return
+    lines = [f"<b>{len(tasks)} match(es)</b> for “{render.esc(text, 100)}”"]
+    for t in tasks:
+        lane = t.lane.short if t.lane else "-"
+        lines.append(
+            f"<code>{render.esc(t.key)}</code> {render.esc(t.display_status)} · {lane} · "
+            f"{render.esc(t.title, 100)}"
+        )
+    await message.answer(render.fit("\n".join(lines)))
+
+
+@router.message(Command("lanes"))
+async def lanes(message: Message, backlog: Backlog) -> None:
+    rows = await backlog.pool.fetch(
+        "select coalesce(lane, '') as lane, status, count(*) as n,"
+        " min(coalesce(approved_at, created_at)) as oldest from tasks"
+        " where status in ('draft', 'open', 'claimed') group by 1, 2"
+    )
+    by: dict[str, dict[str, int]] = {}
+    oldest: dict[str, object] = {}
+    for r in rows:
+        name = "drafts" if r["status"] == "draft" else r["lane"]
+        by.setdefault(name, {})[r["status"]] = by.get(name, {}).get(r["status"], 0) + r["n"]
+        oldest[name] = min(filter(None, [oldest.get(name), r["oldest"]]), default=None)
+    lines = ["<b>Lanes</b>"]
+    for name in ["drafts"] + [lane.value for lane in Lane]:
+        counts = by.get(name, {})
+        total = sum(counts.values())
+        claimed = f" ({counts['claimed']} claimed)" if counts.get("claimed") else ""
+        old = f" · oldest {render.age(oldest[name])}" if total and oldest.get(name) else ""
+        lines.append(f"{render.esc(name)}: {total}{claimed}{old}")
+    await message.answer("\n".join(lines), reply_markup=keyboards.digest())
+
+
+@router.message(Command("agents"))
+async def agents(message: Message, backlog: Backlog) -> None:
+    found = await list_agents(backlog.pool, backlog.prefix)
+    if not found:
+        await message.answer("No agents yet (`ob agent add NAME`).")
+        return
+    lines = ["<b>Agents</b>"]
+    for a in found:
+        status = " (revoked)" if a.revoked_at else ""
+        lines.append(f"<b>{render.esc(a.name)}</b>{status}: " + ("idle" if not a.holding else ""))
+        for h in a.holding[:20]:
+            lines.append(
+                f"  {render.esc(h.key)} {render.esc(h.title, 80)} · {render.left(h.lease_expires_at)}"
+            )
+    await message.answer(render.fit("\n".join(lines)))
+
+
+@router.message(Command("digest"))
+async def digest_now(message: Message, backlog: Backlog) -> None:
+    d = await build_digest(backlog.pool, backlog.prefix)
+    await message.answer(render.digest(d, backlog.settings.tz), reply_markup=keyboards.digest())
+
+
+@fallback.message()
+async def unknown(message: Message) -> None:
+    await message.answer("I did not understand that. /help lists what I can do.")
+
+
+@fallback.callback_query()
+async def unknown_button(cq: CallbackQuery) -> None:
+    log.warning("unrecognised callback data %r from %s", (cq.data or "")[:80], cq.from_user.id)
+    await cq.answer("That button is not valid (any more).", show_alert=True)
+
+
+@fallback.errors()
+async def on_error(event: ErrorEvent) -> bool:
+    """A failing handler never takes the bot down: log it, tell the operator briefly."""
+    log.error("handler failed on update %s", event.update.update_id, exc_info=event.exception)
+    try:
+        if event.update.callback_query is not None:
+            await event.update.callback_query.answer("Something went wrong; try again.")
+        elif event.update.message is not None:
+            await event.update.message.answer("Something went wrong; the details are logged.")
+    except Exception:
+        log.exception("could not report the failure")
+    return True

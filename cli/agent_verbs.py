@@ -1,0 +1,238 @@
+"""Agent verbs: `ob next`, `ob heartbeat`, `ob done`, `ob release`, `ob handoff`, `ob file`,
+`ob findings`. They call the gateway (OB_URL) with the agent's token (OB_AGENT_TOKEN); the
+agent's identity comes from the token, never from a flag."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.app import JsonOpt, KeyArg, fail, settings
+from cli.gateway_client import GatewayClient, GatewayError
+from cli.output import console, print_json
+
+EpochOpt = Annotated[
+    int | None,
+    typer.Option("--epoch", help="Lease epoch (default: the one `ob next` got on this machine)."),
+]
+SpecFile = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", help="A spec in the text form from a file ('-' = stdin)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (next_, heartbeat, done, release, handoff, file, findings):
+        app.command(fn.__name__.rstrip("_"), rich_help_panel="Agent verbs (via the gateway)")(fn)
+
+
+def _client() -> GatewayClient:
+    try:
+        return GatewayClient(settings())
+    except GatewayError as err:
+        fail(str(err), 2)
+
+
+def _call(client: GatewayClient, as_json: bool, method: str, path: str, body: Any = None) -> Any:
+    try:
+        return client.call(method, path, body)
+    except GatewayError as err:
+        if as_json:
+            print(json.dumps({"status": err.status, **err.body}, indent=2))
+        else:
+            fail(str(err), 1)
+        raise typer.Exit(4 if err.status == 409 else 1) from None
+
+
+def _epoch(client: GatewayClient, key: str, epoch: int | None) -> int:
+    if epoch is not None:
+        return epoch
+    known = client.epochs.get(key)
+    if known is None:
+        fail(f"no lease on {key.upper()} remembered here; pass --epoch N (from `ob next`)")
+    return known
+
+
+def _fenced(
+    key: str,
+    action: str,
+    epoch: int | None,
+    as_json: bool,
+    *,
+    ends_lease: bool = True,
+    **body: Any,
+) -> Any:
+    """A write to a task you hold: presents the given epoch, else the one `ob next` remembered,
+    and forgets it once the write ends the lease."""
+    client = _client()
+    path = f"/v1/tasks/{key}/{action}"
+    res = _call(client, as_json, "POST", path, {"epoch": _epoch(client, key, epoch), **body})
+    if ends_lease:
+        client.epochs.forget(key)
+    return res
+
+
+def _show(res: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        print_json(res)
+    else:
+        console.print(text)
+
+
+def _spec_body(
+    title: str | None,
+    spec_file: Path | None,
+    steps: list[str] | None,
+    repo: str | None,
+    lane: str | None,
+) -> dict[str, Any]:
+    if spec_file is not None:
+        text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text("utf-8")
+        return {"text": text}
+    if not title:
+        fail("give a title, or a spec with --file")
+    return {"spec": {"title": title, "steps": steps or [], "repo": repo, "lane": lane}}
+
+
+def next_(
+    repo: Annotated[
+        list[str] | None, typer.Option("--repo", "-r", help="Only these repos (repeat).")
+    ] = None,
+    lease: Annotated[
+        int | None, typer.Option("--lease", help="Lease seconds (default OB_LEASE_TTL).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Claim the best ready task and a lease on it."""
+    client = _client()
+    res = _call(
+        client, as_json, "POST", "/v1/claim", {"repos": repo or None, "lease_seconds": lease}
+    )
+    if res["lease"]:
+        client.epochs.remember(res["lease"]["key"], res["lease"]["epoch"])
+    if as_json:
+        print_json(res)
+        return
+    if not res["lease"]:
+        console.print(res["message"])
+        return
+    task = res["lease"]["task"]
+    console.print(
+        f"[bold]{task['key']}[/bold] {task['title']}  (epoch {res['lease']['epoch']}, "
+        f"lane {task['lane']})"
+    )
+    for i, step in enumerate(task["steps"], 1):
+        console.print(f"  {i}. {step}")
+    _print_drift(res["lease"].get("drift"))
+    console.print(res["message"])
+
+
+def _print_drift(drift: dict[str, Any] | None) -> None:
+    """What moved on the default branch since the plan was approved: re-check before acting."""
+    if not drift:
+        return
+    if "error" in drift:
+        console.print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
+        return
+    n = drift.get("commits_since", 0)
+    if not n and not drift.get("already_referenced"):
+        console.print(
+            f"plan is current with {drift.get('repo')} (no commits since it was approved)"
+        )
+        return
+    console.print(
+        f"[yellow]{n} commit(s) on {drift.get('repo')} since the plan was approved:[/yellow]"
+    )
+    for subject in drift.get("subjects", []):
+        console.print(f"  {subject}", highlight=False)
+    if drift.get("files_in_steps"):
+        console.print(f"  files your steps name changed: {', '.join(drift['files_in_steps'])}")
+    if drift.get("already_referenced"):
+        shas = ", ".join(r["sha"][:10] for r in drift.get("references", []))
+        console.print(f"[yellow]commits already mention this task:[/yellow] {shas}")
+
+
+def heartbeat(key: KeyArg, epoch: EpochOpt = None, as_json: JsonOpt = False) -> None:
+    """Extend your lease on a task."""
+    res = _fenced(key, "heartbeat", epoch, as_json, ends_lease=False)
+    _show(res, as_json, f"lease on {res['key']} extended to {res['lease_expires_at']}")
+
+
+def done(
+    key: KeyArg,
+    commit: Annotated[
+        list[str] | None, typer.Option("--commit", "-c", help="Commit SHA (repeat).")
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", "-m")] = None,
+    epoch: EpochOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Complete a task (unverified until git shows the commits on the default branch)."""
+    res = _fenced(key, "complete", epoch, as_json, commits=commit or [], note=note)
+    _show(res, as_json, f"{res['key']} done (unverified until git confirms)")
+
+
+def release(
+    key: KeyArg,
+    reason: Annotated[str | None, typer.Option("--reason", "-m")] = None,
+    epoch: EpochOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a task back to the queue unfinished."""
+    res = _fenced(key, "release", epoch, as_json, reason=reason)
+    _show(res, as_json, f"released {res['key']}")
+
+
+def handoff(
+    key: KeyArg,
+    title: Annotated[
+        str | None, typer.Option("--title", "-t", help="The prerequisite's title.")
+    ] = None,
+    step: Annotated[list[str] | None, typer.Option("--step", "-s", help="A step (repeat).")] = None,
+    spec_file: SpecFile = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why the task cannot go on.")
+    ] = None,
+    epoch: EpochOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """File a prerequisite for your task and give the task back, in one step."""
+    prerequisite = _spec_body(title, spec_file, step, None, None)
+    res = _fenced(key, "handoff", epoch, as_json, reason=reason, prerequisite=prerequisite)
+    p = res["prerequisite"]
+    _show(
+        res, as_json, f"handed off {res['task']['key']}: it now waits on {p['key']} ({p['status']})"
+    )
+
+
+def file(
+    title: Annotated[str | None, typer.Argument(show_default=False)] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r")] = None,
+    lane: Annotated[str | None, typer.Option("--lane", "-l", help="Suggested lane.")] = None,
+    step: Annotated[list[str] | None, typer.Option("--step", "-s")] = None,
+    spec_file: SpecFile = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """File a task as an agent: it is a draft until the operator approves it."""
+    client = _client()
+    res = _call(
+        client, as_json, "POST", "/v1/tasks", _spec_body(title, spec_file, step, repo, lane)
+    )
+    _show(res, as_json, f"filed {res['key']} as a draft for the operator")
+
+
+def findings(
+    key: KeyArg,
+    text: Annotated[str | None, typer.Argument(help="What you found ('-' = stdin).")] = None,
+    epoch: EpochOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish an investigation with findings; the operator decides what happens next."""
+    if text is None or text == "-":
+        text = sys.stdin.read()
+    res = _fenced(key, "findings", epoch, as_json, text=text)
+    _show(res, as_json, f"{res['key']} moved to requires_decision with your findings")

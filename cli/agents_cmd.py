@@ -1,0 +1,92 @@
+"""`ob agent add|list|revoke` (operator) and `ob dep add|rm`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from cli.app import OPERATOR, JsonOpt, run_backlog
+from cli.output import ago, console, plain_table, print_json
+from core import agents as core_agents
+from core.backlog import Backlog
+from core.deps import add_prerequisite, remove_prerequisite
+
+agent_app = typer.Typer(help="Register agents and manage their tokens.", no_args_is_help=True)
+dep_app = typer.Typer(help="Prerequisite links between tasks.", no_args_is_help=True)
+
+
+@agent_app.command("add")
+def agent_add(
+    name: Annotated[str, typer.Argument(help="e.g. claude-code, codex, grok")],
+    git_email: Annotated[
+        list[str] | None,
+        typer.Option("--git-email", help="Commit author email of this agent (repeat)."),
+    ] = None,
+) -> None:
+    """Register an agent and print its token (shown once; store it in the agent's env)."""
+
+    async def main(b: Backlog) -> None:
+        info, token = await core_agents.add_agent(b.pool, name, OPERATOR, git_email)
+        console.print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
+        print(token)
+        console.print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
+
+    run_backlog(main)
+
+
+@agent_app.command("list")
+def agent_list(as_json: JsonOpt = False) -> None:
+    """Agents, and which tasks each holds with lease time left."""
+
+    async def main(b: Backlog) -> None:
+        infos = await core_agents.list_agents(b.pool, b.prefix)
+        if as_json:
+            print_json(infos)
+            return
+        table = plain_table("agent", "status", "holds", "lease left", "git emails")
+        now = datetime.now(UTC)
+        for a in infos:
+            status = f"revoked {ago(a.revoked_at, now)}" if a.revoked_at else "active"
+            holds = "\n".join(f"{h.key} {h.title[:40]}" for h in a.holding) or "-"
+            left = "\n".join(ago(h.lease_expires_at, now) for h in a.holding)
+            table.add_row(a.name, status, holds, left, ", ".join(a.git_emails))
+        console.print(table if infos else "no agents yet; `ob agent add NAME` registers one")
+
+    run_backlog(main)
+
+
+@agent_app.command("revoke")
+def agent_revoke(name: str) -> None:
+    """Revoke an agent's token; the tasks it holds go back to the queue."""
+
+    async def main(b: Backlog) -> None:
+        n = await core_agents.revoke_agent(b.pool, name, OPERATOR)
+        console.print(f"revoked {name}; {n} lease(s) returned to the queue")
+
+    run_backlog(main)
+
+
+@dep_app.command("add")
+def dep_add(key: str, prerequisite: str) -> None:
+    """KEY waits until PREREQUISITE is done."""
+
+    async def main(b: Backlog) -> None:
+        task = await add_prerequisite(b, key, prerequisite, OPERATOR)
+        console.print(
+            f"{task.key} now waits on {', '.join(task.blocked_by) or 'nothing unfinished'}"
+        )
+
+    run_backlog(main)
+
+
+@dep_app.command("rm")
+def dep_rm(key: str, prerequisite: str) -> None:
+    """Remove a prerequisite link."""
+
+    async def main(b: Backlog) -> None:
+        task = await remove_prerequisite(b, key, prerequisite, OPERATOR)
+        console.print(f"{task.key} no longer waits on {prerequisite.upper()}")
+
+    run_backlog(main)

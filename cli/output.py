@@ -1,0 +1,120 @@
+"""Rendering for the terminal: task tables, task cards, histories, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from core.backlog import spec_of
+from core.models import Event, Task
+from core.spec import render
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATUS_STYLE = {
+    "draft": "yellow",
+    "open": "green",
+    "blocked": "magenta",
+    "claimed": "cyan",
+    "done": "dim",
+    "rejected": "dim red",
+}
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return ""
+    now = now or datetime.now(UTC)
+    secs = int((now - when).total_seconds())
+    future = secs < 0
+    secs = abs(secs)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            text = f"{secs // size}{unit}"
+            break
+    else:
+        text = f"{secs}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def plain_table(*columns: str, **column_options: Any) -> Table:
+    """The CLI's borderless table, with these column headers."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in columns:
+        table.add_column(col, **column_options)
+    return table
+
+
+def task_table(tasks: Sequence[Task]) -> Table:
+    table = plain_table()
+    for col in ("key", "P", "status", "lane", "repo", "title", "holder", "age"):
+        table.add_column(col, no_wrap=col != "title", overflow="fold")
+    for t in tasks:
+        status = t.display_status
+        table.add_row(
+            t.key,
+            f"P{t.priority}",
+            Text(status, style=STATUS_STYLE.get(status, "")),
+            t.lane.short if t.lane else "-",
+            t.repo or "",
+            t.title,
+            t.lease_holder or "",
+            ago(t.status_at),
+        )
+    return table
+
+
+def task_card(task: Task) -> Panel:
+    lines = Text()
+    status = task.display_status
+    lines.append(f"{status}", style=STATUS_STYLE.get(status, ""))
+    lines.append(f" since {task.status_at:%Y-%m-%d %H:%M} UTC ({ago(task.status_at)})")
+    if task.lane:
+        lines.append(f" · lane {task.lane.value}")
+    lines.append(f"\nfiled by {task.created_by} {ago(task.created_at)}")
+    if task.approved_by:
+        lines.append(f" · approved by {task.approved_by}")
+    if task.rejected_reason:
+        lines.append(f"\nrejected: {task.rejected_reason}")
+    if task.blocked_by:
+        lines.append(f"\nblocked by {', '.join(task.blocked_by)}", style="magenta")
+    if task.lease_holder:
+        lines.append(
+            f"\nheld by {task.lease_holder} (epoch {task.epoch}), lease expires "
+            f"{ago(task.lease_expires_at)}",
+            style="cyan",
+        )
+    if task.completed_by:
+        verified = "verified" if task.verified_at else "unverified"
+        commits = ", ".join(c[:10] for c in task.commits) or "no commits"
+        lines.append(f"\ncompleted by {task.completed_by} ({commits}; {verified})")
+        if task.completion_note:
+            lines.append(f"\nnote: {task.completion_note}")
+    lines.append("\n\n")
+    lines.append(render(spec_of(task).model_copy(update={"key": None, "status": None})))
+    return Panel(lines, title=f"[bold]{task.key}[/bold] {task.title}", title_align="left")
+
+
+def history_table(evs: Sequence[Event]) -> Table:
+    table = plain_table("when (UTC)", "actor", "event", "details", overflow="fold")
+    for e in evs:
+        details = ", ".join(f"{k}={v}" for k, v in e.details.items() if v not in (None, "", [], {}))
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.kind, details)
+    return table

@@ -1,0 +1,284 @@
+"""Git commands: `ob repo add|list`, `ob reconcile`, `ob replan`, `ob import-todo`,
+`ob export-todo`, and `ob list --unverified`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from cli.app import OPERATOR, JsonOpt, fail, run_backlog
+from cli.output import ago, console, err_console, plain_table, print_json
+from core.backlog import Backlog
+from core.git import repos as core_repos
+from core.git.drift import replan
+from core.git.reconcile import Reconciler, ReconcileSummary, RepoResult, unverified
+from core.git.todo import TODO_FILE, export_todo, import_todo, repo_todo_paths
+
+repo_app = typer.Typer(help="The repository registry (git is the truth).", no_args_is_help=True)
+
+
+@repo_app.command("add")
+def repo_add(
+    path: Annotated[Path, typer.Argument(help="Path of a git work tree or bare repository.")],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Registry name (default: folder name).")
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option("--branch", "-b", help="Default branch (default: origin/HEAD, main, master)."),
+    ] = None,
+) -> None:
+    """Register a repository (re-adding its path updates name or branch)."""
+
+    async def main(b: Backlog) -> None:
+        info = await core_repos.add_repo(b.pool, path, OPERATOR, name=name, branch=branch)
+        console.print(
+            f"repo [bold]{info.name}[/bold] at {info.path} (default branch {info.default_branch})"
+        )
+
+    run_backlog(main)
+
+
+@repo_app.command("list")
+def repo_list(as_json: JsonOpt = False) -> None:
+    """Registered repositories and how their last scan went."""
+
+    async def main(b: Backlog) -> None:
+        infos = await core_repos.list_repos(b.pool)
+        if as_json:
+            print_json(infos)
+            return
+        if not infos:
+            console.print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
+            return
+        table = plain_table(
+            "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
+        )
+        for r in infos:
+            table.add_row(
+                r.name + (" *" if r.discovered else ""),
+                r.default_branch or "-",
+                (r.cursor_sha or "")[:10],
+                str(r.commits_seen),
+                ago(r.last_scan_at) or "never",
+                r.path,
+                Text(r.last_error or "", style="red"),
+            )
+        console.print(table)
+
+    run_backlog(main)
+
+
+def summary_table(summary: ReconcileSummary) -> Table:
+    table = Table(header_style="bold", title="reconcile", title_justify="left")
+    for col in ("repo", "status", "read", "new", "linked", "closed", "unknown keys", "time"):
+        table.add_column(col, justify="left" if col in ("repo", "status") else "right")
+    for r in sorted(summary.repos, key=lambda r: (r.status != "error", r.name)):
+        status = r.status + (" (rewritten)" if r.rewritten else "")
+        table.add_row(
+            r.name,
+            Text(status if not r.error else f"error: {r.error}", style="red" if r.error else ""),
+            str(r.commits_read),
+            str(r.new_on_default),
+            str(r.linked),
+            str(r.closed)
+            + (f" ({r.closed_while_claimed} held!)" if r.closed_while_claimed else ""),
+            str(r.unknown_keys),
+            f"{r.seconds:.2f}s",
+        )
+    return table
+
+
+def reconcile_cmd(
+    repo: Annotated[
+        list[str] | None, typer.Argument(help="Only these repos (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconcile now: read new commits, link and close tasks, verify completions."""
+
+    async def main(b: Backlog) -> ReconcileSummary:
+        rec = Reconciler(b.pool, b.settings)
+        if as_json:
+            return await rec.run(repo or None)
+        with Progress(
+            TextColumn("[bold]reconciling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("", total=None)
+
+            def start(names: list[str]) -> None:
+                progress.update(bar, total=len(names))
+
+            def done(res: RepoResult) -> None:
+                progress.update(bar, advance=1, description=res.name)
+
+            return await rec.run(repo or None, on_start=start, on_progress=done)
+
+    summary = run_backlog(main)
+    if as_json:
+        print_json(
+            {
+                "repos": [vars(r) for r in summary.repos],
+                "discovered": summary.discovered,
+                "verified": summary.verified,
+                "seconds": summary.seconds,
+            }
+        )
+    else:
+        if summary.discovered:
+            console.print(f"discovered: {', '.join(summary.discovered)}")
+        if summary.repos:
+            console.print(summary_table(summary))
+        console.print(
+            f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s: "
+            f"{summary.total('closed')} closed, {summary.total('linked')} linked, "
+            f"{len(summary.verified)} verified"
+            + (f" ({', '.join(summary.verified[:10])})" if summary.verified else "")
+            + f", {summary.total('unknown_keys')} unknown key(s), "
+            f"{len(summary.errors)} error(s)"
+        )
+    if summary.errors:
+        raise typer.Exit(4)
+
+
+def replan_cmd(
+    key: Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)],
+) -> None:
+    """Reset a task's plan base to its repo's current HEAD (after revising the plan)."""
+
+    async def main(b: Backlog) -> None:
+        task = await replan(b, key, OPERATOR)
+        console.print(f"{task.key} is now planned against {(task.base_sha or '')[:10]}")
+
+    run_backlog(main)
+
+
+def import_todo_cmd(
+    path: Annotated[
+        list[Path] | None, typer.Argument(help="TODO.md files (or repo folders).")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help=f"The {TODO_FILE} of every registered repo.")
+    ] = False,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="File approved tasks instead of drafts.")
+    ] = False,
+    repo: Annotated[
+        str | None, typer.Option("--repo", "-r", help="Repo of specs without a repo line.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import specs from TODO.md files: drafts (or approved), idempotent by repo and title.
+
+    A file holds several specs in the spec text form, separated by `---` lines or started by
+    `## Title` headings; `status: done|rejected` specs are not filed.
+    """
+    if not path and not all_:
+        fail("give TODO.md paths, or --all for every registered repo")
+
+    async def main(b: Backlog) -> list:
+        targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
+        if all_:
+            targets += await repo_todo_paths(b)
+        return [await import_todo(b, p, OPERATOR, approve=approve, repo=r) for r, p in targets]
+
+    results = run_backlog(main)
+    if as_json:
+        print_json([vars(r) for r in results])
+        return
+    for r in results:
+        console.print(
+            f"{r.path}: {len(r.created)} filed"
+            + (f" ({', '.join(r.created)})" if r.created else "")
+            + f", {len(r.existing)} already in the backlog, {len(r.skipped)} skipped"
+        )
+    if not results:
+        console.print("no TODO.md files found")
+
+
+def export_todo_cmd(
+    repo: Annotated[str, typer.Argument(help="Repo name.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help=f"Where to write ('-' = stdout; default the repo's {TODO_FILE})."
+        ),
+    ] = None,
+) -> None:
+    """Write a repo's unfinished tasks as TODO.md, in the spec text form."""
+
+    async def main(b: Backlog) -> tuple[str, Path | None]:
+        info = await core_repos.get_repo(b.pool, repo)
+        text = await export_todo(b, repo)
+        if output is not None and str(output) == "-":
+            return text, None
+        return text, output or Path(info.path) / TODO_FILE
+
+    text, target = run_backlog(main)
+    if target is None:
+        print(text, end="")
+        return
+    try:
+        target.write_text(text, "utf-8")
+    except OSError as err:
+        fail(f"cannot write {target}: {err}")
+    n = sum(1 for line in text.splitlines() if line.startswith("## "))
+    console.print(f"wrote {n} task(s) to {target}")
+
+
+def show_unverified(as_json: bool, limit: int) -> None:
+    """Done tasks git has not confirmed (`ob list --unverified`)."""
+
+    async def main(b: Backlog) -> list:
+        return await unverified(b.pool, b.settings, limit)
+
+    items = run_backlog(main)
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        console.print("every completion is verified by git")
+        return
+    table = plain_table(
+        "key", "repo", "title", "done by", "done", "commits", "evidence", overflow="fold"
+    )
+    for u in items:
+        t = u.task
+        table.add_row(
+            Text(t.key + (" !" if u.flagged else ""), style="red" if u.flagged else ""),
+            t.repo or "",
+            t.title,
+            t.completed_by or "",
+            ago(t.completed_at),
+            ", ".join(c[:10] for c in t.commits) or "-",
+            u.evidence,
+        )
+    console.print(table)
+    flagged = sum(1 for u in items if u.flagged)
+    if flagged:
+        console.print(f"[red]{flagged} flagged[/red]: unverified for more than {run_days()} day(s)")
+
+
+def run_days() -> int:
+    from cli.app import settings
+
+    return settings().unverified_days
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(repo_app, name="repo", rich_help_panel="Git")
+    app.command("reconcile", rich_help_panel="Git")(reconcile_cmd)
+    app.command("replan", rich_help_panel="Git")(replan_cmd)
+    app.command("import-todo", rich_help_panel="Git")(import_todo_cmd)
+    app.command("export-todo", rich_help_panel="Git")(export_todo_cmd)

@@ -1,0 +1,97 @@
+"""`ob serve`: the main job. Migrates, then runs the agent gateway (REST + MCP), the periodic
+jobs and, when a bot token is set, the Telegram bot, in one asyncio process until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.backlog import Backlog
+from core.db import open_database
+from core.git.reconcile import Reconciler
+from core.leases import Leases
+from core.settings import Settings
+from gateway.app import create_app
+from gateway.server import serving
+
+log = logging.getLogger("ob.serve")
+
+
+# A job that raises is logged with its traceback by APScheduler and simply runs again at its
+# next interval, so a database hiccup never stops the scheduler.
+
+
+async def sweep_expired_leases(leases: Leases) -> None:
+    n = await leases.sweep()
+    if n:
+        log.info("recorded %d expired lease(s)", n)
+
+
+async def reconcile_repos(reconciler: Reconciler) -> None:
+    summary = await reconciler.run()
+    changed = [r for r in summary.repos if r.status == "ok"]
+    if changed or summary.verified or summary.discovered:
+        log.info(
+            "reconciled %d changed repo(s): %d closed, %d linked, %d verified, %d discovered",
+            len(changed),
+            summary.total("closed"),
+            summary.total("linked"),
+            len(summary.verified),
+            len(summary.discovered),
+        )
+
+
+async def serve_forever(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with open_database(settings, max_size=20) as db:
+        backlog = Backlog(db.pool, settings)
+        leases = Leases(backlog)
+        app = create_app(backlog)
+        scheduler = AsyncIOScheduler(timezone=settings.timezone)
+        scheduler.add_job(
+            sweep_expired_leases,
+            "interval",
+            seconds=settings.sweep_every,
+            args=[leases],
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            reconcile_repos,
+            "interval",
+            seconds=settings.reconcile_every,
+            args=[Reconciler(db.pool, settings, concurrency=4)],
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        bot = None
+        if settings.bot_token is not None:
+            from bot.app import BotRunner
+
+            bot = BotRunner(settings, backlog, db.url, scheduler)
+        async with serving(app, settings.gateway_host, settings.gateway_port) as url:
+            if bot is not None:
+                await bot.start()
+            scheduler.start()
+            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", url)
+            log.info("ob serve is running; Ctrl-C stops it")
+            await stop.wait()
+            scheduler.shutdown(wait=False)
+            if bot is not None:
+                await bot.stop()
+    log.info("stopped")

@@ -1,0 +1,304 @@
+"""The backlog service: filing, the approval gate, lanes, edits, views and history.
+
+Every state change runs in one transaction with its event (and outbox row where the operator
+should hear of it). Interfaces (CLI, bot, gateway) call this; none of them talks SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from core import events
+from core.errors import Forbidden, Invalid, InvalidTransition
+from core.git.base import record_base
+from core.models import Actor, Event, Lane, Status, Task
+from core.settings import Settings
+from core.spec import Spec, SpecError, free_text, make_spec
+from core.tasks import TaskFilter, fetch_task, list_tasks, task_id_for_key
+
+EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
+
+
+def require_operator(actor: Actor, what: str) -> None:
+    if not actor.is_operator:
+        raise Forbidden(
+            f"only the operator can {what}; agents file drafts and the operator decides",
+            actor=str(actor),
+        )
+
+
+class Backlog:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self.pool = pool
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self._waker = events.Waker(pool)
+
+    async def wake(self) -> None:
+        """Wake the notifier after a committed change that wrote outbox rows."""
+        await self._waker.wake()
+
+    @asynccontextmanager
+    async def transaction(self, *, wake: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction; with `wake`, the notifier is woken once it has committed."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                yield conn
+            if wake:
+                await self.wake()
+
+    async def _locked(self, conn: asyncpg.Connection, key: str) -> asyncpg.Record:
+        task_id = await task_id_for_key(conn, key, self.prefix)
+        row = await conn.fetchrow("select * from tasks where id = $1 for update", task_id)
+        assert row is not None
+        return row
+
+    def _key(self, row: asyncpg.Record) -> str:
+        return f"{self.prefix}-{row['number']}"
+
+    # ------------------------------------------------------------------ filing
+
+    async def file(self, spec: Spec, actor: Actor, *, lane: Lane | None = None) -> Task:
+        """Operator-filed tasks are open in a lane at once; anything an agent files is a draft."""
+        if spec.key or spec.status:
+            raise Invalid("a new task has no key or status yet; remove those lines from the spec")
+        async with self.transaction(wake=not actor.is_operator) as conn:
+            task_id = await self._insert(conn, spec, actor, lane=lane)
+            return await fetch_task(conn, task_id, self.prefix)
+
+    async def _insert(
+        self,
+        conn: asyncpg.Connection,
+        spec: Spec,
+        actor: Actor,
+        *,
+        lane: Lane | None = None,
+        approve: bool | None = None,
+        event_details: dict[str, Any] | None = None,
+    ) -> int:
+        approved = actor.is_operator if approve is None else approve
+        lane = lane or spec.lane or (Lane.TRIAGE if approved else None)
+        row = await conn.fetchrow(
+            """
+            insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
+                               risks, notes, findings, created_by, approved_by, approved_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                    case when $13::text is null then null else now() end)
+            returning id, number
+            """,
+            spec.title,
+            spec.repo,
+            Status.OPEN if approved else Status.DRAFT,
+            lane,
+            spec.priority,
+            spec.trigger,
+            spec.trigger_on,
+            spec.steps,
+            spec.risks,
+            spec.notes,
+            spec.findings,
+            str(actor),
+            str(actor) if approved else None,
+        )
+        if approved and spec.repo:  # the plan is approved against the repo's HEAD (drift)
+            await record_base(conn, row["id"], spec.repo)
+        details = {
+            "status": "open" if approved else "draft",
+            "lane": lane.value if lane else None,
+            "title": spec.title,
+            "repo": spec.repo,
+            **(event_details or {}),
+        }
+        await events.record(
+            conn,
+            row["id"],
+            actor,
+            "filed",
+            details,
+            notify=None if approved else "draft_filed",
+            payload={"key": self._key(row), "by": str(actor), **details},
+        )
+        return row["id"]
+
+    # ----------------------------------------------------------- approval gate
+
+    async def approve(self, key: str, actor: Actor, lane: Lane | None = None) -> Task:
+        require_operator(actor, "approve tasks")
+        async with self.transaction(wake=True) as conn:
+            row = await self._locked(conn, key)
+            if row["status"] != Status.DRAFT:
+                raise self._not_a_draft(row, "approve")
+            lane = lane or (Lane(row["lane"]) if row["lane"] else Lane.TRIAGE)
+            await conn.execute(
+                """update tasks set status = 'open', lane = $2, approved_by = $3,
+                   approved_at = now(), status_at = now(), updated_at = now() where id = $1""",
+                row["id"],
+                lane,
+                str(actor),
+            )
+            await record_base(conn, row["id"], row["repo"])
+            await self._decided(conn, row, actor, "approved", {"lane": lane.value})
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def reject(self, key: str, actor: Actor, reason: str | None = None) -> Task:
+        require_operator(actor, "reject tasks")
+        reason = free_text(reason, "reason", 1000)
+        async with self.transaction(wake=True) as conn:
+            row = await self._locked(conn, key)
+            if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+                raise self._closed(row, "reject")
+            await conn.execute(
+                """update tasks set status = 'rejected', rejected_reason = $2, status_at = now(),
+                   updated_at = now(), lease_agent_id = null, lease_expires_at = null,
+                   epoch = epoch + (status = 'claimed')::int where id = $1""",
+                row["id"],
+                reason,
+            )
+            await self._decided(conn, row, actor, "rejected", {"reason": reason})
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
+        require_operator(actor, "change lanes")
+        async with self.transaction() as conn:
+            row = await self._locked(conn, key)
+            if row["status"] == Status.DRAFT:
+                raise InvalidTransition(
+                    f"{self._key(row)} is a draft; approve it into a lane instead "
+                    f"(`ob approve {self._key(row)} --lane {lane.short}`)"
+                )
+            if row["status"] not in (Status.OPEN, Status.CLAIMED):
+                raise self._closed(row, "move")
+            if row["lane"] == lane:
+                raise InvalidTransition(f"{self._key(row)} is already in {lane.value}")
+            await conn.execute(
+                """update tasks set lane = $2, status = 'open', status_at = now(),
+                   updated_at = now(), expiries = 0, lease_agent_id = null,
+                   lease_expires_at = null, epoch = epoch + (status = 'claimed')::int
+                   where id = $1""",
+                row["id"],
+                lane,
+            )
+            details = {"from": row["lane"], "to": lane.value}
+            if row["status"] == Status.CLAIMED:
+                details["lease_revoked"] = True
+            await events.record(conn, row["id"], actor, "lane_changed", details)
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def _decided(
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        actor: Actor,
+        kind: str,
+        details: dict[str, Any],
+    ) -> None:
+        await events.record(
+            conn,
+            row["id"],
+            actor,
+            kind,
+            details,
+            notify="task_decided",
+            payload={"key": self._key(row), "decision": kind, "by": str(actor), **details},
+        )
+
+    def _not_a_draft(self, row: asyncpg.Record, verb: str) -> InvalidTransition:
+        key, status = self._key(row), row["status"]
+        if status == Status.REJECTED:
+            hint = "it was rejected; file it again if it is wanted after all"
+        elif status in (Status.OPEN, Status.CLAIMED):
+            hint = f"it is already approved into {row['lane']}; use `ob lane {key} LANE` to move it"
+        else:
+            hint = "it is done"
+        return InvalidTransition(f"cannot {verb} {key}: {hint}", status=status)
+
+    def _closed(self, row: asyncpg.Record, verb: str) -> InvalidTransition:
+        key, status = self._key(row), row["status"]
+        return InvalidTransition(
+            f"cannot {verb} {key}: it is {status}; file a follow-up task instead", status=status
+        )
+
+    # ------------------------------------------------------------------ edits
+
+    async def edit(self, key: str, actor: Actor, **changes: Any) -> Task:
+        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes)."""
+        require_operator(actor, "edit tasks")
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise Invalid(
+                f"cannot edit {', '.join(sorted(unknown))}; editable fields: {', '.join(EDITABLE)}"
+            )
+        async with self.transaction() as conn:
+            row = await self._locked(conn, key)
+            if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+                raise self._closed(row, "edit")
+            current = {f: row[f] for f in EDITABLE}
+            new = make_spec(**{**current, **changes})
+            diff = {
+                f: [_jsonable(current[f]), _jsonable(getattr(new, f))]
+                for f in EDITABLE
+                if current[f] != getattr(new, f)
+                and not (current[f] is None and not getattr(new, f))
+            }
+            if not diff:
+                return await fetch_task(conn, row["id"], self.prefix)
+            sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(diff, 2))
+            await conn.execute(
+                f"update tasks set {sets}, updated_at = now() where id = $1",  # noqa: S608 - column names are from EDITABLE
+                row["id"],
+                *(getattr(new, f) for f in diff),
+            )
+            await events.record(conn, row["id"], actor, "edited", {"changes": diff})
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Task:
+        """Replace a task's spec with a text-form spec (its lane/key/status lines are ignored)."""
+        return await self.edit(key, actor, **{f: getattr(spec, f) for f in EDITABLE})
+
+    # ------------------------------------------------------------------ views
+
+    async def get(self, key: str) -> Task:
+        async with self.pool.acquire() as conn:
+            return await fetch_task(
+                conn, await task_id_for_key(conn, key, self.prefix), self.prefix
+            )
+
+    async def list(self, flt: TaskFilter | None = None) -> list[Task]:
+        async with self.pool.acquire() as conn:
+            return await list_tasks(conn, flt or TaskFilter(), self.prefix)
+
+    async def history(self, key: str) -> list[Event]:
+        async with self.pool.acquire() as conn:
+            task_id = await task_id_for_key(conn, key, self.prefix)
+            return await events.history(conn, task_id, self.prefix)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def spec_of(task: Task) -> Spec:
+    """The text-form spec of a stored task (key and status included)."""
+    try:
+        return make_spec(
+            title=task.title,
+            repo=task.repo,
+            priority=task.priority,
+            lane=task.lane,
+            trigger=task.trigger,
+            trigger_on=task.trigger_on,
+            steps=task.steps,
+            risks=task.risks,
+            notes=task.notes,
+            findings=task.findings,
+            key=task.key,
+            status=task.status,
+        )
+    except SpecError as err:  # stored data always passed validation once
+        raise Invalid(str(err)) from err

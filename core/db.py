@@ -1,0 +1,100 @@
+"""Connecting to PostgreSQL: the configured server, or the embedded one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from core.migrate import migrate
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "ob"
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached; the message says where we looked and what to check."""
+
+
+class Connection(asyncpg.Connection):
+    """Pool connections skip asyncpg's reset query on release (one round trip per use).
+
+    Nothing here keeps session state on pooled connections: listeners use their own
+    connections and migrations their own; an open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=60,
+            connection_class=Connection,
+        )
+    except (OSError, asyncpg.PostgresError) as err:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL ({err}); check OB_DATABASE_URL or unset it to use "
+            "the embedded server"
+        ) from err
+    assert pool is not None
+    return pool
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'create database "{name}"')  # a constant name, never input
+    finally:
+        await conn.close()
+
+
+async def resolve_url(settings: Settings) -> str:
+    """The URL to use: OB_DATABASE_URL, or the embedded server (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from core.embedded import start_embedded
+
+    server = await asyncio.to_thread(start_embedded, settings.data_dir)
+    await ensure_database(server.get_uri("postgres"), EMBEDDED_DATABASE)
+    return server.get_uri(EMBEDDED_DATABASE)
+
+
+@dataclass
+class Database:
+    url: str
+    pool: asyncpg.Pool
+
+
+@asynccontextmanager
+async def open_database(
+    settings: Settings, *, run_migrations: bool = True, max_size: int = 10
+) -> AsyncIterator[Database]:
+    url = await resolve_url(settings)
+    if run_migrations:
+        await migrate(url)
+    pool = await create_pool(url, max_size=max_size)
+    try:
+        yield Database(url=url, pool=pool)
+    finally:
+        await pool.close()

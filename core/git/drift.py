@@ -1,0 +1,198 @@
+"""Plan drift: how far a repo's default branch moved since a task's plan was approved.
+
+Approving a task (or the operator filing one with a repo) records the repo's HEAD as the task's
+`base_sha`. A claim then reports the drift — commits since the base, their subjects (capped),
+files they touched that the steps name, and commits that already reference the task — from the
+commits the reconciler stored, with no git process. Only when the base is not among them (it is
+newer than the last scan, or history was rewritten) does it run one bounded `git log`. A claim
+for a task without repo or base never touches git or these tables, and a failure becomes
+`{"error": ...}`, never a failed claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import asyncpg
+import git
+
+from core import events
+from core.backlog import Backlog, require_operator
+from core.errors import Invalid
+from core.git.base import current_head, record_base  # noqa: F401 - re-exported
+from core.git.gitlog import parse_log
+from core.git.refs import branch_tip
+from core.models import Actor, Task
+from core.tasks import fetch_task, task_id_for_key
+
+log = logging.getLogger(__name__)
+
+MAX_SUBJECTS = 20
+MAX_REFERENCES = 10
+GIT_FALLBACK_COMMITS = 500
+GIT_TIMEOUT = 5.0
+
+_DRIFT = """
+with b as (select pos from git_commits where repo_id = $1 and sha = $2),
+s as (select g.sha, g.subject, g.files, g.pos
+      from git_commits g, b where g.repo_id = $1 and g.pos > b.pos)
+select (select pos from b) as base_pos,
+       (select count(*) from s) as n,
+       (select coalesce(array_agg(x.sha || ' ' || x.subject order by x.pos desc), '{}')
+        from (select * from s order by pos desc limit $3) x) as subjects,
+       (select coalesce(array_agg(distinct f.f order by f.f), '{}')
+        from s, unnest(s.files) as f(f)
+        where f.f = any($4::text[]) or regexp_replace(f.f, '^.*/', '') = any($4::text[])
+       ) as files
+"""
+
+_REFERENCES = """
+select tc.sha, r.name as repo, tc.closes, tc.on_default, tc.agent, tc.subject
+from task_commits tc join repos r on r.id = tc.repo_id
+where tc.task_id = $1
+order by tc.committed_at desc nulls last, tc.sha
+limit $2
+"""
+
+_TOKEN_SPLIT = re.compile(r"[\s,;()\[\]{}<>\"'`]+")
+
+
+def path_tokens(steps: list[str]) -> list[str]:
+    """Words of the steps that look like file paths or file names (`ingest/db.py`)."""
+    out = set()
+    for step in steps:
+        for w in _TOKEN_SPLIT.split(step):
+            w = w.strip(".:!?*").removeprefix("./")
+            if len(w) >= 3 and ("/" in w or re.search(r"\.[A-Za-z0-9]{1,8}$", w)):
+                out.add(w)
+    return sorted(out)[:200]
+
+
+def _files_named(files: list[str], tokens: list[str]) -> list[str]:
+    names = set(tokens)
+    return sorted({f for f in files if f in names or f.rsplit("/", 1)[-1] in names})
+
+
+async def drift_for(
+    conn: asyncpg.Connection, task: Task, task_id: int | None = None
+) -> dict[str, Any] | None:
+    """The drift of a task's plan, or None for a task without repo or base."""
+    if not task.repo or not task.base_sha:
+        return None
+    try:
+        if task_id is None:
+            task_id = await conn.fetchval("select id from tasks where number = $1", task.number)
+        return await _drift(conn, task, task_id)
+    except Exception as err:  # never fail a claim over git
+        log.warning("drift of %s failed: %s", task.key, err)
+        return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+
+
+async def _drift(conn: asyncpg.Connection, task: Task, task_id: int | None) -> dict[str, Any]:
+    repo = await conn.fetchrow(
+        "select id, name, path, default_branch, cursor_sha, last_scan_at from repos where name = $1",
+        task.repo,
+    )
+    if repo is None:
+        return {"error": f"repo {task.repo!r} is not registered (`ob repo add PATH`)"}
+    assert task.base_sha is not None
+    tokens = path_tokens(task.steps)
+    out: dict[str, Any] = {
+        "repo": repo["name"],
+        "base_sha": task.base_sha,
+        "head_sha": repo["cursor_sha"],
+        "as_of": repo["last_scan_at"].isoformat() if repo["last_scan_at"] else None,
+    }
+    refs = await conn.fetch(_REFERENCES, task_id, MAX_REFERENCES)
+    if task.base_sha == repo["cursor_sha"]:
+        out.update(commits_since=0, subjects=[], files_in_steps=[], source="reconciler")
+    else:
+        row = await conn.fetchrow(_DRIFT, repo["id"], task.base_sha, MAX_SUBJECTS, tokens)
+        if row["base_pos"] is not None:
+            out.update(
+                commits_since=row["n"],
+                subjects=list(row["subjects"]),
+                files_in_steps=list(row["files"]),
+                source="reconciler",
+            )
+        else:
+            out.update(await _drift_from_git(repo["path"], repo["default_branch"], task, tokens))
+    out["subjects_truncated"] = out.get("commits_since", 0) > len(out.get("subjects", []))
+    out["references"] = [dict(r) for r in refs]
+    out["already_referenced"] = bool(refs)
+    return out
+
+
+async def _drift_from_git(
+    path: str, branch: str | None, task: Task, tokens: list[str]
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        tip = branch_tip(path, branch or "main")
+        if tip is None:
+            raise Invalid(f"default branch {branch!r} not found in {path}")
+        out = git.Git(path).log(
+            f"--max-count={GIT_FALLBACK_COMMITS}",
+            "--topo-order",
+            "-z",
+            "--name-only",
+            "--no-renames",
+            "--format=%x1e%x1e%H%x00%P%x00%ae%x00%ct%x00%x00%s",
+            f"{task.base_sha}..{tip}",
+            stdout_as_string=False,
+        )
+        commits = parse_log(out)
+        files = [f for c in commits for f in c.files]
+        return {
+            "head_sha": tip,
+            "commits_since": len(commits),
+            "commits_capped": len(commits) >= GIT_FALLBACK_COMMITS,
+            "subjects": [f"{c.sha} {c.subject}" for c in commits[:MAX_SUBJECTS]],
+            "files_in_steps": _files_named(files, tokens),
+            "source": "git",
+        }
+
+    return await asyncio.wait_for(asyncio.to_thread(read), GIT_TIMEOUT)
+
+
+async def replan(backlog: Backlog, key: str, actor: Actor) -> Task:
+    """Reset a task's plan base to its repo's current HEAD (after the plan was revised)."""
+    require_operator(actor, "replan tasks")
+    async with backlog.pool.acquire() as conn, conn.transaction():
+        task_id = await task_id_for_key(conn, key, backlog.prefix)
+        row = await conn.fetchrow("select * from tasks where id = $1 for update", task_id)
+        if not row["repo"]:
+            raise Invalid(f"{key} has no repo; set one with `ob edit {key} --repo NAME`")
+        head = await current_head(conn, row["repo"])
+        if head is None:
+            raise Invalid(
+                f"repo {row['repo']!r} is not registered or unreadable; `ob repo add PATH` first"
+            )
+        await conn.execute(
+            "update tasks set base_sha = $2, updated_at = now() where id = $1", task_id, head
+        )
+        await events.record(
+            conn, task_id, actor, "replanned", {"from": row["base_sha"], "to": head}
+        )
+        return await fetch_task(conn, task_id, backlog.prefix)
+
+
+async def drifted_plans(pool: asyncpg.Pool, prefix: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Open tasks whose repo moved since their plan was approved (for the digest)."""
+    rows = await pool.fetch(
+        """
+        select t.number, t.title, t.repo, t.base_sha, t.approved_at,
+               (select count(*) from git_commits g where g.repo_id = r.id
+                  and g.pos > b.pos) as commits_since
+        from tasks t join repos r on r.name = t.repo
+        join git_commits b on b.repo_id = r.id and b.sha = t.base_sha
+        where t.status in ('open', 'claimed') and t.base_sha is not null
+          and t.base_sha <> coalesce(r.cursor_sha, '')
+        order by commits_since desc, t.number
+        limit $1
+        """,
+        limit,
+    )
+    return [{**dict(r), "key": f"{prefix}-{r['number']}"} for r in rows if r["commits_since"] > 0]

@@ -1,0 +1,485 @@
+"""Leases: claim, heartbeat, release, complete, findings, hand-off, and the expiry sweep.
+
+A lease is holder + expiry + fencing epoch. The epoch grows on every claim; every later write
+by the holder must present it, so a paused agent that lost its lease can never write.
+
+The claim is one statement: `FOR UPDATE SKIP LOCKED` over the ready-queue index, the state
+change, its events and its outbox rows. A task whose lease expired is a candidate in the same
+claim; the expiry is recorded by the claim itself, so correctness never depends on the sweep.
+The sweep runs the very same transition with no new holder.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from core import events
+from core.backlog import Backlog
+from core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
+from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
+from core.git.drift import drift_for
+from core.models import Actor, Lane, Status, Task
+from core.spec import REPO_RE, Spec, free_text
+from core.tasks import fetch_task, number_for_key, task_from_row
+
+SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+
+# $1 new holder (null: sweep), $2 ttl seconds, $3 max expiries, $4 actor, $5 key prefix.
+_TRANSITION = """
+upd as (
+    update tasks t set
+        status = case when c.exhausted or $1::bigint is null then 'open' else 'claimed' end,
+        lane = case when c.exhausted then 'requires_decision' else t.lane end,
+        lease_agent_id = case when c.exhausted then null else $1::bigint end,
+        lease_expires_at = case when c.exhausted or $1::bigint is null then null
+                                else now() + make_interval(secs => $2::int) end,
+        epoch = t.epoch + (not c.exhausted and $1::bigint is not null)::int,
+        expiries = c.expiries,
+        status_at = now(),
+        updated_at = now()
+    from cand c
+    where t.id = c.id
+    returning t.*, c.prev_status, c.prev_epoch, c.prev_holder, c.exhausted
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select u.id, v.actor, v.kind, v.details
+    from upd u cross join lateral (values
+        (1, 'system', case when u.prev_status = 'claimed' then 'expired' end,
+         jsonb_build_object('holder', u.prev_holder, 'epoch', u.prev_epoch,
+                            'expiries', u.expiries)),
+        (2, 'system', case when u.exhausted then 'attempts_exhausted' end,
+         jsonb_build_object('expiries', u.expiries, 'lane', 'requires_decision')),
+        (3, $4::text, case when u.status = 'claimed' then 'claimed' end,
+         jsonb_build_object('epoch', u.epoch, 'expires_at', u.lease_expires_at))
+    ) as v(ord, actor, kind, details)
+    where v.kind is not null
+    order by u.id, v.ord
+),
+ob as (
+    insert into outbox (kind, task_id, payload)
+    select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.id,
+           jsonb_build_object('key', $5::text || '-' || u.number, 'title', u.title,
+                              'holder', u.prev_holder, 'expiries', u.expiries,
+                              'max_expiries', $3::int)
+    from upd u where u.prev_status = 'claimed'
+    order by u.id
+)
+select u.*, a.name as lease_holder, '{}'::bigint[] as blocked_numbers
+from upd u left join agents a on a.id = u.lease_agent_id
+"""
+
+_CANDIDATE_COLUMNS = """
+    t.id, t.status as prev_status, t.epoch as prev_epoch,
+    (select name from agents where id = t.lease_agent_id) as prev_holder,
+    t.expiries + (t.status = 'claimed')::int as expiries,
+    (t.status = 'claimed' and t.expiries + 1 >= $3::int) as exhausted
+"""
+
+
+# The best ready task: open (or with an expired lease) in an agent lane, no unfinished
+# prerequisite, trigger date not in the future; by priority, then age. $6 today (operator's
+# time zone); with repos, $7 the repos. Two texts rather than `$7 is null or ...`, so that the
+# prepared statement keeps one generic plan instead of being re-planned on every call.
+def _claim_sql(repo_filter: str) -> str:
+    return f"""
+with cand as (
+    select {_CANDIDATE_COLUMNS}
+    from tasks t
+    where t.status in ('open', 'claimed')
+      and t.lane in ('autonomous_safe', 'requires_investigation')
+      and (t.status = 'open' or t.lease_expires_at <= now())
+      and (t.trigger_on is null or t.trigger_on <= $6::date)
+      {repo_filter}
+      and not exists (
+          select 1 from task_deps d join tasks p on p.id = d.prereq_id
+          where d.task_id = t.id and p.status <> 'done')
+    order by t.priority, t.id
+    limit 1
+    for update of t skip locked
+),
+{_TRANSITION}
+"""
+
+
+CLAIM_SQL = _claim_sql("")
+CLAIM_IN_REPOS_SQL = _claim_sql("and t.repo = any($7::text[])")
+
+# $6 how many expired leases to record in one sweep.
+SWEEP_SQL = f"""
+with cand as (
+    select {_CANDIDATE_COLUMNS}
+    from tasks t
+    where t.status = 'claimed' and t.lease_expires_at <= now()
+    order by t.lease_expires_at
+    limit $6::int
+    for update of t skip locked
+),
+{_TRANSITION}
+"""
+
+# A write by the current holder: right agent, right epoch, lease not expired.
+_FENCE = """t.number = $1 and t.status = 'claimed' and t.lease_agent_id = $2
+            and t.epoch = $3 and t.lease_expires_at > now()"""
+
+HEARTBEAT_SQL = f"""
+with upd as (
+    update tasks t set lease_expires_at = now() + make_interval(secs => $4::int)
+    where {_FENCE}
+    returning t.id, t.epoch, t.lease_expires_at
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select id, $5::text, 'heartbeat', jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at)
+    from upd
+)
+select * from upd
+"""
+
+# $4 actor, $5 commits, $6 note, $7 key prefix
+COMPLETE_SQL = f"""
+with upd as (
+    update tasks t set status = 'done', completed_by = $4::text, completed_at = now(),
+        commits = $5::text[], completion_note = $6::text, lease_agent_id = null,
+        lease_expires_at = null, verified_at = null, status_at = now(), updated_at = now()
+    where {_FENCE} and t.lane = 'autonomous_safe'
+    returning t.*
+),
+{UNBLOCKED},
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select id, $4::text, 'completed',
+           jsonb_build_object('commits', $5::text[], 'note', $6::text, 'epoch', epoch,
+                              'verified', false)
+    from upd
+    union all
+    {unblocked_events("$7")}
+),
+ob as (
+    insert into outbox (kind, task_id, payload)
+    select 'task_completed', id,
+           jsonb_build_object('key', $7::text || '-' || number, 'title', title, 'repo', repo,
+                              'by', $4::text, 'commits', $5::text[], 'note', $6::text,
+                              'verified', false)
+    from upd
+    union all
+    {unblocked_outbox("$7")}
+)
+select u.*, null::text as lease_holder, '{{}}'::bigint[] as blocked_numbers from upd u
+"""
+
+
+class Lease(BaseModel):
+    """What a claim hands an agent: the task, and the epoch every later write must present."""
+
+    key: str
+    epoch: int
+    lease_expires_at: datetime
+    task: Task
+    drift: dict[str, Any] | None = None
+
+
+class Heartbeat(BaseModel):
+    key: str
+    epoch: int
+    lease_expires_at: datetime
+
+
+def _require_agent(actor: Actor) -> int:
+    if actor.kind != "agent" or actor.agent_id is None:
+        raise Forbidden("leases are for agents; register one with `ob agent add NAME`")
+    return actor.agent_id
+
+
+class Leases:
+    def __init__(self, backlog: Backlog):
+        self.backlog = backlog
+        self.pool = backlog.pool
+        self.settings = backlog.settings
+        self.prefix = backlog.prefix
+
+    def _today(self) -> Any:
+        return datetime.now(self.settings.tz).date()
+
+    def _ttl(self, lease_seconds: int | None) -> int:
+        ttl = lease_seconds or self.settings.lease_ttl
+        if not 5 <= ttl <= 86_400:
+            raise Invalid("lease_seconds must be between 5 and 86400")
+        return ttl
+
+    # ------------------------------------------------------------------ claim
+
+    async def claim(
+        self, actor: Actor, *, repos: list[str] | None = None, lease_seconds: int | None = None
+    ) -> Lease | None:
+        """Take the best ready task, or None when nothing is ready for this agent."""
+        agent_id = _require_agent(actor)
+        ttl = self._ttl(lease_seconds)
+        bad = [r for r in repos or [] if not REPO_RE.match(r)]
+        if bad:
+            raise Invalid(f"{bad[0][:60]!r} is not a repository name")
+        sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
+        args = [agent_id, ttl, self.settings.max_expiries, str(actor), self.prefix, self._today()]
+        if repos:
+            args.append(repos)
+        lease = None
+        expiry_recorded = False
+        async with self.pool.acquire() as conn:
+            # A candidate whose lease expired for the last allowed time goes to the operator
+            # instead of to us; then we look again.
+            for _ in range(20):
+                row = await conn.fetchrow(sql, *args)
+                if row is None:
+                    break
+                expiry_recorded |= row["prev_status"] == Status.CLAIMED
+                if not row["exhausted"]:
+                    task = task_from_row(row, self.prefix)
+                    lease = Lease(
+                        key=task.key,
+                        epoch=task.epoch,
+                        lease_expires_at=task.lease_expires_at,
+                        task=task,
+                        drift=await drift_for(conn, task, row["id"]),
+                    )
+                    break
+        if expiry_recorded:
+            await self.backlog.wake()
+        return lease
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Record expired leases (events + operator notices); returns how many."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                SWEEP_SQL,
+                None,
+                self.settings.lease_ttl,
+                self.settings.max_expiries,
+                "system",
+                self.prefix,
+                limit,
+            )
+        if rows:
+            await self.backlog.wake()
+        return len(rows)
+
+    # ------------------------------------------------------------- fenced writes
+
+    async def heartbeat(
+        self, key: str, actor: Actor, epoch: int, *, lease_seconds: int | None = None
+    ) -> Heartbeat:
+        agent_id = _require_agent(actor)
+        number = number_for_key(key, self.prefix)
+        row = await self.pool.fetchrow(
+            HEARTBEAT_SQL, number, agent_id, epoch, self._ttl(lease_seconds), str(actor)
+        )
+        if row is None:
+            raise await self._refusal(number, actor, epoch, "heartbeat")
+        return Heartbeat(
+            key=f"{self.prefix}-{number}",
+            epoch=row["epoch"],
+            lease_expires_at=row["lease_expires_at"],
+        )
+
+    async def complete(
+        self,
+        key: str,
+        actor: Actor,
+        epoch: int,
+        *,
+        commits: list[str] | None = None,
+        note: str | None = None,
+    ) -> Task:
+        """Finish an autonomous task: done, unverified until git shows the commits."""
+        agent_id = _require_agent(actor)
+        number = number_for_key(key, self.prefix)
+        shas = _check_commits(commits or [])
+        note = free_text(note, "note", 4000)
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                COMPLETE_SQL, number, agent_id, epoch, str(actor), shas, note, self.prefix
+            )
+            if row is None:
+                raise await self._refusal(number, actor, epoch, "complete", want=Lane.AUTONOMOUS)
+            await self.backlog.wake()
+            return task_from_row(row, self.prefix)
+
+    async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
+        agent_id = _require_agent(actor)
+        number = number_for_key(key, self.prefix)
+        async with self.pool.acquire() as conn, conn.transaction():
+            task_id = await self._end_lease(conn, number, agent_id, epoch)
+            if task_id is None:
+                raise await self._refusal(number, actor, epoch, "release")
+            await events.record(
+                conn,
+                task_id,
+                actor,
+                "released",
+                {"epoch": epoch, "reason": free_text(reason, "reason", 1000)},
+            )
+            return await fetch_task(conn, task_id, self.prefix)
+
+    async def findings(self, key: str, actor: Actor, epoch: int, text: str) -> Task:
+        """Finish an investigation with findings; the task goes to the operator's decision lane."""
+        agent_id = _require_agent(actor)
+        number = number_for_key(key, self.prefix)
+        text = free_text(text, "findings", 20_000) or ""
+        if not text:
+            raise Invalid("findings are empty; say what you found")
+        async with self.backlog.transaction(wake=True) as conn:
+            task_id = await conn.fetchval(
+                f"""update tasks t set status = 'open', lane = 'requires_decision',
+                       lease_agent_id = null, lease_expires_at = null, expiries = 0,
+                       findings = ltrim(t.findings || E'\\n\\n' || $4::text, E'\\n'),
+                       status_at = now(), updated_at = now()
+                    where {_FENCE} and t.lane = 'requires_investigation' returning t.id""",
+                number,
+                agent_id,
+                epoch,
+                f"[{actor.name}] {text}",
+            )
+            if task_id is None:
+                raise await self._refusal(
+                    number, actor, epoch, "report findings on", want=Lane.INVESTIGATION
+                )
+            key = f"{self.prefix}-{number}"
+            await events.record(
+                conn,
+                task_id,
+                actor,
+                "findings",
+                {"text": text[:2000]},
+                notify="findings_reported",
+                payload={"key": key, "by": str(actor), "text": text[:2000]},
+            )
+            return await fetch_task(conn, task_id, self.prefix)
+
+    async def handoff(
+        self, key: str, actor: Actor, epoch: int, prerequisite: Spec, reason: str | None = None
+    ) -> tuple[Task, Task]:
+        """File a prerequisite, link it, and give the task back, in one transaction.
+
+        Returns (the original task, now blocked; the prerequisite: a draft unless the
+        operator's policy auto-approves prerequisites)."""
+        agent_id = _require_agent(actor)
+        number = number_for_key(key, self.prefix)
+        if prerequisite.key or prerequisite.status:
+            raise Invalid("a prerequisite is a new task: leave out key and status")
+        reason = free_text(reason, "reason", 1000)
+        async with self.backlog.transaction(wake=True) as conn:
+            row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
+            task_id = await self._end_lease(conn, number, agent_id, epoch)
+            if task_id is None or row is None:
+                raise await self._refusal(number, actor, epoch, "hand off")
+            if prerequisite.repo is None and row["repo"]:
+                prerequisite = prerequisite.model_copy(update={"repo": row["repo"]})
+            auto = self.settings.auto_approve_prerequisites
+            prereq_id = await self.backlog._insert(
+                conn,
+                prerequisite,
+                actor,
+                approve=auto,
+                lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
+                event_details={"prerequisite_of": f"{self.prefix}-{number}"},
+            )
+            await conn.execute(
+                "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
+            )
+            prereq = await fetch_task(conn, prereq_id, self.prefix)
+            details = {
+                "epoch": epoch,
+                "prerequisite": prereq.key,
+                "reason": reason,
+                "prerequisite_status": prereq.status.value,
+            }
+            await events.record(
+                conn,
+                task_id,
+                actor,
+                "handed_off",
+                details,
+                notify="handoff",
+                payload={
+                    "key": f"{self.prefix}-{number}",
+                    "by": str(actor),
+                    **details,
+                    "prerequisite_title": prereq.title,
+                },
+            )
+            return await fetch_task(conn, task_id, self.prefix), prereq
+
+    async def _end_lease(
+        self, conn: asyncpg.Connection, number: int, agent_id: int, epoch: int
+    ) -> int | None:
+        return await conn.fetchval(
+            f"""update tasks t set status = 'open', lease_agent_id = null,
+                   lease_expires_at = null, status_at = now(), updated_at = now()
+                where {_FENCE} returning t.id""",
+            number,
+            agent_id,
+            epoch,
+        )
+
+    async def _refusal(
+        self, number: int, actor: Actor, epoch: int, verb: str, want: Lane | None = None
+    ) -> Exception:
+        """Why a fenced write was refused, naming who holds the task now."""
+        key = f"{self.prefix}-{number}"
+        row = await self.pool.fetchrow(
+            """select t.status, t.lane, t.epoch, t.lease_expires_at, a.name as holder,
+                      t.lease_expires_at <= now() as expired
+               from tasks t left join agents a on a.id = t.lease_agent_id where t.number = $1""",
+            number,
+        )
+        if row is None:
+            return NotFound(f"no task {key}")
+        details = {
+            "key": key,
+            "status": row["status"],
+            "holder": row["holder"],
+            "epoch": row["epoch"],
+            "your_epoch": epoch,
+        }
+        mine = row["holder"] == actor.name and row["epoch"] == epoch
+        if row["status"] == Status.CLAIMED and not mine:
+            return LeaseError(
+                f"cannot {verb} {key}: your lease (epoch {epoch}) is stale; {row['holder']} "
+                f"holds it now (epoch {row['epoch']}). Stop work on it and run `ob next`.",
+                **details,
+            )
+        if row["status"] == Status.CLAIMED and row["expired"]:
+            return LeaseError(
+                f"cannot {verb} {key}: your lease expired at {row['lease_expires_at']:%H:%M:%S} "
+                "UTC; anyone may claim it now. Heartbeat sooner, or claim it again.",
+                **details,
+            )
+        if row["status"] == Status.CLAIMED and want and row["lane"] != want:
+            hint = "`ob findings`" if row["lane"] == Lane.INVESTIGATION else "`ob done`"
+            return InvalidTransition(
+                f"cannot {verb} {key}: it is in {row['lane']}; finish it with {hint}", **details
+            )
+        if row["status"] == Status.CLAIMED:
+            return LeaseError(f"cannot {verb} {key}: lease refused", **details)
+        return LeaseError(
+            f"cannot {verb} {key}: you do not hold it (it is {row['status']}"
+            + (f", epoch {row['epoch']}" if row["epoch"] else "")
+            + "). Your lease ended; run `ob next` for work.",
+            **details,
+        )
+
+
+def _check_commits(commits: list[str]) -> list[str]:
+    out = []
+    for c in commits:
+        c = c.strip().lower()
+        if not SHA_RE.match(c):
+            raise Invalid(f"{c[:50]!r} is not a commit SHA (7-40 hex digits)")
+        out.append(c)
+    if len(out) > 50:
+        raise Invalid("at most 50 commits per completion")
+    return out

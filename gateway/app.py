@@ -1,0 +1,281 @@
+"""The agent gateway: a REST API (and, mounted at /mcp, an MCP endpoint) over the core.
+
+Identity comes from the bearer token only. There is no operator action here: approve, reject,
+lane and edit answer 403 with an explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.agents import Unauthorized
+from core.backlog import Backlog
+from core.errors import BacklogError
+from core.leases import Heartbeat, Leases
+from core.models import AGENT_LANES, Actor, Status, Task
+from core.spec import REPO_RE, SpecError
+from core.tasks import TaskFilter
+from gateway.auth import Authenticator
+from gateway.mcp import build_mcp
+from gateway.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    CompleteRequest,
+    FindingsRequest,
+    HandoffRequest,
+    HeartbeatRequest,
+    Problem,
+    ReleaseRequest,
+    SpecInput,
+)
+
+STATUS_OF = {
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "lease_refused": 409,
+    "invalid_transition": 409,
+    "invalid": 422,
+}
+KEY_PATH = Path(..., max_length=40, pattern=r"^[A-Za-z0-9-]+$", description="Task key, e.g. OB-12")
+OPERATOR_ACTIONS = ("approve", "reject", "lane", "edit")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether or not they declare a length."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = (
+        Problem(error="too_large", message=f"request body over {limit} bytes; send a smaller spec")
+        .model_dump_json()
+        .encode()
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def current_agent(request: Request) -> Actor:
+    """The agent the bearer token belongs to (401 otherwise)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        raise Unauthorized("use 'Authorization: Bearer <token>'")
+    return await request.app.state.authenticate(token.strip() or None)
+
+
+Agent = Annotated[Actor, Depends(current_agent)]
+Key = Annotated[str, KEY_PATH]
+
+
+def problem(
+    status: int, error: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        Problem(error=error, message=message, details=details or {}).model_dump(mode="json"),
+        status_code=status,
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
+
+
+def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
+    """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp."""
+    leases = Leases(backlog)
+    settings = backlog.settings
+
+    authenticator = Authenticator(backlog.pool)
+    mcp = build_mcp(backlog, authenticator) if with_mcp else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await authenticator.start()
+        try:
+            if mcp is None:
+                yield
+            else:
+                async with mcp.lifespan():
+                    yield
+        finally:
+            await authenticator.stop()
+
+    app = FastAPI(
+        title="Operator Backlog agent gateway",
+        version="1",
+        description=(
+            "Agents pull approved work here. Loop: `POST /v1/claim` -> work, "
+            "`POST /v1/tasks/{key}/heartbeat` well within the lease -> `complete` (with commit "
+            "SHAs), `findings` (investigations), `handoff` (file a prerequisite and give the task "
+            "back) or `release`. Every write after the claim must present the claim's `epoch`; a "
+            "stale epoch is refused with 409 naming the current holder. Authenticate with "
+            "`Authorization: Bearer <token>` (from `ob agent add NAME`)."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.state.backlog = backlog
+    app.state.authenticate = authenticator
+
+    @app.exception_handler(BacklogError)
+    async def _backlog_error(_: Request, exc: BacklogError) -> JSONResponse:
+        return problem(STATUS_OF.get(exc.code, 400), exc.code, exc.message, exc.details)
+
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(OSError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            503,
+            "database_unavailable",
+            "the backlog's database is unreachable or restarting; retry shortly",
+            {"cause": type(exc).__name__},
+        )
+
+    @app.exception_handler(SpecError)
+    async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
+        return problem(422, "invalid_spec", str(exc), {"problems": exc.problems})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return problem(
+            422, "invalid_request", "; ".join(problems)[:2000], {"problems": problems[:20]}
+        )
+
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422)
+    }
+
+    @app.get("/v1/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        await backlog.pool.fetchval("select 1")
+        return {"status": "ok"}
+
+    @app.get("/v1/me", tags=["meta"], responses=errors)
+    async def me(actor: Agent) -> dict[str, str]:
+        """Who the token says you are."""
+        return {"agent": actor.name}
+
+    @app.post("/v1/claim", tags=["work loop"], responses=errors)
+    async def claim(actor: Agent, body: ClaimRequest | None = None) -> ClaimResponse:
+        """Take the best ready task (priority, then age) and a lease on it."""
+        body = body or ClaimRequest()
+        lease = await leases.claim(actor, repos=body.repos, lease_seconds=body.lease_seconds)
+        if lease is None:
+            return ClaimResponse(lease=None, message="nothing is ready for you; try again later")
+        return ClaimResponse(
+            lease=lease,
+            message=f"you hold {lease.key} until {lease.lease_expires_at:%H:%M:%S} UTC; "
+            f"present epoch {lease.epoch} on every write",
+        )
+
+    @app.post("/v1/tasks/{key}/heartbeat", tags=["work loop"], responses=errors)
+    async def heartbeat(key: Key, body: HeartbeatRequest, actor: Agent) -> Heartbeat:
+        """Extend your lease. Refused (409) if the epoch is stale or the lease expired."""
+        return await leases.heartbeat(key, actor, body.epoch, lease_seconds=body.lease_seconds)
+
+    @app.post("/v1/tasks/{key}/complete", tags=["work loop"], responses=errors)
+    async def complete(key: Key, body: CompleteRequest, actor: Agent) -> Task:
+        """Finish an autonomous_safe task; unverified until git shows the commits."""
+        return await leases.complete(key, actor, body.epoch, commits=body.commits, note=body.note)
+
+    @app.post("/v1/tasks/{key}/release", tags=["work loop"], responses=errors)
+    async def release(key: Key, body: ReleaseRequest, actor: Agent) -> Task:
+        """Give the task back to the queue without finishing it."""
+        return await leases.release(key, actor, body.epoch, body.reason)
+
+    @app.post("/v1/tasks/{key}/findings", tags=["work loop"], responses=errors)
+    async def findings(key: Key, body: FindingsRequest, actor: Agent) -> Task:
+        """Finish an investigation; the task moves to requires_decision for the operator."""
+        return await leases.findings(key, actor, body.epoch, body.text)
+
+    @app.post("/v1/tasks/{key}/handoff", tags=["work loop"], responses=errors)
+    async def handoff(key: Key, body: HandoffRequest, actor: Agent) -> dict[str, Task]:
+        """File a prerequisite, link it and release the task, atomically."""
+        task, prereq = await leases.handoff(
+            key, actor, body.epoch, body.prerequisite.to_spec(), body.reason
+        )
+        return {"task": task, "prerequisite": prereq}
+
+    @app.post("/v1/tasks", tags=["tasks"], status_code=201, responses=errors)
+    async def file_draft(body: SpecInput, actor: Agent) -> Task:
+        """File a task. From an agent it is a draft until the operator approves it."""
+        return await backlog.file(body.to_spec(), actor)
+
+    @app.get("/v1/tasks/{key}", tags=["tasks"], responses=errors)
+    async def show(key: Key, actor: Agent) -> Task:
+        """One task with its spec, status and lease."""
+        return await backlog.get(key)
+
+    @app.get("/v1/tasks", tags=["tasks"], responses=errors)
+    async def ready(
+        actor: Agent,
+        repo: Annotated[str | None, Query(max_length=100, pattern=REPO_RE.pattern)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[Task]:
+        """Ready work in the agent lanes (open, not blocked), best first."""
+        return await backlog.list(
+            TaskFilter(
+                status=[Status.OPEN], lane=list(AGENT_LANES), repo=repo, blocked=False, limit=limit
+            )
+        )
+
+    @app.post("/v1/tasks/{key}/{action}", tags=["tasks"], responses=errors, include_in_schema=False)
+    async def operator_only(key: Key, action: str, actor: Agent) -> JSONResponse:
+        if action in OPERATOR_ACTIONS:
+            return problem(
+                403, "forbidden", f"agents cannot {action} tasks; that is the operator's decision"
+            )
+        return problem(404, "not_found", f"no action {action[:30]!r}")
+
+    if mcp is not None:
+        app.mount("/mcp", mcp.app)
+    return app

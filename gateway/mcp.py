@@ -1,0 +1,224 @@
+"""The MCP endpoint (streamable HTTP, mounted at /mcp): the agent verbs as tools.
+
+Same auth as the REST API: every request carries `Authorization: Bearer <token>`; requests
+without a valid token are refused with 401 before they reach the MCP server, and each tool call
+resolves the agent from the token again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.agents import Unauthorized
+from core.backlog import Backlog
+from core.errors import BacklogError
+from core.leases import Leases
+from core.models import AGENT_LANES, Actor, Status
+from core.spec import SpecError, parse
+from core.tasks import TaskFilter
+
+INSTRUCTIONS = """\
+Operator Backlog: the operator's approved work for coding agents. The loop:
+1. claim_next -> you get a task, a lease and an `epoch`. Read the steps and the drift (what
+   changed in the repo since the plan was approved) before acting.
+2. heartbeat(key, epoch) well before the lease expires (default lease: 30 minutes).
+3. Finish with complete_task(key, epoch, commits) for autonomous_safe tasks (put
+   `Closes: KEY` in the commit message), report_findings(key, epoch, text) for
+   requires_investigation tasks, hand_off(key, epoch, prerequisite) if something else must be
+   done first, or release_task(key, epoch) to give it back.
+Every write must present the epoch of your claim; a refused write means another agent holds the
+task now: stop working on it. New ideas go in with file_draft; the operator approves them.
+"""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Key = Annotated[str, Field(description="Task key, e.g. OB-12", max_length=40)]
+Authenticate = Callable[[str | None], Awaitable[Actor]]
+Epoch = Annotated[int, Field(description="The epoch your claim returned", ge=1)]
+
+
+@dataclass
+class MCPEndpoint:
+    app: ASGIApp
+    lifespan: Callable[[], AbstractAsyncContextManager[None]]
+
+
+class BearerGuard:
+    """401 for any MCP request without a valid agent token."""
+
+    def __init__(self, app: ASGIApp, authenticate: Authenticate):
+        self.app = app
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            try:
+                await self.authenticate(_bearer(header))
+            except Unauthorized as err:
+                body = json.dumps({"error": err.code, "message": err.message}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Backlog errors reach the agent as tool errors with their plain message."""
+
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except SpecError as err:
+            raise ToolError(str(err)) from err
+        except BacklogError as err:
+            raise ToolError(f"{err.code}: {err.message}") from err
+
+    return wrapper
+
+
+def build_mcp(backlog: Backlog, authenticate: Authenticate) -> MCPEndpoint:
+    leases = Leases(backlog)
+    server: MCPServer[Any] = MCPServer(
+        name="operator-backlog", instructions=INSTRUCTIONS, version="1"
+    )
+
+    async def agent(ctx: Context) -> Actor:
+        headers = ctx.headers or {}
+        return await authenticate(_bearer(headers.get("authorization", "")))
+
+    @server.tool(
+        description="Claim the best ready task (priority, then age) and a lease on it. "
+        "Returns the task, its epoch and lease expiry, or lease=null when nothing is "
+        "ready."
+    )
+    @_tool_errors
+    async def claim_next(
+        ctx: Context,
+        repos: Annotated[list[str] | None, Field(description="Only tasks in these repos")] = None,
+        lease_seconds: Annotated[int | None, Field(ge=5, le=86_400)] = None,
+    ) -> dict[str, Any]:
+        lease = await leases.claim(await agent(ctx), repos=repos, lease_seconds=lease_seconds)
+        return {"lease": lease.model_dump(mode="json") if lease else None}
+
+    @server.tool(description="Extend your lease on a task. Refused if your epoch is stale.")
+    @_tool_errors
+    async def heartbeat(ctx: Context, key: Key, epoch: Epoch) -> dict[str, Any]:
+        return (await leases.heartbeat(key, await agent(ctx), epoch)).model_dump(mode="json")
+
+    @server.tool(
+        description="Complete an autonomous_safe task with the commit SHAs that did it. "
+        "It stays unverified until git shows the commits on the default branch."
+    )
+    @_tool_errors
+    async def complete_task(
+        ctx: Context,
+        key: Key,
+        epoch: Epoch,
+        commits: Annotated[list[str], Field(description="Commit SHAs", max_length=50)] = [],  # noqa: B006
+        note: Annotated[str | None, Field(max_length=4000)] = None,
+    ) -> dict[str, Any]:
+        task = await leases.complete(key, await agent(ctx), epoch, commits=commits, note=note)
+        return task.model_dump(mode="json")
+
+    @server.tool(description="Give a task back to the queue without finishing it.")
+    @_tool_errors
+    async def release_task(
+        ctx: Context, key: Key, epoch: Epoch, reason: str | None = None
+    ) -> dict[str, Any]:
+        return (await leases.release(key, await agent(ctx), epoch, reason)).model_dump(mode="json")
+
+    @server.tool(
+        description="Finish a requires_investigation task with what you found; it "
+        "moves to requires_decision for the operator."
+    )
+    @_tool_errors
+    async def report_findings(
+        ctx: Context, key: Key, epoch: Epoch, text: Annotated[str, Field(max_length=20_000)]
+    ) -> dict[str, Any]:
+        return (await leases.findings(key, await agent(ctx), epoch, text)).model_dump(mode="json")
+
+    @server.tool(
+        description="Your task cannot go on until something else is done: file that "
+        "prerequisite (spec text form: title line, then repo:/priority:/steps: ...), "
+        "link it, and release your task, atomically."
+    )
+    @_tool_errors
+    async def hand_off(
+        ctx: Context,
+        key: Key,
+        epoch: Epoch,
+        prerequisite_spec: Annotated[
+            str, Field(description="The prerequisite in the spec text form")
+        ],
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        task, prereq = await leases.handoff(
+            key, await agent(ctx), epoch, parse(prerequisite_spec), reason
+        )
+        return {
+            "task": task.model_dump(mode="json"),
+            "prerequisite": prereq.model_dump(mode="json"),
+        }
+
+    @server.tool(
+        description="File a new task in the spec text form. It is a draft until the "
+        "operator approves it."
+    )
+    @_tool_errors
+    async def file_draft(
+        ctx: Context, spec: Annotated[str, Field(description="The spec text form")]
+    ) -> dict[str, Any]:
+        return (await backlog.file(parse(spec), await agent(ctx))).model_dump(mode="json")
+
+    @server.tool(description="Show one task: spec, status, lease, blockers.")
+    @_tool_errors
+    async def show_task(ctx: Context, key: Key) -> dict[str, Any]:
+        await agent(ctx)
+        return (await backlog.get(key)).model_dump(mode="json")
+
+    @server.tool(description="List ready work in the agent lanes, best first.")
+    @_tool_errors
+    async def list_ready(
+        ctx: Context, repo: str | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
+    ) -> dict[str, Any]:
+        await agent(ctx)
+        tasks = await backlog.list(
+            TaskFilter(
+                status=[Status.OPEN], lane=list(AGENT_LANES), repo=repo, blocked=False, limit=limit
+            )
+        )
+        return {"tasks": [t.model_dump(mode="json") for t in tasks]}
+
+    http_app = server.streamable_http_app(
+        streamable_http_path="/",
+        stateless_http=True,
+        json_response=True,
+        host=backlog.settings.gateway_host,
+    )
+    return MCPEndpoint(app=BearerGuard(http_app, authenticate), lifespan=server.session_manager.run)
