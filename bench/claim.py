@@ -135,9 +135,10 @@ async def main(n_tasks: int, workers: int, with_http: bool = True) -> None:
         backlog = Backlog(pool, settings)
         leases = Leases(backlog)
         tokens = [
-            (await add_agent(pool, f"bench{i}", Actor.operator("bench")))[1] for i in range(workers)
+            (await add_agent(backlog, f"bench{i}", Actor.operator("bench")))[1]
+            for i in range(workers)
         ]
-        actors = [await authenticate(pool, t) for t in tokens]
+        actors = [await authenticate(backlog, t) for t in tokens]
         results = []
 
         # (a) baseline

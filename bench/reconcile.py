@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import fresh_database
+from core.backlog import Backlog
 from core.db import create_pool
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo
@@ -125,9 +126,10 @@ async def run(root: Path, n_repos: int, n_commits: int) -> None:
                from generate_series(1, $1) g""",
             n_tasks,
         )
+        backlog = Backlog(pool, settings)
         for p in paths:
-            await add_repo(pool, p, Actor.operator("bench"))
-        rec = Reconciler(pool, settings, concurrency=CONCURRENCY)
+            await add_repo(backlog, p, Actor.operator("bench"))
+        rec = Reconciler(backlog, concurrency=CONCURRENCY)
 
         t = time.perf_counter()
         full = await rec.run(discover_roots=False)

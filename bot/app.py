@@ -22,6 +22,7 @@ from bot.middleware import OperatorAllowlist
 from bot.notifier import Notifier, worker_name
 from bot.storage import PostgresStorage
 from core.backlog import Backlog
+from core.botstore import BotStore
 from core.settings import Settings
 
 log = logging.getLogger("ob.bot")
@@ -36,12 +37,16 @@ def make_bot(settings: Settings) -> Bot:
 
 
 def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Dispatcher:
+    """The Dispatcher with every router; handlers get `backlog`, `store` and `settings`
+    injected by name."""
+    store = BotStore(backlog)
     dp = Dispatcher(
-        storage=storage or PostgresStorage(backlog.pool), events_isolation=SimpleEventIsolation()
+        storage=storage or PostgresStorage(store), events_isolation=SimpleEventIsolation()
     )
     dp["backlog"] = backlog
+    dp["store"] = store
     dp["settings"] = backlog.settings
-    dp.update.outer_middleware(OperatorAllowlist(backlog.settings.operator_ids, backlog.pool))
+    dp.update.outer_middleware(OperatorAllowlist(backlog.settings.operator_ids, store))
     dp.include_routers(
         newtask.router.build(),
         approvals.router.build(),
@@ -73,7 +78,6 @@ class BotRunner:
         self,
         settings: Settings,
         backlog: Backlog,
-        url: str,
         scheduler: AsyncIOScheduler,
         *,
         poll_every: float = 5.0,
@@ -84,14 +88,14 @@ class BotRunner:
         self.dp = build_dispatcher(backlog)
         worker = worker_name()
         self.notifier = Notifier(
-            self.bot, backlog, url, settings.operator_ids, worker=worker, poll_every=poll_every
+            self.bot, backlog, settings.operator_ids, worker=worker, poll_every=poll_every
         )
         self.digest = DigestJob(
             self.bot, backlog, settings.operator_ids, worker, settings.digest_grace
         )
         self.scheduler = scheduler
         self.stop_event = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def _polling(self) -> None:
         async def prepare() -> None:

@@ -1,178 +1,166 @@
-"""Approval cards and task actions: approve into a lane, move, edit, reject (with a reason)."""
+"""Task card buttons, one handler per action: approve a draft into a lane, move a task to
+another lane, reject (with or without a reason), edit the spec.
+
+A handler changes the task through core and answers the tap; the card itself is edited by the
+notifier from the outbox row the change wrote (the one path that edits cards), so a decision
+made here, in the CLI or by a second `ob serve` shows the same way everywhere.
+"""
 
 from __future__ import annotations
-
-import logging
 
 from aiogram import Bot, F
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot import cards, keyboards, render
-from bot.callbacks import CardCB, lane_of
+from bot import keyboards, render
+from bot.callbacks import CardAction, CardCB
+from bot.cards import card_kind, operator, outcome_plain
+from bot.forms import TASK_PROMPT, Prompt, TaskPrompt
 from bot.routing import Routes
 from core.backlog import Backlog, spec_of
+from core.botstore import BotStore
 from core.errors import BacklogError, InvalidTransition, NotFound
 from core.models import Status, Task
 from core.spec import SpecError, parse
 from core.spec import render as render_spec
 
-log = logging.getLogger("ob.bot.approvals")
 router = Routes(name="approvals")
+PLAIN = F.text & ~F.text.startswith("/")
 
 
-class Decide(StatesGroup):
-    reason = State()
-    edit = State()
-
-
-async def _stale(cq: CallbackQuery, bot: Bot, backlog: Backlog, number: int) -> None:
-    """A tap on a card whose task was already decided: say what happened, refresh the card."""
-    key = f"{backlog.prefix}-{number}"
-    task = await backlog.get(key)
-    by = await cards.decided_by(backlog, key)
-    await cq.answer(cards.outcome_plain(task, by, backlog.settings.tz), show_alert=True)
-    edited = await cards.refresh(bot, backlog, number, by=by)
-    if cq.message is not None and (cq.message.chat.id, cq.message.message_id) not in edited:
-        await cards.safe_edit(
-            bot,
-            cq.message.chat.id,
-            cq.message.message_id,
-            render.card(task, backlog.settings.tz, by=by),
-            None,
-        )
-
-
-async def _after(
-    cq: CallbackQuery, bot: Bot, backlog: Backlog, task: Task, note: str, *, actions: bool = False
-) -> None:
-    """A decision was made here: answer, then show the outcome on every card of the task."""
-    await cq.answer(note[:200])
-    by = str(cards.operator(cq.from_user.id))
-    await cards.refresh(bot, backlog, task.number, by=by, task=task)
-    # a remembered card was edited by refresh (here or by the notifier, whichever came first)
-    if cq.message is not None and not await cards.is_card(
-        backlog.pool, cq.message.chat.id, cq.message.message_id
-    ):
-        await cards.safe_edit(
-            bot,
-            cq.message.chat.id,
-            cq.message.message_id,
-            render.card(task, backlog.settings.tz, by=by),
-            keyboards.task_actions(task) if actions else None,
-        )
-
-
-@router.callback_query(CardCB.filter())
-async def on_card(
-    cq: CallbackQuery, callback_data: CardCB, bot: Bot, backlog: Backlog, state: FSMContext
-) -> None:
-    cb = callback_data
-    key = f"{backlog.prefix}-{cb.n}"
-    actor = cards.operator(cq.from_user.id)
-    if cb.a in ("ok", "mv"):
-        lane = lane_of(cb.l)
-        if lane is None:
-            await cq.answer("That button is not valid.", show_alert=True)
-            return
-        try:
-            if cb.a == "ok":
-                task = await backlog.approve(key, actor, lane)
-                note = f"Approved {key} into {lane.value}"
-            else:
-                task = await backlog.move_lane(key, lane, actor)
-                note = f"Moved {key} to {lane.value}"
-        except NotFound:
-            await cq.answer(f"There is no task {key}.", show_alert=True)
-            return
-        except InvalidTransition:
-            await _stale(cq, bot, backlog, cb.n)
-            return
-        await _after(cq, bot, backlog, task, note, actions=cb.a == "mv")
-        return
+async def _current(cq: CallbackQuery, backlog: Backlog, number: int) -> Task | None:
     try:
-        task = await backlog.get(key)
+        return await backlog.get(backlog.key(number))
+    except NotFound:
+        await cq.answer(f"There is no task {backlog.key(number)}.", show_alert=True)
+        return None
+
+
+async def _stale(cq: CallbackQuery, backlog: Backlog, number: int) -> None:
+    """A tap on a card whose task was decided meanwhile: say what happened."""
+    task = await _current(cq, backlog, number)
+    if task is not None:
+        await cq.answer(outcome_plain(task, backlog.settings.tz), show_alert=True)
+
+
+@router.callback_query(CardCB.filter((F.action == CardAction.APPROVE) & F.lane))
+async def approve(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    assert callback_data.lane is not None
+    key = backlog.key(callback_data.number)
+    try:
+        await backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
+    except InvalidTransition:
+        await _stale(cq, backlog, callback_data.number)
+        return
     except NotFound:
         await cq.answer(f"There is no task {key}.", show_alert=True)
         return
-    if cb.a in ("rj", "rx"):
-        if cb.a == "rj" and task.status != Status.DRAFT:
-            await _stale(cq, bot, backlog, cb.n)
-            return
-        try:
-            task = await backlog.reject(key, actor)
-        except InvalidTransition:
-            await _stale(cq, bot, backlog, cb.n)
-            return
-        await _after(cq, bot, backlog, task, f"Rejected {key}")
-    elif cb.a == "rr":
-        if task.status != Status.DRAFT:
-            await _stale(cq, bot, backlog, cb.n)
-            return
-        await state.set_state(Decide.reason)
-        await state.update_data(reject=cb.n)
-        await cq.answer()
-        await bot.send_message(
-            cq.from_user.id,
-            f"Why reject <b>{render.esc(key)}</b>? Send the reason, or /skip for none, "
-            "/cancel to keep it.",
-        )
-    elif cb.a == "ed":
-        if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
-            await _stale(cq, bot, backlog, cb.n)
-            return
-        await state.set_state(Decide.edit)
-        await state.update_data(edit=cb.n)
-        await cq.answer()
-        text = render_spec(
-            spec_of(task).model_copy(update={"key": None, "status": None, "lane": None})
-        )
-        await bot.send_message(
-            cq.from_user.id,
-            render.fit(
-                f"Editing <b>{render.esc(key)}</b>. Copy, change and send back the spec "
-                f"(or /cancel):\n<pre>{render.esc(text, 3500)}</pre>"
-            ),
-        )
-    else:
-        await cq.answer("That button is not valid.", show_alert=True)
+    await cq.answer(f"Approved {key} into {callback_data.lane.short}")
 
 
-@router.message(Decide.reason, Command("skip"))
-@router.message(Decide.reason, F.text & ~F.text.startswith("/"))
-async def on_reason(message: Message, bot: Bot, backlog: Backlog, state: FSMContext) -> None:
-    data = await state.get_data()
-    number = data.get("reject")
-    await state.set_state(None)
-    await state.update_data(reject=None)
-    if not isinstance(number, int):
+@router.callback_query(CardCB.filter((F.action == CardAction.MOVE) & F.lane))
+async def move(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    assert callback_data.lane is not None
+    key = backlog.key(callback_data.number)
+    try:
+        await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
+    except InvalidTransition as err:
+        await cq.answer(str(err)[:200], show_alert=True)
         return
-    key = f"{backlog.prefix}-{number}"
+    except NotFound:
+        await cq.answer(f"There is no task {key}.", show_alert=True)
+        return
+    await cq.answer(f"Moved {key} to {callback_data.lane.short}")
+
+
+@router.callback_query(CardCB.filter(F.action.in_({CardAction.REJECT, CardAction.DROP})))
+async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    """Reject a draft (approval card) or drop an approved task (task card); a reject button on
+    a draft that was approved meanwhile answers what happened instead."""
+    key = backlog.key(callback_data.number)
+    drafts_only = callback_data.action == CardAction.REJECT
+    try:
+        await backlog.reject(key, operator(cq.from_user.id), drafts_only=drafts_only)
+    except InvalidTransition:
+        await _stale(cq, backlog, callback_data.number)
+        return
+    except NotFound:
+        await cq.answer(f"There is no task {key}.", show_alert=True)
+        return
+    await cq.answer(f"Rejected {key}")
+
+
+@router.callback_query(CardCB.filter(F.action == CardAction.REJECT_WITH_REASON))
+async def ask_reason(
+    cq: CallbackQuery, callback_data: CardCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    task = await _current(cq, backlog, callback_data.number)
+    if task is None:
+        return
+    if task.status != Status.DRAFT:
+        await _stale(cq, backlog, callback_data.number)
+        return
+    await state.set_state(Prompt.reject_reason)
+    await TASK_PROMPT.set(state, TaskPrompt(number=task.number))
+    await cq.answer()
+    await bot.send_message(
+        cq.from_user.id,
+        f"Why reject <b>{render.esc(task.key)}</b>? Send the reason, or /skip for none, "
+        "/cancel to keep it.",
+    )
+
+
+@router.callback_query(CardCB.filter(F.action == CardAction.EDIT))
+async def ask_spec(
+    cq: CallbackQuery, callback_data: CardCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    task = await _current(cq, backlog, callback_data.number)
+    if task is None:
+        return
+    if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+        await _stale(cq, backlog, callback_data.number)
+        return
+    await state.set_state(Prompt.edit_spec)
+    await TASK_PROMPT.set(state, TaskPrompt(number=task.number))
+    await cq.answer()
+    text = render_spec(spec_of(task).model_copy(update={"key": None, "status": None, "lane": None}))
+    await bot.send_message(
+        cq.from_user.id,
+        render.fit(
+            f"Editing <b>{render.esc(task.key)}</b>. Copy, change and send back the spec "
+            f"(or /cancel):\n<pre>{render.esc(text, 3500)}</pre>"
+        ),
+    )
+
+
+@router.message(Prompt.reject_reason, Command("skip"))
+@router.message(Prompt.reject_reason, PLAIN)
+async def got_reason(message: Message, backlog: Backlog, state: FSMContext) -> None:
+    prompt = await TASK_PROMPT.get(state)
+    await state.clear()
+    if prompt is None or message.from_user is None:
+        return
+    key = backlog.key(prompt.number)
     reason = None if (message.text or "").strip() == "/skip" else message.text
     try:
+        await backlog.reject(key, operator(message.from_user.id), reason, drafts_only=True)
+    except InvalidTransition:
         task = await backlog.get(key)
-        if task.status != Status.DRAFT:
-            by = await cards.decided_by(backlog, key)
-            await message.answer(render.esc(cards.outcome_plain(task, by, backlog.settings.tz)))
-            return
-        await backlog.reject(key, cards.operator(message.from_user.id), reason)
+        await message.answer(render.esc(outcome_plain(task, backlog.settings.tz)))
+        return
     except BacklogError as err:
         await message.answer(render.esc(str(err), 1000))
         return
-    await cards.refresh(bot, backlog, number, by=str(cards.operator(message.from_user.id)))
     await message.answer(f"❌ Rejected <b>{render.esc(key)}</b>.")
 
 
-@router.message(Decide.edit, F.text & ~F.text.startswith("/"))
-async def on_edit(message: Message, backlog: Backlog, state: FSMContext) -> None:
-    data = await state.get_data()
-    number = data.get("edit")
-    if not isinstance(number, int):
-        await state.set_state(None)
+@router.message(Prompt.edit_spec, PLAIN)
+async def got_spec(message: Message, backlog: Backlog, store: BotStore, state: FSMContext) -> None:
+    prompt = await TASK_PROMPT.get(state)
+    if prompt is None or message.from_user is None:
+        await state.clear()
         return
-    key = f"{backlog.prefix}-{number}"
     try:
         spec = parse(message.text or "")
     except SpecError as err:
@@ -181,17 +169,15 @@ async def on_edit(message: Message, backlog: Backlog, state: FSMContext) -> None
             render.fit(f"I could not read that spec:\n{problems}\nSend it again, or /cancel.")
         )
         return
-    await state.set_state(None)
-    await state.update_data(edit=None)
+    await state.clear()
     try:
-        task = await backlog.edit_from_spec(key, spec, cards.operator(message.from_user.id))
+        task = await backlog.edit_from_spec(
+            backlog.key(prompt.number), spec, operator(message.from_user.id)
+        )
     except BacklogError as err:
         await message.answer(render.esc(str(err), 1000))
         return
     sent = await message.answer(
         render.card(task, backlog.settings.tz), reply_markup=keyboards.task_actions(task)
     )
-    if task.status == Status.DRAFT:
-        tid = await cards.task_id(backlog.pool, number)
-        if tid is not None:
-            await cards.remember(backlog.pool, tid, sent.chat.id, sent.message_id)
+    await store.remember_card(task.number, sent.chat.id, sent.message_id, card_kind(task))

@@ -1,58 +1,88 @@
-"""Typed callback data (each packs well under Telegram's 64-byte limit)."""
+"""Typed callback data: every button carries an Enum action (one handler per action) and packs
+well under Telegram's 64-byte limit. Data that does not unpack (forged, or from an old version)
+matches no handler and gets the fallback's answer."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
 from core.models import Lane
 
-# One-letter lane codes keep callback data short; anything else is refused as forged.
-LANE_CODES = {"t": Lane.TRIAGE, "d": Lane.DECISION, "i": Lane.INVESTIGATION, "a": Lane.AUTONOMOUS}
-CODE_OF = {lane: code for code, lane in LANE_CODES.items()}
 
-
-def lane_of(code: str) -> Lane | None:
-    return LANE_CODES.get(code)
+class CardAction(StrEnum):
+    APPROVE = "ok"  # a draft into `lane`
+    MOVE = "mv"  # an approved task to `lane`
+    REJECT = "rj"  # a draft (on an approval card)
+    REJECT_WITH_REASON = "rr"  # a draft, asking why
+    DROP = "dp"  # an approved, unfinished task (on a task card)
+    EDIT = "ed"
 
 
 class CardCB(CallbackData, prefix="c"):
-    """A task card: ok (approve into lane l), mv (move to lane l), rj (reject), rr (reject with
-    a reason), ed (edit the spec)."""
+    """A button on a task card."""
 
-    a: str
-    n: int
-    l: str = "-"  # noqa: E741 - one letter on purpose (64-byte limit)
+    action: CardAction
+    number: int
+    lane: Lane | None = None
+
+
+class CaptureAction(StrEnum):
+    SAVE = "sv"  # into `lane`
+    EDIT = "ed"
+    DISCARD = "dc"
 
 
 class CaptureCB(CallbackData, prefix="p"):
-    """A captured text preview: sv (save into lane l), ed (edit), dc (discard)."""
+    """A button on a captured text's draft preview."""
 
-    a: str
-    id: int
-    l: str = "-"  # noqa: E741
+    action: CaptureAction
+    capture: int
+    lane: Lane | None = None
+
+
+class NewAction(StrEnum):
+    REPO = "repo"  # the repo offered at `index` (-1: no repo)
+    SKIP = "skip"
+    DONE = "done"
+    LANE = "lane"
+    SAVE = "save"
+    CANCEL = "cancel"
 
 
 class NewCB(CallbackData, prefix="n"):
-    """The /new conversation: repo (pick repo i, -1 = none), skip, done, lane, save, cancel."""
+    """A button of the /new conversation."""
 
-    a: str
-    i: int = 0
-    l: str = "-"  # noqa: E741
+    action: NewAction
+    index: int = 0
+    lane: Lane | None = None
+
+
+class DrainMode(StrEnum):
+    INBOX = "inbox"
+    TRIAGE = "triage"
+    DECIDE = "decide"
+
+
+class DrainAction(StrEnum):
+    APPROVE = "ok"
+    MOVE = "mv"
+    REJECT = "rj"
+    SKIP = "skip"
+    STOP = "stop"
 
 
 class DrainCB(CallbackData, prefix="d"):
-    """Drain modes: m = inbox/triage/decide; a = ok/mv/rj/skip/stop for task n."""
+    """A button on the current card of a drain mode."""
 
-    m: str
-    a: str
-    n: int = 0
-    l: str = "-"  # noqa: E741
+    mode: DrainMode
+    action: DrainAction
+    number: int
+    lane: Lane | None = None
 
 
 class DigestCB(CallbackData, prefix="g"):
-    """Digest buttons into the drain modes."""
+    """A digest button that starts a drain mode."""
 
-    m: str
-
-
-ALL = (CardCB, CaptureCB, NewCB, DrainCB, DigestCB)
+    mode: DrainMode

@@ -12,16 +12,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import keyboards, render
 from core.backlog import Backlog
+from core.botstore import BotStore
 from core.digest import build_digest
+from core.settings import Settings
 
 log = logging.getLogger("ob.bot.digest")
-
-_CLAIM = """
-insert into digest_runs (day, claimed_by) values ($1, $2)
-on conflict (day) do update set claimed_by = excluded.claimed_by, claimed_at = now()
-    where digest_runs.sent_at is null and digest_runs.claimed_at < now() - interval '2 minutes'
-returning day
-"""
 
 
 class DigestJob:
@@ -30,12 +25,13 @@ class DigestJob:
     ):
         self.bot = bot
         self.backlog = backlog
+        self.store = BotStore(backlog)
         self.chat_ids = list(dict.fromkeys(chat_ids))
         self.worker = worker
         self.grace = timedelta(seconds=grace_seconds)
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return self.backlog.settings
 
     def due_day(self, now: datetime | None = None) -> date | None:
@@ -57,24 +53,19 @@ class DigestJob:
         return await self.send_for(day)
 
     async def send_for(self, day: date) -> bool:
-        pool = self.backlog.pool
-        if await pool.fetchval(_CLAIM, day, self.worker) is None:
+        if not await self.store.claim_digest(day, self.worker):
             return False
         try:
-            d = await build_digest(pool, self.backlog.prefix)
+            d = await build_digest(self.backlog)
             text = render.digest(d, self.settings.tz)
             for chat_id in self.chat_ids:
                 await self.bot.send_message(chat_id, text, reply_markup=keyboards.digest())
         except Exception:
             # let another tick (or process) try again at once rather than after the claim ages
-            await pool.execute(
-                "update digest_runs set claimed_at = now() - interval '1 hour'"
-                " where day = $1 and sent_at is null",
-                day,
-            )
+            await self.store.digest_failed(day)
             log.exception("the digest for %s could not be sent; will retry", day)
             return False
-        await pool.execute("update digest_runs set sent_at = now() where day = $1", day)
+        await self.store.digest_sent(day)
         log.info("sent the digest for %s", day)
         return True
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aiogram import Bot
-from aiogram.filters import Command
+from aiogram import Bot, F
+from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
-from bot import cards, keyboards, render
-from bot.callbacks import DigestCB, DrainCB, lane_of
+from bot import keyboards, render
+from bot.callbacks import DigestCB, DrainAction, DrainCB, DrainMode
+from bot.cards import edit_message, operator
+from bot.forms import DRAIN, Drain
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.errors import InvalidTransition, NotFound
@@ -19,138 +19,185 @@ from core.tasks import TaskFilter
 
 router = Routes(name="drain")
 
-MODES = {
-    "inbox": ("Inbox (drafts)", TaskFilter(status=[Status.DRAFT], limit=50)),
-    "triage": ("Triage", TaskFilter(status=[Status.OPEN], lane=[Lane.TRIAGE], limit=50)),
-    "decide": ("Decide", TaskFilter(status=[Status.OPEN], lane=[Lane.DECISION], limit=50)),
+TITLES = {DrainMode.INBOX: "Inbox (drafts)", DrainMode.TRIAGE: "Triage", DrainMode.DECIDE: "Decide"}
+FILTERS = {
+    DrainMode.INBOX: TaskFilter(status=[Status.DRAFT], limit=50),
+    DrainMode.TRIAGE: TaskFilter(status=[Status.OPEN], lane=[Lane.TRIAGE], limit=50),
+    DrainMode.DECIDE: TaskFilter(status=[Status.OPEN], lane=[Lane.DECISION], limit=50),
 }
-VERBS = {
-    "ok": "approved",
-    "mv": "moved",
-    "rj": "rejected",
-    "skip": "skipped",
+# What happened to each card, in the summary's words.
+OUTCOMES = {
+    "approved": "approved",
+    "moved": "moved",
+    "rejected": "rejected",
+    "skipped": "skipped",
     "gone": "changed elsewhere",
 }
 
 
-def _still_current(mode: str, task: Task) -> bool:
-    if mode == "inbox":
+def _still_current(mode: DrainMode, task: Task) -> bool:
+    if mode == DrainMode.INBOX:
         return task.status == Status.DRAFT
-    lane = Lane.TRIAGE if mode == "triage" else Lane.DECISION
+    lane = Lane.TRIAGE if mode == DrainMode.TRIAGE else Lane.DECISION
     return task.status == Status.OPEN and task.lane == lane
 
 
-async def _next_card(backlog: Backlog, d: dict[str, Any]) -> Task | None:
-    """The next task of the queue that is still in the mode's lane (others changed elsewhere)."""
-    while d["q"]:
+async def _next_card(backlog: Backlog, d: Drain) -> Task | None:
+    """The next task of the queue still in the mode's lane (the others changed elsewhere)."""
+    while d.queue:
         try:
-            task = await backlog.get(f"{backlog.prefix}-{d['q'][0]}")
+            task: Task | None = await backlog.get(backlog.key(d.queue[0]))
         except NotFound:
             task = None
-        if task is not None and _still_current(d["m"], task):
+        if task is not None and _still_current(d.mode, task):
             return task
-        d["q"].pop(0)
-        d["s"]["gone"] = d["s"].get("gone", 0) + 1
+        d.queue.pop(0)
+        d.count("gone")
     return None
 
 
-def _card_text(mode: str, d: dict[str, Any], task: Task, backlog: Backlog) -> str:
-    title, _ = MODES[mode]
-    done = sum(d["s"].values())
-    head = f"<b>{title}</b> · card {done + 1} of {done + len(d['q'])}\n\n"
+def _card_text(d: Drain, task: Task, backlog: Backlog) -> str:
+    done = sum(d.tally.values())
+    head = f"<b>{TITLES[d.mode]}</b> · card {done + 1} of {done + len(d.queue)}\n\n"
     return render.fit(head + render.card(task, backlog.settings.tz))
 
 
-def _summary(mode: str, d: dict[str, Any]) -> str:
-    title, _ = MODES[mode]
-    parts = [f"{VERBS[k]} {v}" for k, v in d["s"].items() if v]
-    return f"<b>{title}</b> finished: " + (", ".join(parts) if parts else "nothing to do") + "."
+def _summary(d: Drain, *, stopped: bool = False) -> str:
+    parts = [f"{OUTCOMES[k]} {v}" for k, v in d.tally.items() if v]
+    text = f"<b>{TITLES[d.mode]}</b> {'stopped' if stopped else 'finished'}: " + (
+        ", ".join(parts) if parts else "nothing done"
+    )
+    if stopped and d.queue:
+        text += f"; {len(d.queue)} left for next time"
+    return text + "."
 
 
 async def start_drain(
-    mode: str, chat_id: int, bot: Bot, backlog: Backlog, state: FSMContext
+    mode: DrainMode, chat_id: int, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    title, flt = MODES[mode]
-    tasks = await backlog.list(flt)
-    if mode == "inbox":
+    tasks = await backlog.list(FILTERS[mode])
+    if mode == DrainMode.INBOX:
         tasks.sort(key=lambda t: t.created_at)
-    d = {"m": mode, "q": [t.number for t in tasks], "s": {}}
+    d = Drain(mode=mode, queue=[t.number for t in tasks])
     task = await _next_card(backlog, d)
     if task is None:
-        await bot.send_message(chat_id, f"<b>{title}</b>: nothing waiting. 🎉")
-        await state.update_data(drain=None)
+        await bot.send_message(chat_id, f"<b>{TITLES[mode]}</b>: nothing waiting. 🎉")
+        await DRAIN.set(state, None)
         return
-    await state.update_data(drain=d)
+    await DRAIN.set(state, d)
     await bot.send_message(
-        chat_id, _card_text(mode, d, task, backlog), reply_markup=keyboards.drain(mode, task)
+        chat_id, _card_text(d, task, backlog), reply_markup=keyboards.drain(mode, task)
     )
 
 
-@router.message(Command("inbox", "triage", "decide"))
-async def on_command(message: Message, bot: Bot, backlog: Backlog, state: FSMContext) -> None:
-    mode = (message.text or "").split()[0].lstrip("/").split("@")[0].lower()
-    await start_drain(mode, message.chat.id, bot, backlog, state)
+@router.message(Command(*(m.value for m in DrainMode)))
+async def on_command(
+    message: Message, command: CommandObject, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    await start_drain(DrainMode(command.command.lower()), message.chat.id, bot, backlog, state)
 
 
 @router.callback_query(DigestCB.filter())
 async def on_digest_button(
     cq: CallbackQuery, callback_data: DigestCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if callback_data.m not in MODES:
-        await cq.answer("That button is not valid.", show_alert=True)
-        return
     await cq.answer()
-    await start_drain(callback_data.m, cq.from_user.id, bot, backlog, state)
+    await start_drain(callback_data.mode, cq.from_user.id, bot, backlog, state)
 
 
-@router.callback_query(DrainCB.filter())
-async def on_drain(
-    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
-) -> None:
-    cb = callback_data
-    d = (await state.get_data()).get("drain")
-    if cb.m not in MODES or not d or d.get("m") != cb.m or not d.get("q") or d["q"][0] != cb.n:
+async def _current(cq: CallbackQuery, cb: DrainCB, state: FSMContext) -> Drain | None:
+    """The drain this tap belongs to, if its card is the one being shown."""
+    d = await DRAIN.get(state)
+    if d is None or d.mode != cb.mode or not d.queue or d.queue[0] != cb.number:
         await cq.answer("That card is no longer current; start the mode again.", show_alert=True)
-        return
-    key = f"{backlog.prefix}-{cb.n}"
-    actor = cards.operator(cq.from_user.id)
-    outcome = cb.a
-    try:
-        if cb.a in ("ok", "mv"):
-            lane = lane_of(cb.l)
-            if lane is None:
-                await cq.answer("That button is not valid.", show_alert=True)
-                return
-            if cb.a == "ok":
-                await backlog.approve(key, actor, lane)
-            else:
-                await backlog.move_lane(key, lane, actor)
-        elif cb.a == "rj":
-            await backlog.reject(key, actor)
-        elif cb.a == "stop":
-            d["q"] = []
-        elif cb.a != "skip":
-            await cq.answer("That button is not valid.", show_alert=True)
-            return
-    except (InvalidTransition, NotFound):
-        outcome = "gone"
-    if cb.a != "stop":
-        d["q"].pop(0)
-        d["s"][outcome] = d["s"].get(outcome, 0) + 1
-    await cq.answer(f"{key} {VERBS.get(outcome, 'done')}")
-    if outcome in ("ok", "rj"):
-        await cards.refresh(bot, backlog, cb.n, by=str(actor))
+        return None
+    return d
+
+
+async def _advance(
+    cq: CallbackQuery, d: Drain, outcome: str, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    """Count the card's outcome, then show the next card (or the summary) in its place."""
+    number = d.queue.pop(0)
+    d.count(outcome)
+    await cq.answer(f"{backlog.key(number)} {OUTCOMES[outcome]}")
     task = await _next_card(backlog, d)
-    await state.update_data(drain=d if task else None)
+    await DRAIN.set(state, d if task else None)
     if cq.message is None:
         return
+    chat_id, message_id = cq.message.chat.id, cq.message.message_id
     if task is None:
-        await cards.safe_edit(bot, cq.message.chat.id, cq.message.message_id, _summary(cb.m, d))
+        await edit_message(bot, chat_id, message_id, _summary(d), None)
     else:
-        await cards.safe_edit(
-            bot,
-            cq.message.chat.id,
-            cq.message.message_id,
-            _card_text(cb.m, d, task, backlog),
-            keyboards.drain(cb.m, task),
+        await edit_message(
+            bot, chat_id, message_id, _card_text(d, task, backlog), keyboards.drain(d.mode, task)
+        )
+
+
+@router.callback_query(DrainCB.filter((F.action == DrainAction.APPROVE) & F.lane))
+async def approve(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await _current(cq, callback_data, state)) is None:
+        return
+    assert callback_data.lane is not None
+    outcome = "approved"
+    try:
+        key = backlog.key(callback_data.number)
+        await backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
+    except (InvalidTransition, NotFound):
+        outcome = "gone"
+    await _advance(cq, d, outcome, bot, backlog, state)
+
+
+@router.callback_query(DrainCB.filter((F.action == DrainAction.MOVE) & F.lane))
+async def move(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await _current(cq, callback_data, state)) is None:
+        return
+    assert callback_data.lane is not None
+    outcome = "moved"
+    try:
+        key = backlog.key(callback_data.number)
+        await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
+    except (InvalidTransition, NotFound):
+        outcome = "gone"
+    await _advance(cq, d, outcome, bot, backlog, state)
+
+
+@router.callback_query(DrainCB.filter(F.action == DrainAction.REJECT))
+async def reject(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await _current(cq, callback_data, state)) is None:
+        return
+    outcome = "rejected"
+    try:
+        await backlog.reject(backlog.key(callback_data.number), operator(cq.from_user.id))
+    except (InvalidTransition, NotFound):
+        outcome = "gone"
+    await _advance(cq, d, outcome, bot, backlog, state)
+
+
+@router.callback_query(DrainCB.filter(F.action == DrainAction.SKIP))
+async def skip(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await _current(cq, callback_data, state)) is not None:
+        await _advance(cq, d, "skipped", bot, backlog, state)
+
+
+@router.callback_query(DrainCB.filter(F.action == DrainAction.STOP))
+async def stop(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await _current(cq, callback_data, state)) is None:
+        return
+    await DRAIN.set(state, None)
+    left = f"; {len(d.queue)} left" if d.queue else ""
+    await cq.answer(f"Stopped{left}")
+    if cq.message is not None:
+        await edit_message(
+            bot, cq.message.chat.id, cq.message.message_id, _summary(d, stopped=True), None
         )

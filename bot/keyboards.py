@@ -1,45 +1,56 @@
-"""Inline keyboards. Every button's callback data is a typed factory, packed under 64 bytes."""
+"""Inline keyboards. Every button's callback data is a typed factory, packed under 64 bytes;
+lane names come from core's one map (`Lane.short`)."""
 
 from __future__ import annotations
 
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import CODE_OF, CaptureCB, CardCB, DigestCB, DrainCB, NewCB
+from bot.callbacks import (
+    CaptureAction,
+    CaptureCB,
+    CardAction,
+    CardCB,
+    DigestCB,
+    DrainAction,
+    DrainCB,
+    DrainMode,
+    NewAction,
+    NewCB,
+)
 from core.models import Lane, Status, Task
 
-LANE_LABEL = {
-    Lane.TRIAGE: "triage",
-    Lane.DECISION: "decision",
-    Lane.INVESTIGATION: "investigate",
-    Lane.AUTONOMOUS: "autonomous",
-}
+MAX_CALLBACK_BYTES = 64
 
 
-def _b(text: str, data: str) -> InlineKeyboardButton:
-    assert len(data.encode()) <= 64, data
-    return InlineKeyboardButton(text=text, callback_data=data)
+def button(text: str, data: CallbackData) -> InlineKeyboardButton:
+    packed = data.pack()
+    if len(packed.encode()) > MAX_CALLBACK_BYTES:
+        raise ValueError(f"callback data over {MAX_CALLBACK_BYTES} bytes: {packed!r}")
+    return InlineKeyboardButton(text=text, callback_data=packed)
 
 
 def approval(number: int) -> InlineKeyboardMarkup:
     rows = [
         [
-            _b(f"✅ {LANE_LABEL[lane]}", CardCB(a="ok", n=number, l=CODE_OF[lane]).pack())
+            button(f"✅ {lane.short}", CardCB(action=CardAction.APPROVE, number=number, lane=lane))
             for lane in pair
         ]
         for pair in ((Lane.AUTONOMOUS, Lane.INVESTIGATION), (Lane.TRIAGE, Lane.DECISION))
     ]
     rows.append(
         [
-            _b("✏️ Edit", CardCB(a="ed", n=number).pack()),
-            _b("❌ Reject", CardCB(a="rj", n=number).pack()),
-            _b("❌ + reason", CardCB(a="rr", n=number).pack()),
+            button("✏️ Edit", CardCB(action=CardAction.EDIT, number=number)),
+            button("❌ Reject", CardCB(action=CardAction.REJECT, number=number)),
+            button("❌ + reason", CardCB(action=CardAction.REJECT_WITH_REASON, number=number)),
         ]
     )
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def task_actions(task: Task) -> InlineKeyboardMarkup | None:
+    """What the operator can do with the task now (None once it is done or rejected)."""
     if task.status == Status.DRAFT:
         return approval(task.number)
     if task.status not in (Status.OPEN, Status.CLAIMED):
@@ -48,10 +59,12 @@ def task_actions(task: Task) -> InlineKeyboardMarkup | None:
     for lane in Lane:
         if lane != task.lane:
             kb.add(
-                _b(f"→ {LANE_LABEL[lane]}", CardCB(a="mv", n=task.number, l=CODE_OF[lane]).pack())
+                button(
+                    f"→ {lane.short}", CardCB(action=CardAction.MOVE, number=task.number, lane=lane)
+                )
             )
-    kb.add(_b("✏️ Edit", CardCB(a="ed", n=task.number).pack()))
-    kb.add(_b("❌ Reject", CardCB(a="rj", n=task.number).pack()))
+    kb.add(button("✏️ Edit", CardCB(action=CardAction.EDIT, number=task.number)))
+    kb.add(button("❌ Reject", CardCB(action=CardAction.DROP, number=task.number)))
     kb.adjust(3, 2)
     return kb.as_markup()
 
@@ -61,17 +74,17 @@ def capture(capture_id: int, default: Lane | None) -> InlineKeyboardMarkup:
     for pair in ((Lane.TRIAGE, Lane.DECISION), (Lane.INVESTIGATION, Lane.AUTONOMOUS)):
         rows.append(
             [
-                _b(
-                    ("💾 Save → " if lane == (default or Lane.TRIAGE) else "→ ") + LANE_LABEL[lane],
-                    CaptureCB(a="sv", id=capture_id, l=CODE_OF[lane]).pack(),
+                button(
+                    ("💾 Save → " if lane == (default or Lane.TRIAGE) else "→ ") + lane.short,
+                    CaptureCB(action=CaptureAction.SAVE, capture=capture_id, lane=lane),
                 )
                 for lane in pair
             ]
         )
     rows.append(
         [
-            _b("✏️ Edit", CaptureCB(a="ed", id=capture_id).pack()),
-            _b("🗑 Discard", CaptureCB(a="dc", id=capture_id).pack()),
+            button("✏️ Edit", CaptureCB(action=CaptureAction.EDIT, capture=capture_id)),
+            button("🗑 Discard", CaptureCB(action=CaptureAction.DISCARD, capture=capture_id)),
         ]
     )
     return InlineKeyboardMarkup(inline_keyboard=rows)
@@ -80,24 +93,24 @@ def capture(capture_id: int, default: Lane | None) -> InlineKeyboardMarkup:
 def repos(names: list[str]) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for i, name in enumerate(names[:24]):
-        kb.add(_b(name[:40], NewCB(a="repo", i=i).pack()))
-    kb.add(_b("no repo", NewCB(a="repo", i=-1).pack()))
+        kb.add(button(name[:40], NewCB(action=NewAction.REPO, index=i)))
+    kb.add(button("no repo", NewCB(action=NewAction.REPO, index=-1)))
     kb.adjust(2)
     return kb.as_markup()
 
 
 def skip() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[[_b("Skip", NewCB(a="skip").pack())]])
+    return InlineKeyboardMarkup(inline_keyboard=[[button("Skip", NewCB(action=NewAction.SKIP))]])
 
 
 def done() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[[_b("Done ✔", NewCB(a="done").pack())]])
+    return InlineKeyboardMarkup(inline_keyboard=[[button("Done ✔", NewCB(action=NewAction.DONE))]])
 
 
 def new_lanes() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for lane in Lane:
-        kb.add(_b(LANE_LABEL[lane], NewCB(a="lane", l=CODE_OF[lane]).pack()))
+        kb.add(button(lane.short, NewCB(action=NewAction.LANE, lane=lane)))
     kb.adjust(2)
     return kb.as_markup()
 
@@ -105,21 +118,28 @@ def new_lanes() -> InlineKeyboardMarkup:
 def confirm() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [_b("💾 Save", NewCB(a="save").pack()), _b("Cancel", NewCB(a="cancel").pack())]
+            [
+                button("💾 Save", NewCB(action=NewAction.SAVE)),
+                button("Cancel", NewCB(action=NewAction.CANCEL)),
+            ]
         ]
     )
 
 
-def drain(mode: str, task: Task) -> InlineKeyboardMarkup:
+def drain(mode: DrainMode, task: Task) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    act = "ok" if task.status == Status.DRAFT else "mv"
+    draft = task.status == Status.DRAFT
+    act = DrainAction.APPROVE if draft else DrainAction.MOVE
     for lane in Lane:
-        if lane != task.lane or act == "ok":
-            label = ("✅ " if act == "ok" else "→ ") + LANE_LABEL[lane]
-            kb.add(_b(label, DrainCB(m=mode, a=act, n=task.number, l=CODE_OF[lane]).pack()))
-    kb.add(_b("❌ Reject", DrainCB(m=mode, a="rj", n=task.number).pack()))
-    kb.add(_b("⏭ Skip", DrainCB(m=mode, a="skip", n=task.number).pack()))
-    kb.add(_b("⏹ Stop", DrainCB(m=mode, a="stop", n=task.number).pack()))
+        if draft or lane != task.lane:
+            label = ("✅ " if draft else "→ ") + lane.short
+            kb.add(button(label, DrainCB(mode=mode, action=act, number=task.number, lane=lane)))
+    for label, action in (
+        ("❌ Reject", DrainAction.REJECT),
+        ("⏭ Skip", DrainAction.SKIP),
+        ("⏹ Stop", DrainAction.STOP),
+    ):
+        kb.add(button(label, DrainCB(mode=mode, action=action, number=task.number)))
     kb.adjust(2, 2, 3)
     return kb.as_markup()
 
@@ -128,9 +148,9 @@ def digest() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
-                _b("📥 Inbox", DigestCB(m="inbox").pack()),
-                _b("🔎 Triage", DigestCB(m="triage").pack()),
-                _b("⚖️ Decide", DigestCB(m="decide").pack()),
+                button("📥 Inbox", DigestCB(mode=DrainMode.INBOX)),
+                button("🔎 Triage", DigestCB(mode=DrainMode.TRIAGE)),
+                button("⚖️ Decide", DigestCB(mode=DrainMode.DECIDE)),
             ]
         ]
     )

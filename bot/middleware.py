@@ -6,9 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
+
+from core.botstore import BotStore
 
 log = logging.getLogger("ob.bot.allowlist")
 
@@ -21,9 +22,9 @@ class OperatorAllowlist(BaseMiddleware):
     """Only the configured operator ids reach a handler. A stranger gets one polite refusal
     (recorded in Postgres, so once ever) and nothing else; every attempt is logged."""
 
-    def __init__(self, operator_ids: list[int], pool: asyncpg.Pool):
+    def __init__(self, operator_ids: list[int], store: BotStore):
         self.operator_ids = set(operator_ids)
-        self.pool = pool
+        self.store = store
 
     async def __call__(
         self,
@@ -43,13 +44,7 @@ class OperatorAllowlist(BaseMiddleware):
         )
         if user is None or not isinstance(event, Update):
             return None
-        first = await self.pool.fetchval(
-            """insert into bot_strangers (user_id) values ($1)
-               on conflict (user_id) do update set last_seen = now(),
-                   attempts = bot_strangers.attempts + 1
-               returning attempts = 1""",
-            uid,
-        )
+        first = await self.store.stranger_seen(user.id)
         bot = data["bot"]
         try:
             if event.callback_query is not None:

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from core.digest import Digest
+from core.digest import Digest, LaneLoad
 from core.models import Event, Status, Task
 from core.spec import Spec
 
@@ -80,7 +80,7 @@ def spec_body(spec: Spec | Task) -> list[str]:
     if spec.repo:
         meta.append(f"repo <code>{esc(spec.repo)}</code>")
     if spec.lane:
-        meta.append(f"lane {esc(spec.lane.value)}")
+        meta.append(f"lane {esc(spec.lane.short)}")
     lines = [f"<b>{esc(spec.title, 200)}</b>", " · ".join(meta)]
     if spec.trigger:
         lines.append(f"trigger: {esc(spec.trigger, 300)}")
@@ -99,26 +99,45 @@ def preview(spec: Spec) -> str:
     return fit("📝 <b>Draft preview</b>\n\n" + "\n".join(spec_body(spec)))
 
 
-def decision_line(task: Task, tz: ZoneInfo, by: str | None = None) -> str | None:
+def actor_label(actor: str | None) -> str:
+    """Who did it, as the operator reads it: "you" for the operator (from the bot or the CLI),
+    the agent's name for an agent, "git" for a commit."""
+    if not actor:
+        return "?"
+    kind, _, name = actor.partition(":")
+    if kind == "operator":
+        return "you (CLI)" if name == "cli" else "you"
+    if kind == "agent":
+        return name or "an agent"
+    if kind == "git":
+        return f"git ({name})" if name else "git"
+    return actor
+
+
+def decision_line(task: Task, tz: ZoneInfo) -> str | None:
+    """How the operator decided the task, from its columns; None while it is a draft."""
     if task.status == Status.REJECTED:
         reason = f": {esc(task.rejected_reason, 300)}" if task.rejected_reason else ""
-        who = f" by {esc(by)}" if by else ""
+        who = f" by {esc(actor_label(task.rejected_by))}" if task.rejected_by else ""
         return f"❌ Rejected{who} at {when(task.status_at, tz)}{reason}"
-    if task.approved_at is not None and task.status != Status.DRAFT:
-        lane = task.lane.value if task.lane else "-"
-        return (
-            f"✅ Approved into {esc(lane)} by {esc(task.approved_by)} at "
-            f"{when(task.approved_at, tz)}"
-        )
-    return None
+    if task.approved_at is None or task.status == Status.DRAFT:
+        return None
+    into = task.approved_lane or task.lane
+    line = (
+        f"✅ Approved into {esc(into.short if into else '-')} by "
+        f"{esc(actor_label(task.approved_by))} at {when(task.approved_at, tz)}"
+    )
+    if task.lane is not None and into is not None and task.lane != into:
+        line += f"; now in {esc(task.lane.short)}"
+    return line
 
 
-def card(
-    task: Task, tz: ZoneInfo, *, by: str | None = None, history: list[Event] | None = None
-) -> str:
+def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str:
     head = f"<b>{esc(task.key)}</b> · {esc(task.display_status)}"
     if task.status == Status.DRAFT:
-        head = f"🆕 {head} · filed by {esc(task.created_by)} {age(task.created_at)} ago"
+        head = (
+            f"🆕 {head} · filed by {esc(actor_label(task.created_by))} {age(task.created_at)} ago"
+        )
     lines = [head, ""] + spec_body(task)
     if task.blocked_by:
         lines.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
@@ -127,27 +146,42 @@ def card(
     if task.status == Status.DONE:
         commits = ", ".join(c[:10] for c in task.commits[:10]) or "no commits"
         verified = "verified" if task.verified_at else "unverified"
-        lines.append(f"🏁 done by {esc(task.completed_by)} · {esc(commits)} · {verified}")
-    outcome = decision_line(task, tz, by)
+        lines.append(
+            f"🏁 done by {esc(actor_label(task.completed_by))} · {esc(commits)} · {verified}"
+        )
+    outcome = decision_line(task, tz)
     if outcome:
         lines += ["", outcome]
     if history:
         lines += ["", "<b>History</b>"]
         for ev in history[-10:]:
-            lines.append(f"{when(ev.at, tz)} · {esc(ev.actor, 60)} · {esc(ev.kind, 40)}")
+            lines.append(
+                f"{when(ev.at, tz)} · {esc(actor_label(ev.actor), 60)} · {esc(ev.kind, 40)}"
+            )
     return fit("\n".join(lines))
+
+
+def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:
+    """One line per lane (and the drafts): how many wait, how many are claimed, the oldest."""
+    out = []
+    for load in loads:
+        name = load.lane.short if load.lane else "drafts"
+        claimed = f" ({load.claimed} claimed)" if load.claimed else ""
+        oldest = f" · oldest {age(load.oldest_at, now)}" if load.total and load.oldest_at else ""
+        out.append(f"{esc(name)}: {load.total}{claimed}{oldest}")
+    return out
 
 
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
-    for lc in d.lanes:
-        oldest = f" · oldest {age(lc.oldest_at, now)}" if lc.count else ""
-        out.append(f"{esc(lc.lane.value)}: {lc.count}{oldest}")
+    out += lane_lines(d.lanes, now)
     aw = d.awaiting_approval
     out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
     for it in aw.items:
-        out.append(f"• {esc(it.key)} {esc(it.title, 80)} ({esc(it.who)}, {age(it.at, now)})")
+        out.append(
+            f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, {age(it.at, now)})"
+        )
     out += ["", "<b>In progress</b>"]
     if not d.in_progress:
         out.append("nobody holds a task")
@@ -156,22 +190,32 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
         out.append(f"• {esc(agent)}: {keys}")
     out += ["", f"<b>Done in the last 24 h</b>: {d.done_24h_total}"]
     for who, items in d.done_24h.items():
-        out.append(f"• {esc(who)}")
+        out.append(f"• {esc(actor_label(who))}")
         for i in items:
             ev = ", ".join(c[:10] for c in i.commits[:3]) or "no evidence"
             mark = "✔ verified" if i.verified else "unverified"
             out.append(f"   {esc(i.key)} {esc(i.title, 60)} [{esc(ev)}] {mark}")
     if d.done_without_evidence:
         out.append(f"⚠️ {d.done_without_evidence} completed without a commit")
-    sections = (
-        ("Blocked", d.blocked),
-        ("Drifted plans", d.drifted),
-        ("Unverified completions", d.unverified),
-    )
-    for name, sec in sections:
-        out += ["", f"<b>{name}</b>: {sec.total}"]
-        for it in sec.items:
-            extra = f" ← {esc(', '.join(it.blocked_by))}" if it.blocked_by else ""
-            who = f" ({esc(it.who)})" if it.who else ""
-            out.append(f"• {esc(it.key)} {esc(it.title, 60)}{who}{extra}")
+    out += ["", f"<b>Blocked</b>: {d.blocked.total}"]
+    for it in d.blocked.items:
+        out.append(f"• {esc(it.key)} {esc(it.title, 60)} ← {esc(', '.join(it.blocked_by))}")
+    out += ["", f"<b>Drifted plans</b>: {d.drifted.total}"]
+    for p in d.drifted.items:
+        out.append(
+            f"• {esc(p.key)} {esc(p.title, 60)} ({p.commits_since} commit(s) on "
+            f"{esc(p.repo)} since approval)"
+        )
+    un = d.unverified
+    out += [
+        "",
+        f"<b>Unverified completions</b>: {un.total}"
+        + (f" ({un.flagged} for more than {un.days} day(s))" if un.flagged else ""),
+    ]
+    for u in un.items:
+        flag = "⚠️ " if u.flagged else ""
+        out.append(
+            f"• {flag}{esc(u.task.key)} {esc(u.task.title, 60)} "
+            f"({esc(actor_label(u.task.completed_by))}, {esc(u.evidence)})"
+        )
     return fit("\n".join(out))

@@ -7,13 +7,14 @@ import logging
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, CallbackQuery, ErrorEvent, Message
 
-from bot import cards, keyboards, render
+from bot import keyboards, render
+from bot.cards import card_kind
 from bot.routing import Routes
 from core.agents import list_agents
 from core.backlog import Backlog
-from core.digest import build_digest
+from core.botstore import BotStore
+from core.digest import build_digest, lanes_now
 from core.errors import NotFound
-from core.models import Lane, Status
 from core.tasks import TaskFilter
 
 log = logging.getLogger("ob.bot.views")
@@ -50,7 +51,9 @@ async def help_(message: Message) -> None:
 
 
 @router.message(Command("task"))
-async def task_view(message: Message, command: CommandObject, backlog: Backlog) -> None:
+async def task_view(
+    message: Message, command: CommandObject, backlog: Backlog, store: BotStore
+) -> None:
     key = (command.args or "").strip()
     if not key:
         await message.answer("Usage: /task OB-12")
@@ -65,10 +68,7 @@ async def task_view(message: Message, command: CommandObject, backlog: Backlog) 
         render.card(task, backlog.settings.tz, history=history),
         reply_markup=keyboards.task_actions(task),
     )
-    if task.status == Status.DRAFT:
-        tid = await cards.task_id(backlog.pool, task.number)
-        if tid is not None:
-            await cards.remember(backlog.pool, tid, sent.chat.id, sent.message_id)
+    await store.remember_card(task.number, sent.chat.id, sent.message_id, card_kind(task))
 
 
 @router.message(Command("find"))
@@ -93,30 +93,13 @@ async def find(message: Message, command: CommandObject, backlog: Backlog) -> No
 
 @router.message(Command("lanes"))
 async def lanes(message: Message, backlog: Backlog) -> None:
-    rows = await backlog.pool.fetch(
-        "select coalesce(lane, '') as lane, status, count(*) as n,"
-        " min(coalesce(approved_at, created_at)) as oldest from tasks"
-        " where status in ('draft', 'open', 'claimed') group by 1, 2"
-    )
-    by: dict[str, dict[str, int]] = {}
-    oldest: dict[str, object] = {}
-    for r in rows:
-        name = "drafts" if r["status"] == "draft" else r["lane"]
-        by.setdefault(name, {})[r["status"]] = by.get(name, {}).get(r["status"], 0) + r["n"]
-        oldest[name] = min(filter(None, [oldest.get(name), r["oldest"]]), default=None)
-    lines = ["<b>Lanes</b>"]
-    for name in ["drafts"] + [lane.value for lane in Lane]:
-        counts = by.get(name, {})
-        total = sum(counts.values())
-        claimed = f" ({counts['claimed']} claimed)" if counts.get("claimed") else ""
-        old = f" · oldest {render.age(oldest[name])}" if total and oldest.get(name) else ""
-        lines.append(f"{render.esc(name)}: {total}{claimed}{old}")
+    lines = ["<b>Lanes</b>", *render.lane_lines(await lanes_now(backlog))]
     await message.answer("\n".join(lines), reply_markup=keyboards.digest())
 
 
 @router.message(Command("agents"))
 async def agents(message: Message, backlog: Backlog) -> None:
-    found = await list_agents(backlog.pool, backlog.prefix)
+    found = await list_agents(backlog)
     if not found:
         await message.answer("No agents yet (`ob agent add NAME`).")
         return
@@ -133,7 +116,7 @@ async def agents(message: Message, backlog: Backlog) -> None:
 
 @router.message(Command("digest"))
 async def digest_now(message: Message, backlog: Backlog) -> None:
-    d = await build_digest(backlog.pool, backlog.prefix)
+    d = await build_digest(backlog)
     await message.answer(render.digest(d, backlog.settings.tz), reply_markup=keyboards.digest())
 
 

@@ -28,7 +28,7 @@ def agent_add(
     """Register an agent and print its token (shown once; store it in the agent's env)."""
 
     async def main(b: Backlog) -> None:
-        info, token = await core_agents.add_agent(b.pool, name, OPERATOR, git_email)
+        info, token = await core_agents.add_agent(b, name, OPERATOR, git_email)
         console.print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
         print(token)
         console.print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
@@ -41,7 +41,7 @@ def agent_list(as_json: JsonOpt = False) -> None:
     """Agents, and which tasks each holds with lease time left."""
 
     async def main(b: Backlog) -> None:
-        infos = await core_agents.list_agents(b.pool, b.prefix)
+        infos = await core_agents.list_agents(b)
         if as_json:
             print_json(infos)
             return
@@ -62,7 +62,7 @@ def agent_revoke(name: str) -> None:
     """Revoke an agent's token; the tasks it holds go back to the queue."""
 
     async def main(b: Backlog) -> None:
-        n = await core_agents.revoke_agent(b.pool, name, OPERATOR)
+        n = await core_agents.revoke_agent(b, name, OPERATOR)
         console.print(f"revoked {name}; {n} lease(s) returned to the queue")
 
     run_backlog(main)

@@ -12,8 +12,8 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 
 from cli.output import err_console
-from core.backlog import Backlog
-from core.db import DatabaseUnavailable, open_database
+from core.backlog import Backlog, open_backlog
+from core.db import DatabaseUnavailable
 from core.errors import BacklogError
 from core.migrate import MigrationError
 from core.models import Actor
@@ -45,8 +45,8 @@ def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
     cfg = settings()
 
     async def main() -> T:
-        async with open_database(cfg, max_size=2) as db:
-            return await fn(Backlog(db.pool, cfg))
+        async with open_backlog(cfg, max_size=2) as backlog:
+            return await fn(backlog)
 
     return run(main())
 

@@ -16,7 +16,7 @@ from cli.output import ago, console, err_console, plain_table, print_json
 from core.backlog import Backlog
 from core.git import repos as core_repos
 from core.git.drift import replan
-from core.git.reconcile import Reconciler, ReconcileSummary, RepoResult, unverified
+from core.git.reconcile import Reconciler, ReconcileSummary, RepoResult, UnverifiedReport
 from core.git.todo import TODO_FILE, export_todo, import_todo, repo_todo_paths
 
 repo_app = typer.Typer(help="The repository registry (git is the truth).", no_args_is_help=True)
@@ -36,7 +36,7 @@ def repo_add(
     """Register a repository (re-adding its path updates name or branch)."""
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.add_repo(b.pool, path, OPERATOR, name=name, branch=branch)
+        info = await core_repos.add_repo(b, path, OPERATOR, name=name, branch=branch)
         console.print(
             f"repo [bold]{info.name}[/bold] at {info.path} (default branch {info.default_branch})"
         )
@@ -49,7 +49,7 @@ def repo_list(as_json: JsonOpt = False) -> None:
     """Registered repositories and how their last scan went."""
 
     async def main(b: Backlog) -> None:
-        infos = await core_repos.list_repos(b.pool)
+        infos = await core_repos.list_repos(b)
         if as_json:
             print_json(infos)
             return
@@ -103,7 +103,7 @@ def reconcile_cmd(
     """Reconcile now: read new commits, link and close tasks, verify completions."""
 
     async def main(b: Backlog) -> ReconcileSummary:
-        rec = Reconciler(b.pool, b.settings)
+        rec = Reconciler(b)
         if as_json:
             return await rec.run(repo or None)
         with Progress(
@@ -219,7 +219,7 @@ def export_todo_cmd(
     """Write a repo's unfinished tasks as TODO.md, in the spec text form."""
 
     async def main(b: Backlog) -> tuple[str, Path | None]:
-        info = await core_repos.get_repo(b.pool, repo)
+        info = await core_repos.get_repo(b, repo)
         text = await export_todo(b, repo)
         if output is not None and str(output) == "-":
             return text, None
@@ -240,10 +240,11 @@ def export_todo_cmd(
 def show_unverified(as_json: bool, limit: int) -> None:
     """Done tasks git has not confirmed (`ob list --unverified`)."""
 
-    async def main(b: Backlog) -> list:
-        return await unverified(b.pool, b.settings, limit)
+    async def main(b: Backlog) -> UnverifiedReport:
+        return await Reconciler(b).unverified(limit)
 
-    items = run_backlog(main)
+    report = run_backlog(main)
+    items = report.items
     if as_json:
         print_json(items)
         return
@@ -265,15 +266,12 @@ def show_unverified(as_json: bool, limit: int) -> None:
             u.evidence,
         )
     console.print(table)
-    flagged = sum(1 for u in items if u.flagged)
-    if flagged:
-        console.print(f"[red]{flagged} flagged[/red]: unverified for more than {run_days()} day(s)")
-
-
-def run_days() -> int:
-    from cli.app import settings
-
-    return settings().unverified_days
+    if report.flagged:
+        console.print(
+            f"[red]{report.flagged} flagged[/red]: unverified for more than {report.days} day(s)"
+        )
+    if report.total > len(items):
+        console.print(f"{len(items)} of {report.total} shown; raise --limit to see more")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.backlog import Backlog
-from core.db import open_database
+from core.backlog import open_backlog
 from core.git.reconcile import Reconciler
 from core.leases import Leases
 from core.settings import Settings
@@ -55,8 +54,7 @@ async def serve_forever(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async with open_database(settings, max_size=20) as db:
-        backlog = Backlog(db.pool, settings)
+    async with open_backlog(settings, max_size=20) as backlog:
         leases = Leases(backlog)
         app = create_app(backlog)
         scheduler = AsyncIOScheduler(timezone=settings.timezone)
@@ -73,7 +71,7 @@ async def serve_forever(settings: Settings) -> None:
             reconcile_repos,
             "interval",
             seconds=settings.reconcile_every,
-            args=[Reconciler(db.pool, settings, concurrency=4)],
+            args=[Reconciler(backlog, concurrency=4)],
             id="reconcile",
             max_instances=1,
             coalesce=True,
@@ -83,7 +81,7 @@ async def serve_forever(settings: Settings) -> None:
         if settings.bot_token is not None:
             from bot.app import BotRunner
 
-            bot = BotRunner(settings, backlog, db.url, scheduler)
+            bot = BotRunner(settings, backlog, scheduler)
         async with serving(app, settings.gateway_host, settings.gateway_port) as url:
             if bot is not None:
                 await bot.start()

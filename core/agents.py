@@ -17,8 +17,9 @@ import asyncpg
 from pydantic import BaseModel
 
 from core import events
+from core.backlog import Backlog, require_operator
 from core.errors import BacklogError, Invalid, NotFound
-from core.models import Actor
+from core.models import Actor, EventKind, format_key
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 TOKEN_RE = re.compile(r"^ob_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -56,8 +57,10 @@ def new_token() -> tuple[str, str, bytes]:
 
 
 async def add_agent(
-    pool: asyncpg.Pool, name: str, actor: Actor, git_emails: list[str] | None = None
+    backlog: Backlog, name: str, actor: Actor, git_emails: list[str] | None = None
 ) -> tuple[AgentInfo, str]:
+    """Register an agent; returns it and its token (shown once, stored only as a hash)."""
+    require_operator(actor, "register agents")
     name = name.strip().lower()
     if not NAME_RE.match(name):
         raise Invalid(
@@ -65,7 +68,7 @@ async def add_agent(
         )
     emails = sorted({e.strip().lower() for e in git_emails or [] if e.strip()})
     token, token_id, digest = new_token()
-    async with pool.acquire() as conn, conn.transaction():
+    async with backlog.transaction() as conn:
         try:
             row = await conn.fetchrow(
                 "insert into agents (name, token_id, token_hash, git_emails) values ($1, $2, $3, $4)"
@@ -79,12 +82,16 @@ async def add_agent(
             raise Invalid(
                 f"an agent named {name!r} exists; revoke it first or choose another name"
             ) from None
-        await events.record(conn, None, actor, "agent_added", {"agent": name, "git_emails": emails})
+        await events.record(
+            conn, None, actor, EventKind.AGENT_ADDED, {"agent": name, "git_emails": emails}
+        )
     return AgentInfo(**dict(row)), token
 
 
-async def list_agents(pool: asyncpg.Pool, prefix: str) -> list[AgentInfo]:
-    rows = await pool.fetch(
+async def list_agents(backlog: Backlog) -> list[AgentInfo]:
+    """Every agent, active first, with the tasks it holds."""
+    prefix = backlog.prefix
+    rows = await backlog.pool.fetch(
         """
         select a.name, a.created_at, a.revoked_at, a.git_emails,
                coalesce(json_agg(json_build_object('number', t.number, 'title', t.title,
@@ -100,7 +107,7 @@ async def list_agents(pool: asyncpg.Pool, prefix: str) -> list[AgentInfo]:
     for r in rows:
         holding = [
             HeldTask(
-                key=f"{prefix}-{h['number']}",
+                key=format_key(prefix, h["number"]),
                 title=h["title"],
                 epoch=h["epoch"],
                 lease_expires_at=h["lease_expires_at"],
@@ -119,9 +126,10 @@ async def list_agents(pool: asyncpg.Pool, prefix: str) -> list[AgentInfo]:
     return out
 
 
-async def revoke_agent(pool: asyncpg.Pool, name: str, actor: Actor) -> int:
+async def revoke_agent(backlog: Backlog, name: str, actor: Actor) -> int:
     """Revoke an agent's token and hand its leases back to the queue; returns leases revoked."""
-    async with pool.acquire() as conn, conn.transaction():
+    require_operator(actor, "revoke agents")
+    async with backlog.transaction() as conn:
         agent_id = await conn.fetchval(
             "update agents set revoked_at = now() where name = $1 and revoked_at is null returning id",
             name.strip().lower(),
@@ -135,20 +143,20 @@ async def revoke_agent(pool: asyncpg.Pool, name: str, actor: Actor) -> int:
             agent_id,
         )
         for r in released:
-            await events.record(conn, r["id"], actor, "lease_revoked", {"agent": name})
-        await events.record(conn, None, actor, "agent_revoked", {"agent": name})
+            await events.record(conn, r["id"], actor, EventKind.LEASE_REVOKED, {"agent": name})
+        await events.record(conn, None, actor, EventKind.AGENT_REVOKED, {"agent": name})
         await conn.execute("select pg_notify($1, $2)", AGENTS_CHANNEL, name)
         return len(released)
 
 
-async def authenticate(pool: asyncpg.Pool, token: str | None) -> Actor:
+async def authenticate(backlog: Backlog, token: str | None) -> Actor:
     """The agent a bearer token belongs to; Unauthorized for a missing, bad or revoked token."""
     if not token:
         raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
     m = TOKEN_RE.match(token.strip())
     if not m:
         raise Unauthorized("malformed token; tokens look like ob_<12 hex>_<43 chars>")
-    row = await pool.fetchrow(
+    row = await backlog.pool.fetchrow(
         "select id, name, token_hash, revoked_at from agents where token_id = $1", m.group(1)
     )
     # Compare even when no row matched so that timing does not reveal which ids exist.

@@ -13,9 +13,10 @@ from typing import Any
 import asyncpg
 
 from core import events
+from core.db import open_database
 from core.errors import Forbidden, Invalid, InvalidTransition
 from core.git.base import record_base
-from core.models import Actor, Event, Lane, Status, Task
+from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
 from core.settings import Settings
 from core.spec import Spec, SpecError, free_text, make_spec
 from core.tasks import TaskFilter, fetch_task, list_tasks, task_id_for_key
@@ -32,9 +33,11 @@ def require_operator(actor: Actor, what: str) -> None:
 
 
 class Backlog:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, url: str | None = None):
         self.pool = pool
         self.settings = settings
+        # where LISTEN connections go (they live outside the pool)
+        self.url = url or settings.database_url or ""
         self.prefix = settings.key_prefix
         self._waker = events.Waker(pool)
 
@@ -57,20 +60,29 @@ class Backlog:
         assert row is not None
         return row
 
+    def key(self, number: int) -> str:
+        """The key of task number `number` (`OB-12`)."""
+        return format_key(self.prefix, number)
+
     def _key(self, row: asyncpg.Record) -> str:
-        return f"{self.prefix}-{row['number']}"
+        return self.key(row["number"])
 
     # ------------------------------------------------------------------ filing
 
-    async def file(self, spec: Spec, actor: Actor, *, lane: Lane | None = None) -> Task:
-        """Operator-filed tasks are open in a lane at once; anything an agent files is a draft."""
+    @staticmethod
+    def check_new(spec: Spec) -> None:
+        """A spec for a new task: it has no key or status yet."""
         if spec.key or spec.status:
             raise Invalid("a new task has no key or status yet; remove those lines from the spec")
+
+    async def file(self, spec: Spec, actor: Actor, *, lane: Lane | None = None) -> Task:
+        """Operator-filed tasks are open in a lane at once; anything an agent files is a draft."""
+        self.check_new(spec)
         async with self.transaction(wake=not actor.is_operator) as conn:
-            task_id = await self._insert(conn, spec, actor, lane=lane)
+            task_id = await self.insert_task(conn, spec, actor, lane=lane)
             return await fetch_task(conn, task_id, self.prefix)
 
-    async def _insert(
+    async def insert_task(
         self,
         conn: asyncpg.Connection,
         spec: Spec,
@@ -80,14 +92,18 @@ class Backlog:
         approve: bool | None = None,
         event_details: dict[str, Any] | None = None,
     ) -> int:
+        """File a task inside the caller's transaction (with its event and, for a draft, the
+        approval card's outbox row); returns its id."""
         approved = actor.is_operator if approve is None else approve
         lane = lane or spec.lane or (Lane.TRIAGE if approved else None)
         row = await conn.fetchrow(
             """
             insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
-                               risks, notes, findings, created_by, approved_by, approved_at)
+                               risks, notes, findings, created_by, approved_by, approved_at,
+                               approved_lane)
             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                    case when $13::text is null then null else now() end)
+                    case when $13::text is null then null else now() end,
+                    case when $13::text is null then null else $4 end)
             returning id, number
             """,
             spec.title,
@@ -117,9 +133,9 @@ class Backlog:
             conn,
             row["id"],
             actor,
-            "filed",
+            EventKind.FILED,
             details,
-            notify=None if approved else "draft_filed",
+            notify=None if approved else OutboxKind.DRAFT_FILED,
             payload={"key": self._key(row), "by": str(actor), **details},
         )
         return row["id"]
@@ -134,36 +150,44 @@ class Backlog:
                 raise self._not_a_draft(row, "approve")
             lane = lane or (Lane(row["lane"]) if row["lane"] else Lane.TRIAGE)
             await conn.execute(
-                """update tasks set status = 'open', lane = $2, approved_by = $3,
+                """update tasks set status = 'open', lane = $2, approved_lane = $2, approved_by = $3,
                    approved_at = now(), status_at = now(), updated_at = now() where id = $1""",
                 row["id"],
                 lane,
                 str(actor),
             )
             await record_base(conn, row["id"], row["repo"])
-            await self._decided(conn, row, actor, "approved", {"lane": lane.value})
+            await self._decided(conn, row, actor, EventKind.APPROVED, {"lane": lane.value})
             return await fetch_task(conn, row["id"], self.prefix)
 
-    async def reject(self, key: str, actor: Actor, reason: str | None = None) -> Task:
+    async def reject(
+        self, key: str, actor: Actor, reason: str | None = None, *, drafts_only: bool = False
+    ) -> Task:
+        """Reject a draft, or an approved unfinished task (an agent holding it loses its
+        lease); `drafts_only` refuses anything but a draft (a stale approval card)."""
         require_operator(actor, "reject tasks")
         reason = free_text(reason, "reason", 1000)
         async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
+            if drafts_only and row["status"] != Status.DRAFT:
+                raise self._not_a_draft(row, "reject")
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "reject")
             await conn.execute(
-                """update tasks set status = 'rejected', rejected_reason = $2, status_at = now(),
-                   updated_at = now(), lease_agent_id = null, lease_expires_at = null,
-                   epoch = epoch + (status = 'claimed')::int where id = $1""",
+                """update tasks set status = 'rejected', rejected_reason = $2, rejected_by = $3,
+                   status_at = now(), updated_at = now(), lease_agent_id = null,
+                   lease_expires_at = null, epoch = epoch + (status = 'claimed')::int
+                   where id = $1""",
                 row["id"],
                 reason,
+                str(actor),
             )
-            await self._decided(conn, row, actor, "rejected", {"reason": reason})
+            await self._decided(conn, row, actor, EventKind.REJECTED, {"reason": reason})
             return await fetch_task(conn, row["id"], self.prefix)
 
     async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
         require_operator(actor, "change lanes")
-        async with self.transaction() as conn:
+        async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
             if row["status"] == Status.DRAFT:
                 raise InvalidTransition(
@@ -185,7 +209,15 @@ class Backlog:
             details = {"from": row["lane"], "to": lane.value}
             if row["status"] == Status.CLAIMED:
                 details["lease_revoked"] = True
-            await events.record(conn, row["id"], actor, "lane_changed", details)
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.LANE_CHANGED,
+                details,
+                notify=OutboxKind.LANE_CHANGED,
+                payload={"key": self._key(row), "by": str(actor), **details},
+            )
             return await fetch_task(conn, row["id"], self.prefix)
 
     async def _decided(
@@ -193,7 +225,7 @@ class Backlog:
         conn: asyncpg.Connection,
         row: asyncpg.Record,
         actor: Actor,
-        kind: str,
+        kind: EventKind,
         details: dict[str, Any],
     ) -> None:
         await events.record(
@@ -202,7 +234,7 @@ class Backlog:
             actor,
             kind,
             details,
-            notify="task_decided",
+            notify=OutboxKind.TASK_DECIDED,
             payload={"key": self._key(row), "decision": kind, "by": str(actor), **details},
         )
 
@@ -252,7 +284,7 @@ class Backlog:
                 row["id"],
                 *(getattr(new, f) for f in diff),
             )
-            await events.record(conn, row["id"], actor, "edited", {"changes": diff})
+            await events.record(conn, row["id"], actor, EventKind.EDITED, {"changes": diff})
             return await fetch_task(conn, row["id"], self.prefix)
 
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Task:
@@ -267,6 +299,14 @@ class Backlog:
                 conn, await task_id_for_key(conn, key, self.prefix), self.prefix
             )
 
+    async def get_by_id(self, task_id: int) -> Task:
+        async with self.pool.acquire() as conn:
+            return await fetch_task(conn, task_id, self.prefix)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self.pool.fetchval("select 1")
+
     async def list(self, flt: TaskFilter | None = None) -> list[Task]:
         async with self.pool.acquire() as conn:
             return await list_tasks(conn, flt or TaskFilter(), self.prefix)
@@ -275,6 +315,16 @@ class Backlog:
         async with self.pool.acquire() as conn:
             task_id = await task_id_for_key(conn, key, self.prefix)
             return await events.history(conn, task_id, self.prefix)
+
+
+@asynccontextmanager
+async def open_backlog(
+    settings: Settings, *, run_migrations: bool = True, max_size: int = 10
+) -> AsyncIterator[Backlog]:
+    """The backlog over the configured (or embedded) PostgreSQL, migrated, until the block
+    ends: how the faces get at core."""
+    async with open_database(settings, run_migrations=run_migrations, max_size=max_size) as db:
+        yield Backlog(db.pool, settings, url=db.url)
 
 
 def _jsonable(value: Any) -> Any:

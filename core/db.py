@@ -24,6 +24,25 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached; the message says where we looked and what to check."""
 
 
+# Failures that mean "the database is unreachable, starting up or shutting down; try again
+# shortly", as opposed to a refusal of the request itself. The gateway answers them with 503.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out
+    DatabaseUnavailable,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.InternalClientError,  # "cannot switch to state ...": a connection lost mid-query
+)
+
+
+def is_unavailable(err: BaseException) -> bool:
+    return isinstance(err, UNAVAILABLE)
+
+
 class Connection(asyncpg.Connection):
     """Pool connections skip asyncpg's reset query on release (one round trip per use).
 

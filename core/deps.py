@@ -5,7 +5,7 @@ from __future__ import annotations
 from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import Invalid, InvalidTransition
-from core.models import Actor, Task
+from core.models import Actor, EventKind, Task
 from core.tasks import fetch_task, task_id_for_key
 
 # Statements that finish tasks (an agent's completion, a closing commit) tell the operator which
@@ -27,15 +27,15 @@ unblocked as (
 def unblocked_events(prefix: str) -> str:
     return (
         "select id, 'system', 'unblocked',"
-        f" jsonb_build_object('prerequisite', {prefix}::text || '-' || prereq) from unblocked"
+        f" jsonb_build_object('prerequisite', task_key({prefix}, prereq)) from unblocked"
     )
 
 
 def unblocked_outbox(prefix: str) -> str:
     return (
         "select 'task_unblocked', id,"
-        f" jsonb_build_object('key', {prefix}::text || '-' || number,"
-        f" 'prerequisite', {prefix}::text || '-' || prereq) from unblocked"
+        f" jsonb_build_object('key', task_key({prefix}, number),"
+        f" 'prerequisite', task_key({prefix}, prereq)) from unblocked"
     )
 
 
@@ -73,7 +73,9 @@ async def add_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor: A
         )
         if added:
             prereq = await fetch_task(conn, prereq_id, backlog.prefix)
-            await events.record(conn, task_id, actor, "dep_added", {"prerequisite": prereq.key})
+            await events.record(
+                conn, task_id, actor, EventKind.DEP_ADDED, {"prerequisite": prereq.key}
+            )
         return await fetch_task(conn, task_id, backlog.prefix)
 
 
@@ -90,5 +92,7 @@ async def remove_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor
         if not removed:
             raise Invalid(f"{key.upper()} does not wait on {prereq_key.upper()}")
         prereq = await fetch_task(conn, prereq_id, backlog.prefix)
-        await events.record(conn, task_id, actor, "dep_removed", {"prerequisite": prereq.key})
+        await events.record(
+            conn, task_id, actor, EventKind.DEP_REMOVED, {"prerequisite": prereq.key}
+        )
         return await fetch_task(conn, task_id, backlog.prefix)

@@ -12,14 +12,20 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
-from core.models import Lane
+from core.backlog import Backlog
+from core.git.drift import DriftedPlans, drifted_plans
+from core.git.reconcile import UnverifiedReport, unverified_report
+from core.models import Lane, format_key
 
 LIST_LIMIT = 10
 
 
-class LaneCount(BaseModel):
-    lane: Lane
-    count: int
+class LaneLoad(BaseModel):
+    """Unfinished work in one lane (`lane` None: the drafts awaiting approval)."""
+
+    lane: Lane | None
+    total: int
+    claimed: int
     oldest_at: datetime | None
 
 
@@ -40,20 +46,24 @@ class Section(BaseModel):
 
 class Digest(BaseModel):
     built_at: datetime
-    lanes: list[LaneCount]
+    lanes: list[LaneLoad]
     awaiting_approval: Section
     in_progress: dict[str, list[Item]]
     done_24h: dict[str, list[Item]]
     done_24h_total: int
     done_without_evidence: int
     blocked: Section
-    drifted: Section
-    unverified: Section
+    drifted: DriftedPlans
+    unverified: UnverifiedReport
 
 
+# Open work per lane (tasks_digest_lane_age_idx) and the drafts, with their oldest.
 _LANES = """
-select lane, count(*) as count, min(coalesce(approved_at, created_at)) as oldest_at
+select lane, count(*) as total, count(*) filter (where status = 'claimed') as claimed,
+       min(coalesce(approved_at, created_at)) as oldest_at
 from tasks where status in ('open', 'claimed') group by lane
+union all
+select null, count(*), 0, min(created_at) from tasks where status = 'draft'
 """
 _DRAFTS = """
 select number, title, created_by, created_at, count(*) over () as total
@@ -86,71 +96,50 @@ from b join tasks t on t.id = b.task_id
 where t.status in ('draft', 'open')
 order by t.priority, t.id limit $1
 """
-_UNVERIFIED = """
-select number, title, completed_by, completed_at, commits
-from tasks where status = 'done' and verified_at is null and commits <> '{}'
-order by completed_at desc limit $1
-"""
-_UNVERIFIED_COUNT = """
-select count(*) from tasks where status = 'done' and verified_at is null and commits <> '{}'
-"""
 _NO_EVIDENCE = """
 select count(*) from tasks
 where status = 'done' and commits = '{}' and completed_at > now() - interval '24 hours'
 """
 
-# Plan drift hook: a task approved against `base_sha` has drifted when its repo's default branch
-# has moved since. The reconciler (another module) owns the repo's current head; whichever of
-# these columns it keeps on `repos` is used. Without one, the section stays empty.
-DRIFT_HEAD_COLUMNS = ("head_sha", "last_sha", "cursor_sha", "last_commit")
-_DRIFTED = """
-select t.number, t.title, t.base_sha, count(*) over () as total
-from tasks t join repos r on r.name = t.repo
-where t.status in ('open', 'claimed') and t.base_sha is not null
-  and r.{col} is not null and r.{col} <> t.base_sha
-order by t.priority, t.id limit $1
-"""
+
+async def lane_loads(conn: asyncpg.Connection) -> list[LaneLoad]:
+    """The drafts, then every lane, with counts and the oldest waiting (`/lanes`, the digest)."""
+    found = {r["lane"]: r for r in await conn.fetch(_LANES)}
+    return [
+        LaneLoad(
+            lane=lane,
+            total=found[lane]["total"] if lane in found else 0,
+            claimed=found[lane]["claimed"] if lane in found else 0,
+            oldest_at=found[lane]["oldest_at"] if lane in found else None,
+        )
+        for lane in (None, *Lane)
+    ]
 
 
-async def _drift_column(conn: asyncpg.Connection) -> str | None:
-    cols = await conn.fetch(
-        "select column_name from information_schema.columns"
-        " where table_name = 'repos' and column_name = any($1::text[])",
-        list(DRIFT_HEAD_COLUMNS),
-    )
-    found = {r["column_name"] for r in cols}
-    return next((c for c in DRIFT_HEAD_COLUMNS if c in found), None)
+async def lanes_now(backlog: Backlog) -> list[LaneLoad]:
+    async with backlog.pool.acquire() as conn:
+        return await lane_loads(conn)
 
 
-async def drifted_plans(conn: asyncpg.Connection, prefix: str, limit: int) -> Section:
-    col = await _drift_column(conn)
-    if col is None:
-        return Section()
-    rows = await conn.fetch(_DRIFTED.format(col=col), limit)
-    return Section(
-        total=rows[0]["total"] if rows else 0,
-        items=[
-            Item(key=f"{prefix}-{r['number']}", title=r["title"], who=r["base_sha"][:10])
-            for r in rows
-        ],
-    )
-
-
-async def build_digest(pool: asyncpg.Pool, prefix: str, limit: int = LIST_LIMIT) -> Digest:
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
+    """Every section of the digest from one consistent snapshot."""
+    prefix = backlog.prefix
+    async with (
+        backlog.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         now = await conn.fetchval("select now()")
-        lanes = {r["lane"]: r for r in await conn.fetch(_LANES)}
+        lanes = await lane_loads(conn)
         drafts = await conn.fetch(_DRAFTS, limit)
         prog = await conn.fetch(_IN_PROGRESS, limit)
         done = await conn.fetch(_DONE, limit)
         blocked = await conn.fetch(_BLOCKED, limit)
-        unverified = await conn.fetch(_UNVERIFIED, limit)
-        unverified_total = await conn.fetchval(_UNVERIFIED_COUNT)
+        unverified = await unverified_report(conn, backlog.settings, limit)
         no_evidence = await conn.fetchval(_NO_EVIDENCE)
         drifted = await drifted_plans(conn, prefix, limit)
 
     def key(n: int) -> str:
-        return f"{prefix}-{n}"
+        return format_key(prefix, n)
 
     in_progress: dict[str, list[Item]] = {}
     for r in prog:
@@ -170,14 +159,7 @@ async def build_digest(pool: asyncpg.Pool, prefix: str, limit: int = LIST_LIMIT)
         )
     return Digest(
         built_at=now,
-        lanes=[
-            LaneCount(
-                lane=lane,
-                count=lanes[lane]["count"] if lane in lanes else 0,
-                oldest_at=lanes[lane]["oldest_at"] if lane in lanes else None,
-            )
-            for lane in Lane
-        ],
+        lanes=[load for load in lanes if load.lane is not None],
         awaiting_approval=Section(
             total=drafts[0]["total"] if drafts else 0,
             items=[
@@ -203,18 +185,5 @@ async def build_digest(pool: asyncpg.Pool, prefix: str, limit: int = LIST_LIMIT)
             ],
         ),
         drifted=drifted,
-        unverified=Section(
-            total=unverified_total,
-            items=[
-                Item(
-                    key=key(r["number"]),
-                    title=r["title"],
-                    who=r["completed_by"],
-                    at=r["completed_at"],
-                    commits=list(r["commits"]),
-                    verified=False,
-                )
-                for r in unverified
-            ],
-        ),
+        unverified=unverified,
     )

@@ -32,9 +32,5 @@ class LeaseError(BacklogError):
     code = "lease_refused"
 
 
-class NothingReady(BacklogError):
-    code = "nothing_ready"
-
-
 class Invalid(BacklogError):
     code = "invalid"

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from core.models import Actor, Event
+from core.models import Actor, Event, EventKind, OutboxKind, format_key
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ async def record(
     conn: asyncpg.Connection,
     task_id: int | None,
     actor: Actor | str,
-    kind: str,
+    kind: EventKind,
     details: dict[str, Any] | None = None,
     *,
-    notify: str | None = None,
+    notify: OutboxKind | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(
@@ -91,7 +91,7 @@ async def history(conn: asyncpg.Connection, task_id: int, prefix: str) -> list[E
     return [
         Event(
             id=r["id"],
-            task_key=f"{prefix}-{r['number']}" if r["number"] is not None else None,
+            task_key=format_key(prefix, r["number"]) if r["number"] is not None else None,
             at=r["at"],
             actor=r["actor"],
             kind=r["kind"],

@@ -12,7 +12,7 @@ The sweep runs the very same transition with no new holder.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -23,9 +23,18 @@ from core.backlog import Backlog
 from core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from core.git.drift import drift_for
-from core.models import Actor, Lane, Status, Task
+from core.models import (
+    AGENT_LANES,
+    Actor,
+    EventKind,
+    Lane,
+    OutboxKind,
+    Status,
+    Task,
+    format_key,
+)
 from core.spec import REPO_RE, Spec, free_text
-from core.tasks import fetch_task, number_for_key, task_from_row
+from core.tasks import TaskFilter, fetch_task, number_for_key, task_from_row
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -64,7 +73,7 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.id,
-           jsonb_build_object('key', $5::text || '-' || u.number, 'title', u.title,
+           jsonb_build_object('key', task_key($5, u.number), 'title', u.title,
                               'holder', u.prev_holder, 'expiries', u.expiries,
                               'max_expiries', $3::int)
     from upd u where u.prev_status = 'claimed'
@@ -163,7 +172,7 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_completed', id,
-           jsonb_build_object('key', $7::text || '-' || number, 'title', title, 'repo', repo,
+           jsonb_build_object('key', task_key($7, number), 'title', title, 'repo', repo,
                               'by', $4::text, 'commits', $5::text[], 'note', $6::text,
                               'verified', false)
     from upd
@@ -203,7 +212,7 @@ class Leases:
         self.settings = backlog.settings
         self.prefix = backlog.prefix
 
-    def _today(self) -> Any:
+    def _today(self) -> date:
         return datetime.now(self.settings.tz).date()
 
     def _ttl(self, lease_seconds: int | None) -> int:
@@ -267,6 +276,20 @@ class Leases:
             await self.backlog.wake()
         return len(rows)
 
+    async def ready(self, repo: str | None = None, limit: int = 50) -> list[Task]:
+        """What a claim could take now, best first: open in an agent lane, no unfinished
+        prerequisite, trigger date not in the future (REST and MCP list it alike)."""
+        return await self.backlog.list(
+            TaskFilter(
+                status=[Status.OPEN],
+                lane=list(AGENT_LANES),
+                repo=repo,
+                blocked=False,
+                due_by=self._today(),
+                limit=limit,
+            )
+        )
+
     # ------------------------------------------------------------- fenced writes
 
     async def heartbeat(
@@ -280,7 +303,7 @@ class Leases:
         if row is None:
             raise await self._refusal(number, actor, epoch, "heartbeat")
         return Heartbeat(
-            key=f"{self.prefix}-{number}",
+            key=format_key(self.prefix, number),
             epoch=row["epoch"],
             lease_expires_at=row["lease_expires_at"],
         )
@@ -319,7 +342,7 @@ class Leases:
                 conn,
                 task_id,
                 actor,
-                "released",
+                EventKind.RELEASED,
                 {"epoch": epoch, "reason": free_text(reason, "reason", 1000)},
             )
             return await fetch_task(conn, task_id, self.prefix)
@@ -347,14 +370,14 @@ class Leases:
                 raise await self._refusal(
                     number, actor, epoch, "report findings on", want=Lane.INVESTIGATION
                 )
-            key = f"{self.prefix}-{number}"
+            key = format_key(self.prefix, number)
             await events.record(
                 conn,
                 task_id,
                 actor,
-                "findings",
+                EventKind.FINDINGS,
                 {"text": text[:2000]},
-                notify="findings_reported",
+                notify=OutboxKind.FINDINGS_REPORTED,
                 payload={"key": key, "by": str(actor), "text": text[:2000]},
             )
             return await fetch_task(conn, task_id, self.prefix)
@@ -379,13 +402,13 @@ class Leases:
             if prerequisite.repo is None and row["repo"]:
                 prerequisite = prerequisite.model_copy(update={"repo": row["repo"]})
             auto = self.settings.auto_approve_prerequisites
-            prereq_id = await self.backlog._insert(
+            prereq_id = await self.backlog.insert_task(
                 conn,
                 prerequisite,
                 actor,
                 approve=auto,
                 lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
-                event_details={"prerequisite_of": f"{self.prefix}-{number}"},
+                event_details={"prerequisite_of": format_key(self.prefix, number)},
             )
             await conn.execute(
                 "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
@@ -401,11 +424,11 @@ class Leases:
                 conn,
                 task_id,
                 actor,
-                "handed_off",
+                EventKind.HANDED_OFF,
                 details,
-                notify="handoff",
+                notify=OutboxKind.HANDOFF,
                 payload={
-                    "key": f"{self.prefix}-{number}",
+                    "key": format_key(self.prefix, number),
                     "by": str(actor),
                     **details,
                     "prerequisite_title": prereq.title,
@@ -429,7 +452,7 @@ class Leases:
         self, number: int, actor: Actor, epoch: int, verb: str, want: Lane | None = None
     ) -> Exception:
         """Why a fenced write was refused, naming who holds the task now."""
-        key = f"{self.prefix}-{number}"
+        key = format_key(self.prefix, number)
         row = await self.pool.fetchrow(
             """select t.status, t.lane, t.epoch, t.lease_expires_at, a.name as holder,
                       t.lease_expires_at <= now() as expired

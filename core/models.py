@@ -18,27 +18,22 @@ class Lane(StrEnum):
 
     @property
     def short(self) -> str:
-        return _LANE_SHORT[self]
-
-    @property
-    def agent_claimable(self) -> bool:
-        return self in AGENT_LANES
+        """The lane's one-word name, used in every text, button and table."""
+        return LANE_LABELS[self]
 
 
 AGENT_LANES = (Lane.AUTONOMOUS, Lane.INVESTIGATION)
-_LANE_SHORT = {
+# The one map of lane names shown to people (CLI tables, bot texts and buttons).
+LANE_LABELS = {
     Lane.TRIAGE: "triage",
     Lane.DECISION: "decision",
     Lane.INVESTIGATION: "investigation",
     Lane.AUTONOMOUS: "autonomous",
 }
 _LANE_ALIASES = {
-    "triage": Lane.TRIAGE,
-    "decision": Lane.DECISION,
+    **{label: lane for lane, label in LANE_LABELS.items()},
     "decide": Lane.DECISION,
-    "investigation": Lane.INVESTIGATION,
     "investigate": Lane.INVESTIGATION,
-    "autonomous": Lane.AUTONOMOUS,
     "auto": Lane.AUTONOMOUS,
     "safe": Lane.AUTONOMOUS,
 }
@@ -113,10 +108,6 @@ def parse_priority(value: str | int) -> int:
     return n
 
 
-def format_priority(p: int) -> str:
-    return f"P{p}"
-
-
 ActorKind = Literal["operator", "agent", "system", "git"]
 
 
@@ -146,6 +137,61 @@ class Actor(BaseModel):
 
 
 SYSTEM = Actor(kind="system")
+
+
+class EventKind(StrEnum):
+    """Every kind of entry in the append-only event log (checked by the database, 004)."""
+
+    FILED = "filed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    LANE_CHANGED = "lane_changed"
+    EDITED = "edited"
+    DEP_ADDED = "dep_added"
+    DEP_REMOVED = "dep_removed"
+    CLAIMED = "claimed"
+    HEARTBEAT = "heartbeat"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    COMPLETED = "completed"
+    FINDINGS = "findings"
+    HANDED_OFF = "handed_off"
+    UNBLOCKED = "unblocked"
+    LEASE_REVOKED = "lease_revoked"
+    AGENT_ADDED = "agent_added"
+    AGENT_REVOKED = "agent_revoked"
+    REPO_ADDED = "repo_added"
+    REPO_MOVED = "repo_moved"
+    COMMIT_LINKED = "commit_linked"
+    CLOSED_BY_COMMIT = "closed_by_commit"
+    CLOSED_WHILE_CLAIMED = "closed_while_claimed"
+    VERIFIED = "verified"
+    HISTORY_REWRITTEN = "history_rewritten"
+    REPLANNED = "replanned"
+
+
+class OutboxKind(StrEnum):
+    """Every kind of notice core asks the operator's chat to show (checked by the database)."""
+
+    DRAFT_FILED = "draft_filed"  # an agent's draft: an approval card
+    TASK_DECIDED = "task_decided"  # approved or rejected: the task's cards show the outcome
+    LANE_CHANGED = "lane_changed"  # moved between lanes: the task's cards show the move
+    TASK_COMPLETED = "task_completed"
+    HANDOFF = "handoff"
+    LEASE_EXPIRED = "lease_expired"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    FINDINGS_REPORTED = "findings_reported"
+    TASK_UNBLOCKED = "task_unblocked"
+    TASK_CLOSED_BY_COMMIT = "task_closed_by_commit"
+    CLOSED_WHILE_CLAIMED = "closed_while_claimed"
+    TASK_VERIFIED = "task_verified"
+
+
+def format_key(prefix: str, number: int) -> str:
+    """The one way to write a task key: `OB-12`."""
+    return f"{prefix}-{number}"
+
 
 KEY_RE = re.compile(r"^(?:([A-Za-z][A-Za-z0-9]{0,9})-)?(\d{1,12})$")
 
@@ -180,6 +226,8 @@ class Task(BaseModel):
     updated_at: datetime
     approved_by: str | None
     approved_at: datetime | None
+    approved_lane: Lane | None
+    rejected_by: str | None
     rejected_reason: str | None
     lease_holder: str | None
     lease_expires_at: datetime | None
@@ -207,5 +255,5 @@ class Event(BaseModel):
     task_key: str | None
     at: datetime
     actor: str
-    kind: str
+    kind: EventKind
     details: dict[str, Any]

@@ -19,6 +19,9 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from core.backlog import Backlog
+from core.models import OutboxKind
+
 MAX_ATTEMPTS = 15
 MAX_BACKOFF = 300.0
 
@@ -32,7 +35,7 @@ for no key update skip locked
 
 class OutboxRow(BaseModel):
     id: int
-    kind: str
+    kind: OutboxKind
     task_id: int | None
     payload: dict[str, Any]
     attempts: int
@@ -86,8 +89,8 @@ class Claimed:
 
 
 class Outbox:
-    def __init__(self, pool: asyncpg.Pool, worker: str):
-        self.pool = pool
+    def __init__(self, backlog: Backlog, worker: str):
+        self.pool = backlog.pool
         self.worker = worker
 
     @asynccontextmanager
@@ -113,7 +116,7 @@ class Outbox:
             message_id,
         )
 
-    async def undelivered_for_task(self, task_id: int, kind: str, before_id: int) -> bool:
+    async def undelivered_for_task(self, task_id: int, kind: OutboxKind, before_id: int) -> bool:
         """Is an earlier row of this kind for the task still waiting (keeps per-task order)?"""
         return bool(
             await self.pool.fetchval(
@@ -132,8 +135,3 @@ class Outbox:
             " where delivered_at is null and gave_up_at is null"
         )
         return None if value is None else float(value)
-
-    async def pending(self) -> int:
-        return await self.pool.fetchval(
-            "select count(*) from outbox where delivered_at is null and gave_up_at is null"
-        )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import NotFound
-from core.models import Lane, Status, Task, parse_key
+from core.models import Lane, Status, Task, format_key, parse_key
 from core.spec import REPO_RE
 
 TASK_COLUMNS = """
@@ -22,8 +23,8 @@ TASK_FROM = "tasks t left join agents a on a.id = t.lease_agent_id"
 
 def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
     data = dict(row)
-    data["key"] = f"{prefix}-{data['number']}"
-    data["blocked_by"] = [f"{prefix}-{n}" for n in data.pop("blocked_numbers", None) or []]
+    data["key"] = format_key(prefix, data["number"])
+    data["blocked_by"] = [format_key(prefix, n) for n in data.pop("blocked_numbers", None) or []]
     data.setdefault("lease_holder", None)
     return Task.model_validate(data)
 
@@ -34,6 +35,7 @@ class TaskFilter(BaseModel):
     repo: str | None = None
     text: str | None = Field(None, max_length=200)
     blocked: bool | None = None
+    due_by: date | None = None  # only tasks whose trigger date is not after this day
     include_closed: bool = False
     limit: int = Field(200, ge=1, le=10_000)
 
@@ -110,6 +112,8 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
         if number is not None:
             clause = f"({clause} or t.number = {arg(number)})"
         where.append(clause)
+    if flt.due_by is not None:
+        where.append(f"(t.trigger_on is null or t.trigger_on <= {arg(flt.due_by)})")
     blocked_sql = (
         "exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id"
         " where d.task_id = t.id and p.status <> 'done')"

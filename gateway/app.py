@@ -10,20 +10,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.agents import Unauthorized
+from core.auth import Authenticator
 from core.backlog import Backlog
+from core.db import UNAVAILABLE
 from core.errors import BacklogError
 from core.leases import Heartbeat, Leases
-from core.models import AGENT_LANES, Actor, Status, Task
+from core.models import Actor, Task
 from core.spec import REPO_RE, SpecError
-from core.tasks import TaskFilter
-from gateway.auth import Authenticator
 from gateway.mcp import build_mcp
 from gateway.schemas import (
     ClaimRequest,
@@ -129,8 +128,8 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
     leases = Leases(backlog)
     settings = backlog.settings
 
-    authenticator = Authenticator(backlog.pool)
-    mcp = build_mcp(backlog, authenticator) if with_mcp else None
+    authenticator = Authenticator(backlog)
+    mcp = build_mcp(leases, authenticator) if with_mcp else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -165,16 +164,15 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
     async def _backlog_error(_: Request, exc: BacklogError) -> JSONResponse:
         return problem(STATUS_OF.get(exc.code, 400), exc.code, exc.message, exc.details)
 
-    @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(OSError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         return problem(
             503,
             "database_unavailable",
             "the backlog's database is unreachable or restarting; retry shortly",
-            {"cause": type(exc).__name__},
         )
+
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_down)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
@@ -196,7 +194,7 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
 
     @app.get("/v1/health", tags=["meta"])
     async def health() -> dict[str, str]:
-        await backlog.pool.fetchval("select 1")
+        await backlog.ping()
         return {"status": "ok"}
 
     @app.get("/v1/me", tags=["meta"], responses=errors)
@@ -262,11 +260,7 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[Task]:
         """Ready work in the agent lanes (open, not blocked), best first."""
-        return await backlog.list(
-            TaskFilter(
-                status=[Status.OPEN], lane=list(AGENT_LANES), repo=repo, blocked=False, limit=limit
-            )
-        )
+        return await leases.ready(repo, limit)
 
     @app.post("/v1/tasks/{key}/{action}", tags=["tasks"], responses=errors, include_in_schema=False)
     async def operator_only(key: Key, action: str, actor: Agent) -> JSONResponse:

@@ -20,12 +20,10 @@ from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.agents import Unauthorized
-from core.backlog import Backlog
 from core.errors import BacklogError
 from core.leases import Leases
-from core.models import AGENT_LANES, Actor, Status
+from core.models import Actor
 from core.spec import SpecError, parse
-from core.tasks import TaskFilter
 
 INSTRUCTIONS = """\
 Operator Backlog: the operator's approved work for coding agents. The loop:
@@ -102,8 +100,8 @@ def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
-def build_mcp(backlog: Backlog, authenticate: Authenticate) -> MCPEndpoint:
-    leases = Leases(backlog)
+def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
+    backlog = leases.backlog
     server: MCPServer[Any] = MCPServer(
         name="operator-backlog", instructions=INSTRUCTIONS, version="1"
     )
@@ -208,11 +206,7 @@ def build_mcp(backlog: Backlog, authenticate: Authenticate) -> MCPEndpoint:
         ctx: Context, repo: str | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
     ) -> dict[str, Any]:
         await agent(ctx)
-        tasks = await backlog.list(
-            TaskFilter(
-                status=[Status.OPEN], lane=list(AGENT_LANES), repo=repo, blocked=False, limit=limit
-            )
-        )
+        tasks = await leases.ready(repo, limit)
         return {"tasks": [t.model_dump(mode="json") for t in tasks]}
 
     http_app = server.streamable_http_app(

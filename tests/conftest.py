@@ -103,14 +103,14 @@ def leases(backlog: Backlog):
 
 
 @pytest.fixture
-def make_agent(pool: asyncpg.Pool, clean: None):
+def make_agent(backlog: Backlog):
     """Register an agent; returns (actor, token)."""
     from core.agents import add_agent, authenticate
     from core.models import Actor
 
     async def make(name: str, **kw):
-        _, token = await add_agent(pool, name, Actor.operator("test"), **kw)
-        return await authenticate(pool, token), token
+        _, token = await add_agent(backlog, name, Actor.operator("test"), **kw)
+        return await authenticate(backlog, token), token
 
     return make
 

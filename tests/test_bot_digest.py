@@ -34,8 +34,8 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     c = await leases.claim(claude)
     await leases.handoff(c.key, claude, c.epoch, make_spec(title="prereq first"))
     await leases.claim(claude)
-    d = await build_digest(backlog.pool, backlog.prefix)
-    lanes = {lc.lane: lc.count for lc in d.lanes}
+    d = await build_digest(backlog)
+    lanes = {load.lane: load.total for load in d.lanes}
     assert lanes == {
         Lane.TRIAGE: 1,
         Lane.DECISION: 0,
@@ -46,7 +46,9 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     assert [i.key for i in d.in_progress["claude"]] == ["OB-5"]
     assert d.done_24h_total == 2 and len(d.done_24h["agent:codex"]) == 2
     assert d.done_without_evidence == 1
-    assert d.unverified.total == 1 and d.unverified.items[0].commits == ["abcdef123456"]
+    # the same "unverified" as `ob list --unverified`: both completions, none past the limit
+    assert (d.unverified.total, d.unverified.flagged) == (2, 0)
+    assert d.unverified.items[0].task.commits == ["abcdef123456"]
     assert d.blocked.total == 1 and d.blocked.items[0].blocked_by == ["OB-7"]
     text = render.digest(d, backlog.settings.tz)
     assert "Awaiting approval</b>: 2" in text and "claude" in text and "abcdef1234" in text

@@ -12,6 +12,7 @@ from bot.app import DEFAULTS, build_dispatcher
 from bot.notifier import Notifier
 from bot.storage import PostgresStorage
 from core.backlog import Backlog
+from core.botstore import BotStore
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
 from tests.fake_telegram import RecordingSession, callback_update, message_update
@@ -38,7 +39,7 @@ class BotEnv:
 
     def restart(self) -> None:
         """A new Dispatcher and storage instance over the same database (a process restart)."""
-        self.dp = build_dispatcher(self.backlog, PostgresStorage(self.backlog.pool))
+        self.dp = build_dispatcher(self.backlog, PostgresStorage(BotStore(self.backlog)))
 
     def last_markup(self):
         return self.session.of("SendMessage")[-1].reply_markup
@@ -158,7 +159,7 @@ async def test_cancel_anywhere(env: BotEnv) -> None:
 async def _agent_draft(env: BotEnv, make_agent, title: str = "Add an index") -> Notifier:
     actor, _ = await make_agent("codex")
     await env.backlog.file(make_spec(title=title, steps=["create index"]), actor)
-    notifier = Notifier(env.bot, env.backlog, "unused", [OP], worker="test")
+    notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
     assert await notifier.drain_once() == 1
     return notifier
 
@@ -166,47 +167,46 @@ async def _agent_draft(env: BotEnv, make_agent, title: str = "Add an index") -> 
 async def test_approval_card_approve_and_stale_tap(env: BotEnv, make_agent) -> None:
     notifier = await _agent_draft(env, make_agent)
     card = env.session.of("SendMessage")[-1]
-    assert "OB-1" in card.text and "agent:codex" in card.text
+    assert "OB-1" in card.text and "filed by codex" in card.text
     approve = env.buttons()["✅ autonomous"]
     card_id = 1000
     await env.tap(approve, message_id=card_id)
+    assert env.session.answers()[-1] == "Approved OB-1 into autonomous"
     task = await env.backlog.get("OB-1")
     assert task.status == Status.OPEN and task.lane == Lane.AUTONOMOUS
-    edits = env.session.of("EditMessageText")
-    assert len(edits) == 1 and edits[0].message_id == card_id
-    assert f"Approved into autonomous_safe by operator:tg:{OP}" in edits[-1].text
-    assert edits[-1].reply_markup is None
-    # the notifier's task_decided finds the card already showing the outcome
-    env.session.clear()
-    assert await notifier.drain_once() == 1
-    assert env.session.of("EditMessageText") == []
+    assert env.session.of("EditMessageText") == []  # the tap only answers ...
+    assert await notifier.drain_once() == 1  # ... the notifier edits the card, from the outbox
+    (edit,) = env.session.of("EditMessageText")
+    assert edit.message_id == card_id and edit.reply_markup is None
+    assert "Approved into autonomous by you at" in edit.text
     # a repeated tap (or reject on the stale card) answers with what already happened
     await env.tap(approve, message_id=card_id)
     await env.tap(approve.replace("c:ok", "c:rj"), message_id=card_id)
     answers = env.session.answers()
-    assert all("already approved into autonomous_safe" in a for a in answers[-2:])
+    assert all("already approved into autonomous by you" in a for a in answers[-2:])
     assert (await env.backlog.get("OB-1")).status == Status.OPEN
     kinds = [e.kind for e in await env.backlog.history("OB-1")]
     assert kinds.count("approved") == 1 and "rejected" not in kinds
 
 
 async def test_reject_with_reason_and_edit(env: BotEnv, make_agent) -> None:
-    await _agent_draft(env, make_agent, "first")
+    notifier = await _agent_draft(env, make_agent, "first")
     await _agent_draft_more(env, "second")
-    await env.tap("c:ed:2:-")
+    await env.tap("c:ed:2:")
     assert "Editing <b>OB-2</b>" in env.session.texts()[-1]
     await env.say("second, sharper\npriority: P0\nsteps:\n- do it")
     edited = await env.backlog.get("OB-2")
     assert (edited.title, edited.priority, edited.status) == ("second, sharper", 0, Status.DRAFT)
-    await env.tap("c:rr:1:-", message_id=1000)
+    await env.tap("c:rr:1:", message_id=1000)
     assert "Why reject" in env.session.texts()[-1]
     await env.say("duplicate of OB-7")
     task = await env.backlog.get("OB-1")
     assert task.status == Status.REJECTED and task.rejected_reason == "duplicate of OB-7"
+    assert task.rejected_by == f"operator:tg:{OP}"
+    while await notifier.drain_once():
+        pass
     card_edit = [e for e in env.session.of("EditMessageText") if e.message_id == 1000][-1]
-    assert (
-        "Rejected by operator:tg:4242" in card_edit.text and "duplicate of OB-7" in card_edit.text
-    )
+    assert "Rejected by you at" in card_edit.text and "duplicate of OB-7" in card_edit.text
 
 
 async def _agent_draft_more(env: BotEnv, title: str) -> None:
@@ -220,11 +220,11 @@ async def test_cli_decision_edits_the_card(env: BotEnv, make_agent) -> None:
     env.session.clear()
     await notifier.drain_once()
     (edit,) = env.session.of("EditMessageText")
-    assert edit.message_id == 1000 and "Rejected by operator:cli" in edit.text
+    assert edit.message_id == 1000 and "Rejected by you (CLI)" in edit.text
     assert "not now" in edit.text
     # the stale approve button says so, and changes nothing
-    await env.tap("c:ok:1:a", message_id=1000)
-    assert "already rejected by operator:cli" in env.session.answers()[-1]
+    await env.tap("c:ok:1:autonomous_safe", message_id=1000)
+    assert "already rejected by you (CLI)" in env.session.answers()[-1]
     assert (await env.backlog.get("OB-1")).status == Status.REJECTED
 
 
@@ -233,7 +233,7 @@ async def test_stranger_gets_one_polite_refusal(env: BotEnv, make_agent) -> None
     await env.say("/inbox", uid=STRANGER)
     await env.say("/new", uid=STRANGER)
     await _agent_draft_more(env, "x")  # a draft exists, and the stranger tries to approve it
-    await env.tap("c:ok:1:a", uid=STRANGER)
+    await env.tap("c:ok:1:autonomous_safe", uid=STRANGER)
     sends = env.session.of("SendMessage")
     assert len(sends) == 1 and sends[0].chat_id == STRANGER and "private bot" in sends[0].text
     assert [a.text for a in env.session.of("AnswerCallbackQuery")] == [None]
@@ -279,12 +279,12 @@ async def test_drain_inbox(env: BotEnv) -> None:
     await env.say("/inbox")
     first = env.session.texts()[-1]
     assert "card 1 of 3" in first and "one" in first
-    await env.tap("d:inbox:ok:1:i", message_id=77)
+    await env.tap("d:inbox:ok:1:requires_investigation", message_id=77)
     assert "card 2 of 3" in env.session.of("EditMessageText")[-1].text
-    await env.tap("d:inbox:ok:1:i", message_id=77)  # stale: card 1 is gone
+    await env.tap("d:inbox:ok:1:requires_investigation", message_id=77)  # stale: card 1 is gone
     assert "no longer current" in env.session.answers()[-1]
     await env.backlog.approve("OB-3", Actor.operator("cli"))  # decided elsewhere meanwhile
-    await env.tap("d:inbox:skip:2:-", message_id=77)
+    await env.tap("d:inbox:skip:2:", message_id=77)
     summary = env.session.of("EditMessageText")[-1].text
     assert "finished" in summary and "approved 1" in summary and "skipped 1" in summary
     assert "changed elsewhere 1" in summary
@@ -296,8 +296,8 @@ async def test_drain_triage_moves_and_rejects(env: BotEnv) -> None:
     await env.backlog.file(make_spec(title="raw a"), op)
     await env.backlog.file(make_spec(title="raw b"), op)
     await env.say("/triage")
-    await env.tap("d:triage:mv:1:a", message_id=5)
-    await env.tap("d:triage:rj:2:-", message_id=5)
+    await env.tap("d:triage:mv:1:autonomous_safe", message_id=5)
+    await env.tap("d:triage:rj:2:", message_id=5)
     assert "moved 1, rejected 1" in env.session.of("EditMessageText")[-1].text
     assert (await env.backlog.get("OB-1")).lane == Lane.AUTONOMOUS
     await env.say("/decide")
@@ -336,6 +336,6 @@ async def test_views(env: BotEnv, make_agent) -> None:
     assert "&lt;b&gt;work&lt;/b&gt; &amp; more" in texts[2]
     assert "no task" in texts[3] and "Usage" in texts[4]
     assert "1 match" in texts[5] and "Nothing matches" in texts[6]
-    assert "autonomous_safe: 1 (1 claimed)" in texts[7]
+    assert "autonomous: 1 (1 claimed)" in texts[7]
     assert "claude" in texts[8] and "left" in texts[8]
     assert "Daily lane digest" in texts[9] and "did not understand" in texts[10]

@@ -15,9 +15,11 @@ from pathlib import Path
 import httpx
 
 from core.agents import add_agent
+from core.backlog import Backlog
 from core.db import create_pool
 from core.migrate import migrate
 from core.models import Actor
+from core.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_telegram import FakeTelegram
 
@@ -93,7 +95,11 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
     url = await create_database(admin_url)
     await migrate(url)
     pool = await create_pool(url, max_size=2)
-    _, token = await add_agent(pool, "codex", Actor.operator("test"))
+    _, token = await add_agent(
+        Backlog(pool, load_settings(database_url=url, _env_file=None)),
+        "codex",
+        Actor.operator("test"),
+    )
     auth = {"Authorization": f"Bearer {token}"}
     try:
         async with FakeTelegram() as fake:
@@ -140,7 +146,7 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
             fake.push_callback(OPERATOR, buttons["✅ autonomous"], mid)
             await serve.start()
             await fake.wait_for(
-                lambda: "Approved into autonomous_safe" in fake.messages[mid]["text"]
+                lambda: "Approved into autonomous by you" in fake.messages[mid]["text"]
             )
             assert fake.ok("answerCallbackQuery")
 
@@ -157,9 +163,7 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
                 )
                 assert r.status_code == 200, r.text
             await fake.wait_for(
-                lambda: [
-                    m for m in fake.ok("sendMessage") if "completed by agent:codex" in m["text"]
-                ]
+                lambda: [m for m in fake.ok("sendMessage") if "completed by codex" in m["text"]]
             )
 
             # 4. nothing more arrives: no duplicate card, edit or notice after the restarts

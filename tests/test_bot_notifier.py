@@ -21,12 +21,10 @@ OP = Actor.operator("t")
 CHATS = [4242, 4343]
 
 
-def make(
-    backlog: Backlog, url: str = "unused", chats=CHATS, **kw
-) -> tuple[Notifier, RecordingSession]:
+def make(backlog: Backlog, chats=CHATS, **kw) -> tuple[Notifier, RecordingSession]:
     session = RecordingSession()
     bot = Bot("123456:TEST", session=session, default=DEFAULTS)
-    return Notifier(bot, backlog, url, chats, **kw), session
+    return Notifier(bot, backlog, chats, **kw), session
 
 
 async def release_now(pool: asyncpg.Pool) -> None:
@@ -56,7 +54,7 @@ async def test_completion_with_retry_after_and_5xx(backlog: Backlog, make_agent)
     await release_now(backlog.pool)
     assert await notifier.drain_once() == 1
     (sent,) = session.of("SendMessage")
-    assert "OB-1</b> completed by agent:codex" in sent.text
+    assert "<b>OB-1</b> ship it\ncompleted by codex" in sent.text
     assert "abc1234def" in sent.text and "unverified" in sent.text and "done &lt;3" in sent.text
     assert await backlog.pool.fetchval("select delivered_at is not null from outbox")
     assert await notifier.drain_once() == 0
@@ -120,15 +118,16 @@ async def test_every_kind_and_unknown_ones(backlog: Backlog, make_agent) -> None
     async with backlog.transaction() as conn:
         await conn.execute(
             "insert into outbox (kind, task_id, payload) values ('task_closed_by_commit', 1, $1)",
-            {"key": "OB-1", "sha": "deadbeef", "title": "investigate"},
+            {"key": "OB-1", "sha": "deadbeef", "title": "investigate", "repo": "web"},
         )
     notifier, session = make(backlog, chats=[1])
     while await notifier.drain_once():
         pass
     texts = "\n".join(session.texts())
-    assert "Findings on <b>OB-1</b> by agent:grok" in texts and "&lt;the cache&gt;" in texts
-    assert "handed off by agent:grok" in texts and "needs it" in texts
-    assert "task_closed_by_commit" in texts and "deadbeef" in texts
+    assert "🔎 <b>OB-1</b> investigate\nfindings by grok" in texts
+    assert "&lt;the cache&gt;" in texts
+    assert "handed off by grok" in texts and "needs it" in texts
+    assert "closed by commit <code>deadbeef</code> in web" in texts
     assert "🆕 <b>OB-3</b>" in texts  # the prerequisite is a draft: an approval card
     assert (
         await backlog.pool.fetchval("select count(*) from outbox where delivered_at is null") == 0
@@ -148,8 +147,8 @@ async def test_expiry_and_exhaustion(backlog: Backlog, make_agent) -> None:
     while await notifier.drain_once():
         pass
     texts = session.texts()
-    assert any("Lease on <b>OB-1</b>" in t for t in texts)
-    assert any("moved to requires_decision" in t for t in texts)
+    assert any("<b>OB-1</b> flaky\nthe lease of codex expired" in t for t in texts)
+    assert any("moved to decision for you" in t for t in texts)
 
 
 async def test_listen_notify_wakes_and_survives_a_reconnect(
@@ -163,7 +162,7 @@ async def test_listen_notify_wakes_and_survives_a_reconnect(
         server_settings={"application_name": "notifier-under-test"},
     )
     own = Backlog(pool, backlog.settings)
-    notifier, session = make(own, url=db_url, chats=[1], poll_every=30)
+    notifier, session = make(own, chats=[1], poll_every=30)
     stop = asyncio.Event()
     task = asyncio.create_task(notifier.run(stop))
     try:
@@ -181,7 +180,7 @@ async def test_listen_notify_wakes_and_survives_a_reconnect(
         await asyncio.sleep(1.5)
         await backlog.file(make_spec(title="again"), Actor.agent("codex", 1))
         await _until(lambda: len(session.of("SendMessage")) == 2, timeout=15)
-        assert "outbox listener connection closed" in caplog.text
+        assert "notification listener lost" in caplog.text
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -116,6 +116,7 @@ def test_embedded_server_with_no_database_url(tmp_path: Path) -> None:
     r = ob("add", "Embedded works", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = ob("list", "--json", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     assert [t["title"] for t in json.loads(r.stdout)] == ["Embedded works"]
     pgdata = (tmp_path / "data" / "pgdata").resolve()
     assert (pgdata / "PG_VERSION").exists()

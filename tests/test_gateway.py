@@ -75,7 +75,7 @@ async def test_auth_failures(
         assert "malformed" in (await c.post("/v1/claim")).json()["message"]
     async with client(gateway, token) as c:
         assert (await c.get("/v1/me")).status_code == 200  # now cached by the gateway
-        await revoke_agent(pool, "codex", OP)
+        await revoke_agent(backlog, "codex", OP)
         for _ in range(50):  # the revocation NOTIFY clears the cache within moments
             r = await c.post("/v1/claim")
             if r.status_code == 401:

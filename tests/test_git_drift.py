@@ -36,8 +36,8 @@ async def test_claim_carries_the_drift_and_replan_resets_it(
     codex, _ = await make_agent("codex")
     repo = make_repo("ingest")
     repo.commit("init", files={"ingest/db.py": "x\n", "ingest/api.py": "y\n"})
-    await add_repo(pool, repo.path, OP)
-    rec = Reconciler(pool, backlog.settings)
+    await add_repo(backlog, repo.path, OP)
+    rec = Reconciler(backlog)
     await rec.run()
     base = repo.head()
     task = await backlog.file(
@@ -54,7 +54,7 @@ async def test_claim_carries_the_drift_and_replan_resets_it(
     repo.commit(f"start {task.key}", files={"docs/notes.md": "n\n"})
     repo.commit("api cleanup", files={"ingest/api.py": "y2\n", "other.txt": "o\n"})
     await rec.run()
-    assert [d["key"] for d in await drifted_plans(pool, "OB")] == [task.key]
+    assert [d.key for d in (await drifted_plans(pool, "OB")).items] == [task.key]
 
     lease = await leases.claim(codex)
     drift = lease.drift
@@ -83,7 +83,7 @@ async def test_drift_before_a_scan_uses_one_git_call_and_never_fails_a_claim(
     codex, _ = await make_agent("codex")
     repo = make_repo("web")
     repo.commit("init")
-    await add_repo(pool, repo.path, OP)  # never reconciled
+    await add_repo(backlog, repo.path, OP)  # never reconciled
     # an agent's draft, approved by the operator: approval records the HEAD
     draft = await backlog.file(make_spec(title="draft", repo="web"), codex)
     assert draft.base_sha is None

@@ -11,7 +11,7 @@ import pytest
 
 from core.backlog import Backlog
 from core.errors import LeaseError
-from core.git.reconcile import Reconciler, unverified
+from core.git.reconcile import Reconciler
 from core.git.repos import add_repo, discover, list_repos
 from core.leases import Leases
 from core.models import Actor, Lane, Status
@@ -53,8 +53,8 @@ async def test_closes_from_default_branch_links_the_rest_and_is_idempotent(
     trailer_sha = repo.commit(
         "Tidy the API\n\nBody text mentions ob-6.\n\nAgent: Codex\nCloses: OB-5\n"
     )
-    await add_repo(pool, repo.path, OP)
-    rec = Reconciler(pool, backlog.settings)
+    await add_repo(backlog, repo.path, OP)
+    rec = Reconciler(backlog)
 
     summary = await rec.run()
     (res,) = summary.repos
@@ -119,8 +119,8 @@ async def test_author_email_maps_to_agent(
     key = await file(backlog, "x")
     repo = make_repo("api")
     repo.commit(f"Resolves {key}", email="claude@bots.example")
-    await add_repo(pool, repo.path, OP)
-    await Reconciler(pool, backlog.settings).run()
+    await add_repo(backlog, repo.path, OP)
+    await Reconciler(backlog).run()
     hist = await backlog.history(key)
     assert hist[-1].kind == "closed_by_commit" and hist[-1].actor == "git:claude"
     assert hist[-1].details["agent"] == "claude"
@@ -135,8 +135,8 @@ async def test_closing_a_claimed_task_revokes_and_flags(
     assert lease is not None and lease.drift is None  # no repo: no drift, no git
     repo = make_repo("api")
     repo.commit(f"Fix {key} by hand")
-    await add_repo(pool, repo.path, OP)
-    summary = await Reconciler(pool, backlog.settings).run()
+    await add_repo(backlog, repo.path, OP)
+    summary = await Reconciler(backlog).run()
     assert summary.repos[0].closed_while_claimed == 1
     task = await backlog.get(key)
     assert task.status is Status.DONE and task.lease_holder is None
@@ -161,8 +161,8 @@ async def test_force_push_rewritten_history(
     repo = make_repo("svc")
     base = repo.commit("base")
     gone = repo.commit(f"wip towards {k1}")
-    await add_repo(pool, repo.path, OP)
-    rec = Reconciler(pool, backlog.settings)
+    await add_repo(backlog, repo.path, OP)
+    rec = Reconciler(backlog)
     await rec.run()
     assert await pool.fetchval("select count(*) from git_commits") == 2
 
@@ -197,9 +197,9 @@ async def test_two_repos_mention_one_key(backlog: Backlog, pool: asyncpg.Pool, m
     a.commit(f"Closes {key}: server side")
     b.commit(f"client side of {key}")
     b.commit(f"Fixes {key} in the client too")
-    await add_repo(pool, a.path, OP)
-    await add_repo(pool, b.path, OP)
-    summary = await Reconciler(pool, backlog.settings).run()
+    await add_repo(backlog, a.path, OP)
+    await add_repo(backlog, b.path, OP)
+    summary = await Reconciler(backlog).run()
     assert sum(r.closed for r in summary.repos) == 1
     rows = await pool.fetch(
         "select r.name from task_commits tc join repos r on r.id = tc.repo_id order by r.name"
@@ -220,8 +220,8 @@ async def test_huge_and_non_utf8_messages(backlog: Backlog, pool: asyncpg.Pool, 
     repo.git("config", "--unset", "i18n.commitEncoding")
     # and a message in no encoding at all (raw bytes, no encoding header)
     repo.commit(b"Refs OB-1 \xff\xfe broken bytes\n")
-    await add_repo(pool, repo.path, OP)
-    summary = await Reconciler(pool, backlog.settings).run()
+    await add_repo(backlog, repo.path, OP)
+    summary = await Reconciler(backlog).run()
     (res,) = summary.repos
     assert res.error is None and res.closed == 2 and res.unknown_keys == 1
     subject = await pool.fetchval("select subject from git_commits where sha = $1", latin)
@@ -238,15 +238,15 @@ async def test_repo_path_that_disappeared_is_skipped(
     gone, fine = make_repo("gone"), make_repo("fine")
     gone.commit("init")
     fine.commit("init")
-    await add_repo(pool, gone.path, OP)
-    await add_repo(pool, fine.path, OP)
+    await add_repo(backlog, gone.path, OP)
+    await add_repo(backlog, fine.path, OP)
     shutil.rmtree(gone.path)
     fine.commit(f"Closes {key}")
-    summary = await Reconciler(pool, backlog.settings).run()
+    summary = await Reconciler(backlog).run()
     by_name = {r.name: r for r in summary.repos}
     assert by_name["gone"].status == "error" and "does not exist" in by_name["gone"].error
     assert by_name["fine"].status == "ok" and by_name["fine"].closed == 1
-    repos = {r.name: r for r in await list_repos(pool)}
+    repos = {r.name: r for r in await list_repos(backlog)}
     assert "does not exist" in repos["gone"].last_error and repos["fine"].last_error is None
 
 
@@ -256,7 +256,7 @@ async def test_verification_of_agent_completions(
     codex, _ = await make_agent("codex")
     repo = make_repo("api")
     repo.commit("init")
-    await add_repo(pool, repo.path, OP)
+    await add_repo(backlog, repo.path, OP)
     k1 = await file(backlog, "on a branch", repo="api")
     k2 = await file(backlog, "no evidence", repo="api")
     repo.git("checkout", "-q", "-b", "work")
@@ -265,9 +265,9 @@ async def test_verification_of_agent_completions(
     await leases.complete(lease.key, codex, lease.epoch, commits=[sha[:8]])
     lease = await leases.claim(codex)
     await leases.complete(lease.key, codex, lease.epoch)
-    rec = Reconciler(pool, backlog.settings)
+    rec = Reconciler(backlog)
     assert (await rec.run()).verified == []
-    assert [u.task.key for u in await unverified(pool, backlog.settings)] == [k1, k2]
+    assert [u.task.key for u in (await Reconciler(backlog).unverified()).items] == [k1, k2]
 
     repo.git("checkout", "-q", "main")
     repo.git("merge", "-q", "--no-ff", "-m", "merge work", "work")
@@ -276,7 +276,7 @@ async def test_verification_of_agent_completions(
     assert (await kinds(backlog, k1))[-1] == "verified"
     assert await rec.verify() == []  # once only
     await pool.execute("update tasks set completed_at = now() - interval '5 days'")
-    (left,) = await unverified(pool, backlog.settings)
+    (left,) = (await Reconciler(backlog).unverified()).items
     assert left.task.key == k2 and left.flagged and left.evidence == "no commits"
 
 
@@ -291,7 +291,7 @@ async def test_discovery_and_default_branch(
     upstream.commit("init")
     clone = tmp_path / "repos" / "clone"
     old.git("clone", "-q", str(upstream.path), str(clone))
-    added = await discover(pool, [tmp_path / "repos"])
+    added = await discover(backlog, [tmp_path / "repos"])
     branches = {r.name: r.default_branch for r in added}
     assert branches == {
         "legacy": "master",
@@ -299,10 +299,10 @@ async def test_discovery_and_default_branch(
         "upstream": "develop",
         "clone": "develop",
     }
-    assert await discover(pool, [tmp_path / "repos"]) == []
-    info = await add_repo(pool, trunk.path, OP, name="trunk-renamed", branch="release")
+    assert await discover(backlog, [tmp_path / "repos"]) == []
+    info = await add_repo(backlog, trunk.path, OP, name="trunk-renamed", branch="release")
     assert info.name == "trunk-renamed" and info.default_branch == "release"
-    summary = await Reconciler(pool, backlog.settings).run(["trunk-renamed"])
+    summary = await Reconciler(backlog).run(["trunk-renamed"])
     assert "release" in summary.repos[0].error
 
 
@@ -313,8 +313,8 @@ async def test_branch_reset_to_an_older_commit(
     a = repo.commit("a")
     repo.commit("b")
     c = repo.commit("c")
-    await add_repo(pool, repo.path, OP)
-    rec = Reconciler(pool, backlog.settings)
+    await add_repo(backlog, repo.path, OP)
+    rec = Reconciler(backlog)
     await rec.run()
     repo.git("reset", "-q", "--hard", a)
     (res,) = (await rec.run()).repos
@@ -334,8 +334,8 @@ async def test_two_reconcilers_at_once_write_everything_once(
     for i, repo in enumerate(repos):
         for k in keys:  # every repo closes every task: all of them race for the same rows
             repo.commit(f"Closes {k} (repo {i})")
-        await add_repo(pool, repo.path, OP)
-    a, b = Reconciler(pool, backlog.settings), Reconciler(pool, backlog.settings)
+        await add_repo(backlog, repo.path, OP)
+    a, b = Reconciler(backlog), Reconciler(backlog)
     first, second = await asyncio.gather(a.run(), b.run())
     assert not first.errors and not second.errors
     assert first.total("closed") + second.total("closed") == len(keys)

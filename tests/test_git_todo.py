@@ -78,7 +78,7 @@ async def test_import_is_idempotent_and_export_round_trips(
 ) -> None:
     repo = make_repo("ingest")
     repo.commit("init")
-    await add_repo(pool, repo.path, OP)
+    await add_repo(backlog, repo.path, OP)
     todo = repo.path / "TODO.md"
     todo.write_text(TODO)
 

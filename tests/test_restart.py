@@ -27,7 +27,7 @@ async def test_gateway_survives_a_postgres_restart(tmp_path: Path) -> None:
     await migrate(url)
     pool = await create_pool(url, max_size=4)
     backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
-    _, token = await add_agent(pool, "codex", Actor.operator("test"))
+    _, token = await add_agent(backlog, "codex", Actor.operator("test"))
     for i in range(2):
         await backlog.file(make_spec(title=f"t{i}"), Actor.operator("test"), lane=Lane.AUTONOMOUS)
     try:

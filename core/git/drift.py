@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import git
+from pydantic import BaseModel
 
 from core import events
 from core.backlog import Backlog, require_operator
@@ -25,7 +26,7 @@ from core.errors import Invalid
 from core.git.base import current_head, record_base  # noqa: F401 - re-exported
 from core.git.gitlog import parse_log
 from core.git.refs import branch_tip
-from core.models import Actor, Task
+from core.models import Actor, EventKind, Task, format_key
 from core.tasks import fetch_task, task_id_for_key
 
 log = logging.getLogger(__name__)
@@ -174,25 +175,54 @@ async def replan(backlog: Backlog, key: str, actor: Actor) -> Task:
             "update tasks set base_sha = $2, updated_at = now() where id = $1", task_id, head
         )
         await events.record(
-            conn, task_id, actor, "replanned", {"from": row["base_sha"], "to": head}
+            conn, task_id, actor, EventKind.REPLANNED, {"from": row["base_sha"], "to": head}
         )
         return await fetch_task(conn, task_id, backlog.prefix)
 
 
-async def drifted_plans(pool: asyncpg.Pool, prefix: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Open tasks whose repo moved since their plan was approved (for the digest)."""
-    rows = await pool.fetch(
-        """
-        select t.number, t.title, t.repo, t.base_sha, t.approved_at,
-               (select count(*) from git_commits g where g.repo_id = r.id
-                  and g.pos > b.pos) as commits_since
-        from tasks t join repos r on r.name = t.repo
-        join git_commits b on b.repo_id = r.id and b.sha = t.base_sha
-        where t.status in ('open', 'claimed') and t.base_sha is not null
-          and t.base_sha <> coalesce(r.cursor_sha, '')
-        order by commits_since desc, t.number
-        limit $1
-        """,
-        limit,
+class DriftedPlan(BaseModel):
+    key: str
+    title: str
+    repo: str
+    base_sha: str
+    commits_since: int
+
+
+class DriftedPlans(BaseModel):
+    total: int
+    items: list[DriftedPlan]
+
+
+_DRIFTED = """
+with d as (
+    select t.number, t.title, t.repo, t.base_sha, t.priority,
+           (select count(*) from git_commits g
+            where g.repo_id = r.id and g.pos > b.pos) as commits_since
+    from tasks t join repos r on r.name = t.repo
+    join git_commits b on b.repo_id = r.id and b.sha = t.base_sha
+    where t.status in ('open', 'claimed') and t.base_sha is not null
+      and t.base_sha <> coalesce(r.cursor_sha, '')
+)
+select *, count(*) over () as total from d where commits_since > 0
+order by commits_since desc, number
+limit $1
+"""
+
+
+async def drifted_plans(conn: asyncpg.Connection, prefix: str, limit: int = 50) -> DriftedPlans:
+    """Open tasks whose repo's default branch moved since their plan was approved (the digest's
+    "drifted plans"), most drifted first."""
+    rows = await conn.fetch(_DRIFTED, limit)
+    return DriftedPlans(
+        total=rows[0]["total"] if rows else 0,
+        items=[
+            DriftedPlan(
+                key=format_key(prefix, r["number"]),
+                title=r["title"],
+                repo=r["repo"],
+                base_sha=r["base_sha"],
+                commits_since=r["commits_since"],
+            )
+            for r in rows
+        ],
     )
-    return [{**dict(r), "key": f"{prefix}-{r['number']}"} for r in rows if r["commits_since"] > 0]

@@ -28,13 +28,13 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from core import events
+from core.backlog import Backlog
 from core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
 from core.git.gitlog import LogScan, read_log
 from core.git.keys import find_keys
 from core.git.refs import RepoGone, branch_ref, detect_default_branch, read_refs
 from core.git.repos import discover
-from core.models import Task
+from core.models import Task, format_key
 from core.settings import Settings
 from core.tasks import TASK_COLUMNS, TASK_FROM, task_from_row
 
@@ -144,7 +144,7 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_closed_by_commit', u.id,
-           jsonb_build_object('key', $7::text || '-' || u.number, 'title', u.title, 'sha', u.sha,
+           jsonb_build_object('key', task_key($7, u.number), 'title', u.title, 'sha', u.sha,
                               'repo', $6::text, 'agent', u.agent, 'author', u.author_email,
                               'subject', u.subject, 'held_by', u.holder,
                               'text', 'closed by commit ' || left(u.sha, 7) || ' in ' || $6::text
@@ -152,7 +152,7 @@ ob as (
     from upd u
     union all
     select 'closed_while_claimed', u.id,
-           jsonb_build_object('key', $7::text || '-' || u.number, 'title', u.title,
+           jsonb_build_object('key', task_key($7, u.number), 'title', u.title,
                               'holder', u.holder, 'sha', u.sha, 'repo', $6::text)
     from upd u where u.prev_status = 'claimed'
     union all
@@ -193,7 +193,7 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_verified', id,
-           jsonb_build_object('key', $1::text || '-' || number, 'title', title, 'repo', repo,
+           jsonb_build_object('key', task_key($1, number), 'title', title, 'repo', repo,
                               'commits', commits, 'by', completed_by)
     from upd
 )
@@ -201,16 +201,6 @@ select number from upd order by number
 """
 
 # ------------------------------------------------------------------------- reading
-
-
-@dataclass
-class _Work:
-    """What the thread-side read of a repo produced."""
-
-    branch: str
-    refs: dict[str, str]
-    default_tip: str | None
-    scan: LogScan | None = None
 
 
 def _read_refs(path: str, branch: str | None) -> tuple[str, dict[str, str]]:
@@ -222,10 +212,11 @@ def _read_refs(path: str, branch: str | None) -> tuple[str, dict[str, str]]:
 
 
 class Reconciler:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, concurrency: int = 8):
-        self.pool = pool
-        self.settings = settings
-        self.prefix = settings.key_prefix
+    def __init__(self, backlog: Backlog, *, concurrency: int = 8):
+        self.backlog = backlog
+        self.pool = backlog.pool
+        self.settings = backlog.settings
+        self.prefix = backlog.prefix
         self.concurrency = concurrency
 
     async def run(
@@ -240,7 +231,7 @@ class Reconciler:
         summary = ReconcileSummary()
         if discover_roots and self.settings.repo_roots and not repos:
             try:
-                added = await discover(self.pool, self.settings.repo_roots)
+                added = await discover(self.backlog, self.settings.repo_roots)
                 summary.discovered = [r.name for r in added]
             except Exception as err:  # discovery must not stop reconciliation
                 log.warning("repo discovery failed: %s", err)
@@ -271,14 +262,19 @@ class Reconciler:
             )
         summary.verified = await self.verify()
         if summary.verified or summary.total("closed") or summary.total("closed_while_claimed"):
-            await events.Waker(self.pool).wake()  # outbox rows were committed
+            await self.backlog.wake()  # outbox rows were committed
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    async def unverified(self, limit: int = 200) -> UnverifiedReport:
+        """Done tasks git has not confirmed yet (`ob list --unverified`)."""
+        async with self.pool.acquire() as conn:
+            return await unverified_report(conn, self.settings, limit)
 
     async def verify(self) -> list[str]:
         """Mark completed tasks verified whose commits are all on the default branch."""
         rows = await self.pool.fetch(_VERIFY, self.prefix)
-        return [f"{self.prefix}-{r['number']}" for r in rows]
+        return [format_key(self.prefix, r["number"]) for r in rows]
 
     async def _agent_emails(self) -> dict[str, str]:
         rows = await self.pool.fetch(
@@ -519,40 +515,58 @@ def _describe(err: Exception, path: str) -> str:
     return f"{type(err).__name__}: {str(err)[:300]}"
 
 
-async def reconcile(
-    pool: asyncpg.Pool, settings: Settings, repos: list[str] | None = None, **kw: Any
-) -> ReconcileSummary:
-    return await Reconciler(pool, settings).run(repos, **kw)
-
-
 class Unverified(BaseModel):
     task: Task
     flagged: bool  # unverified for longer than OB_UNVERIFIED_DAYS
     evidence: str  # "no commits" | "commits not on the default branch yet"
 
 
-async def unverified(pool: asyncpg.Pool, settings: Settings, limit: int = 200) -> list[Unverified]:
-    """Done tasks git has not confirmed, oldest first."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"""select {TASK_COLUMNS},
-                   t.completed_at < now() - make_interval(days => $1::int) as flagged
-                from {TASK_FROM}
-                where t.status = 'done' and t.verified_at is null
-                order by t.completed_at nulls first, t.id limit $2""",
-            settings.unverified_days,
-            limit,
-        )
-    out = []
+class UnverifiedReport(BaseModel):
+    """Done tasks git has not confirmed: how many, how many past OB_UNVERIFIED_DAYS, and the
+    oldest of them."""
+
+    total: int
+    flagged: int
+    days: int
+    items: list[Unverified]
+
+
+_UNVERIFIED = f"""
+select {TASK_COLUMNS},
+       t.completed_at < now() - make_interval(days => $1::int) as flagged
+from {TASK_FROM}
+where t.status = 'done' and t.verified_at is null
+order by t.completed_at nulls first, t.id limit $2
+"""
+_UNVERIFIED_COUNT = """
+select count(*) as total,
+       count(*) filter (where completed_at < now() - make_interval(days => $1::int)) as flagged
+from tasks where status = 'done' and verified_at is null
+"""
+
+
+async def unverified_report(
+    conn: asyncpg.Connection, settings: Settings, limit: int = 200
+) -> UnverifiedReport:
+    """The one definition of "unverified" (`ob list --unverified` and the digest), oldest
+    first."""
+    counts = await conn.fetchrow(_UNVERIFIED_COUNT, settings.unverified_days)
+    rows = await conn.fetch(_UNVERIFIED, settings.unverified_days, limit)
+    items = []
     for r in rows:
         data = dict(r)
         flagged = bool(data.pop("flagged"))
         task = task_from_row(data, settings.key_prefix)
-        out.append(
+        items.append(
             Unverified(
                 task=task,
                 flagged=flagged,
                 evidence="commits not on the default branch yet" if task.commits else "no commits",
             )
         )
-    return out
+    return UnverifiedReport(
+        total=counts["total"],
+        flagged=counts["flagged"],
+        days=settings.unverified_days,
+        items=items,
+    )

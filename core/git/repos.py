@@ -8,13 +8,13 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-import asyncpg
 from pydantic import BaseModel
 
 from core import events
+from core.backlog import Backlog
 from core.errors import Invalid, NotFound
 from core.git.refs import RepoGone, detect_default_branch, git_dirs
-from core.models import Actor
+from core.models import SYSTEM, Actor, EventKind
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 DISCOVER_DEPTH = 3
@@ -47,7 +47,7 @@ def _inspect(path: Path, branch: str | None) -> str:
 
 
 async def add_repo(
-    pool: asyncpg.Pool,
+    backlog: Backlog,
     path: str | os.PathLike[str],
     actor: Actor,
     *,
@@ -66,7 +66,7 @@ async def add_repo(
         raise Invalid(
             f"repo name {name[:60]!r} is not valid: letters, digits, . _ / - (at most 100)"
         )
-    async with pool.acquire() as conn, conn.transaction():
+    async with backlog.transaction() as conn:
         by_path = await conn.fetchrow("select * from repos where path = $1 for update", str(p))
         by_name = await conn.fetchrow("select * from repos where name = $1 for update", name)
         if by_path is not None:
@@ -92,7 +92,9 @@ async def add_repo(
                 str(p),
                 default_branch,
             )
-            await events.record(conn, None, actor, "repo_moved", {"repo": name, "path": str(p)})
+            await events.record(
+                conn, None, actor, EventKind.REPO_MOVED, {"repo": name, "path": str(p)}
+            )
             return RepoInfo(**dict(row))
         row = await conn.fetchrow(
             """insert into repos (name, path, default_branch, discovered)
@@ -106,19 +108,29 @@ async def add_repo(
             conn,
             None,
             actor,
-            "repo_added",
+            EventKind.REPO_ADDED,
             {"repo": name, "path": str(p), "branch": default_branch, "discovered": discovered},
         )
         return RepoInfo(**dict(row))
 
 
-async def list_repos(pool: asyncpg.Pool) -> list[RepoInfo]:
-    rows = await pool.fetch("select * from repos order by name")
+async def list_repos(backlog: Backlog) -> list[RepoInfo]:
+    rows = await backlog.pool.fetch("select * from repos order by name")
     return [RepoInfo(**dict(r)) for r in rows]
 
 
-async def get_repo(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> RepoInfo:
-    row = await conn.fetchrow("select * from repos where name = $1", name)
+async def known_repo_names(backlog: Backlog, limit: int = 24) -> list[str]:
+    """Registered repos and repos tasks name, alphabetically (the bot offers them as buttons)."""
+    rows = await backlog.pool.fetch(
+        "select name from (select name from repos union"
+        " select distinct repo from tasks where repo is not null) r order by name limit $1",
+        limit,
+    )
+    return [r["name"] for r in rows]
+
+
+async def get_repo(backlog: Backlog, name: str) -> RepoInfo:
+    row = await backlog.pool.fetchrow("select * from repos where name = $1", name)
     if row is None:
         raise NotFound(f"no repo named {name!r}; see `ob repo list` or add it with `ob repo add`")
     return RepoInfo(**dict(row))
@@ -149,13 +161,14 @@ def find_git_repos(roots: list[Path], depth: int = DISCOVER_DEPTH) -> list[Path]
     return found
 
 
-async def discover(pool: asyncpg.Pool, roots: list[Path]) -> list[RepoInfo]:
+async def discover(backlog: Backlog, roots: list[Path]) -> list[RepoInfo]:
     """Register the repositories under the roots that are not registered yet."""
     if not roots:
         return []
     paths = await asyncio.to_thread(find_git_repos, roots)
-    known = {r["path"] for r in await pool.fetch("select path from repos")}
-    names = {r["name"] for r in await pool.fetch("select name from repos")}
+    rows = await backlog.pool.fetch("select path, name from repos")
+    known = {r["path"] for r in rows}
+    names = {r["name"] for r in rows}
     added = []
     for p in paths:
         if str(p) in known:
@@ -166,7 +179,7 @@ async def discover(pool: asyncpg.Pool, roots: list[Path]) -> list[RepoInfo]:
         if name in names:
             continue
         try:
-            added.append(await add_repo(pool, p, Actor(kind="system"), name=name, discovered=True))
+            added.append(await add_repo(backlog, p, SYSTEM, name=name, discovered=True))
         except Invalid:
             continue
         names.add(name)

@@ -162,13 +162,13 @@ async def import_todo(
                     spec.title,
                 )
             if existing is not None:
-                result.existing.append(f"{backlog.prefix}-{existing}")
+                result.existing.append(backlog.key(existing))
                 continue
             if spec.status in (Status.DONE, Status.REJECTED):
                 result.skipped.append(f"{spec.title} ({spec.status.value})")
                 continue
             new = spec.model_copy(update={"key": None, "status": None, "repo": spec_repo})
-            task_id = await backlog._insert(
+            task_id = await backlog.insert_task(
                 conn,
                 new,
                 actor,
@@ -177,7 +177,7 @@ async def import_todo(
                 event_details={"imported_from": str(p)},
             )
             number = await conn.fetchval("select number from tasks where id = $1", task_id)
-            result.created.append(f"{backlog.prefix}-{number}")
+            result.created.append(backlog.key(number))
     return result
 
 

@@ -1,0 +1,92 @@
+"""Conversation state with named fields: each conversation keeps one pydantic model in the FSM
+data (stored in PostgreSQL by bot.storage), under its own slot."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from pydantic import BaseModel, ValidationError
+
+from bot.callbacks import DrainMode
+from core.models import Lane
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Slot(Generic[M]):
+    """One model in the FSM data; an unreadable value (an older version's) reads as None."""
+
+    def __init__(self, name: str, model: type[M]):
+        self.name = name
+        self.model = model
+
+    async def get(self, state: FSMContext) -> M | None:
+        raw = (await state.get_data()).get(self.name)
+        if raw is None:
+            return None
+        try:
+            return self.model.model_validate(raw)
+        except ValidationError:
+            return None
+
+    async def set(self, state: FSMContext, value: M | None) -> None:
+        await state.update_data({self.name: value.model_dump(mode="json") if value else None})
+
+
+class NewTask(BaseModel):
+    """The /new conversation so far."""
+
+    title: str = ""
+    repo: str | None = None
+    offered_repos: list[str] = []
+    trigger: str | None = None
+    steps: list[str] = []
+    risks: list[str] = []
+    lane: Lane | None = None
+
+
+class NewFlow(StatesGroup):
+    title = State()
+    repo = State()
+    trigger = State()
+    steps = State()
+    risks = State()
+    lane = State()
+    confirm = State()
+
+
+class TaskPrompt(BaseModel):
+    """A task the next message is about (a reject reason, an edited spec)."""
+
+    number: int
+
+
+class CapturePrompt(BaseModel):
+    """The capture the next message replaces."""
+
+    capture: int
+
+
+class Prompt(StatesGroup):
+    reject_reason = State()
+    edit_spec = State()
+    edit_capture = State()
+
+
+class Drain(BaseModel):
+    """A drain mode in progress: the tasks still to show, and what happened to the others."""
+
+    mode: DrainMode
+    queue: list[int]
+    tally: dict[str, int] = {}
+
+    def count(self, outcome: str) -> None:
+        self.tally[outcome] = self.tally.get(outcome, 0) + 1
+
+
+NEW_TASK = Slot("new_task", NewTask)
+TASK_PROMPT = Slot("task_prompt", TaskPrompt)
+CAPTURE_PROMPT = Slot("capture_prompt", CapturePrompt)
+DRAIN = Slot("drain", Drain)

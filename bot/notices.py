@@ -1,0 +1,198 @@
+"""How each outbox kind reads on the operator's phone: one render function per kind, in a
+registry (a kind core emits without a renderer here is a bug a test catches)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from aiogram.types import InlineKeyboardMarkup
+
+from bot import keyboards, render
+from bot.cards import card_kind
+from bot.render import actor_label, esc
+from core.botstore import CardKind
+from core.models import OutboxKind, Status, Task
+from core.notices import (
+    ClosedByCommit,
+    ClosedWhileClaimed,
+    DraftFiled,
+    FindingsReported,
+    Handoff,
+    LaneChanged,
+    LeaseExpired,
+    Payload,
+    TaskCompleted,
+    TaskDecided,
+    TaskUnblocked,
+    TaskVerified,
+    parse_payload,
+)
+
+
+class Delivery(StrEnum):
+    SEND = "send"  # a new message to every operator chat
+    EDIT_CARDS = "edit_cards"  # every card of the task is edited to show it as it is now
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+    delivery: Delivery = Delivery.SEND
+    markup: InlineKeyboardMarkup | None = None
+    card: CardKind | None = None  # remember the sent message as a card of the task
+
+
+P = TypeVar("P", bound=Payload)
+Renderer = Callable[[Any, Task, ZoneInfo], Notice]
+RENDERERS: dict[OutboxKind, Renderer] = {}
+
+
+def renders(*kinds: OutboxKind) -> Callable[[Callable[[P, Task, ZoneInfo], Notice]], Renderer]:
+    def register(fn: Callable[[P, Task, ZoneInfo], Notice]) -> Renderer:
+        for kind in kinds:
+            RENDERERS[kind] = fn
+        return fn
+
+    return register
+
+
+def notice_for(kind: OutboxKind, payload: dict[str, Any], task: Task, tz: ZoneInfo) -> Notice:
+    return RENDERERS[kind](parse_payload(kind, payload), task, tz)
+
+
+def _head(emoji: str, task: Task, what: str) -> str:
+    return f"{emoji} <b>{esc(task.key)}</b> {esc(task.title, 200)}\n{what}"
+
+
+@renders(OutboxKind.DRAFT_FILED)
+def draft_filed(p: DraftFiled, task: Task, tz: ZoneInfo) -> Notice:
+    """An approval card; if the draft was decided before it went out, the outcome instead."""
+    text = render.card(task, tz)
+    if p.prerequisite_of:
+        text += f"\n\n🤝 filed by a hand-off: {esc(p.prerequisite_of)} waits for it"
+    if task.status != Status.DRAFT:
+        return Notice(text)
+    return Notice(text, markup=keyboards.approval(task.number), card=CardKind.APPROVAL)
+
+
+@renders(OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED)
+def card_update(p: TaskDecided | LaneChanged, task: Task, tz: ZoneInfo) -> Notice:
+    """The operator decided or moved the task (here, in the CLI, anywhere): its cards show it."""
+    return Notice(render.card(task, tz), delivery=Delivery.EDIT_CARDS)
+
+
+@renders(OutboxKind.TASK_COMPLETED)
+def task_completed(p: TaskCompleted, task: Task, tz: ZoneInfo) -> Notice:
+    if p.commits:
+        shas = esc(", ".join(c[:12] for c in p.commits[:10]))
+        check = (
+            "verified ✔" if p.verified else "unverified until git shows it on the default branch"
+        )
+        evidence = f"commits <code>{shas}</code> · {check}"
+    else:
+        evidence = "⚠️ no commit given: nothing can verify it"
+    note = f"\n<i>{esc(p.note, 1500)}</i>" if p.note else ""
+    return Notice(_head("🏁", task, f"completed by {esc(actor_label(p.by))}\n{evidence}{note}"))
+
+
+@renders(OutboxKind.HANDOFF)
+def handoff(p: Handoff, task: Task, tz: ZoneInfo) -> Notice:
+    status = f" ({esc(p.prerequisite_status)})" if p.prerequisite_status else ""
+    reason = f"\nreason: {esc(p.reason, 500)}" if p.reason else ""
+    return Notice(
+        _head(
+            "🤝",
+            task,
+            f"handed off by {esc(actor_label(p.by))}: it now waits for "
+            f"<b>{esc(p.prerequisite)}</b> {esc(p.prerequisite_title, 200)}{status}{reason}",
+        )
+    )
+
+
+@renders(OutboxKind.LEASE_EXPIRED)
+def lease_expired(p: LeaseExpired, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(
+        _head(
+            "⌛",
+            task,
+            f"the lease of {esc(actor_label(p.holder))} expired (expiry {p.expiries} of "
+            f"{p.max_expiries}); any agent may claim it again",
+        )
+    )
+
+
+@renders(OutboxKind.ATTEMPTS_EXHAUSTED)
+def attempts_exhausted(p: LeaseExpired, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(
+        _head(
+            "🛑",
+            task,
+            f"{p.expiries} leases expired without progress (last held by "
+            f"{esc(actor_label(p.holder))}); it moved to decision for you",
+        ),
+        markup=keyboards.task_actions(task),
+        card=card_kind(task),
+    )
+
+
+@renders(OutboxKind.FINDINGS_REPORTED)
+def findings_reported(p: FindingsReported, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(
+        _head(
+            "🔎",
+            task,
+            f"findings by {esc(actor_label(p.by))}; it waits for your decision:\n"
+            f"{esc(p.text, 2500)}",
+        ),
+        markup=keyboards.task_actions(task),
+        card=card_kind(task),
+    )
+
+
+@renders(OutboxKind.TASK_UNBLOCKED)
+def task_unblocked(p: TaskUnblocked, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(_head("🔓", task, f"is ready again: {esc(p.prerequisite)} is done"))
+
+
+def _by_commit(p: ClosedByCommit | ClosedWhileClaimed) -> str:
+    return f"commit <code>{esc(p.sha[:10])}</code> in {esc(p.repo)}"
+
+
+@renders(OutboxKind.TASK_CLOSED_BY_COMMIT)
+def closed_by_commit(p: ClosedByCommit, task: Task, tz: ZoneInfo) -> Notice:
+    who = p.agent or p.author
+    by = f" by {esc(who)}" if who else ""
+    subject = f"\n<i>{esc(p.subject, 300)}</i>" if p.subject else ""
+    return Notice(
+        _head("🏁", task, f"closed by {_by_commit(p)}{by} · verified ✔{subject}"),
+    )
+
+
+@renders(OutboxKind.CLOSED_WHILE_CLAIMED)
+def closed_while_claimed(p: ClosedWhileClaimed, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(
+        _head(
+            "⚠️",
+            task,
+            f"was closed by {_by_commit(p)} while {esc(actor_label(p.holder))} held it; that "
+            "lease is ended, so tell the agent to stop work on it",
+        )
+    )
+
+
+@renders(OutboxKind.TASK_VERIFIED)
+def task_verified(p: TaskVerified, task: Task, tz: ZoneInfo) -> Notice:
+    shas = esc(", ".join(c[:10] for c in p.commits[:10]))
+    where = f" in {esc(p.repo)}" if p.repo else ""
+    return Notice(
+        _head(
+            "✔",
+            task,
+            f"verified: commits <code>{shas}</code> are on the default branch{where} "
+            f"(completed by {esc(actor_label(p.by))})",
+        )
+    )

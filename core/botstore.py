@@ -1,0 +1,268 @@
+"""What the operator's chat keeps in PostgreSQL: capture previews, the card messages that show a
+task, conversation (FSM) state, strangers who wrote to the bot, and the daily digest's runs.
+
+Core knows nothing of Telegram here: a chat, a user and a message are plain integers, and a
+conversation key is an opaque string the bot builds.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.backlog import Backlog
+from core.errors import InvalidTransition, NotFound
+from core.models import Actor, Lane, Task
+from core.spec import parse
+from core.tasks import fetch_task
+
+
+class CaptureOutcome(StrEnum):
+    SAVED = "saved"
+    DISCARDED = "discarded"
+
+
+class Capture(BaseModel):
+    """A text waiting as a draft preview for [Save] / [Edit] / [Discard]."""
+
+    id: int
+    chat_id: int
+    user_id: int
+    text: str
+    created_at: datetime
+    outcome: CaptureOutcome | None
+    task_key: str | None
+
+
+class CaptureDecided(InvalidTransition):
+    """The preview was saved or discarded already (a double tap, an old button)."""
+
+    def __init__(self, capture: Capture):
+        what = (
+            f"saved as {capture.task_key}"
+            if capture.outcome == CaptureOutcome.SAVED
+            else "discarded"
+        )
+        super().__init__(f"Already {what}.", outcome=capture.outcome, task_key=capture.task_key)
+        self.capture = capture
+
+
+class CardKind(StrEnum):
+    """An approval card loses its buttons once the draft is decided; a task card keeps the
+    task's current actions."""
+
+    APPROVAL = "approval"
+    TASK = "task"
+
+
+class Card(BaseModel):
+    chat_id: int
+    message_id: int
+    kind: CardKind
+
+
+_CAPTURE_COLUMNS = "id, chat_id, user_id, text, created_at, outcome, task_key"
+
+# A digest day is claimed by one process; a claim older than two minutes that never reached
+# `sent_at` (the process died) may be taken over.
+_CLAIM_DIGEST = """
+insert into digest_runs (day, claimed_by) values ($1, $2)
+on conflict (day) do update set claimed_by = excluded.claimed_by, claimed_at = now()
+    where digest_runs.sent_at is null and digest_runs.claimed_at < now() - interval '2 minutes'
+returning day
+"""
+
+
+class BotStore:
+    def __init__(self, backlog: Backlog):
+        self.backlog = backlog
+        self.pool = backlog.pool
+
+    # ---------------------------------------------------------------- captures
+
+    async def new_capture(self, chat_id: int, user_id: int, text: str) -> int:
+        return int(
+            await self.pool.fetchval(
+                "insert into bot_captures (chat_id, user_id, text) values ($1, $2, $3)"
+                " returning id",
+                chat_id,
+                user_id,
+                text,
+            )
+        )
+
+    async def capture(self, capture_id: int, user_id: int) -> Capture | None:
+        """The user's capture (None for another user's, or one that does not exist)."""
+        row = await self.pool.fetchrow(
+            f"select {_CAPTURE_COLUMNS} from bot_captures where id = $1 and user_id = $2",
+            capture_id,
+            user_id,
+        )
+        return Capture(**dict(row)) if row else None
+
+    async def replace_capture_text(self, capture_id: int, user_id: int, text: str) -> bool:
+        """New text for a preview still waiting for a decision; False when it is decided."""
+        status = await self.pool.execute(
+            "update bot_captures set text = $3 where id = $1 and user_id = $2 and outcome is null",
+            capture_id,
+            user_id,
+            text,
+        )
+        return status.endswith(" 1")
+
+    async def save_capture(self, capture_id: int, user_id: int, lane: Lane, actor: Actor) -> Task:
+        """File the capture into `lane` and mark it saved, in one transaction: a double tap or
+        a crash can neither file it twice nor leave it 'saved' with no task."""
+        async with self.backlog.transaction() as conn:
+            row = await conn.fetchrow(
+                f"select {_CAPTURE_COLUMNS} from bot_captures"
+                " where id = $1 and user_id = $2 for update",
+                capture_id,
+                user_id,
+            )
+            if row is None:
+                raise NotFound("That preview no longer exists.")
+            capture = Capture(**dict(row))
+            if capture.outcome is not None:
+                raise CaptureDecided(capture)
+            spec = parse(capture.text)
+            self.backlog.check_new(spec)
+            task_id = await self.backlog.insert_task(conn, spec, actor, lane=lane)
+            task = await fetch_task(conn, task_id, self.backlog.prefix)
+            await conn.execute(
+                "update bot_captures set outcome = 'saved', task_key = $2, decided_at = now()"
+                " where id = $1",
+                capture_id,
+                task.key,
+            )
+            return task
+
+    async def discard_capture(self, capture_id: int, user_id: int) -> None:
+        async with self.backlog.transaction() as conn:
+            row = await conn.fetchrow(
+                f"select {_CAPTURE_COLUMNS} from bot_captures"
+                " where id = $1 and user_id = $2 for update",
+                capture_id,
+                user_id,
+            )
+            if row is None:
+                raise NotFound("That preview no longer exists.")
+            capture = Capture(**dict(row))
+            if capture.outcome is not None:
+                raise CaptureDecided(capture)
+            await conn.execute(
+                "update bot_captures set outcome = 'discarded', decided_at = now() where id = $1",
+                capture_id,
+            )
+
+    # ------------------------------------------------------------------- cards
+
+    async def remember_card(
+        self, task_number: int, chat_id: int, message_id: int, kind: CardKind
+    ) -> None:
+        """A message that shows this task: the notifier edits it whenever the task is decided
+        or moved (it is the one path that edits cards)."""
+        await self.pool.execute(
+            "insert into bot_cards (task_id, chat_id, message_id, kind)"
+            " select id, $2, $3, $4 from tasks where number = $1"
+            " on conflict (chat_id, message_id) do update set kind = excluded.kind,"
+            " task_id = excluded.task_id, updated_at = now()",
+            task_number,
+            chat_id,
+            message_id,
+            kind,
+        )
+
+    async def cards(self, task_id: int) -> list[Card]:
+        rows = await self.pool.fetch(
+            "select chat_id, message_id, kind from bot_cards where task_id = $1"
+            " order by created_at",
+            task_id,
+        )
+        return [Card(**dict(r)) for r in rows]
+
+    async def card_edited(self, card: Card) -> None:
+        await self.pool.execute(
+            "update bot_cards set updated_at = now() where chat_id = $1 and message_id = $2",
+            card.chat_id,
+            card.message_id,
+        )
+
+    async def forget_card(self, card: Card) -> None:
+        """The message is gone (deleted, too old to edit): stop trying to edit it."""
+        await self.pool.execute(
+            "delete from bot_cards where chat_id = $1 and message_id = $2",
+            card.chat_id,
+            card.message_id,
+        )
+
+    # --------------------------------------------------------- conversations
+
+    async def conversation_state(self, key: str) -> str | None:
+        value = await self.pool.fetchval("select state from bot_fsm where key = $1", key)
+        return str(value) if value is not None else None
+
+    async def set_conversation_state(self, key: str, state: str | None) -> None:
+        await self.pool.execute(
+            """insert into bot_fsm (key, state) values ($1, $2)
+               on conflict (key) do update set state = excluded.state, updated_at = now()""",
+            key,
+            state,
+        )
+
+    async def conversation_data(self, key: str) -> dict[str, Any]:
+        data = await self.pool.fetchval("select data from bot_fsm where key = $1", key)
+        return dict(data or {})
+
+    async def set_conversation_data(self, key: str, data: dict[str, Any]) -> None:
+        await self.pool.execute(
+            """insert into bot_fsm (key, data) values ($1, $2)
+               on conflict (key) do update set data = excluded.data, updated_at = now()""",
+            key,
+            data,
+        )
+
+    async def update_conversation_data(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        merged = await self.pool.fetchval(
+            """insert into bot_fsm (key, data) values ($1, $2)
+               on conflict (key) do update set data = bot_fsm.data || excluded.data,
+                                               updated_at = now()
+               returning data""",
+            key,
+            data,
+        )
+        return dict(merged)
+
+    # --------------------------------------------------------------- strangers
+
+    async def stranger_seen(self, user_id: int) -> bool:
+        """Record a message from someone who is not an operator; True the first time ever."""
+        return bool(
+            await self.pool.fetchval(
+                """insert into bot_strangers (user_id) values ($1)
+                   on conflict (user_id) do update set last_seen = now(),
+                       attempts = bot_strangers.attempts + 1
+                   returning attempts = 1""",
+                user_id,
+            )
+        )
+
+    # ------------------------------------------------------------ digest runs
+
+    async def claim_digest(self, day: date, worker: str) -> bool:
+        """Take the digest of `day` for this process; False when another has it or sent it."""
+        return await self.pool.fetchval(_CLAIM_DIGEST, day, worker) is not None
+
+    async def digest_failed(self, day: date) -> None:
+        """Let another tick (or process) try the day again at once."""
+        await self.pool.execute(
+            "update digest_runs set claimed_at = now() - interval '1 hour'"
+            " where day = $1 and sent_at is null",
+            day,
+        )
+
+    async def digest_sent(self, day: date) -> None:
+        await self.pool.execute("update digest_runs set sent_at = now() where day = $1", day)
