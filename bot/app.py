@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -58,7 +59,7 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
     return dp
 
 
-async def _retrying(what: str, call, stop: asyncio.Event) -> None:
+async def _retrying(what: str, call: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
     delay = 1.0
     while not stop.is_set():
         try:

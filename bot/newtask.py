@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiogram import F
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards, render
@@ -141,13 +142,13 @@ async def _after_items(message: Message, state: FSMContext, after_steps: bool) -
         await message.answer("Which <b>lane</b>?", reply_markup=keyboards.new_lanes())
 
 
-async def _in_conversation(cq: CallbackQuery, state: FSMContext, *steps: str) -> Message | None:
+async def _in_conversation(cq: CallbackQuery, state: FSMContext, *steps: State) -> Message | None:
     """The chat message to answer in, if the conversation is at one of `steps`."""
     current = await state.get_state()
     if current is None or not current.startswith(NewFlow.__name__) or cq.message is None:
         await cq.answer("That conversation is over; /new starts another.", show_alert=True)
         return None
-    if current not in steps:
+    if current not in {step.state for step in steps}:
         await cq.answer("That button belongs to another step.", show_alert=True)
         return None
     assert isinstance(cq.message, Message)
@@ -156,7 +157,7 @@ async def _in_conversation(cq: CallbackQuery, state: FSMContext, *steps: str) ->
 
 @router.callback_query(NewCB.filter(F.action == NewAction.REPO))
 async def tap_repo(cq: CallbackQuery, callback_data: NewCB, state: FSMContext) -> None:
-    if (message := await _in_conversation(cq, state, NewFlow.repo.state)) is None:
+    if (message := await _in_conversation(cq, state, NewFlow.repo)) is None:
         return
     d = await _form(state)
     if callback_data.index != -1 and not 0 <= callback_data.index < len(d.offered_repos):
@@ -170,7 +171,7 @@ async def tap_repo(cq: CallbackQuery, callback_data: NewCB, state: FSMContext) -
 
 @router.callback_query(NewCB.filter(F.action == NewAction.SKIP))
 async def tap_skip(cq: CallbackQuery, state: FSMContext) -> None:
-    if (message := await _in_conversation(cq, state, NewFlow.trigger.state)) is None:
+    if (message := await _in_conversation(cq, state, NewFlow.trigger)) is None:
         return
     d = await _form(state)
     d.trigger = None
@@ -181,8 +182,7 @@ async def tap_skip(cq: CallbackQuery, state: FSMContext) -> None:
 
 @router.callback_query(NewCB.filter(F.action == NewAction.DONE))
 async def tap_done(cq: CallbackQuery, state: FSMContext) -> None:
-    steps = (NewFlow.steps.state, NewFlow.risks.state)
-    if (message := await _in_conversation(cq, state, *steps)) is None:
+    if (message := await _in_conversation(cq, state, NewFlow.steps, NewFlow.risks)) is None:
         return
     await cq.answer()
     await _after_items(message, state, await state.get_state() == NewFlow.steps.state)
@@ -190,7 +190,7 @@ async def tap_done(cq: CallbackQuery, state: FSMContext) -> None:
 
 @router.callback_query(NewCB.filter((F.action == NewAction.LANE) & F.lane))
 async def tap_lane(cq: CallbackQuery, callback_data: NewCB, state: FSMContext) -> None:
-    if (message := await _in_conversation(cq, state, NewFlow.lane.state)) is None:
+    if (message := await _in_conversation(cq, state, NewFlow.lane)) is None:
         return
     d = await _form(state)
     d.lane = callback_data.lane
@@ -202,7 +202,7 @@ async def tap_lane(cq: CallbackQuery, callback_data: NewCB, state: FSMContext) -
 
 @router.callback_query(NewCB.filter(F.action == NewAction.SAVE))
 async def tap_save(cq: CallbackQuery, state: FSMContext, backlog: Backlog) -> None:
-    if (message := await _in_conversation(cq, state, NewFlow.confirm.state)) is None:
+    if (message := await _in_conversation(cq, state, NewFlow.confirm)) is None:
         return
     d = await _form(state)
     try:

@@ -133,11 +133,12 @@ def decision_line(task: Task, tz: ZoneInfo) -> str | None:
 
 
 def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str:
-    head = f"<b>{esc(task.key)}</b> · {esc(task.display_status)}"
+    head = (
+        f"<b>{esc(task.key)}</b> · {esc(task.display_status)} · filed by "
+        f"{esc(actor_label(task.created_by))} {age(task.created_at)} ago"
+    )
     if task.status == Status.DRAFT:
-        head = (
-            f"🆕 {head} · filed by {esc(actor_label(task.created_by))} {age(task.created_at)} ago"
-        )
+        head = f"🆕 {head}"
     lines = [head, ""] + spec_body(task)
     if task.blocked_by:
         lines.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")

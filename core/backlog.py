@@ -307,14 +307,14 @@ class Backlog:
         """Raise unless the database answers."""
         await self.pool.fetchval("select 1")
 
-    async def list(self, flt: TaskFilter | None = None) -> list[Task]:
-        async with self.pool.acquire() as conn:
-            return await list_tasks(conn, flt or TaskFilter(), self.prefix)
-
     async def history(self, key: str) -> list[Event]:
         async with self.pool.acquire() as conn:
             task_id = await task_id_for_key(conn, key, self.prefix)
             return await events.history(conn, task_id, self.prefix)
+
+    async def list(self, flt: TaskFilter | None = None) -> list[Task]:  # last: it shadows `list`
+        async with self.pool.acquire() as conn:
+            return await list_tasks(conn, flt or TaskFilter(), self.prefix)
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ class DatabaseUnavailable(Exception):
 
 # Failures that mean "the database is unreachable, starting up or shutting down; try again
 # shortly", as opposed to a refusal of the request itself. The gateway answers them with 503.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
+UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,  # refused, reset, timed out
     DatabaseUnavailable,
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08

@@ -248,6 +248,7 @@ class Leases:
                 expiry_recorded |= row["prev_status"] == Status.CLAIMED
                 if not row["exhausted"]:
                     task = task_from_row(row, self.prefix)
+                    assert task.lease_expires_at is not None  # a claimed task has a lease
                     lease = Lease(
                         key=task.key,
                         epoch=task.epoch,

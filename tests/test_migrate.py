@@ -47,3 +47,17 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in available_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_the_database_checks_the_same_kinds_as_core(pool) -> None:
+    """EventKind and OutboxKind are closed sets, and the database refuses any other kind."""
+    import re
+
+    from core.models import EventKind, OutboxKind
+
+    for table, enum in (("events", EventKind), ("outbox", OutboxKind)):
+        definition = await pool.fetchval(
+            "select pg_get_constraintdef(oid) from pg_constraint where conname = $1",
+            f"{table}_kind_known",
+        )
+        assert set(re.findall(r"'([a-z_]+)'::text", definition)) == {k.value for k in enum}

@@ -78,7 +78,8 @@ def split_specs(text: str) -> list[Chunk]:
 
 def parse_todo(text: str) -> list[Spec]:
     """Every spec of a TODO.md; SpecError naming the line of each broken spec."""
-    specs, problems = [], []
+    specs: list[Spec] = []
+    problems: list[str] = []
     for chunk in split_specs(text):
         body = "\n".join(ln for ln in chunk.text.split("\n") if not ln.strip().startswith("<!--"))
         try:

@@ -1,0 +1,109 @@
+"""Every outbox kind core emits has a purposeful message: drive core through every change that
+notifies the operator (real PostgreSQL, a real git repository), then render each row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.notices import RENDERERS, Delivery, notice_for
+from core.backlog import Backlog
+from core.git.reconcile import Reconciler
+from core.git.repos import add_repo
+from core.leases import Leases
+from core.models import Actor, Lane, OutboxKind
+from core.notices import PAYLOADS
+from core.spec import make_spec
+from tests.test_git_helpers import repo_factory
+
+OP = Actor.operator("cli")
+
+# What each kind's message must say happened (besides naming the task).
+SAYS = {
+    OutboxKind.DRAFT_FILED: "filed by codex",
+    OutboxKind.TASK_DECIDED: ("Approved into", "Rejected by"),
+    OutboxKind.LANE_CHANGED: "; now in triage",
+    OutboxKind.TASK_COMPLETED: "completed by codex",
+    OutboxKind.HANDOFF: "handed off by codex",
+    OutboxKind.LEASE_EXPIRED: "lease of codex expired",
+    OutboxKind.ATTEMPTS_EXHAUSTED: "leases expired without progress",
+    OutboxKind.FINDINGS_REPORTED: "findings by codex",
+    OutboxKind.TASK_UNBLOCKED: "is ready again",
+    OutboxKind.TASK_CLOSED_BY_COMMIT: "closed by commit",
+    OutboxKind.CLOSED_WHILE_CLAIMED: "while codex held it",
+    OutboxKind.TASK_VERIFIED: "verified",
+}
+
+
+def test_every_kind_has_a_payload_model_and_a_renderer() -> None:
+    assert set(PAYLOADS) == set(OutboxKind) == set(RENDERERS) == set(SAYS)
+
+
+async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
+    codex, _ = await make_agent("codex", git_emails=["codex@example.com"])
+    leases = Leases(backlog)
+    settings = backlog.settings
+
+    draft = await backlog.file(make_spec(title="an agent's idea"), codex)  # draft_filed
+    await backlog.approve(draft.key, OP, Lane.DECISION)  # task_decided
+    await backlog.move_lane(draft.key, Lane.TRIAGE, OP)  # lane_changed
+    dropped = await backlog.file(make_spec(title="not wanted"), codex)
+    await backlog.reject(dropped.key, OP, "not now")  # task_decided (rejected)
+
+    done = await backlog.file(make_spec(title="ship it", repo="web"), OP, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == done.key
+    _, prereq = await leases.handoff(  # handoff (+ the prerequisite's draft_filed)
+        done.key, codex, lease.epoch, make_spec(title="needs this first")
+    )
+    await backlog.approve(prereq.key, OP, Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == prereq.key
+    await leases.complete(prereq.key, codex, lease.epoch)  # task_unblocked (for `done`)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == done.key
+    repo = repo_factory(tmp_path)("web")
+    sha = repo.commit("Ship it")
+    await leases.complete(done.key, codex, lease.epoch, commits=[sha])  # task_completed
+    await add_repo(backlog, repo.path, OP)
+    await Reconciler(backlog).run()  # task_verified
+
+    look = await backlog.file(make_spec(title="why is it slow"), OP, lane=Lane.INVESTIGATION)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == look.key
+    await leases.findings(look.key, codex, lease.epoch, "the cache is cold")  # findings
+
+    flaky = await backlog.file(make_spec(title="flaky"), OP, lane=Lane.AUTONOMOUS)
+    await backlog.pool.execute(
+        "update tasks set expiries = $2 where number = $1", flaky.number, settings.max_expiries - 2
+    )
+    for _ in range(2):  # lease_expired, then attempts_exhausted
+        await leases.claim(codex, lease_seconds=5)
+        await backlog.pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
+        await leases.sweep()
+
+    held = await backlog.file(make_spec(title="held", repo="web"), OP, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == held.key
+    repo.commit(f"Fix it\n\nCloses: {held.key}")
+    await Reconciler(backlog).run()  # task_closed_by_commit + closed_while_claimed
+
+
+async def test_every_kind_core_emits_reads_well(
+    backlog: Backlog, make_agent, tmp_path: Path
+) -> None:
+    await emit_every_kind(backlog, make_agent, tmp_path)
+    rows = await backlog.pool.fetch("select kind, task_id, payload from outbox order by id")
+    assert {OutboxKind(r["kind"]) for r in rows} == set(OutboxKind)
+    for r in rows:
+        kind = OutboxKind(r["kind"])
+        task = await backlog.get_by_id(r["task_id"])
+        notice = notice_for(kind, r["payload"], task, backlog.settings.tz)
+        assert f"<b>{task.key}</b>" in notice.text, (kind, notice.text)
+        says = SAYS[kind] if isinstance(SAYS[kind], tuple) else (SAYS[kind],)
+        assert any(s in notice.text for s in says), (kind, notice.text)
+        assert "None" not in notice.text and "{" not in notice.text, (kind, notice.text)
+        assert notice.delivery == (
+            Delivery.EDIT_CARDS
+            if kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED)
+            else Delivery.SEND
+        )
