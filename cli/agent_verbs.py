@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import JsonOpt, KeyArg, fail, settings
-from cli.gateway_client import GatewayClient, GatewayError
-from cli.output import console, print_json
+from cli.app import JsonOpt, KeyArg, console, fail, print_json, settings
+
+if TYPE_CHECKING:
+    from cli.gateway_client import GatewayClient
 
 EpochOpt = Annotated[
     int | None,
@@ -31,6 +32,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _client() -> GatewayClient:
+    from cli.gateway_client import GatewayClient, GatewayError
+
     try:
         return GatewayClient(settings())
     except GatewayError as err:
@@ -38,6 +41,8 @@ def _client() -> GatewayClient:
 
 
 def _call(client: GatewayClient, as_json: bool, method: str, path: str, body: Any = None) -> Any:
+    from cli.gateway_client import GatewayError
+
     try:
         return client.call(method, path, body)
     except GatewayError as err:
@@ -80,7 +85,7 @@ def _show(res: Any, as_json: bool, text: str) -> None:
     if as_json:
         print_json(res)
     else:
-        console.print(text)
+        console().print(text)
 
 
 def _spec_body(
@@ -118,17 +123,17 @@ def next_(
         print_json(res)
         return
     if not res["lease"]:
-        console.print(res["message"])
+        console().print(res["message"])
         return
     task = res["lease"]["task"]
-    console.print(
+    console().print(
         f"[bold]{task['key']}[/bold] {task['title']}  (epoch {res['lease']['epoch']}, "
         f"lane {task['lane']})"
     )
     for i, step in enumerate(task["steps"], 1):
-        console.print(f"  {i}. {step}")
+        console().print(f"  {i}. {step}")
     _print_drift(res["lease"].get("drift"))
-    console.print(res["message"])
+    console().print(res["message"])
 
 
 def _print_drift(drift: dict[str, Any] | None) -> None:
@@ -136,24 +141,24 @@ def _print_drift(drift: dict[str, Any] | None) -> None:
     if not drift:
         return
     if "error" in drift:
-        console.print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
+        console().print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
         return
     n = drift.get("commits_since", 0)
     if not n and not drift.get("already_referenced"):
-        console.print(
+        console().print(
             f"plan is current with {drift.get('repo')} (no commits since it was approved)"
         )
         return
-    console.print(
+    console().print(
         f"[yellow]{n} commit(s) on {drift.get('repo')} since the plan was approved:[/yellow]"
     )
     for subject in drift.get("subjects", []):
-        console.print(f"  {subject}", highlight=False)
+        console().print(f"  {subject}", highlight=False)
     if drift.get("files_in_steps"):
-        console.print(f"  files your steps name changed: {', '.join(drift['files_in_steps'])}")
+        console().print(f"  files your steps name changed: {', '.join(drift['files_in_steps'])}")
     if drift.get("already_referenced"):
         shas = ", ".join(r["sha"][:10] for r in drift.get("references", []))
-        console.print(f"[yellow]commits already mention this task:[/yellow] {shas}")
+        console().print(f"[yellow]commits already mention this task:[/yellow] {shas}")
 
 
 def heartbeat(key: KeyArg, epoch: EpochOpt = None, as_json: JsonOpt = False) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import OPERATOR, JsonOpt, run_backlog
-from cli.output import ago, console, plain_table, print_json
-from core import agents as core_agents
-from core.backlog import Backlog
-from core.deps import add_prerequisite, remove_prerequisite
+from cli.app import JsonOpt, console, operator, print_json, run_backlog
+
+if TYPE_CHECKING:
+    from core.backlog import Backlog
 
 agent_app = typer.Typer(help="Register agents and manage their tokens.", no_args_is_help=True)
 dep_app = typer.Typer(help="Prerequisite links between tasks.", no_args_is_help=True)
@@ -27,11 +26,13 @@ def agent_add(
 ) -> None:
     """Register an agent and print its token (shown once; store it in the agent's env)."""
 
+    from core import agents
+
     async def main(b: Backlog) -> None:
-        info, token = await core_agents.add_agent(b, name, OPERATOR, git_email)
-        console.print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
+        info, token = await agents.add_agent(b, name, operator(), git_email)
+        console().print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
         print(token)
-        console.print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
+        console().print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
 
     run_backlog(main)
 
@@ -40,8 +41,11 @@ def agent_add(
 def agent_list(as_json: JsonOpt = False) -> None:
     """Agents, and which tasks each holds with lease time left."""
 
+    from cli.output import ago, plain_table
+    from core import agents
+
     async def main(b: Backlog) -> None:
-        infos = await core_agents.list_agents(b)
+        infos = await agents.list_agents(b)
         if as_json:
             print_json(infos)
             return
@@ -52,7 +56,7 @@ def agent_list(as_json: JsonOpt = False) -> None:
             holds = "\n".join(f"{h.key} {h.title[:40]}" for h in a.holding) or "-"
             left = "\n".join(ago(h.lease_expires_at, now) for h in a.holding)
             table.add_row(a.name, status, holds, left, ", ".join(a.git_emails))
-        console.print(table if infos else "no agents yet; `ob agent add NAME` registers one")
+        console().print(table if infos else "no agents yet; `ob agent add NAME` registers one")
 
     run_backlog(main)
 
@@ -61,9 +65,11 @@ def agent_list(as_json: JsonOpt = False) -> None:
 def agent_revoke(name: str) -> None:
     """Revoke an agent's token; the tasks it holds go back to the queue."""
 
+    from core import agents
+
     async def main(b: Backlog) -> None:
-        n = await core_agents.revoke_agent(b, name, OPERATOR)
-        console.print(f"revoked {name}; {n} lease(s) returned to the queue")
+        n = await agents.revoke_agent(b, name, operator())
+        console().print(f"revoked {name}; {n} lease(s) returned to the queue")
 
     run_backlog(main)
 
@@ -72,9 +78,11 @@ def agent_revoke(name: str) -> None:
 def dep_add(key: str, prerequisite: str) -> None:
     """KEY waits until PREREQUISITE is done."""
 
+    from core.deps import add_prerequisite
+
     async def main(b: Backlog) -> None:
-        task = await add_prerequisite(b, key, prerequisite, OPERATOR)
-        console.print(
+        task = await add_prerequisite(b, key, prerequisite, operator())
+        console().print(
             f"{task.key} now waits on {', '.join(task.blocked_by) or 'nothing unfinished'}"
         )
 
@@ -85,8 +93,10 @@ def dep_add(key: str, prerequisite: str) -> None:
 def dep_rm(key: str, prerequisite: str) -> None:
     """Remove a prerequisite link."""
 
+    from core.deps import remove_prerequisite
+
     async def main(b: Backlog) -> None:
-        task = await remove_prerequisite(b, key, prerequisite, OPERATOR)
-        console.print(f"{task.key} no longer waits on {prerequisite.upper()}")
+        task = await remove_prerequisite(b, key, prerequisite, operator())
+        console().print(f"{task.key} no longer waits on {prerequisite.upper()}")
 
     run_backlog(main)

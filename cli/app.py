@@ -1,39 +1,77 @@
-"""Plumbing shared by the `ob` commands: settings, the database, and error reporting."""
+"""Plumbing shared by the `ob` commands: settings, the backlog, output and error reporting.
+
+Agents call `ob heartbeat` and `ob done` in loops, so `ob` starts fast: this module and the
+command modules import only typer at load time; core, rich and httpx are imported by the
+command that runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from cli.output import err_console
-from core.backlog import Backlog, open_backlog
-from core.db import DatabaseUnavailable
-from core.errors import BacklogError
-from core.migrate import MigrationError
-from core.models import Actor
-from core.settings import Settings, SettingsError, get_settings
-from core.spec import SpecError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from core.backlog import Backlog
+    from core.models import Actor
+    from core.settings import Settings
 
 T = TypeVar("T")
-
-OPERATOR = Actor.operator("cli")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and agents).")]
 KeyArg = Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)]
 
 
+def operator() -> Actor:
+    """Everything done from the CLI is the operator's (`operator:cli` in the event log)."""
+    from core.models import Actor
+
+    return Actor.operator("cli")
+
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    """JSON for scripts and agents: models, lists of models, or plain data."""
+    import json
+
+    from pydantic import BaseModel
+
+    def plain(v: Any) -> Any:
+        return v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+
+    data = [plain(v) for v in value] if isinstance(value, list) else plain(value)
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    typer.echo(typer.style("error:", fg="red") + f" {message}", err=True)
     raise typer.Exit(code)
 
 
 def settings() -> Settings:
+    from core.settings import SettingsError, get_settings
+
     try:
         return get_settings()
     except SettingsError as err:
@@ -42,6 +80,8 @@ def settings() -> Settings:
 
 def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
     """Open the database (migrating it), run `fn` against the backlog, report errors plainly."""
+    from core.backlog import open_backlog
+
     cfg = settings()
 
     async def main() -> T:
@@ -51,7 +91,7 @@ def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
     return run(main())
 
 
-def run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
+def run(coro: Coroutine[Any, Any, T], *, fast_loop: bool = False) -> T:
     """Run a coroutine to completion; `fast_loop` uses uvloop where it is installed."""
     loop_factory = None
     if fast_loop:
@@ -60,12 +100,17 @@ def run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
 
             loop_factory = uvloop.new_event_loop
     with reported(), asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(coro)  # type: ignore[arg-type]
+        return runner.run(coro)
 
 
 @contextmanager
 def reported() -> Iterator[None]:
     """Turn the backlog's typed errors into one plain line on stderr and an exit code."""
+    from core.db import DatabaseUnavailable
+    from core.errors import BacklogError
+    from core.migrate import MigrationError
+    from core.spec import SpecError
+
     try:
         yield
     except SpecError as err:

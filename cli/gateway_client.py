@@ -1,7 +1,10 @@
 """The agent verbs' side of the gateway: HTTP calls, and the lease epochs this machine holds.
 
-Epochs are remembered per token in `<data dir>/leases.json` so that a plain `ob done OB-12`
-presents the epoch its `ob next` received.
+Standard library only (urllib), so an agent's `ob heartbeat` starts fast. A 503 (the database
+is restarting) or a refused connection (`ob serve` is restarting) is retried with backoff: the
+request did nothing, so trying again is safe. Epochs are remembered per token in
+`<data dir>/leases.json` so that a plain `ob done OB-12` presents the epoch its `ob next`
+received.
 """
 
 from __future__ import annotations
@@ -10,14 +13,20 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from core.tokens import token_id
 
-from core.agents import TOKEN_RE
-from core.settings import Settings
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)  # about half a minute in all
+TIMEOUT = 30.0
 
 
 class GatewayError(Exception):
@@ -26,9 +35,14 @@ class GatewayError(Exception):
         self.body = body
         super().__init__(body.get("message") or f"HTTP {status}")
 
+    @property
+    def retryable(self) -> bool:
+        """The request did nothing: the database was restarting, or nobody was listening."""
+        return self.status == 503 or self.body.get("error") == "refused"
+
 
 class GatewayClient:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep):
         if settings.agent_token is None:
             raise GatewayError(
                 0,
@@ -40,38 +54,64 @@ class GatewayClient:
             )
         self.token = settings.agent_token.get_secret_value()
         self.url = settings.url.rstrip("/")
-        match = TOKEN_RE.match(self.token)  # epochs are kept per token id
+        self.sleep = sleep
         self.epochs = EpochStore(
-            settings.data_dir / "leases.json", match.group(1) if match else "default"
+            settings.data_dir / "leases.json", token_id(self.token) or "default"
         )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry)."""
+        for delay in RETRY_DELAYS:
+            try:
+                return self._once(method, path, body)
+            except GatewayError as err:
+                if not err.retryable:
+                    raise
+            self.sleep(delay)
+        return self._once(method, path, body)
+
+    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
         try:
-            r = httpx.request(
-                method,
-                self.url + path,
-                json=body,
-                timeout=30,
-                headers={"Authorization": f"Bearer {self.token}"},
-            )
-        except httpx.HTTPError as err:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+                raw, status = response.read(), response.status
+        except urllib.error.HTTPError as err:
+            raise GatewayError(err.code, _problem(err.read(), err.code)) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            refused = isinstance(reason, ConnectionRefusedError)
             raise GatewayError(
                 0,
                 {
-                    "error": "unreachable",
-                    "message": f"cannot reach the gateway at {self.url} ({err}); is `ob serve` "
-                    "running, and is OB_URL right?",
+                    "error": "refused" if refused else "unreachable",
+                    "message": f"cannot reach the gateway at {self.url} ({reason}); is "
+                    "`ob serve` running, and is OB_URL right?",
                 },
             ) from None
         try:
-            data = r.json()
+            return json.loads(raw)
         except ValueError:
-            data = {"error": "bad_response", "message": r.text[:500]}
-        if r.status_code >= 400:
-            raise GatewayError(
-                r.status_code, data if isinstance(data, dict) else {"message": str(data)}
-            )
+            raise GatewayError(status, _problem(raw, status)) from None
+
+
+def _problem(raw: bytes, status: int) -> dict[str, Any]:
+    """The gateway's JSON problem body, or a description of whatever else came back."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
         return data
+    return {"error": "bad_response", "message": f"HTTP {status}: {raw[:300]!r}"}
 
 
 class EpochStore:

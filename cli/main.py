@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.agent_verbs import register as register_agent_verbs
 from cli.agents_cmd import agent_app, dep_app
-from cli.app import OPERATOR, JsonOpt, KeyArg, fail, reported, run, run_backlog, settings
-from cli.output import console, history_table, print_json, task_card, task_table
+from cli.app import (
+    JsonOpt,
+    KeyArg,
+    console,
+    fail,
+    operator,
+    print_json,
+    reported,
+    run,
+    run_backlog,
+    settings,
+)
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
-from core.backlog import Backlog
-from core.models import Lane, parse_lane, parse_status
-from core.spec import Spec, make_spec, parse
-from core.tasks import TaskFilter
+
+if TYPE_CHECKING:
+    from core.backlog import Backlog
+    from core.models import Lane
+    from core.spec import Spec
 
 app = typer.Typer(
     name="ob",
@@ -37,6 +48,8 @@ app = typer.Typer(
 
 
 def _lane(value: str | None) -> Lane | None:
+    from core.models import parse_lane
+
     if value is None:
         return None
     try:
@@ -47,6 +60,8 @@ def _lane(value: str | None) -> Lane | None:
 
 def _read_spec(path: Path) -> Spec:
     """A text-form spec from a file, or from stdin for '-'."""
+    from core.spec import parse
+
     if str(path) == "-":
         text = sys.stdin.read()
     else:
@@ -75,7 +90,7 @@ def init() -> None:
         where = (
             "embedded server in " + str(cfg.data_dir) if not cfg.database_url else "OB_DATABASE_URL"
         )
-        console.print(f"database ready ({where}); {len(applied)} migration(s) applied")
+        console().print(f"database ready ({where}); {len(applied)} migration(s) applied")
 
     run(main())
 
@@ -91,8 +106,8 @@ def migrate_cmd() -> None:
     async def main() -> None:
         applied = await migrate(await resolve_url(cfg))
         for m in applied:
-            console.print(f"applied {m.version:03d}_{m.name}")
-        console.print("up to date" if not applied else f"{len(applied)} migration(s) applied")
+            console().print(f"applied {m.version:03d}_{m.name}")
+        console().print("up to date" if not applied else f"{len(applied)} migration(s) applied")
 
     run(main())
 
@@ -145,6 +160,8 @@ def add(
           -s "swap psycopg2 for asyncpg" -s "run the 10k-row load test"
       ob add -f spec.txt
     """
+    from core.spec import make_spec
+
     if file is None and title is None and not sys.stdin.isatty():
         file = Path("-")
     if file is not None:
@@ -182,11 +199,11 @@ def add(
     chosen_lane = _lane(lane)
 
     async def main(b: Backlog) -> None:
-        task = await b.file(spec, OPERATOR, lane=chosen_lane)
+        task = await b.file(spec, operator(), lane=chosen_lane)
         if as_json:
             print_json(task)
         else:
-            console.print(
+            console().print(
                 f"filed [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
             )
 
@@ -214,6 +231,9 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks (open work by default), by priority then age."""
+    from core.models import parse_lane, parse_status
+    from core.tasks import TaskFilter
+
     if unverified:
         return show_unverified(as_json, limit)
     try:
@@ -234,9 +254,11 @@ def list_cmd(
         if as_json:
             print_json(tasks)
         elif not tasks:
-            console.print("no tasks match")
+            console().print("no tasks match")
         else:
-            console.print(task_table(tasks))
+            from cli.output import task_table
+
+            console().print(task_table(tasks))
 
     run_backlog(main)
 
@@ -250,7 +272,9 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
         if as_json:
             print_json(task)
         else:
-            console.print(task_card(task))
+            from cli.output import task_card
+
+            console().print(task_card(task))
 
     run_backlog(main)
 
@@ -268,11 +292,11 @@ def approve(
     chosen = _lane(lane)
 
     async def main(b: Backlog) -> None:
-        task = await b.approve(key, OPERATOR, chosen)
+        task = await b.approve(key, operator(), chosen)
         if as_json:
             print_json(task)
         else:
-            console.print(
+            console().print(
                 f"approved [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
             )
 
@@ -290,11 +314,11 @@ def reject(
     """Reject a draft or an open task (an agent holding it loses its lease)."""
 
     async def main(b: Backlog) -> None:
-        task = await b.reject(key, OPERATOR, reason)
+        task = await b.reject(key, operator(), reason)
         if as_json:
             print_json(task)
         else:
-            console.print(f"rejected [bold]{task.key}[/bold]")
+            console().print(f"rejected [bold]{task.key}[/bold]")
 
     run_backlog(main)
 
@@ -310,11 +334,11 @@ def lane_cmd(
     assert chosen is not None
 
     async def main(b: Backlog) -> None:
-        task = await b.move_lane(key, chosen, OPERATOR)
+        task = await b.move_lane(key, chosen, operator())
         if as_json:
             print_json(task)
         else:
-            console.print(f"moved [bold]{task.key}[/bold] to {chosen.value}")
+            console().print(f"moved [bold]{task.key}[/bold] to {chosen.value}")
 
     run_backlog(main)
 
@@ -362,14 +386,14 @@ def edit(
         fail("nothing to change; give flags such as --title or --priority, or --file")
 
     async def main(b: Backlog) -> None:
-        task = await b.edit_from_spec(key, spec, OPERATOR) if spec else None
+        task = await b.edit_from_spec(key, spec, operator()) if spec else None
         if changes:
-            task = await b.edit(key, OPERATOR, **changes)
+            task = await b.edit(key, operator(), **changes)
         assert task is not None
         if as_json:
             print_json(task)
         else:
-            console.print(f"edited [bold]{task.key}[/bold]")
+            console().print(f"edited [bold]{task.key}[/bold]")
 
     run_backlog(main)
 
@@ -383,7 +407,9 @@ def log(key: KeyArg, as_json: JsonOpt = False) -> None:
         if as_json:
             print_json(evs)
         else:
-            console.print(history_table(evs))
+            from cli.output import history_table
+
+            console().print(history_table(evs))
 
     run_backlog(main)
 

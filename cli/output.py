@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -16,9 +13,6 @@ from rich.text import Text
 from core.backlog import spec_of
 from core.models import Event, Task
 from core.spec import render
-
-console = Console()
-err_console = Console(stderr=True)
 
 STATUS_STYLE = {
     "draft": "yellow",
@@ -28,14 +22,6 @@ STATUS_STYLE = {
     "done": "dim",
     "rejected": "dim red",
 }
-
-
-def print_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    elif isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def ago(when: datetime | None, now: datetime | None = None) -> str:

@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from cli.app import OPERATOR, JsonOpt, fail, run_backlog
-from cli.output import ago, console, err_console, plain_table, print_json
-from core.backlog import Backlog
-from core.git import repos as core_repos
-from core.git.drift import replan
-from core.git.reconcile import Reconciler, ReconcileSummary, RepoResult, UnverifiedReport
-from core.git.todo import TODO_FILE, export_todo, import_todo, repo_todo_paths
+from cli.app import JsonOpt, console, err_console, fail, operator, print_json, run_backlog
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from core.backlog import Backlog
+    from core.git.reconcile import ReconcileSummary, RepoResult, UnverifiedReport
+
+TODO_FILE = "TODO.md"  # for help texts; core.git.todo reads and writes it
 
 repo_app = typer.Typer(help="The repository registry (git is the truth).", no_args_is_help=True)
 
@@ -34,10 +33,11 @@ def repo_add(
     ] = None,
 ) -> None:
     """Register a repository (re-adding its path updates name or branch)."""
+    from core.git import repos as core_repos
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.add_repo(b, path, OPERATOR, name=name, branch=branch)
-        console.print(
+        info = await core_repos.add_repo(b, path, operator(), name=name, branch=branch)
+        console().print(
             f"repo [bold]{info.name}[/bold] at {info.path} (default branch {info.default_branch})"
         )
 
@@ -47,6 +47,10 @@ def repo_add(
 @repo_app.command("list")
 def repo_list(as_json: JsonOpt = False) -> None:
     """Registered repositories and how their last scan went."""
+    from rich.text import Text
+
+    from cli.output import ago, plain_table
+    from core.git import repos as core_repos
 
     async def main(b: Backlog) -> None:
         infos = await core_repos.list_repos(b)
@@ -54,7 +58,7 @@ def repo_list(as_json: JsonOpt = False) -> None:
             print_json(infos)
             return
         if not infos:
-            console.print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
+            console().print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
             return
         table = plain_table(
             "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
@@ -69,12 +73,15 @@ def repo_list(as_json: JsonOpt = False) -> None:
                 r.path,
                 Text(r.last_error or "", style="red"),
             )
-        console.print(table)
+        console().print(table)
 
     run_backlog(main)
 
 
 def summary_table(summary: ReconcileSummary) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(header_style="bold", title="reconcile", title_justify="left")
     for col in ("repo", "status", "read", "new", "linked", "closed", "unknown keys", "time"):
         table.add_column(col, justify="left" if col in ("repo", "status") else "right")
@@ -101,6 +108,9 @@ def reconcile_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Reconcile now: read new commits, link and close tasks, verify completions."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.git.reconcile import Reconciler
 
     async def main(b: Backlog) -> ReconcileSummary:
         rec = Reconciler(b)
@@ -112,7 +122,7 @@ def reconcile_cmd(
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=err_console,
+            console=err_console(),
             transient=True,
         ) as progress:
             bar = progress.add_task("", total=None)
@@ -137,10 +147,10 @@ def reconcile_cmd(
         )
     else:
         if summary.discovered:
-            console.print(f"discovered: {', '.join(summary.discovered)}")
+            console().print(f"discovered: {', '.join(summary.discovered)}")
         if summary.repos:
-            console.print(summary_table(summary))
-        console.print(
+            console().print(summary_table(summary))
+        console().print(
             f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s: "
             f"{summary.total('closed')} closed, {summary.total('linked')} linked, "
             f"{len(summary.verified)} verified"
@@ -156,10 +166,11 @@ def replan_cmd(
     key: Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)],
 ) -> None:
     """Reset a task's plan base to its repo's current HEAD (after revising the plan)."""
+    from core.git.drift import replan
 
     async def main(b: Backlog) -> None:
-        task = await replan(b, key, OPERATOR)
-        console.print(f"{task.key} is now planned against {(task.base_sha or '')[:10]}")
+        task = await replan(b, key, operator())
+        console().print(f"{task.key} is now planned against {(task.base_sha or '')[:10]}")
 
     run_backlog(main)
 
@@ -184,6 +195,8 @@ def import_todo_cmd(
     A file holds several specs in the spec text form, separated by `---` lines or started by
     `## Title` headings; `status: done|rejected` specs are not filed.
     """
+    from core.git.todo import import_todo, repo_todo_paths
+
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
 
@@ -191,20 +204,20 @@ def import_todo_cmd(
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
             targets += await repo_todo_paths(b)
-        return [await import_todo(b, p, OPERATOR, approve=approve, repo=r) for r, p in targets]
+        return [await import_todo(b, p, operator(), approve=approve, repo=r) for r, p in targets]
 
     results = run_backlog(main)
     if as_json:
         print_json([vars(r) for r in results])
         return
     for r in results:
-        console.print(
+        console().print(
             f"{r.path}: {len(r.created)} filed"
             + (f" ({', '.join(r.created)})" if r.created else "")
             + f", {len(r.existing)} already in the backlog, {len(r.skipped)} skipped"
         )
     if not results:
-        console.print("no TODO.md files found")
+        console().print("no TODO.md files found")
 
 
 def export_todo_cmd(
@@ -217,6 +230,8 @@ def export_todo_cmd(
     ] = None,
 ) -> None:
     """Write a repo's unfinished tasks as TODO.md, in the spec text form."""
+    from core.git import repos as core_repos
+    from core.git.todo import export_todo
 
     async def main(b: Backlog) -> tuple[str, Path | None]:
         info = await core_repos.get_repo(b, repo)
@@ -234,11 +249,15 @@ def export_todo_cmd(
     except OSError as err:
         fail(f"cannot write {target}: {err}")
     n = sum(1 for line in text.splitlines() if line.startswith("## "))
-    console.print(f"wrote {n} task(s) to {target}")
+    console().print(f"wrote {n} task(s) to {target}")
 
 
 def show_unverified(as_json: bool, limit: int) -> None:
     """Done tasks git has not confirmed (`ob list --unverified`)."""
+    from rich.text import Text
+
+    from cli.output import ago, plain_table
+    from core.git.reconcile import Reconciler
 
     async def main(b: Backlog) -> UnverifiedReport:
         return await Reconciler(b).unverified(limit)
@@ -249,7 +268,7 @@ def show_unverified(as_json: bool, limit: int) -> None:
         print_json(items)
         return
     if not items:
-        console.print("every completion is verified by git")
+        console().print("every completion is verified by git")
         return
     table = plain_table(
         "key", "repo", "title", "done by", "done", "commits", "evidence", overflow="fold"
@@ -265,13 +284,13 @@ def show_unverified(as_json: bool, limit: int) -> None:
             ", ".join(c[:10] for c in t.commits) or "-",
             u.evidence,
         )
-    console.print(table)
+    console().print(table)
     if report.flagged:
-        console.print(
+        console().print(
             f"[red]{report.flagged} flagged[/red]: unverified for more than {report.days} day(s)"
         )
     if report.total > len(items):
-        console.print(f"{len(items)} of {report.total} shown; raise --limit to see more")
+        console().print(f"{len(items)} of {report.total} shown; raise --limit to see more")
 
 
 def register(app: typer.Typer) -> None:

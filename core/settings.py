@@ -6,7 +6,7 @@ import re
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         3, ge=0, le=365, description="days after which an unverified completion is flagged"
     )
     sweep_every: int = Field(30, ge=1, description="seconds between lease-expiry sweeps")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="how much `ob serve` logs; DEBUG adds the libraries' own chatter"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
 
     @field_validator("key_prefix")
     @classmethod

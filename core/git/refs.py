@@ -8,8 +8,6 @@ import os
 import re
 from pathlib import Path
 
-import git
-
 SHA40 = re.compile(r"^[0-9a-f]{40}$")
 SCANNED = ("refs/heads/", "refs/remotes/")
 
@@ -78,6 +76,8 @@ def read_refs(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _for_each_ref(path: str | os.PathLike[str]) -> dict[str, str]:
+    import git  # GitPython loads slowly; `ob list` reaches this module without needing it
+
     out = git.Git(str(path)).for_each_ref(
         "--format=%(objectname) %(refname)", "refs/heads", "refs/remotes"
     )
