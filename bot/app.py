@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -19,12 +18,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import approvals, capture, drain, newtask, views
 from bot.digest_job import DigestJob
-from bot.middleware import OperatorAllowlist
-from bot.notifier import Notifier, worker_name
+from bot.forms import prompt_description
+from bot.middleware import OperatorAllowlist, PromptExpiry
+from bot.notifier import Notifier
+from bot.patience import PatientReplies
 from bot.storage import PostgresStorage
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.settings import Settings
+from core.supervise import Supervisor, describe
 
 log = logging.getLogger("ob.bot")
 
@@ -34,6 +36,7 @@ DEFAULTS = DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disab
 def make_bot(settings: Settings) -> Bot:
     assert settings.bot_token is not None
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(PatientReplies())
     return Bot(settings.bot_token.get_secret_value(), session=session, default=DEFAULTS)
 
 
@@ -48,6 +51,12 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
     dp["store"] = store
     dp["settings"] = backlog.settings
     dp.update.outer_middleware(OperatorAllowlist(backlog.settings.operator_ids, store))
+    expiry = PromptExpiry(
+        backlog.settings.prompt_ttl,
+        lambda state, data: prompt_description(state, data, backlog.prefix),
+    )
+    dp.message.outer_middleware(expiry)
+    dp.callback_query.outer_middleware(expiry)
     dp.include_routers(
         newtask.router.build(),
         approvals.router.build(),
@@ -59,79 +68,71 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
     return dp
 
 
-async def _retrying(what: str, call: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            await call()
-            return
-        except Exception as err:
-            log.warning("%s failed (%s); retrying in %.0fs", what, err, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 60)
-
-
 class BotRunner:
-    """Everything Telegram inside `ob serve`: long polling, the notifier and the digest job."""
+    """Everything Telegram inside `ob serve`, under the supervisor: long polling, the notifier
+    and the digest job."""
 
     def __init__(
         self,
         settings: Settings,
         backlog: Backlog,
+        supervisor: Supervisor,
         scheduler: AsyncIOScheduler,
         *,
         poll_every: float = 5.0,
     ):
         self.settings = settings
-        self.backlog = backlog
+        self.supervisor = supervisor
         self.bot = make_bot(settings)
         self.dp = build_dispatcher(backlog)
-        worker = worker_name()
+        worker = supervisor.board.worker
         self.notifier = Notifier(
-            self.bot, backlog, settings.operator_ids, worker=worker, poll_every=poll_every
+            self.bot,
+            backlog,
+            settings.operator_ids,
+            worker=worker,
+            poll_every=poll_every,
+            supervisor=supervisor,
         )
         self.digest = DigestJob(
             self.bot, backlog, settings.operator_ids, worker, settings.digest_grace
         )
         self.scheduler = scheduler
-        self.stop_event = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
 
-    async def _polling(self) -> None:
-        async def prepare() -> None:
-            await self.bot.delete_webhook(drop_pending_updates=False)
-            await self.bot.set_my_commands(views.COMMANDS)
+    async def _prepare(self) -> None:
+        """Long polling needs no webhook; the command menu is cosmetic. Neither stops the bot:
+        a failure is logged and polling starts anyway."""
+        for what, call in (
+            ("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False)),
+            ("setMyCommands", lambda: self.bot.set_my_commands(views.COMMANDS)),
+        ):
+            try:
+                await call()
+            except Exception as err:
+                log.warning("%s failed (%s); polling starts anyway", what, describe(err))
 
-        await _retrying("bot start-up (deleteWebhook, setMyCommands)", prepare, self.stop_event)
-        if self.stop_event.is_set():
-            return
+    async def _poll(self) -> None:
+        await self._prepare()
         await self.dp.start_polling(
             self.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
         )
 
     async def start(self) -> None:
-        self.tasks = [asyncio.create_task(self._polling(), name="ob-bot-polling")]
+        self.supervisor.spawn("polling", self._poll)
         if not self.settings.operator_ids:
-            # Nobody to tell: notifications stay in the outbox until an operator is configured.
-            log.warning(
-                "OB_BOT_TOKEN is set but OB_OPERATOR_IDS is empty: nobody can use the bot, "
-                "and notifications wait in the outbox"
-            )
+            why = "OB_OPERATOR_IDS is empty: nobody can use the bot; notices wait in the outbox"
+            log.warning("OB_BOT_TOKEN is set but %s", why)
+            self.supervisor.off("notifier", why)
+            self.supervisor.off("digest", why)
         else:
-            self.digest.schedule(self.scheduler)
-            self.tasks.append(
-                asyncio.create_task(self.notifier.run(self.stop_event), name="ob-notifier")
-            )
+            self.digest.schedule(self.scheduler, self.supervisor.job("digest", self.digest.run_due))
+            self.supervisor.spawn("notifier", lambda: self.notifier.run(self.supervisor.stopping))
         log.info("Telegram bot started (Bot API %s)", self.settings.telegram_api_url)
 
     async def stop(self) -> None:
-        self.stop_event.set()
-        with contextlib.suppress(RuntimeError):
+        """Stop polling (the supervisor then winds the loops down)."""
+        with contextlib.suppress(RuntimeError):  # not polling right now
             await asyncio.wait_for(self.dp.stop_polling(), timeout=5)
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+
+    async def close(self) -> None:
         await self.bot.session.close()

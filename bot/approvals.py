@@ -22,6 +22,7 @@ from core.backlog import Backlog, spec_of
 from core.botstore import BotStore
 from core.errors import BacklogError, InvalidTransition, NotFound
 from core.models import Status, Task
+from core.settings import Settings
 from core.spec import SpecError, parse
 from core.spec import render as render_spec
 
@@ -93,7 +94,12 @@ async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
 
 @router.callback_query(CardCB.filter(F.action == CardAction.REJECT_WITH_REASON))
 async def ask_reason(
-    cq: CallbackQuery, callback_data: CardCB, bot: Bot, backlog: Backlog, state: FSMContext
+    cq: CallbackQuery,
+    callback_data: CardCB,
+    bot: Bot,
+    backlog: Backlog,
+    state: FSMContext,
+    settings: Settings,
 ) -> None:
     task = await _current(cq, backlog, callback_data.number)
     if task is None:
@@ -107,13 +113,18 @@ async def ask_reason(
     await bot.send_message(
         cq.from_user.id,
         f"Why reject <b>{render.esc(task.key)}</b>? Send the reason, or /skip for none, "
-        "/cancel to keep it.",
+        f"/cancel to keep it ({render.waits(settings.prompt_ttl)}).",
     )
 
 
 @router.callback_query(CardCB.filter(F.action == CardAction.EDIT))
 async def ask_spec(
-    cq: CallbackQuery, callback_data: CardCB, bot: Bot, backlog: Backlog, state: FSMContext
+    cq: CallbackQuery,
+    callback_data: CardCB,
+    bot: Bot,
+    backlog: Backlog,
+    state: FSMContext,
+    settings: Settings,
 ) -> None:
     task = await _current(cq, backlog, callback_data.number)
     if task is None:
@@ -129,7 +140,8 @@ async def ask_spec(
         cq.from_user.id,
         render.fit(
             f"Editing <b>{render.esc(task.key)}</b>. Copy, change and send back the spec "
-            f"(or /cancel):\n<pre>{render.esc(text, 3500)}</pre>"
+            f"(or /cancel; {render.waits(settings.prompt_ttl)}):\n"
+            f"<pre>{render.esc(text, 3500)}</pre>"
         ),
     )
 
@@ -171,13 +183,16 @@ async def got_spec(message: Message, backlog: Backlog, store: BotStore, state: F
         return
     await state.clear()
     try:
-        task = await backlog.edit_from_spec(
+        edited = await backlog.edit_from_spec(
             backlog.key(prompt.number), spec, operator(message.from_user.id)
         )
     except BacklogError as err:
         await message.answer(render.esc(str(err), 1000))
         return
+    task = edited.task
+    head = f"✏️ <b>{render.esc(task.key)}</b> updated: {render.esc(edited.summary(), 500)}\n\n"
     sent = await message.answer(
-        render.card(task, backlog.settings.tz), reply_markup=keyboards.task_actions(task)
+        render.fit(head + render.card(task, backlog.settings.tz)),
+        reply_markup=keyboards.task_actions(task),
     )
     await store.remember_card(task.number, sent.chat.id, sent.message_id, card_kind(task))

@@ -14,6 +14,7 @@ from bot.routing import Routes
 from core.backlog import Backlog
 from core.botstore import BotStore, CaptureDecided
 from core.errors import BacklogError
+from core.settings import Settings
 from core.spec import MAX_SPEC_BYTES, SpecError, parse
 
 router = Routes(name="capture")
@@ -30,8 +31,15 @@ def _problems(err: SpecError) -> str:
     )
 
 
-async def _preview(message: Message, store: BotStore, text: str, capture_id: int | None) -> None:
-    """Show the text as a draft preview (a new capture, or new text for `capture_id`)."""
+async def _preview(
+    message: Message,
+    store: BotStore,
+    text: str,
+    capture_id: int | None,
+    expired_prompt: str | None = None,
+) -> None:
+    """Show the text as a draft preview (a new capture, or new text for `capture_id`); when a
+    prompt expired before this message, say so first."""
     if message.from_user is None:
         return
     try:
@@ -46,8 +54,14 @@ async def _preview(message: Message, store: BotStore, text: str, capture_id: int
         capture_id, message.from_user.id, text
     ):
         capture_id = await store.new_capture(message.chat.id, message.from_user.id, text)
+    note = (
+        f"⌛ I stopped waiting for {render.esc(expired_prompt)}, so I read this as a new idea.\n\n"
+        if expired_prompt
+        else ""
+    )
     await message.answer(
-        render.preview(spec), reply_markup=keyboards.capture(capture_id, spec.lane)
+        render.fit(note + render.preview(spec)),
+        reply_markup=keyboards.capture(capture_id, spec.lane),
     )
 
 
@@ -59,14 +73,14 @@ async def got_capture_edit(message: Message, store: BotStore, state: FSMContext)
 
 
 @router.message(PLAIN)
-async def got_text(message: Message, store: BotStore) -> None:
+async def got_text(message: Message, store: BotStore, expired_prompt: str | None = None) -> None:
     text = message.text or ""
     if len(text.encode()) > MAX_SPEC_BYTES:
         await message.answer(
             f"That is too long for a task spec (at most {MAX_SPEC_BYTES:,} bytes)."
         )
         return
-    await _preview(message, store, text, None)
+    await _preview(message, store, text, None, expired_prompt)
 
 
 @router.callback_query(CaptureCB.filter((F.action == CaptureAction.SAVE) & F.lane))
@@ -111,7 +125,12 @@ async def discard(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: 
 
 @router.callback_query(CaptureCB.filter(F.action == CaptureAction.EDIT))
 async def edit(
-    cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore, state: FSMContext
+    cq: CallbackQuery,
+    callback_data: CaptureCB,
+    bot: Bot,
+    store: BotStore,
+    state: FSMContext,
+    settings: Settings,
 ) -> None:
     capture = await store.capture(callback_data.capture, cq.from_user.id)
     if capture is None:
@@ -127,7 +146,7 @@ async def edit(
         await bot.send_message(
             cq.message.chat.id,
             render.fit(
-                "Send the corrected text (or /cancel):\n"
+                f"Send the corrected text (or /cancel; {render.waits(settings.prompt_ttl)}):\n"
                 f"<pre>{render.esc(capture.text, 3500)}</pre>"
             ),
         )

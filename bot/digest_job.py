@@ -5,6 +5,7 @@ missed run while still within the grace window (OB_DIGEST_GRACE)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from aiogram import Bot
@@ -45,14 +46,16 @@ class DigestJob:
                 return day
         return None
 
-    async def run_due(self, now: datetime | None = None) -> bool:
-        """Send the due digest unless some process already has; True when this call sent it."""
+    async def run_due(self, now: datetime | None = None) -> str | None:
+        """Send the due digest unless some process already has; says so when this call sent
+        it. A failure raises (the supervisor shows it) after freeing the day for a retry."""
         day = self.due_day(now)
-        if day is None:
-            return False
-        return await self.send_for(day)
+        if day is None or not await self.send_for(day):
+            return None
+        return f"sent the digest for {day}"
 
     async def send_for(self, day: date) -> bool:
+        """True when this call sent the day's digest; False when another process has it."""
         if not await self.store.claim_digest(day, self.worker):
             return False
         try:
@@ -60,25 +63,26 @@ class DigestJob:
             text = render.digest(d, self.settings.tz)
             for chat_id in self.chat_ids:
                 await self.bot.send_message(chat_id, text, reply_markup=keyboards.digest())
-        except Exception:
-            # let another tick (or process) try again at once rather than after the claim ages
+        except BaseException:
+            # let the next check (or another process) try again at once, not after the claim ages
             await self.store.digest_failed(day)
-            log.exception("the digest for %s could not be sent; will retry", day)
-            return False
+            raise
         await self.store.digest_sent(day)
         log.info("sent the digest for %s", day)
         return True
 
-    async def tick(self) -> None:
-        try:
-            await self.run_due()
-        except Exception:
-            log.exception("digest check failed; will retry")
-
-    def schedule(self, scheduler: AsyncIOScheduler, *, check_every: int = 300) -> None:
+    def schedule(
+        self,
+        scheduler: AsyncIOScheduler,
+        job: Callable[[], Awaitable[None]],
+        *,
+        check_every: int = 300,
+    ) -> None:
+        """Run `job` (the supervised `run_due`) at the digest time, and every few minutes to
+        catch up a run that was missed or failed, while still inside the grace window."""
         at = self.settings.digest_at
         scheduler.add_job(
-            self.tick,
+            job,
             "cron",
             hour=at.hour,
             minute=at.minute,
@@ -88,10 +92,8 @@ class DigestJob:
             coalesce=True,
             max_instances=1,
         )
-        # Catch-up: a run missed while no process was up (or one that failed) is sent on the
-        # next check while still inside the grace window; the first check runs at start.
         scheduler.add_job(
-            self.tick,
+            job,
             "interval",
             seconds=check_every,
             id="digest-catch-up",

@@ -3,16 +3,17 @@ data (stored in PostgreSQL by bot.storage), under its own slot."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from pydantic import BaseModel, ValidationError
 
 from bot.callbacks import DrainMode
-from core.models import Lane
+from core.models import Lane, format_key
 
 M = TypeVar("M", bound=BaseModel)
+LAST_SEEN = "prompt_seen_at"  # when the open prompt was last asked or answered (ISO time)
 
 
 class Slot(Generic[M]):
@@ -23,7 +24,10 @@ class Slot(Generic[M]):
         self.model = model
 
     async def get(self, state: FSMContext) -> M | None:
-        raw = (await state.get_data()).get(self.name)
+        return self.read(await state.get_data())
+
+    def read(self, data: dict[str, Any]) -> M | None:
+        raw = data.get(self.name)
         if raw is None:
             return None
         try:
@@ -90,3 +94,18 @@ NEW_TASK = Slot("new_task", NewTask)
 TASK_PROMPT = Slot("task_prompt", TaskPrompt)
 CAPTURE_PROMPT = Slot("capture_prompt", CapturePrompt)
 DRAIN = Slot("drain", Drain)
+
+
+def prompt_description(state: str, data: dict[str, Any], prefix: str) -> str:
+    """What an expired conversation was waiting for, in the operator's words."""
+    task = TASK_PROMPT.read(data)
+    key = format_key(prefix, task.number) if task else "the task"
+    if state == Prompt.edit_spec.state:
+        return f"your edit of {key}"
+    if state == Prompt.reject_reason.state:
+        return f"the reason to reject {key}"
+    if state == Prompt.edit_capture.state:
+        return "your correction of a preview"
+    if state.startswith(NewFlow.__name__):
+        return "your /new task"
+    return "the question I asked"

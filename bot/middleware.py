@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.fsm.context import FSMContext
 from aiogram.types import TelegramObject, Update, User
 
+from bot.forms import LAST_SEEN
 from core.botstore import BotStore
 
 log = logging.getLogger("ob.bot.allowlist")
@@ -56,3 +59,36 @@ class OperatorAllowlist(BaseMiddleware):
         except Exception:  # a refusal that fails to send is not worth more than a log line
             log.exception("could not send the refusal to %s", uid)
         return None
+
+
+class PromptExpiry(BaseMiddleware):
+    """A prompt (an edit, a reject reason, a /new step) waits OB_PROMPT_TTL seconds since the
+    last exchange; after that the conversation is dropped before routing, so a new idea sent
+    hours later is captured as a new idea, and its handler is told what expired
+    (`expired_prompt`)."""
+
+    def __init__(self, ttl: int, describe: Callable[[str, dict[str, Any]], str]):
+        self.ttl = timedelta(seconds=ttl)
+        self.describe = describe
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state: FSMContext | None = data.get("state")
+        if state is None:
+            return await handler(event, data)
+        now = datetime.now(UTC)
+        current = await state.get_state()
+        if current is not None:
+            saved = await state.get_data()
+            seen = saved.get(LAST_SEEN)
+            if seen is not None and now - datetime.fromisoformat(seen) > self.ttl:
+                data["expired_prompt"] = self.describe(current, saved)
+                await state.clear()
+        result = await handler(event, data)
+        if await state.get_state() is not None:
+            await state.update_data({LAST_SEEN: now.isoformat()})
+        return result

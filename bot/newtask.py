@@ -17,6 +17,7 @@ from bot.routing import Routes
 from core.backlog import Backlog
 from core.errors import BacklogError
 from core.git.repos import known_repo_names
+from core.settings import Settings
 from core.spec import MAX_ITEM, MAX_RISKS, MAX_STEPS, MAX_TITLE, SpecError, make_spec
 
 router = Routes(name="newtask")
@@ -49,10 +50,13 @@ async def cancel(message: Message, state: FSMContext) -> None:
 
 
 @router.message(Command("new"))
-async def start(message: Message, state: FSMContext) -> None:
+async def start(message: Message, state: FSMContext, settings: Settings) -> None:
     await state.set_state(NewFlow.title)
     await NEW_TASK.set(state, NewTask())
-    await message.answer("New task. What is the <b>title</b>? (one line; /cancel to stop)")
+    await message.answer(
+        "New task. What is the <b>title</b>? (one line; /cancel to stop; for each answer "
+        f"{render.waits(settings.prompt_ttl)})"
+    )
 
 
 @router.message(NewFlow.title, PLAIN)
@@ -146,7 +150,7 @@ async def _in_conversation(cq: CallbackQuery, state: FSMContext, *steps: State) 
     """The chat message to answer in, if the conversation is at one of `steps`."""
     current = await state.get_state()
     if current is None or not current.startswith(NewFlow.__name__) or cq.message is None:
-        await cq.answer("That conversation is over; /new starts another.", show_alert=True)
+        await cq.answer("That /new conversation is over; /new starts another.", show_alert=True)
         return None
     if current not in {step.state for step in steps}:
         await cq.answer("That button belongs to another step.", show_alert=True)

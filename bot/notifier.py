@@ -4,8 +4,10 @@ task cards.
 Woken by LISTEN/NOTIFY on `ob_outbox` (core.listen, re-established after a PostgreSQL restart)
 and polling as a fallback. Rows are leased through core.outbox (exactly one process works on a
 row); a row is marked delivered only once Telegram accepted it for every chat. Retry-after is
-honoured (without using up an attempt), 5xx and network errors back off exponentially,
-permanent errors (400/403) are given up on and logged.
+honoured (without using up an attempt); every other failure backs off (up to five minutes) and
+tries again for as long as it takes, except a permanent refusal (the chat is gone, the bot is
+blocked, a message Telegram cannot read even as plain text), which makes the notice dead:
+logged, and visible in `ob outbox`, `ob status` and the digest.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 
 from aiogram import Bot
@@ -22,30 +22,27 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
-    TelegramNetworkError,
     TelegramRetryAfter,
-    TelegramServerError,
 )
+from aiogram.types import Message
 
 from bot import cards, render
 from bot.notices import Delivery, Notice, notice_for
+from bot.patience import outbox_delivery
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.db import UNAVAILABLE
 from core.events import OUTBOX_CHANNEL
 from core.listen import Listener
 from core.models import OutboxKind
-from core.outbox import MAX_ATTEMPTS, Claimed, Outbox, OutboxRow, backoff
+from core.outbox import Outbox, OutboxRow, backoff
+from core.supervise import Supervisor, describe, worker_name
 
 log = logging.getLogger("ob.bot.notifier")
 
 
 class Defer(Exception):
     """Try this row again shortly without using up an attempt (keeps per-task order)."""
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Notifier:
@@ -58,12 +55,14 @@ class Notifier:
         worker: str | None = None,
         poll_every: float = 5.0,
         batch: int = 50,
+        supervisor: Supervisor | None = None,
     ):
         self.bot = bot
         self.backlog = backlog
         self.store = BotStore(backlog)
         self.chat_ids = list(dict.fromkeys(chat_ids))
         self.outbox = Outbox(backlog, worker or worker_name())
+        self.supervisor = supervisor
         self.hold_until = 0.0  # after a retry-after, nothing is sent before this (monotonic)
         self.poll_every = poll_every
         self.batch = batch
@@ -91,6 +90,8 @@ class Notifier:
             try:
                 n = await self.drain_once()
                 delay = 0.5
+                if self.supervisor is not None:
+                    self.supervisor.beat("notifier", f"{self.delivered} delivered")
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as err:
@@ -124,7 +125,8 @@ class Notifier:
                 taken += 1
                 row = item.row
                 try:
-                    await self.deliver(row)
+                    with outbox_delivery():
+                        await self.deliver(row)
                     await item.delivered()
                     self.delivered += 1
                 except TelegramRetryAfter as err:
@@ -134,31 +136,24 @@ class Notifier:
                     break
                 except Defer as err:
                     await item.retry(1.0, str(err), count=False)
-                except (TelegramServerError, TelegramNetworkError, TimeoutError) as err:
-                    await self._failed(item, err, transient=True)
-                except (TelegramBadRequest, TelegramForbiddenError) as err:
-                    await self._failed(item, err, transient=False)
-                except TelegramAPIError as err:
-                    await self._failed(item, err, transient=True)
+                except (TelegramForbiddenError, TelegramBadRequest) as err:
+                    reason = refusal(err)
+                    log.error("outbox %s (%s) is dead: %s", row.id, row.kind, reason)
+                    await item.dead(reason)
+                except UNAVAILABLE:
+                    raise  # the database is down: the consume loop waits for it
+                except Exception as err:  # network, 5xx, an unreadable answer, anything else
+                    delay = backoff(row.attempts + 1)
+                    log.warning(
+                        "outbox %s (%s) failed (%s); retry in %.0fs",
+                        row.id,
+                        row.kind,
+                        describe(err),
+                        delay,
+                        exc_info=not isinstance(err, TelegramAPIError | TimeoutError),
+                    )
+                    await item.retry(delay, describe(err))
         return taken
-
-    async def _failed(self, item: Claimed, err: Exception, *, transient: bool) -> None:
-        row = item.row
-        text = f"{type(err).__name__}: {err}"
-        attempts = row.attempts + 1
-        if transient and attempts < MAX_ATTEMPTS:
-            delay = backoff(attempts)
-            log.warning("outbox %s (%s) failed, retry in %.0fs: %s", row.id, row.kind, delay, text)
-            await item.retry(delay, text)
-        else:
-            log.error(
-                "giving up on outbox %s (%s) after %s attempt(s): %s",
-                row.id,
-                row.kind,
-                attempts,
-                text,
-            )
-            await item.give_up(text)
 
     # -------------------------------------------------------------- delivery
 
@@ -181,9 +176,38 @@ class Notifier:
         for chat_id in self.chat_ids:
             if chat_id in sent:
                 continue
-            msg = await self.bot.send_message(
-                chat_id, render.fit(notice.text), reply_markup=notice.markup
-            )
+            msg = await self._send(chat_id, notice)
             if notice.card is not None:
                 await self.store.remember_card(number, chat_id, msg.message_id, notice.card)
             await self.outbox.record_sent(row.id, chat_id, msg.message_id)
+
+    async def _send(self, chat_id: int, notice: Notice) -> Message:
+        """Send as HTML; a message Telegram refuses to read is sent again as plain text."""
+        try:
+            return await self.bot.send_message(
+                chat_id, render.fit(notice.text), reply_markup=notice.markup
+            )
+        except TelegramBadRequest as err:
+            if chat_gone(err):
+                raise
+            log.warning("Telegram refused a notice as HTML (%s); sending it as plain text", err)
+            return await self.bot.send_message(
+                chat_id, render.plain(notice.text), reply_markup=notice.markup, parse_mode=None
+            )
+
+
+def chat_gone(err: TelegramBadRequest) -> bool:
+    return "chat not found" in str(err).lower()
+
+
+def refusal(err: TelegramForbiddenError | TelegramBadRequest) -> str:
+    """Why Telegram refused a notice for good, and what the operator can do about it."""
+    then = "then `ob outbox retry --dead`"
+    if isinstance(err, TelegramForbiddenError):
+        return (
+            f"Telegram refused the chat ({err.message}): open the bot in Telegram and press "
+            f"Start (or unblock it), {then}"
+        )
+    if chat_gone(err):
+        return f"Telegram knows no such chat ({err.message}): check OB_OPERATOR_IDS, {then}"
+    return f"Telegram refused the notice even as plain text ({err.message})"

@@ -36,6 +36,18 @@ def fit(text: str, limit: int = SAFE_LIMIT) -> str:
     return out + "\n… (cut to fit Telegram)"
 
 
+def plain(text: str, limit: int = TELEGRAM_LIMIT) -> str:
+    """An HTML message as plain text (tags dropped, entities read), cut to fit."""
+    out = html.unescape(_TAG.sub("", text))
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def waits(seconds: int) -> str:
+    """How long a prompt waits for its answer, said in the prompt."""
+    minutes = max(1, round(seconds / 60))
+    return f"I wait {minutes} minute{'s' if minutes != 1 else ''} for it"
+
+
 def when(at: datetime | None, tz: ZoneInfo) -> str:
     if at is None:
         return "-"
@@ -52,6 +64,15 @@ def age(at: datetime | None, now: datetime | None = None) -> str:
     if secs < 86400:
         return f"{secs // 3600}h"
     return f"{secs // 86400}d"
+
+
+def ago(at: datetime | None, now: datetime | None = None) -> str:
+    """`just now`, `5m ago`, `3h ago`, `2d ago`."""
+    if at is None:
+        return "-"
+    if ((now or datetime.now(UTC)) - at).total_seconds() < 60:
+        return "just now"
+    return f"{age(at, now)} ago"
 
 
 def left(at: datetime | None, now: datetime | None = None) -> str:
@@ -133,33 +154,47 @@ def decision_line(task: Task, tz: ZoneInfo) -> str | None:
 
 
 def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str:
+    """A task as a message: head, spec, state and outcome, history. A spec too long for one
+    message is cut; the frame around it (state, outcome, history) always shows."""
     head = (
         f"<b>{esc(task.key)}</b> · {esc(task.display_status)} · filed by "
-        f"{esc(actor_label(task.created_by))} {age(task.created_at)} ago"
+        f"{esc(actor_label(task.created_by))} {ago(task.created_at)}"
     )
     if task.status == Status.DRAFT:
         head = f"🆕 {head}"
-    lines = [head, ""] + spec_body(task)
+    tail: list[str] = []
     if task.blocked_by:
-        lines.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
+        tail.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
     if task.status == Status.CLAIMED:
-        lines.append(f"🔒 {esc(task.lease_holder)} · {left(task.lease_expires_at)}")
+        tail.append(f"🔒 {esc(task.lease_holder)} · {left(task.lease_expires_at)}")
     if task.status == Status.DONE:
         commits = ", ".join(c[:10] for c in task.commits[:10]) or "no commits"
         verified = "verified" if task.verified_at else "unverified"
-        lines.append(
+        tail.append(
             f"🏁 done by {esc(actor_label(task.completed_by))} · {esc(commits)} · {verified}"
         )
     outcome = decision_line(task, tz)
     if outcome:
-        lines += ["", outcome]
+        tail += ["", outcome]
     if history:
-        lines += ["", "<b>History</b>"]
+        tail += ["", "<b>History</b>"]
         for ev in history[-10:]:
-            lines.append(
+            tail.append(
                 f"{when(ev.at, tz)} · {esc(actor_label(ev.actor), 60)} · {esc(ev.kind, 40)}"
             )
-    return fit("\n".join(lines))
+    body = spec_body(task)
+    text = "\n".join([head, "", *body, *tail])
+    if len(text) <= SAFE_LIMIT:
+        return text
+    budget = SAFE_LIMIT - len("\n".join([head, "", *tail])) - 200
+    kept: list[str] = []
+    for line in body:
+        if len(line) + 1 > budget:
+            break
+        kept.append(line)
+        budget -= len(line) + 1
+    cut = f"<i>… the spec is cut here to fit; `ob spec {esc(task.key)}` shows all of it</i>"
+    return fit("\n".join([head, "", *kept, cut, *tail]))
 
 
 def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from core.tasks import TaskFilter
 
 log = logging.getLogger("ob.bot.views")
 router = Routes(name="views")
+FIND_LIMIT = 25
 fallback = Routes(name="fallback")
 
 COMMANDS = [
@@ -77,17 +78,24 @@ async def find(message: Message, command: CommandObject, backlog: Backlog) -> No
     if not text:
         await message.answer("Usage: /find words")
         return
-    tasks = await backlog.list(TaskFilter(text=text, include_closed=True, limit=25))
+    flt = TaskFilter(text=text, include_closed=True, limit=FIND_LIMIT)
+    tasks = await backlog.list(flt)
     if not tasks:
         await message.answer(f"Nothing matches “{render.esc(text, 100)}”.")
         return
-    lines = [f"<b>{len(tasks)} match(es)</b> for “{render.esc(text, 100)}”"]
+    total = len(tasks) if len(tasks) < FIND_LIMIT else await backlog.count(flt)
+    found = f"{total} match" + ("" if total == 1 else "es")
+    if total > len(tasks):
+        found = f"first {len(tasks)} of {total} matches"
+    lines = [f"<b>{found}</b> for “{render.esc(text, 100)}”"]
     for t in tasks:
         lane = t.lane.short if t.lane else "-"
         lines.append(
             f"<code>{render.esc(t.key)}</code> {render.esc(t.display_status)} · {lane} · "
             f"{render.esc(t.title, 100)}"
         )
+    if total > len(tasks):
+        lines.append("<i>Narrow it with more words, a repo name, or a key: /find OB-12</i>")
     await message.answer(render.fit("\n".join(lines)))
 
 

@@ -28,6 +28,7 @@ from cli.app import (
 )
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
+from cli.status_cmd import register as register_status_commands
 
 if TYPE_CHECKING:
     from core.backlog import Backlog
@@ -79,37 +80,23 @@ def _read_spec(path: Path) -> Spec:
 @app.command(rich_help_panel="Setup")
 def init() -> None:
     """Set up the database (starting the embedded server if OB_DATABASE_URL is unset)."""
-    from core.db import resolve_url
-    from core.migrate import migrate
+    from core.db import migrate_database
 
     cfg = settings()
-
-    async def main() -> None:
-        url = await resolve_url(cfg)
-        applied = await migrate(url)
-        where = (
-            "embedded server in " + str(cfg.data_dir) if not cfg.database_url else "OB_DATABASE_URL"
-        )
-        console().print(f"database ready ({where}); {len(applied)} migration(s) applied")
-
-    run(main())
+    applied = run(migrate_database(cfg))
+    where = "embedded server in " + str(cfg.data_dir) if not cfg.database_url else "OB_DATABASE_URL"
+    console().print(f"database ready ({where}); {len(applied)} migration(s) applied")
 
 
 @app.command("migrate", rich_help_panel="Setup")
 def migrate_cmd() -> None:
     """Apply pending database migrations (safe to run from several processes at once)."""
-    from core.db import resolve_url
-    from core.migrate import migrate
+    from core.db import migrate_database
 
-    cfg = settings()
-
-    async def main() -> None:
-        applied = await migrate(await resolve_url(cfg))
-        for m in applied:
-            console().print(f"applied {m.version:03d}_{m.name}")
-        console().print("up to date" if not applied else f"{len(applied)} migration(s) applied")
-
-    run(main())
+    applied = run(migrate_database(settings()))
+    for m in applied:
+        console().print(f"applied {m.version:03d}_{m.name}")
+    console().print("up to date" if not applied else f"{len(applied)} migration(s) applied")
 
 
 @app.command(rich_help_panel="Setup")
@@ -386,14 +373,14 @@ def edit(
         fail("nothing to change; give flags such as --title or --priority, or --file")
 
     async def main(b: Backlog) -> None:
-        task = await b.edit_from_spec(key, spec, operator()) if spec else None
+        done = await b.edit_from_spec(key, spec, operator()) if spec else None
         if changes:
-            task = await b.edit(key, operator(), **changes)
-        assert task is not None
+            done = await b.edit(key, operator(), **changes)
+        assert done is not None
         if as_json:
-            print_json(task)
+            print_json(done.task)
         else:
-            console().print(f"edited [bold]{task.key}[/bold]")
+            console().print(f"edited [bold]{done.task.key}[/bold]: {done.summary()}")
 
     run_backlog(main)
 
@@ -430,6 +417,7 @@ app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_agent_verbs(app)
 register_git_commands(app)
+register_status_commands(app)
 
 
 def main() -> None:

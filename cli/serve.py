@@ -12,37 +12,37 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.backlog import open_backlog
+from core.db import resolve_url, wait_for_postgres
 from core.git.reconcile import Reconciler
 from core.leases import Leases
 from core.settings import Settings
+from core.supervise import Supervisor
 from gateway.app import create_app
 from gateway.server import serving
 
 log = logging.getLogger("ob.serve")
 
 
-# A job that raises is logged with its traceback by APScheduler and simply runs again at its
-# next interval, so a database hiccup never stops the scheduler.
-
-
-async def sweep_expired_leases(leases: Leases) -> None:
+async def sweep_expired_leases(leases: Leases) -> str:
     n = await leases.sweep()
     if n:
         log.info("recorded %d expired lease(s)", n)
+    return f"{n} expired lease(s) recorded"
 
 
-async def reconcile_repos(reconciler: Reconciler) -> None:
+async def reconcile_repos(reconciler: Reconciler) -> str:
     summary = await reconciler.run()
     changed = [r for r in summary.repos if r.status == "ok"]
+    text = (
+        f"{len(summary.repos)} repo(s): {len(changed)} changed, {summary.total('closed')} closed,"
+        f" {summary.total('linked')} linked, {len(summary.verified)} verified,"
+        f" {len(summary.discovered)} discovered, {len(summary.errors)} with errors"
+    )
     if changed or summary.verified or summary.discovered:
-        log.info(
-            "reconciled %d changed repo(s): %d closed, %d linked, %d verified, %d discovered",
-            len(changed),
-            summary.total("closed"),
-            summary.total("linked"),
-            len(summary.verified),
-            len(summary.discovered),
-        )
+        log.info("reconciled %s", text)
+    for bad in summary.errors:
+        log.warning("reconcile %s: %s", bad.name, bad.error)
+    return text
 
 
 # Libraries whose INFO lines are chatter to an operator (initdb and pg_ctl transcripts, every
@@ -65,12 +65,16 @@ async def serve_forever(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async with open_backlog(settings, max_size=20) as backlog:
+    url = await resolve_url(settings)
+    if not await wait_for_postgres(url, stop):
+        return
+    async with open_backlog(settings, max_size=20, url=url) as backlog:
+        supervisor = Supervisor(backlog)
         leases = Leases(backlog)
-        app = create_app(backlog)
+        app = create_app(backlog, board=supervisor.board)
         scheduler = AsyncIOScheduler(timezone=settings.timezone)
         scheduler.add_job(
-            sweep_expired_leases,
+            supervisor.job("sweep", sweep_expired_leases),
             "interval",
             seconds=settings.sweep_every,
             args=[leases],
@@ -79,7 +83,7 @@ async def serve_forever(settings: Settings) -> None:
             coalesce=True,
         )
         scheduler.add_job(
-            reconcile_repos,
+            supervisor.job("reconcile", reconcile_repos),
             "interval",
             seconds=settings.reconcile_every,
             args=[Reconciler(backlog, concurrency=4)],
@@ -92,15 +96,22 @@ async def serve_forever(settings: Settings) -> None:
         if settings.bot_token is not None:
             from bot.app import BotRunner
 
-            bot = BotRunner(settings, backlog, scheduler)
-        async with serving(app, settings.gateway_host, settings.gateway_port) as url:
+            bot = BotRunner(settings, backlog, supervisor, scheduler)
+        else:
+            supervisor.off("bot", "OB_BOT_TOKEN is not set")
+        async with serving(app, settings.gateway_host, settings.gateway_port) as gateway_url:
+            supervisor.beat("gateway", gateway_url)
+            supervisor.start()
             if bot is not None:
                 await bot.start()
             scheduler.start()
-            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", url)
+            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", gateway_url)
             log.info("ob serve is running; Ctrl-C stops it")
             await stop.wait()
             scheduler.shutdown(wait=False)
             if bot is not None:
                 await bot.stop()
+            await supervisor.stop()
+            if bot is not None:
+                await bot.close()
     log.info("stopped")

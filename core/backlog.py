@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from core import events
 from core.db import open_database
@@ -19,9 +20,30 @@ from core.git.base import record_base
 from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
 from core.settings import Settings
 from core.spec import Spec, SpecError, free_text, make_spec
-from core.tasks import TaskFilter, fetch_task, list_tasks, task_id_for_key
+from core.tasks import TaskFilter, count_tasks, fetch_task, list_tasks, task_id_for_key
 
 EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
+
+
+class Edited(BaseModel):
+    """An edit's outcome: the task now, and each changed field as [before, after]."""
+
+    task: Task
+    changes: dict[str, list[Any]]
+
+    def summary(self) -> str:
+        """What changed, in a line: `title, priority P2 → P0, steps 1 → 3`."""
+        parts = []
+        for field, (before, after) in self.changes.items():
+            if field == "priority":
+                parts.append(f"priority P{before} → P{after}")
+            elif isinstance(after, list):
+                parts.append(f"{field} {len(before or [])} → {len(after)}")
+            elif field in ("repo", "trigger_on") and (before or after):
+                parts.append(f"{field} {before or '-'} → {after or '-'}")
+            else:
+                parts.append(field)
+        return ", ".join(parts) or "nothing changed"
 
 
 def require_operator(actor: Actor, what: str) -> None:
@@ -256,8 +278,9 @@ class Backlog:
 
     # ------------------------------------------------------------------ edits
 
-    async def edit(self, key: str, actor: Actor, **changes: Any) -> Task:
-        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes)."""
+    async def edit(self, key: str, actor: Actor, **changes: Any) -> Edited:
+        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes);
+        returns the task and what changed (field: [before, after])."""
         require_operator(actor, "edit tasks")
         unknown = set(changes) - set(EDITABLE)
         if unknown:
@@ -276,18 +299,17 @@ class Backlog:
                 if current[f] != getattr(new, f)
                 and not (current[f] is None and not getattr(new, f))
             }
-            if not diff:
-                return await fetch_task(conn, row["id"], self.prefix)
-            sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(diff, 2))
-            await conn.execute(
-                f"update tasks set {sets}, updated_at = now() where id = $1",  # noqa: S608 - column names are from EDITABLE
-                row["id"],
-                *(getattr(new, f) for f in diff),
-            )
-            await events.record(conn, row["id"], actor, EventKind.EDITED, {"changes": diff})
-            return await fetch_task(conn, row["id"], self.prefix)
+            if diff:
+                sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(diff, 2))
+                await conn.execute(
+                    f"update tasks set {sets}, updated_at = now() where id = $1",  # noqa: S608 - column names are from EDITABLE
+                    row["id"],
+                    *(getattr(new, f) for f in diff),
+                )
+                await events.record(conn, row["id"], actor, EventKind.EDITED, {"changes": diff})
+            return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 
-    async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Task:
+    async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:
         """Replace a task's spec with a text-form spec (its lane/key/status lines are ignored)."""
         return await self.edit(key, actor, **{f: getattr(spec, f) for f in EDITABLE})
 
@@ -312,6 +334,10 @@ class Backlog:
             task_id = await task_id_for_key(conn, key, self.prefix)
             return await events.history(conn, task_id, self.prefix)
 
+    async def count(self, flt: TaskFilter) -> int:
+        async with self.pool.acquire() as conn:
+            return await count_tasks(conn, flt, self.prefix)
+
     async def list(self, flt: TaskFilter | None = None) -> list[Task]:  # last: it shadows `list`
         async with self.pool.acquire() as conn:
             return await list_tasks(conn, flt or TaskFilter(), self.prefix)
@@ -319,11 +345,13 @@ class Backlog:
 
 @asynccontextmanager
 async def open_backlog(
-    settings: Settings, *, run_migrations: bool = True, max_size: int = 10
+    settings: Settings, *, run_migrations: bool = True, max_size: int = 10, url: str | None = None
 ) -> AsyncIterator[Backlog]:
-    """The backlog over the configured (or embedded) PostgreSQL, migrated, until the block
-    ends: how the faces get at core."""
-    async with open_database(settings, run_migrations=run_migrations, max_size=max_size) as db:
+    """The backlog over the configured (or embedded, or given) PostgreSQL, migrated, until the
+    block ends: how the faces get at core."""
+    async with open_database(
+        settings, run_migrations=run_migrations, max_size=max_size, url=url
+    ) as db:
         yield Backlog(db.pool, settings, url=db.url)
 
 

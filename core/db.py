@@ -9,10 +9,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 
-from core.migrate import migrate, up_to_date
+from core.migrate import Migration, migrate, up_to_date
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,47 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def where(url: str) -> str:
+    """host:port/database of a URL, without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost (socket)"
+    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+
+
+def unreachable(url: str, err: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {where(url)} ({describe_briefly(err)}); check that it "
+        "runs and OB_DATABASE_URL, or unset OB_DATABASE_URL to use the embedded server"
+    )
+
+
+def describe_briefly(err: BaseException) -> str:
+    return (str(err).strip().split("\n")[0] or type(err).__name__)[:200]
+
+
+async def wait_for_postgres(url: str, stop: asyncio.Event, *, most: float = 30.0) -> bool:
+    """Wait until PostgreSQL answers at `url`, one log line per attempt; False if `stop` is set
+    first."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            conn = await asyncpg.connect(url, timeout=10)
+        except (*UNAVAILABLE, asyncpg.InvalidCatalogNameError) as err:
+            log.warning(
+                "waiting for PostgreSQL at %s (%s); next try in %.0fs",
+                where(url),
+                describe_briefly(err),
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, most)
+            continue
+        await conn.close()
+        return True
+    return False
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
@@ -68,11 +110,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
             command_timeout=60,
             connection_class=Connection,
         )
-    except (OSError, asyncpg.PostgresError) as err:
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL ({err}); check OB_DATABASE_URL or unset it to use "
-            "the embedded server"
-        ) from err
+    except (*UNAVAILABLE, asyncpg.PostgresError) as err:
+        raise unreachable(url, err) from err
     assert pool is not None
     return pool
 
@@ -99,6 +138,15 @@ async def resolve_url(settings: Settings) -> str:
     return server.get_uri(EMBEDDED_DATABASE)
 
 
+async def migrate_database(settings: Settings) -> list[Migration]:
+    """`ob migrate` / `ob init`: apply what is pending; returns what this call applied."""
+    url = await resolve_url(settings)
+    try:
+        return await migrate(url)
+    except UNAVAILABLE as err:
+        raise unreachable(url, err) from err
+
+
 @dataclass
 class Database:
     url: str
@@ -107,13 +155,21 @@ class Database:
 
 @asynccontextmanager
 async def open_database(
-    settings: Settings, *, run_migrations: bool = True, max_size: int = 10
+    settings: Settings,
+    *,
+    run_migrations: bool = True,
+    max_size: int = 10,
+    url: str | None = None,
 ) -> AsyncIterator[Database]:
-    url = await resolve_url(settings)
+    """A pool on the configured (or embedded, or given) server, migrated."""
+    url = url or await resolve_url(settings)
     pool = await create_pool(url, max_size=max_size)
     try:
         if run_migrations and not await up_to_date(pool):
             await migrate(url)
+    except UNAVAILABLE as err:
+        await pool.close()
+        raise unreachable(url, err) from err
     except BaseException:
         await pool.close()
         raise

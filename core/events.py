@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from core.db import UNAVAILABLE
 from core.models import Actor, Event, EventKind, OutboxKind, format_key
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class Waker:
         self.last = asyncio.get_running_loop().time()
         try:
             await self.pool.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        except UNAVAILABLE as err:
             log.warning("could not wake the notifier (%s); it will find the rows by polling", err)
 
 

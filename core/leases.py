@@ -25,6 +25,8 @@ from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFo
 from core.git.drift import drift_for
 from core.models import (
     AGENT_LANES,
+    MAX_LEASE_SECONDS,
+    MIN_LEASE_SECONDS,
     Actor,
     EventKind,
     Lane,
@@ -217,8 +219,10 @@ class Leases:
 
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
-        if not 5 <= ttl <= 86_400:
-            raise Invalid("lease_seconds must be between 5 and 86400")
+        if not MIN_LEASE_SECONDS <= ttl <= MAX_LEASE_SECONDS:
+            raise Invalid(
+                f"lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}"
+            )
         return ttl
 
     # ------------------------------------------------------------------ claim

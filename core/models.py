@@ -108,6 +108,11 @@ def parse_priority(value: str | int) -> int:
     return n
 
 
+# The one lease rule: OB_LEASE_TTL and every lease an agent asks for lie in this range.
+MIN_LEASE_SECONDS = 10
+MAX_LEASE_SECONDS = 86_400
+MAX_EPOCH = 2**62
+
 ActorKind = Literal["operator", "agent", "system", "git"]
 
 

@@ -7,6 +7,11 @@ lease to wait out. Each recipient chat is recorded in `outbox_sent` (autocommit,
 connection; NO KEY UPDATE leaves the foreign-key check free) as soon as Telegram accepted it, so
 a retry never repeats a chat. The row is marked delivered, or rescheduled with its attempt count
 and error, when the transaction commits.
+
+A notice is never given up for a transient failure (network, 5xx, 429, an unreadable answer,
+an unknown error): it waits, backing off up to five minutes, for as long as it takes. Only a
+permanent refusal (the chat is gone, the bot is blocked) makes it dead, and a dead notice stays
+visible (`ob outbox`, `ob status`, the digest) until the operator retries it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from pydantic import BaseModel
 from core.backlog import Backlog
 from core.models import OutboxKind
 
-MAX_ATTEMPTS = 15
 MAX_BACKOFF = 300.0
 
 _NEXT = """
@@ -78,7 +82,8 @@ class Claimed:
         )
         self.settled = True
 
-    async def give_up(self, error: str) -> None:
+    async def dead(self, error: str) -> None:
+        """Refused for good: keep the row, with the reason, for the operator to see and retry."""
         await self.conn.execute(
             "update outbox set gave_up_at = now(), attempts = attempts + 1, last_error = $2"
             " where id = $1",
@@ -86,6 +91,67 @@ class Claimed:
             f"[{self.worker}] {error}"[:2000],
         )
         self.settled = True
+
+
+class Notice(BaseModel):
+    """An undelivered outbox row as `ob outbox` lists it."""
+
+    id: int
+    kind: OutboxKind
+    key: str | None
+    created_at: datetime
+    attempts: int
+    available_at: datetime
+    last_error: str | None
+    dead_at: datetime | None
+
+
+class OutboxStats(BaseModel):
+    pending: int
+    dead: int
+    oldest_pending_at: datetime | None
+
+
+_STATS = """
+select (select count(*) from outbox where delivered_at is null and gave_up_at is null) as pending,
+       (select count(*) from outbox where delivered_at is null and gave_up_at is not null) as dead,
+       (select min(created_at) from outbox where delivered_at is null and gave_up_at is null)
+           as oldest_pending_at
+"""
+
+_UNDELIVERED = """
+select o.id, o.kind, o.payload ->> 'key' as key, o.created_at, o.attempts, o.available_at,
+       o.last_error, o.gave_up_at as dead_at
+from outbox o
+where o.delivered_at is null and ($1 or o.gave_up_at is not null)
+order by o.id limit $2
+"""
+
+
+async def outbox_stats(backlog: Backlog) -> OutboxStats:
+    return OutboxStats(**dict(await backlog.pool.fetchrow(_STATS)))
+
+
+async def undelivered(
+    backlog: Backlog, *, dead_only: bool = False, limit: int = 200
+) -> list[Notice]:
+    """Notices not delivered yet, oldest first: waiting ones and dead ones (or only dead)."""
+    rows = await backlog.pool.fetch(_UNDELIVERED, not dead_only, limit)
+    return [Notice(**dict(r)) for r in rows]
+
+
+async def retry_dead(backlog: Backlog, ids: list[int] | None = None) -> int:
+    """Send dead notices again (these ids, or all of them); returns how many were revived."""
+    status = await backlog.pool.execute(
+        """update outbox set gave_up_at = null, available_at = now()
+           where delivered_at is null and gave_up_at is not null
+             and ($1::bigint[] is null or id = any($1::bigint[]))""",
+        ids,
+    )
+    revived = int(status.rsplit(" ", 1)[1])
+    if revived:
+        await backlog.wake()
+    return revived
 
 
 class Outbox:

@@ -13,6 +13,8 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.models import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
+
 ENV_PREFIX = "OB_"
 
 
@@ -34,7 +36,9 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field("OB", description="task keys look like OB-12")
     timezone: str = Field("UTC", description="operator's time zone (IANA name)")
-    lease_ttl: int = Field(1800, ge=10, le=86_400, description="lease length in seconds")
+    lease_ttl: int = Field(
+        1800, ge=MIN_LEASE_SECONDS, le=MAX_LEASE_SECONDS, description="lease length in seconds"
+    )
     max_expiries: int = Field(3, ge=1, le=100, description="expiries before requires_decision")
     auto_approve_prerequisites: bool = Field(
         False, description="hand-off prerequisites skip the approval gate"
@@ -61,6 +65,9 @@ class Settings(BaseSettings):
         3, ge=0, le=365, description="days after which an unverified completion is flagged"
     )
     sweep_every: int = Field(30, ge=1, description="seconds between lease-expiry sweeps")
+    prompt_ttl: int = Field(
+        900, ge=60, le=86_400, description="seconds the bot waits for the answer to a prompt"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="how much `ob serve` logs; DEBUG adds the libraries' own chatter"
     )

@@ -87,7 +87,8 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> list[Task]:
+def _where(flt: TaskFilter, prefix: str) -> tuple[str, list[Any]]:
+    """The filter as a WHERE clause of constant fragments, with every value a $n parameter."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -122,12 +123,21 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
         where.append(blocked_sql)
     elif flt.blocked is False:
         where.append(f"not {blocked_sql}")
-    # Only constant fragments are joined here; every value is a $n parameter.
+    return (" where " + " and ".join(where) if where else ""), args
+
+
+async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> list[Task]:
+    where, args = _where(flt, prefix)
     sql = (
-        f"select {TASK_COLUMNS} from {TASK_FROM}"  # noqa: S608
-        + (" where " + " and ".join(where) if where else "")
-        + " order by t.priority, t.id limit "
-        + arg(flt.limit)
+        f"select {TASK_COLUMNS} from {TASK_FROM}{where}"  # noqa: S608 - constant fragments
+        f" order by t.priority, t.id limit ${len(args) + 1}"
     )
-    rows = await conn.fetch(sql, *args)
+    rows = await conn.fetch(sql, *args, flt.limit)
     return [task_from_row(r, prefix) for r in rows]
+
+
+async def count_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> int:
+    """How many tasks match (the limit aside)."""
+    where, args = _where(flt, prefix)
+    sql = f"select count(*) from tasks t{where}"  # noqa: S608 - constant fragments
+    return int(await conn.fetchval(sql, *args))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from pydantic import BaseModel
 
 from core.agents import Unauthorized
 from core.auth import Authenticator
@@ -22,9 +22,13 @@ from core.db import UNAVAILABLE
 from core.errors import BacklogError
 from core.leases import Heartbeat, Leases
 from core.models import Actor, Task
+from core.outbox import OutboxStats, outbox_stats
 from core.spec import REPO_RE, SpecError
+from core.supervise import Board, PartState
+from gateway.asgi import UNAVAILABLE_MESSAGE, BodyLimit, unavailable_headers
 from gateway.mcp import build_mcp
 from gateway.schemas import (
+    KEY_PATTERN,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
@@ -44,60 +48,15 @@ STATUS_OF = {
     "invalid_transition": 409,
     "invalid": 422,
 }
-KEY_PATH = Path(..., max_length=40, pattern=r"^[A-Za-z0-9-]+$", description="Task key, e.g. OB-12")
+KEY_PATH = Path(..., max_length=40, pattern=KEY_PATTERN, description="Task key, e.g. OB-12")
 OPERATOR_ACTIONS = ("approve", "reject", "lane", "edit")
 
 
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not they declare a length."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _too_large(self.limit, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _too_large(self.limit, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _too_large(limit: int, send: Send) -> None:
-    body = (
-        Problem(error="too_large", message=f"request body over {limit} bytes; send a smaller spec")
-        .model_dump_json()
-        .encode()
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    database: Literal["ok", "unavailable"]
+    parts: dict[str, PartState]
+    outbox: OutboxStats | None = None
 
 
 async def current_agent(request: Request) -> Actor:
@@ -116,15 +75,17 @@ Key = Annotated[str, KEY_PATH]
 def problem(
     status: int, error: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
+    headers = {401: {"WWW-Authenticate": "Bearer"}, 503: unavailable_headers()}.get(status)
     return JSONResponse(
         Problem(error=error, message=message, details=details or {}).model_dump(mode="json"),
         status_code=status,
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers=headers,
     )
 
 
-def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
-    """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp."""
+def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool = True) -> FastAPI:
+    """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp. `board` is
+    the status board of the `ob serve` this runs in (for the health endpoint)."""
     leases = Leases(backlog)
     settings = backlog.settings
 
@@ -165,11 +126,7 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
         return problem(STATUS_OF.get(exc.code, 400), exc.code, exc.message, exc.details)
 
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        return problem(
-            503,
-            "database_unavailable",
-            "the backlog's database is unreachable or restarting; retry shortly",
-        )
+        return problem(503, "database_unavailable", UNAVAILABLE_MESSAGE)
 
     for unavailable in UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_down)
@@ -192,10 +149,21 @@ def create_app(backlog: Backlog, *, with_mcp: bool = True) -> FastAPI:
         code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422)
     }
 
-    @app.get("/v1/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        await backlog.ping()
-        return {"status": "ok"}
+    @app.get("/v1/health", tags=["meta"], responses={503: {"model": Health}})
+    async def health() -> JSONResponse:
+        """Is the backlog up? The database, this process's parts, and the notices waiting.
+        Open to anyone: it names states and counts, never errors or internals."""
+        parts = {p.name: p.state for p in board.parts.values()} if board else {}
+        try:
+            outbox = await outbox_stats(backlog)
+        except UNAVAILABLE:
+            body = Health(status="unavailable", database="unavailable", parts=parts)
+            return JSONResponse(body.model_dump(mode="json"), status_code=503)
+        degraded = outbox.dead or any(s == PartState.FAILING for s in parts.values())
+        body = Health(
+            status="degraded" if degraded else "ok", database="ok", parts=parts, outbox=outbox
+        )
+        return JSONResponse(body.model_dump(mode="json"))
 
     @app.get("/v1/me", tags=["meta"], responses=errors)
     async def me(actor: Agent) -> dict[str, str]:

@@ -7,7 +7,6 @@ resolves the agent from the token again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -20,10 +19,22 @@ from pydantic import Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.agents import Unauthorized
+from core.db import UNAVAILABLE
 from core.errors import BacklogError
 from core.leases import Leases
 from core.models import Actor
-from core.spec import SpecError, parse
+from core.spec import MAX_SPEC_BYTES, SpecError, parse
+from gateway.asgi import UNAVAILABLE_MESSAGE, send_problem, unavailable_headers
+from gateway.schemas import (
+    Commits,
+    Epoch,
+    FindingsText,
+    Key,
+    LeaseSeconds,
+    Note,
+    Reason,
+    RepoName,
+)
 
 INSTRUCTIONS = """\
 Operator Backlog: the operator's approved work for coding agents. The loop:
@@ -40,9 +51,7 @@ task now: stop working on it. New ideas go in with file_draft; the operator appr
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Key = Annotated[str, Field(description="Task key, e.g. OB-12", max_length=40)]
 Authenticate = Callable[[str | None], Awaitable[Actor]]
-Epoch = Annotated[int, Field(description="The epoch your claim returned", ge=1)]
 
 
 @dataclass
@@ -64,18 +73,18 @@ class BearerGuard:
             try:
                 await self.authenticate(_bearer(header))
             except Unauthorized as err:
-                body = json.dumps({"error": err.code, "message": err.message}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
-                        ],
-                    }
+                await send_problem(
+                    send, 401, err.code, err.message, headers={"WWW-Authenticate": "Bearer"}
                 )
-                await send({"type": "http.response.body", "body": body})
+                return
+            except UNAVAILABLE:
+                await send_problem(
+                    send,
+                    503,
+                    "database_unavailable",
+                    UNAVAILABLE_MESSAGE,
+                    headers=unavailable_headers(),
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -96,6 +105,8 @@ def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise ToolError(str(err)) from err
         except BacklogError as err:
             raise ToolError(f"{err.code}: {err.message}") from err
+        except UNAVAILABLE as err:
+            raise ToolError(f"database_unavailable: {UNAVAILABLE_MESSAGE}") from err
 
     return wrapper
 
@@ -118,16 +129,21 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @_tool_errors
     async def claim_next(
         ctx: Context,
-        repos: Annotated[list[str] | None, Field(description="Only tasks in these repos")] = None,
-        lease_seconds: Annotated[int | None, Field(ge=5, le=86_400)] = None,
+        repos: Annotated[
+            list[RepoName] | None, Field(max_length=200, description="Only tasks in these repos")
+        ] = None,
+        lease_seconds: LeaseSeconds | None = None,
     ) -> dict[str, Any]:
         lease = await leases.claim(await agent(ctx), repos=repos, lease_seconds=lease_seconds)
         return {"lease": lease.model_dump(mode="json") if lease else None}
 
     @server.tool(description="Extend your lease on a task. Refused if your epoch is stale.")
     @_tool_errors
-    async def heartbeat(ctx: Context, key: Key, epoch: Epoch) -> dict[str, Any]:
-        return (await leases.heartbeat(key, await agent(ctx), epoch)).model_dump(mode="json")
+    async def heartbeat(
+        ctx: Context, key: Key, epoch: Epoch, lease_seconds: LeaseSeconds | None = None
+    ) -> dict[str, Any]:
+        hb = await leases.heartbeat(key, await agent(ctx), epoch, lease_seconds=lease_seconds)
+        return hb.model_dump(mode="json")
 
     @server.tool(
         description="Complete an autonomous_safe task with the commit SHAs that did it. "
@@ -138,8 +154,8 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
         ctx: Context,
         key: Key,
         epoch: Epoch,
-        commits: Annotated[list[str], Field(description="Commit SHAs", max_length=50)] = [],  # noqa: B006
-        note: Annotated[str | None, Field(max_length=4000)] = None,
+        commits: Commits = [],  # noqa: B006 - pydantic copies defaults
+        note: Note | None = None,
     ) -> dict[str, Any]:
         task = await leases.complete(key, await agent(ctx), epoch, commits=commits, note=note)
         return task.model_dump(mode="json")
@@ -147,7 +163,7 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @server.tool(description="Give a task back to the queue without finishing it.")
     @_tool_errors
     async def release_task(
-        ctx: Context, key: Key, epoch: Epoch, reason: str | None = None
+        ctx: Context, key: Key, epoch: Epoch, reason: Reason | None = None
     ) -> dict[str, Any]:
         return (await leases.release(key, await agent(ctx), epoch, reason)).model_dump(mode="json")
 
@@ -157,7 +173,7 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     )
     @_tool_errors
     async def report_findings(
-        ctx: Context, key: Key, epoch: Epoch, text: Annotated[str, Field(max_length=20_000)]
+        ctx: Context, key: Key, epoch: Epoch, text: FindingsText
     ) -> dict[str, Any]:
         return (await leases.findings(key, await agent(ctx), epoch, text)).model_dump(mode="json")
 
@@ -172,9 +188,10 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
         key: Key,
         epoch: Epoch,
         prerequisite_spec: Annotated[
-            str, Field(description="The prerequisite in the spec text form")
+            str,
+            Field(max_length=MAX_SPEC_BYTES, description="The prerequisite in the spec text form"),
         ],
-        reason: str | None = None,
+        reason: Reason | None = None,
     ) -> dict[str, Any]:
         task, prereq = await leases.handoff(
             key, await agent(ctx), epoch, parse(prerequisite_spec), reason
@@ -190,7 +207,8 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     )
     @_tool_errors
     async def file_draft(
-        ctx: Context, spec: Annotated[str, Field(description="The spec text form")]
+        ctx: Context,
+        spec: Annotated[str, Field(max_length=MAX_SPEC_BYTES, description="The spec text form")],
     ) -> dict[str, Any]:
         return (await backlog.file(parse(spec), await agent(ctx))).model_dump(mode="json")
 
@@ -203,7 +221,9 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @server.tool(description="List ready work in the agent lanes, best first.")
     @_tool_errors
     async def list_ready(
-        ctx: Context, repo: str | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
+        ctx: Context,
+        repo: RepoName | None = None,
+        limit: Annotated[int, Field(strict=True, ge=1, le=200)] = 20,
     ) -> dict[str, Any]:
         await agent(ctx)
         tasks = await leases.ready(repo, limit)

@@ -7,9 +7,31 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.leases import Lease
+from core.models import MAX_EPOCH, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
 from core.spec import MAX_SPEC_BYTES, REPO_RE, Spec, make_spec, parse
 
-RepoName = Annotated[str, Field(pattern=REPO_RE.pattern, max_length=100)]
+# Inputs shared by the REST API and the MCP tools, so both validate alike.
+RepoName = Annotated[
+    str, Field(pattern=REPO_RE.pattern, max_length=100, description="A repository name")
+]
+KEY_PATTERN = r"^[A-Za-z0-9-]+$"
+Key = Annotated[str, Field(max_length=40, pattern=KEY_PATTERN, description="Task key, e.g. OB-12")]
+Epoch = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_EPOCH, description="The epoch your claim returned")
+]
+LeaseSeconds = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=MIN_LEASE_SECONDS,
+        le=MAX_LEASE_SECONDS,
+        description="Lease length in seconds (default OB_LEASE_TTL)",
+    ),
+]
+Reason = Annotated[str, Field(max_length=1000, description="Why, in a sentence")]
+Note = Annotated[str, Field(max_length=4000)]
+FindingsText = Annotated[str, Field(min_length=1, max_length=20_000)]
+Commits = Annotated[list[str], Field(max_length=50, description="Commit SHAs")]
 
 
 class Body(BaseModel):
@@ -36,7 +58,7 @@ class ClaimRequest(Body):
     repos: list[RepoName] | None = Field(
         None, max_length=200, description="Only take tasks in these repositories."
     )
-    lease_seconds: int | None = Field(None, ge=5, le=86_400, description="Lease length in seconds.")
+    lease_seconds: LeaseSeconds | None = None
 
 
 class ClaimResponse(BaseModel):
@@ -45,29 +67,29 @@ class ClaimResponse(BaseModel):
 
 
 class Fenced(Body):
-    epoch: int = Field(..., ge=1, le=2**62, description="The epoch your claim returned.")
+    epoch: Epoch
 
 
 class HeartbeatRequest(Fenced):
-    lease_seconds: int | None = Field(None, ge=5, le=86_400)
+    lease_seconds: LeaseSeconds | None = None
 
 
 class ReleaseRequest(Fenced):
-    reason: str | None = Field(None, max_length=1000)
+    reason: Reason | None = None
 
 
 class CompleteRequest(Fenced):
-    commits: list[str] = Field(default_factory=list, max_length=50, description="Commit SHAs.")
-    note: str | None = Field(None, max_length=4000)
+    commits: Commits = []
+    note: Note | None = None
 
 
 class FindingsRequest(Fenced):
-    text: str = Field(..., min_length=1, max_length=20_000)
+    text: FindingsText
 
 
 class HandoffRequest(Fenced):
     prerequisite: SpecInput
-    reason: str | None = Field(None, max_length=1000)
+    reason: Reason | None = None
 
 
 class Problem(BaseModel):

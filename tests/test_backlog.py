@@ -116,8 +116,10 @@ async def test_move_lane_of_draft_points_to_approve(backlog: Backlog) -> None:
 
 async def test_edit_records_a_diff(backlog: Backlog) -> None:
     await backlog.file(make_spec(title="x", steps=["a"]), OP)
-    task = await backlog.edit("OB-1", OP, title="y", priority="P0", steps=["a", "b"])
+    edited = await backlog.edit("OB-1", OP, title="y", priority="P0", steps=["a", "b"])
+    task = edited.task
     assert (task.title, task.priority, task.steps) == ("y", 0, ["a", "b"])
+    assert edited.summary() == "title, priority P2 → P0, steps 1 → 2"
     ev = (await backlog.history("OB-1"))[-1]
     assert ev.kind == "edited"
     assert ev.details["changes"] == {
@@ -129,7 +131,7 @@ async def test_edit_records_a_diff(backlog: Backlog) -> None:
 
 async def test_edit_without_change_writes_no_event(backlog: Backlog) -> None:
     await backlog.file(make_spec(title="x"), OP)
-    await backlog.edit("OB-1", OP, title="x")
+    assert (await backlog.edit("OB-1", OP, title="x")).summary() == "nothing changed"
     assert len(await backlog.history("OB-1")) == 1
 
 
@@ -144,7 +146,9 @@ async def test_edit_refuses_bad_values_and_unknown_fields(backlog: Backlog) -> N
 
 async def test_edit_from_text_form(backlog: Backlog) -> None:
     await backlog.file(make_spec(title="x"), OP)
-    task = await backlog.edit_from_spec("OB-1", parse("New title\nrepo: api\nsteps:\n- one"), OP)
+    task = (
+        await backlog.edit_from_spec("OB-1", parse("New title\nrepo: api\nsteps:\n- one"), OP)
+    ).task
     assert (task.title, task.repo, task.steps) == ("New title", "api", ["one"])
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+import pytest
 from aiogram import Bot
+from aiogram.exceptions import TelegramServerError
 
 from bot import render
 from bot.app import DEFAULTS
@@ -73,13 +75,13 @@ async def test_digest_sent_once_per_day_with_two_processes(backlog: Backlog) -> 
     assert jobs[0].due_day(before) is None and jobs[0].due_day(too_late) is None
     assert str(jobs[0].due_day(late)) == "2026-01-05"
     results = [await jobs[0].run_due(on_time), await jobs[1].run_due(on_time)]
-    assert sorted(results) == [False, True]
-    assert await jobs[1].run_due(late) is False  # the catch-up finds it sent
+    assert sorted(results, key=str) == [None, "sent the digest for 2026-01-05"]
+    assert await jobs[1].run_due(late) is None  # the catch-up finds it sent
     sends = sessions[0].of("SendMessage") + sessions[1].of("SendMessage")
     assert sorted(m.chat_id for m in sends) == [1, 2]
     assert all("Daily lane digest" in m.text and m.reply_markup for m in sends)
     # a missed day is caught up within the grace window
-    assert await jobs[1].run_due(datetime(2026, 1, 6, 7, 40, tzinfo=UTC)) is True
+    assert await jobs[1].run_due(datetime(2026, 1, 6, 7, 40, tzinfo=UTC))
     assert await bl.pool.fetchval("select count(*) from digest_runs where sent_at is not null") == 2
 
 
@@ -90,6 +92,7 @@ async def test_failed_digest_is_retried(backlog: Backlog) -> None:
     job = DigestJob(Bot("123456:TEST", session=session, default=DEFAULTS), backlog, [1], "w", 3600)
     session.failures = [server_error()]
     day = datetime(2026, 2, 1, tzinfo=UTC).date()
-    assert await job.send_for(day) is False
-    assert await job.send_for(day) is True
+    with pytest.raises(TelegramServerError):  # the supervisor logs it and shows it failing
+        await job.send_for(day)
+    assert await job.send_for(day) is True  # the day was freed: the next check sends it
     assert len(session.of("SendMessage")) == 1

@@ -140,7 +140,7 @@ async def test_expiry_and_exhaustion(backlog: Backlog, make_agent) -> None:
     await backlog.pool.execute("update tasks set expiries = $1", backlog.settings.max_expiries - 2)
     leases = Leases(backlog)
     for _ in range(2):
-        await leases.claim(agent, lease_seconds=5)
+        await leases.claim(agent, lease_seconds=10)
         await backlog.pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
         await leases.sweep()
     notifier, session = make(backlog, chats=[1])

@@ -18,7 +18,7 @@ from core.models import Actor, Lane
 from core.spec import make_spec
 
 OP = Actor.operator("test")
-LEASE = 5
+LEASE = 10
 
 
 async def test_sigkilled_agent_leases_are_reclaimed_exactly_once(

@@ -77,7 +77,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
         "update tasks set expiries = $2 where number = $1", flaky.number, settings.max_expiries - 2
     )
     for _ in range(2):  # lease_expired, then attempts_exhausted
-        await leases.claim(codex, lease_seconds=5)
+        await leases.claim(codex, lease_seconds=10)
         await backlog.pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
         await leases.sweep()
 

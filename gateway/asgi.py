@@ -1,0 +1,84 @@
+"""Answers given below FastAPI: the body limit, and problem responses sent straight on the
+ASGI channel (by the body limit and the MCP endpoint's bearer guard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.schemas import Problem
+
+RETRY_AFTER_SECONDS = 2
+UNAVAILABLE_MESSAGE = "the backlog's database is unreachable or restarting; retry shortly"
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    error: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    body = Problem(error=error, message=message, details=details or {}).model_dump_json().encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def unavailable_headers() -> dict[str, str]:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, declared or chunked: the body is read
+    (up to the limit) before the app sees it, then handed over whole."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        first: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            return await receive()  # after the body: a disconnect, for streaming answers
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        await send_problem(
+            send,
+            413,
+            "too_large",
+            f"request body over {self.limit} bytes; send a smaller spec",
+            headers={"Connection": "close"},
+        )
