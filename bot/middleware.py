@@ -88,6 +88,7 @@ class PromptExpiry(BaseMiddleware):
             if seen is not None and now - datetime.fromisoformat(seen) > self.ttl:
                 data["expired_prompt"] = self.describe(current, saved)
                 await state.clear()
+                data["raw_state"] = None  # route the message as if no prompt were open
         result = await handler(event, data)
         if await state.get_state() is not None:
             await state.update_data({LAST_SEEN: now.isoformat()})

@@ -52,16 +52,12 @@ def err_console() -> Console:
 
 
 def print_json(value: Any) -> None:
-    """JSON for scripts and agents: models, lists of models, or plain data."""
+    """JSON for scripts and agents: models (however nested), lists, plain data."""
     import json
 
-    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
 
-    def plain(v: Any) -> Any:
-        return v.model_dump(mode="json") if isinstance(v, BaseModel) else v
-
-    data = [plain(v) for v in value] if isinstance(value, list) else plain(value)
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -158,7 +158,9 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
             outbox = await outbox_stats(backlog)
         except UNAVAILABLE:
             body = Health(status="unavailable", database="unavailable", parts=parts)
-            return JSONResponse(body.model_dump(mode="json"), status_code=503)
+            return JSONResponse(
+                body.model_dump(mode="json"), status_code=503, headers=unavailable_headers()
+            )
         degraded = outbox.dead or any(s == PartState.FAILING for s in parts.values())
         body = Health(
             status="degraded" if degraded else "ok", database="ok", parts=parts, outbox=outbox

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.schemas import Problem
 
 RETRY_AFTER_SECONDS = 2
+DRAIN_LIMIT = 16 * 1024 * 1024  # an oversize body is read this far before the 413 goes out
 UNAVAILABLE_MESSAGE = "the backlog's database is unreachable or restarting; retry shortly"
 
 
@@ -57,11 +58,13 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.limit:
+                await self._drain(receive, more)
                 await self._refuse(send)
                 return
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         first: Message | None = {"type": "http.request", "body": b"".join(chunks)}
 
@@ -73,6 +76,17 @@ class BodyLimit:
             return await receive()  # after the body: a disconnect, for streaming answers
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive, more: bool) -> None:
+        """Read (and drop) the rest of an oversize body, up to DRAIN_LIMIT, so the client that
+        is still sending reads the 413 instead of a reset connection."""
+        drained = 0
+        while more and drained < DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     async def _refuse(self, send: Send) -> None:
         await send_problem(

@@ -2,7 +2,9 @@
 
 `FakeTelegram`: a small Bot API HTTP server (getMe, getUpdates, sendMessage, editMessageText,
 answerCallbackQuery, setMyCommands, deleteWebhook) that records every call, queues updates for
-long polling, and answers 429 (with retry_after) or 502 on demand.
+long polling, and on demand answers what a real one (or a proxy in front of it) can: 429 with
+retry_after, a JSON 502, an HTML 502 page, a plain-text 500, 400/403 refusals, a 404 for a
+method it lacks, or a dropped connection.
 
 `RecordingSession`: an aiogram session that records each method call and returns plausible
 results without any network; it also checks what a real Bot API would refuse (text over 4,096
@@ -35,6 +37,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
+Fault = tuple[int, int | str]
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "ob", "username": "ob_test_bot"}
 ALLOWED_TAGS = {"b", "i", "u", "s", "code", "pre", "a", "tg-spoiler", "blockquote"}
 
@@ -178,7 +181,7 @@ class FakeTelegram:
         self.calls: list[dict[str, Any]] = []
         self.messages: dict[int, dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
-        self.faults: dict[str, list[tuple[int, int]]] = {}
+        self.faults: dict[str, list[Fault]] = {}
         self._message_ids = itertools.count(500)
         self._update_ids = itertools.count(1)
         self.confirmed = 0
@@ -187,8 +190,10 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
 
     # -- control
-    def fail(self, method: str, *faults: tuple[int, int]) -> None:
-        """Queue failures for a method: (429, retry_after) or (502, 0)."""
+    def fail(self, method: str, *faults: Fault) -> None:
+        """Queue failures for a method, each used once: (429, retry_after), (502, 0) (a JSON
+        502), (502, "html"), (500, "text"), (400, "description"), (403, "description"),
+        (404, "missing") or (0, "drop") (the connection closes without an answer)."""
         self.faults.setdefault(method, []).extend(faults)
 
     def ok(self, method: str) -> list[dict[str, Any]]:
@@ -282,15 +287,7 @@ class FakeTelegram:
         self.calls.append(call)
         faults = self.faults.get(method)
         if faults:
-            status, after = faults.pop(0)
-            call["status"] = status
-            body: dict[str, Any] = {"ok": False, "error_code": status}
-            if status == 429:
-                body["description"] = f"Too Many Requests: retry after {after}"
-                body["parameters"] = {"retry_after": after}
-            else:
-                body["description"] = "Bad Gateway"
-            return web.json_response(body, status=status)
+            return self._fault(request, call, *faults.pop(0))
         result = await self._result(method, params)
         if result is None:
             call["status"] = 404
@@ -298,6 +295,29 @@ class FakeTelegram:
                 {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
             )
         return web.json_response({"ok": True, "result": result})
+
+    def _fault(
+        self, request: web.Request, call: dict[str, Any], status: int, arg: int | str
+    ) -> web.Response:
+        call["status"] = status
+        if status == 0:  # drop the connection
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if arg == "html":
+            page = "<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+            return web.Response(status=status, text=page, content_type="text/html")
+        if arg == "text":
+            return web.Response(status=status, text=f"{status} Internal Server Error")
+        body: dict[str, Any] = {"ok": False, "error_code": status}
+        if status == 429:
+            body["description"] = f"Too Many Requests: retry after {arg}"
+            body["parameters"] = {"retry_after": arg}
+        elif status in (400, 403, 404) and isinstance(arg, str):
+            body["description"] = arg if arg != "missing" else "Not Found"
+        else:
+            body["description"] = "Bad Gateway"
+        return web.json_response(body, status=status)
 
     async def _result(self, method: str, p: dict[str, Any]) -> Any:
         if method == "getMe":

@@ -49,13 +49,17 @@ class BotEnv:
         return {b.text: b.callback_data for row in markup.inline_keyboard for b in row}
 
 
-@pytest.fixture
-async def env(backlog: Backlog) -> BotEnv:
+def make_env(backlog: Backlog) -> BotEnv:
     settings = backlog.settings.model_copy(update={"operator_ids": [OP]})
     bl = Backlog(backlog.pool, settings)
     session = RecordingSession()
     bot = Bot("123456:TEST", session=session, default=DEFAULTS)
     return BotEnv(bl, bot, build_dispatcher(bl), session)
+
+
+@pytest.fixture
+async def env(backlog: Backlog) -> BotEnv:
+    return make_env(backlog)
 
 
 async def test_capture_then_save(env: BotEnv) -> None:
@@ -339,3 +343,54 @@ async def test_views(env: BotEnv, make_agent) -> None:
     assert "autonomous: 1 (1 claimed)" in texts[7]
     assert "claude" in texts[8] and "left" in texts[8]
     assert "Daily lane digest" in texts[9] and "did not understand" in texts[10]
+
+
+async def test_a_prompt_expires_and_a_later_idea_is_a_new_capture(env: BotEnv) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.forms import LAST_SEEN
+
+    op = Actor.operator("t")
+    await env.backlog.file(make_spec(title="first idea"), op)
+    await env.tap("c:ed:1:")
+    assert "I wait 15 minutes for it" in env.session.texts()[-1]
+    # an hour passes before the next message
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    await env.backlog.pool.execute(
+        "update bot_fsm set data = jsonb_set(data, $1, to_jsonb($2::text))",
+        [LAST_SEEN],
+        an_hour_ago,
+    )
+    await env.say("a brand new idea")
+    reply = env.session.texts()[-1]
+    assert "I stopped waiting for your edit of OB-1" in reply and "Draft preview" in reply
+    assert (await env.backlog.get("OB-1")).title == "first idea"
+    # answered in time, the edit applies and says what changed
+    await env.tap("c:ed:1:")
+    await env.say("first idea, sharper\npriority: P0")
+    assert env.session.texts()[-1].startswith("✏️ <b>OB-1</b> updated: title, priority P2 → P0")
+
+
+async def test_find_says_how_many_and_how_to_narrow(env: BotEnv) -> None:
+    await env.backlog.pool.execute(
+        """insert into tasks (title, status, lane, created_by, approved_by)
+           select 'alpha ' || g, 'open', 'requires_triage', 'operator:t', 'operator:t'
+           from generate_series(1, 200) g"""
+    )
+    await env.say("/find alpha")
+    text = env.session.texts()[-1]
+    assert "first 25 of 200 matches" in text and "Narrow it" in text
+    await env.say("/find alpha 7")
+    assert "<b>" in env.session.texts()[-1]
+
+
+async def test_a_long_task_card_keeps_its_frame(env: BotEnv) -> None:
+    op = Actor.operator("t")
+    steps = [f"step {i} " + "x" * 880 for i in range(60)]
+    await env.backlog.file(make_spec(title="a long plan", steps=steps), op)
+    await env.backlog.reject("OB-1", op, "too big")
+    await env.say("/task OB-1")
+    text = env.session.texts()[-1]
+    assert len(text) <= 4096
+    assert "<b>OB-1</b>" in text and "<b>History</b>" in text and "Rejected by you" in text
+    assert "the spec is cut here" in text and "filed by you just now" in text

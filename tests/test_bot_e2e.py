@@ -182,3 +182,46 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
     finally:
         await pool.close()
         await drop_database(admin_url, url)
+
+
+async def test_polling_starts_without_set_my_commands_and_status_shows_each_part(
+    admin_url: str, tmp_path: Path
+) -> None:
+    """Some Bot API servers lack setMyCommands: the menu is cosmetic, the bot answers anyway;
+    `ob status` (another process) shows every part of the running `ob serve`."""
+    import json
+    import subprocess
+
+    url = await create_database(admin_url)
+    await migrate(url)
+    try:
+        async with FakeTelegram() as fake:
+            fake.fail("setMyCommands", *[(404, "missing")] * 50)
+            serve = Serve(url, fake, tmp_path)
+            await serve.start()
+            fake.push_message(OPERATOR, "/lanes")
+            await fake.wait_for(
+                lambda: [m for m in fake.ok("sendMessage") if "<b>Lanes</b>" in m["text"]]
+            )
+            assert fake.statuses("setMyCommands")[:1] == [404]
+            assert "setMyCommands failed" in serve.logs()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+            env["OB_DATABASE_URL"] = url
+            r = subprocess.run(
+                [sys.executable, "-m", "cli.main", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert r.returncode == 0, r.stderr
+            (process,) = json.loads(r.stdout)["processes"]
+            parts = {p["name"]: p["state"] for p in process["parts"]}
+            assert {k: parts.get(k) for k in ("gateway", "polling", "notifier")} == {
+                "gateway": "running",
+                "polling": "running",
+                "notifier": "running",
+            }, parts
+            await serve.stop(signal.SIGTERM)
+    finally:
+        await drop_database(admin_url, url)

@@ -138,6 +138,50 @@ async def test_bad_input_is_clear(gateway: str, backlog: Backlog, make_agent) ->
     assert await backlog.list() == []
 
 
+async def test_chunked_bodies_over_the_limit_are_413(gateway: str, make_agent) -> None:
+    """No Content-Length (chunked transfer): REST and MCP both answer 413, not 400 or 500."""
+    _, token = await make_agent("codex")
+
+    async def chunks():
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    async with client(gateway, token) as c:
+        for path in ("/v1/tasks", "/mcp/"):
+            r = await c.post(
+                path,
+                content=chunks(),
+                headers={"content-type": "application/json", "accept": "application/json"},
+            )
+            assert r.status_code == 413, (path, r.status_code, r.text)
+            assert r.json()["error"] == "too_large"
+
+
+async def test_epochs_are_strict_and_leases_follow_one_rule(
+    gateway: str, backlog: Backlog, make_agent
+) -> None:
+    _, token = await make_agent("codex")
+    await backlog.file(make_spec(title="t"), OP, lane=Lane.AUTONOMOUS)
+    async with client(gateway, token) as c:
+        for epoch in ("1", True, 1.0, 10**23, 0):
+            r = await c.post("/v1/tasks/OB-1/heartbeat", json={"epoch": epoch})
+            assert r.status_code == 422 and "epoch" in r.json()["message"], epoch
+        r = await c.post("/v1/claim", json={"lease_seconds": 5})
+        assert r.status_code == 422 and "greater than or equal to 10" in r.json()["message"]
+        r = await c.post("/v1/claim", json={"lease_seconds": 10})
+        assert r.status_code == 200 and r.json()["lease"]["epoch"] == 1
+
+
+async def test_health_names_states_not_internals(gateway: str, backlog: Backlog) -> None:
+    await backlog.file(make_spec(title="a draft"), Actor.agent("codex", 1))
+    async with client(gateway) as c:
+        r = await c.get("/v1/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["outbox"]["pending"] == 1 and body["outbox"]["dead"] == 0
+
+
 async def test_openapi_schema_is_served(gateway: str) -> None:
     async with client(gateway) as c:
         schema = (await c.get("/openapi.json")).json()

@@ -68,3 +68,33 @@ async def test_mcp_refuses_requests_without_a_token(gateway: str, make_agent) ->
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         )
         assert r.status_code == 401
+
+
+async def test_mcp_inputs_are_validated_like_rest(
+    gateway: str, backlog: Backlog, make_agent
+) -> None:
+    """Out-of-range and wrong-typed arguments get REST's checks and a message that says what
+    is wrong, never a bare 'Error executing tool'."""
+    _, token = await make_agent("codex")
+    await backlog.file(make_spec(title="t"), OP, lane=Lane.AUTONOMOUS)
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    async with (
+        streamable_http_client(f"{gateway}/mcp/", http_client=http) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        cases = [
+            ("heartbeat", {"key": "OB-1", "epoch": 10**23}, "less than or equal"),
+            ("heartbeat", {"key": "OB-1", "epoch": "1"}, "valid integer"),
+            ("heartbeat", {"key": "OB-1", "epoch": True}, "valid integer"),
+            ("list_ready", {"repo": "../../etc"}, "should match pattern"),
+            ("claim_next", {"lease_seconds": 5}, "greater than or equal to 10"),
+            ("claim_next", {"repos": ["web\u0000"]}, "should match pattern"),
+        ]
+        for tool, args, says in cases:
+            res = await session.call_tool(tool, args)
+            assert res.is_error, (tool, args)
+            text = res.content[0].text
+            assert says in text and text != f"Error executing tool {tool}", (tool, args, text)
+        res = await session.call_tool("claim_next", {"lease_seconds": 10})
+        assert not res.is_error and res.structured_content["lease"]["key"] == "OB-1"
