@@ -176,22 +176,29 @@ def reconcile_cmd(
             {
                 "repos": [vars(r) for r in summary.repos],
                 "discovered": summary.discovered,
+                "skipped": [s.model_dump(mode="json") for s in summary.skipped],
                 "verified": summary.verified,
+                "commits_read": summary.commits_read,
                 "seconds": summary.seconds,
             }
         )
     else:
         if summary.discovered:
             console.print(f"discovered: {', '.join(summary.discovered)}")
+        print_skipped(summary.skipped)
         if summary.repos:
             console.print(summary_table(summary))
+        lost = summary.total("evidence_lost")
         console.print(
-            f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s: "
+            f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s,"
+            f" {summary.commits_read} commit(s) read: "
             f"{summary.total('closed')} closed, {summary.total('linked')} linked, "
-            f"{len(summary.verified)} verified"
+            f"{len(summary.verified) + summary.total('reverified')} verified"
             + (f" ({', '.join(summary.verified[:10])})" if summary.verified else "")
+            + (f", [red]{lost} lost their evidence[/red]" if lost else "")
             + f", {summary.total('unknown_keys')} unknown key(s), "
             f"{len(summary.errors)} error(s)"
+            + (f", {len(summary.skipped)} folder(s) skipped" if summary.skipped else "")
         )
     if summary.errors:
         raise typer.Exit(4)
