@@ -17,7 +17,13 @@ update repos set seen_tips = coalesce(
 -- window rescans inflated)
 update repos r set commits_seen = (select count(*) from git_commits g where g.repo_id = r.id);
 
+-- git_commits.pos still grows with newer commits, now with gaps: each scan streams its commits
+-- newest first into a block of 2^32 positions of its own (core/git/reconcile.py, POS_BLOCK).
+-- files: one text, a line per file (an array costs a first scan three times as much to COPY)
 alter table git_commits
+    alter column files drop default,
+    alter column files type text using array_to_string(files, E'\n'),
+    alter column files set default '',
     -- a revert: the commits (SHAs or prefixes) its message says it reverts
     add column reverts      text[],
     -- the default-branch commit that reverted this one (null: its change is on the branch)

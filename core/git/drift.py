@@ -45,7 +45,7 @@ select (select pos from b) as base_pos,
        (select coalesce(array_agg(x.sha || ' ' || x.subject order by x.pos desc), '{}')
         from (select * from s order by pos desc limit $3) x) as subjects,
        (select coalesce(array_agg(distinct f.f order by f.f), '{}')
-        from s, unnest(s.files) as f(f)
+        from s, unnest(string_to_array(s.files, E'\\n')) as f(f)
         where f.f = any($4::text[]) or regexp_replace(f.f, '^.*/', '') = any($4::text[])
        ) as files
 """
@@ -154,8 +154,7 @@ async def _drift_from_git(
             }
         _, text = run_git(
             path,
-            *log_args(files=True),
-            "--topo-order",
+            *log_args(files=True, topo=True),
             f"--max-count={GIT_FALLBACK_COMMITS}",
             f"{task.base_sha}..{tip}",
         )

@@ -8,29 +8,36 @@ terminated tokens. Trailers (`Agent:`) are parsed here, and only for the few com
 name a task, instead of asking git to parse every commit's trailers.
 
 What to read is decided by the reconciler (see reconcile.py): the default branch's new commits
-(`tip --not cursor`, oldest first, with file lists) and, separately, the other branches' new
-commits (`new tips --not <default tip> <every tip seen before>`, messages only).
+(`tip --not cursor`, newest first in topological order, with file lists) and, separately, the
+other branches' new commits (`new tips --not <default tip> <every tip seen before>`, messages
+only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, NamedTuple
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 REC = b"\x1e\x1e"
+SEP = b"\x00\x1e\x1e"
 FORMAT = "--format=%x1e%x1e%H%x00%P%x00%ae%x00%ct%x00%B"
 MAX_FILES = 200  # files kept per commit
 MAX_MESSAGE = 1 << 20  # characters of a message searched for keys
 BATCH = 2000  # commits handed over at a time
-IN_FLIGHT = 4  # batches parsed ahead of the consumer
+IN_FLIGHT = 16  # chunks read ahead of the parser
 READ_CHUNK = 1 << 20
 
 GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -56,20 +63,17 @@ class GitError(Exception):
         return bool(_MISSING.search(self.stderr))
 
 
-@dataclass(slots=True)
-class Commit:
+class Commit(NamedTuple):
     sha: str
     parents: list[str]
     author_email: str
     committed_at: datetime
     message: str
-    files: list[str] = field(default_factory=list)
-    on_default: bool = False
+    files: list[str]
 
     @property
     def subject(self) -> str:
-        line = self.message.split("\n", 1)[0].strip()
-        return line[:200]
+        return self.message.partition("\n")[0].strip()[:200]
 
     @property
     def agent(self) -> str | None:
@@ -135,67 +139,60 @@ def reverted_shas(message: str) -> list[str] | None:
 
 
 class LogParser:
-    """Incremental parser of the NUL-separated log: feed bytes, get finished commits."""
+    """Incremental parser of the NUL-separated log: feed bytes, get finished commits.
+
+    Records are split on NUL RS RS (a message holds no NUL, so only a record start follows a
+    NUL with RS RS; a file name starting with RS RS would be misread, and none does), then
+    each record on NUL into its fields and files."""
 
     def __init__(self) -> None:
-        self.rest = b""
-        self.header: list[bytes] = []
-        self.cur: Commit | None = None
+        self.buf: list[bytes] = []
+        self.tail = b""  # the last bytes seen, for a separator split across two chunks
+        self.first = True
 
     def feed(self, data: bytes) -> list[Commit]:
-        data = self.rest + data if self.rest else data
-        tokens = data.split(b"\x00")
-        self.rest = tokens.pop()
-        return self._tokens(tokens)
+        probe = self.tail + data[:2]
+        self.tail = (self.tail + data)[-2:]
+        self.buf.append(data)
+        if SEP not in probe and SEP not in data:
+            return []  # still inside one record (a long message): join once it ends
+        parts = b"".join(self.buf).split(SEP)
+        rest = parts.pop()
+        self.buf = [rest] if rest else []
+        return [c for c in map(self._record, parts) if c is not None]
 
     def close(self) -> list[Commit]:
-        tokens = [self.rest] if self.rest else []
-        self.rest = b""
-        done = self._tokens(tokens)
-        if self.header:
-            self.header.extend([b""] * (5 - len(self.header)))
-            done.append(self._make(self.header))
-            self.header = []
-        if self.cur is not None:
-            done.append(self.cur)
-            self.cur = None
-        return done
+        data = b"".join(self.buf)
+        self.buf, self.tail = [], b""
+        if not data.strip(b"\x00\n"):
+            return []
+        c = self._record(data)
+        return [c] if c is not None else []
 
-    def _tokens(self, tokens: Iterable[bytes]) -> list[Commit]:
-        done: list[Commit] = []
-        header = self.header
-        for tok in tokens:
-            if header:
-                header.append(tok)
-                if len(header) == 5:
-                    self.cur = self._make(header)
-                    header = self.header = []
-                continue
-            if tok.startswith(REC):
-                if self.cur is not None:
-                    done.append(self.cur)
-                    self.cur = None
-                header.append(tok)
-                continue
-            cur = self.cur
-            if cur is not None and len(cur.files) < MAX_FILES:
-                name = tok.lstrip(b"\n")
-                if name:
-                    cur.files.append(_decode(name))
-        return done
-
-    @staticmethod
-    def _make(h: list[bytes]) -> Commit:
+    def _record(self, rec: bytes) -> Commit | None:
+        if self.first:
+            self.first = False
+            if not rec.startswith(REC):
+                return None  # output before the first record (none is expected)
+            rec = rec[2:]
+        f = rec.split(b"\x00", 5)
+        if len(f) < 5:
+            f += [b""] * (5 - len(f))
         try:
-            when = datetime.fromtimestamp(int(h[3] or b"0"), UTC)
+            when = datetime.fromtimestamp(int(f[3] or b"0"), UTC)
         except (ValueError, OverflowError):
             when = datetime.fromtimestamp(0, UTC)
+        files: list[str] = []
+        if len(f) > 5 and f[5]:
+            names = f[5].decode("utf-8", "replace").lstrip("\n").split("\x00", MAX_FILES)
+            files = [n for n in names[:MAX_FILES] if n]
         return Commit(
-            sha=h[0][2:].decode("ascii", errors="replace"),
-            parents=h[1].decode("ascii", errors="replace").split(),
-            author_email=_decode(h[2]).strip().lower()[:320],
-            committed_at=when,
-            message=_decode(h[4][:MAX_MESSAGE]),
+            f[0].decode("ascii", "replace"),
+            f[1].decode("ascii", "replace").split(),
+            f[2].decode("utf-8", "replace").strip().lower()[:320],
+            when,
+            f[4][:MAX_MESSAGE].decode("utf-8", "replace"),
+            files,
         )
 
 
@@ -205,10 +202,10 @@ def parse_log(out: bytes) -> list[Commit]:
     return p.feed(out) + p.close()
 
 
-def log_args(*, files: bool, reverse: bool = False) -> list[str]:
+def log_args(*, files: bool, topo: bool = False) -> list[str]:
     args = ["log", "-z", "--no-color", "--no-show-signature", FORMAT]
-    if reverse:
-        args += ["--topo-order", "--reverse"]
+    if topo:
+        args.append("--topo-order")
     if files:
         args += ["--name-only", "--no-renames", "--no-ext-diff"]
     return args
@@ -242,17 +239,21 @@ async def stream_log(
     stdin: bytes | None = None,
     batch: int = BATCH,
 ) -> AsyncIterator[list[Commit]]:
-    """Run `git ARGS` in a worker thread and yield its commits in batches, in git's order
-    (`stdin`: written to git first, e.g. revisions for `--stdin`, which git reads before it
-    writes anything). Raises GitError (after the batches read so far) when git fails."""
+    """Run `git ARGS` and yield its commits in batches, in git's order (`stdin`: written to
+    git first, e.g. revisions for `--stdin`, which git reads before it writes anything).
+    Raises GitError (after the batches read so far) when git fails.
+
+    A worker thread only drains git's stdout (it holds the GIL for a moment per chunk, so git
+    never waits on Python); the chunks are parsed here, between the consumer's awaits. At most
+    IN_FLIGHT chunks wait, so memory stays bounded however large the history."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[list[Commit] | BaseException | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
     room = threading.Semaphore(IN_FLIGHT)
     stop = threading.Event()
     procs: list[subprocess.Popen[bytes]] = []
 
-    def hand_over(item: list[Commit] | BaseException | None) -> bool:
-        if isinstance(item, list):
+    def hand_over(item: bytes | BaseException | None) -> bool:
+        if isinstance(item, bytes):
             while not room.acquire(timeout=0.1):
                 if stop.is_set():
                     return False
@@ -276,6 +277,8 @@ async def stream_log(
                     stderr=err,
                 )
                 procs.append(proc)
+                stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
+                _widen_pipe(stdout)
                 if stdin is not None:
                     assert proc.stdin is not None
                     try:
@@ -283,27 +286,16 @@ async def stream_log(
                         proc.stdin.close()
                     except BrokenPipeError:  # git failed early; its stderr says why
                         pass
-                stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
-                parser = LogParser()
-                pending: list[Commit] = []
                 while not stop.is_set():
                     chunk = stdout.read1(READ_CHUNK)  # type: ignore[attr-defined]
-                    if not chunk:
+                    if not chunk or not hand_over(chunk):
                         break
-                    pending.extend(parser.feed(chunk))
-                    if len(pending) >= batch:
-                        if not hand_over(pending):
-                            break
-                        pending = []
                 if stop.is_set():
                     proc.kill()
                     proc.wait()
                     return
-                pending.extend(parser.close())
                 stdout.close()
                 rc = proc.wait()
-                if pending:
-                    hand_over(pending)
                 if rc != 0:
                     err.seek(0)
                     hand_over(GitError(args, rc, _decode(err.read())))
@@ -314,17 +306,34 @@ async def stream_log(
 
     worker = threading.Thread(target=work, name="ob-git-log", daemon=True)
     worker.start()
+    parser = LogParser()
+    pending: list[Commit] = []
     try:
         while True:
             item = await queue.get()
             if item is None:
+                pending.extend(parser.close())
+                if pending:
+                    yield pending
                 return
             if isinstance(item, BaseException):
                 raise item
             room.release()
-            yield item
+            pending.extend(parser.feed(item))
+            if len(pending) >= batch:
+                yield pending
+                pending = []
     finally:
         stop.set()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+
+
+def _widen_pipe(f: IO[bytes]) -> None:
+    """Let git write up to 1 MiB ahead of the reader (Linux; elsewhere the default stays)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if setsize is None:
+        return
+    with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size, or not a pipe
+        fcntl.fcntl(f.fileno(), setsize, 1 << 20)

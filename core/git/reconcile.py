@@ -5,8 +5,10 @@ branch (the pinned one, else the repository's own: see refs.follow_default_branc
 moved since the last scan, stop there. Otherwise, under a row lock on the repo (two reconcilers
 never read the same repo at once), in one transaction:
 
-* the default branch: `git log --topo-order --reverse TIP --not CURSOR` (oldest first, with the
-  files each commit touched), streamed straight into `git_commits` with COPY. If the cursor is
+* the default branch: `git log --topo-order TIP --not CURSOR` (with the files each commit
+  touched), streamed straight into `git_commits` with COPY; each scan's commits take a block of
+  positions (POS_BLOCK), newest last, so positions keep branch order without asking git to
+  count or reverse first. If the cursor is
   not an ancestor of the tip (force-push, reset, another default branch), the commits that left
   the branch are `git rev-list CURSOR --not TIP`; if the cursor object is gone altogether, the
   branch is compared with what is stored, commit by commit (`resync`);
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -66,6 +69,7 @@ from core.tasks import TASK_COLUMNS, TASK_FROM, task_from_row
 
 log = logging.getLogger(__name__)
 
+POS_BLOCK = 1 << 32  # positions per scan: more than any one read can return
 MAX_SEEN_TIPS = 10_000  # tips remembered per repo (older ones may be read again, harmlessly)
 MAX_REVERT_CHAIN = 16  # a revert of a revert of a ... is followed this deep
 GIT_COMMIT_COLUMNS = [
@@ -361,7 +365,7 @@ class _Mention:
     closes: bool
     sha: str
     on_default: bool
-    seq: int  # default branch: grows with newer commits
+    seq: int  # default branch: git's order, newest first (a larger seq is older)
     agent: str | None
     author_email: str
     subject: str
@@ -377,44 +381,47 @@ class _ScanState:
     cursor: str | None
     seen: set[str]
     mentions: list[_Mention] = field(default_factory=list)
-    reverts: list[tuple[str, list[str]]] = field(default_factory=list)  # default, oldest first
+    reverts: list[tuple[str, list[str]]] = field(default_factory=list)  # default, newest first
     cursor_is_parent: bool = False
     merged_tips: set[str] = field(default_factory=set)  # seen tips now on the default branch
     read: int = 0
     seq: int = 0
 
+    def __post_init__(self) -> None:
+        self.interesting = re.compile(rf"{re.escape(self.prefix)}-|revert|reapply", re.I)
+
     def see(self, c: Commit, on_default: bool) -> list[str] | None:
         """Collect what matters of one commit; returns the SHAs it reverts (or None)."""
         self.read += 1
-        low = c.message.lower()
-        reverts = reverted_shas(c.message) if ("revert" in low or "reapply" in low) else None
         if on_default:
             self.seq += 1
             if c.sha in self.seen:
                 self.merged_tips.add(c.sha)
             if self.cursor is not None and self.cursor in c.parents:
                 self.cursor_is_parent = True
-            if reverts:
-                self.reverts.append((c.sha, reverts))
-        if self.prefix.lower() in low:
-            keys = find_keys(c.message, self.prefix)
-            if keys:
-                agent = agent_trailer(c.message)
-                for number, closes in keys.items():
-                    self.mentions.append(
-                        _Mention(
-                            number=number,
-                            closes=closes and reverts is None,
-                            sha=c.sha,
-                            on_default=on_default,
-                            seq=self.seq,
-                            agent=agent,
-                            author_email=c.author_email,
-                            subject=c.subject,
-                            committed_at=c.committed_at,
-                            reverts=reverts,
-                        )
+        if not self.interesting.search(c.message):  # most commits: nothing more to do
+            return None
+        reverts = reverted_shas(c.message)
+        if on_default and reverts:
+            self.reverts.append((c.sha, reverts))
+        keys = find_keys(c.message, self.prefix)
+        if keys:
+            agent = agent_trailer(c.message)
+            for number, closes in keys.items():
+                self.mentions.append(
+                    _Mention(
+                        number=number,
+                        closes=closes and reverts is None,
+                        sha=c.sha,
+                        on_default=on_default,
+                        seq=self.seq,
+                        agent=agent,
+                        author_email=c.author_email,
+                        subject=c.subject,
+                        committed_at=c.committed_at,
+                        reverts=reverts,
                     )
+                )
         return reverts
 
 
@@ -745,7 +752,8 @@ class Reconciler:
                         dropped,
                     )
                 commits_seen = commits_seen - res.left_default + res.new_on_default
-            next_pos += res.new_on_default
+            if res.new_on_default:
+                next_pos += POS_BLOCK
 
             # 2. the other branches: tips not seen before, minus everything read already
             fresh = sorted({sha for sha in refs.values() if sha != tip and sha not in st.seen})
@@ -767,7 +775,7 @@ class Reconciler:
                 await rv.apply_dropped(dropped)
             if st.reverts:
                 res.reverts = len(st.reverts)
-                await rv.apply_new(st.reverts)
+                await rv.apply_new(list(reversed(st.reverts)))  # oldest first
             await rv.flush()
             await self._mentions(conn, row, st, rv.killed, emails, res)
             suspects = sorted(set(dropped) | rv.killed)
@@ -831,11 +839,12 @@ class Reconciler:
         *,
         stdin: bytes | None = None,
     ) -> int:
-        """Stream the default branch's new commits (oldest first) into git_commits. None of
-        them can be stored already (git lists only what the cursor cannot reach), so COPY goes
-        straight into the table; if one is (a state older versions of ob could leave), the read
-        is repeated through a staging table."""
-        args = [*log_args(files=True, reverse=True), *revs]
+        """Stream the default branch's new commits (newest first) into git_commits, at
+        positions start + POS_BLOCK - 1 downwards. None of them can be stored already (git lists
+        only what the cursor cannot reach), so COPY goes straight into the table; if one is (a
+        state older versions of ob could leave), the read is repeated through a staging
+        table."""
+        args = [*log_args(files=True, topo=stdin is None), *revs]
         try:
             async with conn.transaction():  # a savepoint
                 return await self._copy(conn, repo_id, path, args, start, st, "git_commits", stdin)
@@ -868,6 +877,7 @@ class Reconciler:
         stdin: bytes | None,
     ) -> int:
         count = 0
+        top = start + POS_BLOCK - 1
 
         async def records() -> AsyncIterator[tuple[Any, ...]]:
             nonlocal count
@@ -877,11 +887,11 @@ class Reconciler:
                     yield (
                         repo_id,
                         c.sha,
-                        start + count,
+                        top - count,
                         c.committed_at,
                         c.author_email,
                         c.subject,
-                        c.files,
+                        "\n".join(c.files),
                         reverts,
                     )
                     count += 1
@@ -900,7 +910,7 @@ class Reconciler:
     ) -> tuple[int, list[str]]:
         """The old cursor object is gone (rewritten, then garbage-collected): compare the
         branch with what is stored; read the commits that are new, drop those that left."""
-        on_branch = await asyncio.to_thread(rev_list, path, "--topo-order", "--reverse", tip)
+        on_branch = await asyncio.to_thread(rev_list, path, "--topo-order", tip)
         stored = {
             r["sha"]
             for r in await conn.fetch("select sha from git_commits where repo_id = $1", repo_id)
@@ -954,7 +964,7 @@ class Reconciler:
         for link in links:
             if link["closes"] and link["on_default"] and link["sha"] not in reverted:
                 cur = closing.get(link["task_id"])
-                if cur is None or seq.get(link["sha"], 0) < seq.get(cur["sha"], 0):
+                if cur is None or seq.get(link["sha"], 0) > seq.get(cur["sha"], 0):
                     closing[link["task_id"]] = link
         closed: set[tuple[int, str]] = set()
         if closing:
