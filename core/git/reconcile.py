@@ -566,7 +566,7 @@ class Reconciler:
     ) -> ReconcileSummary:
         t0 = time.perf_counter()
         summary = ReconcileSummary()
-        if discover_roots and self.settings.repo_roots and not repos:
+        if discover_roots and not repos:
             try:
                 found = await discover_repos(self.pool, self.settings.repo_roots)
                 summary.discovered = [r.name for r in found.added]

@@ -226,7 +226,8 @@ async def discover_repos(pool: asyncpg.Pool, roots: list[Path]) -> Discovery:
     """Register the repositories under the roots that are not registered yet, and record
     (in `repo_skips`, shown by `ob repo list`) every folder that could not be, and why."""
     out = Discovery()
-    if not roots:
+    if not roots:  # nothing to discover; earlier skips no longer apply
+        await pool.execute("delete from repo_skips")
         return out
     problems: list[tuple[str, str]] = []
     paths = await asyncio.to_thread(find_git_repos, roots, DISCOVER_DEPTH, problems)
