@@ -22,7 +22,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import IO, NamedTuple
 
@@ -238,7 +238,7 @@ async def stream_log(
     *,
     stdin: bytes | None = None,
     batch: int = BATCH,
-) -> AsyncIterator[list[Commit]]:
+) -> AsyncGenerator[list[Commit], None]:
     """Run `git ARGS` and yield its commits in batches, in git's order (`stdin`: written to
     git first, e.g. revisions for `--stdin`, which git reads before it writes anything).
     Raises GitError (after the batches read so far) when git fails.

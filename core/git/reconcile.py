@@ -878,10 +878,11 @@ class Reconciler:
     ) -> int:
         count = 0
         top = start + POS_BLOCK - 1
+        stream = stream_log(path, args, stdin=stdin)
 
         async def records() -> AsyncIterator[tuple[Any, ...]]:
             nonlocal count
-            async for batch in stream_log(path, args, stdin=stdin):
+            async for batch in stream:
                 for c in batch:
                     reverts = st.see(c, on_default=True)
                     yield (
@@ -896,7 +897,10 @@ class Reconciler:
                     )
                     count += 1
 
-        await conn.copy_records_to_table(table, records=records(), columns=GIT_COMMIT_COLUMNS)
+        try:
+            await conn.copy_records_to_table(table, records=records(), columns=GIT_COMMIT_COLUMNS)
+        finally:
+            await stream.aclose()  # a failed COPY stops git at once
         return count
 
     async def _resync(
