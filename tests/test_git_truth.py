@@ -504,3 +504,23 @@ async def test_drift_says_when_the_plan_base_left_the_branch(
     assert lease.drift["base_left_branch"] is False and lease.drift["commits_since"] == 1
     # and replanning clears it
     await leases.release(lease.key, codex, lease.epoch)
+
+
+async def test_a_bare_repository_follows_its_head(
+    backlog: Backlog, pool: asyncpg.Pool, make_repo, tmp_path: Path
+) -> None:
+    key = await file(backlog, "x")
+    src = make_repo("src")
+    src.commit("init")
+    bare = tmp_path / "server.git"
+    src.git("clone", "-q", "--bare", str(src.path), str(bare))
+    info = await add_repo(pool, bare, OP)
+    assert info.default_branch == "main"
+    rec = Reconciler(pool, backlog.settings)
+    await scan(rec)
+    src.git("checkout", "-q", "-b", "stable")
+    src.commit(f"Fixes {key}")
+    src.git("push", "-q", str(bare), "stable")
+    src.git("--git-dir", str(bare), "symbolic-ref", "HEAD", "refs/heads/stable")
+    (res,) = (await scan(rec)).repos
+    assert res.branch == "stable" and res.branch_changed_from == "main" and res.closed == 1

@@ -302,13 +302,24 @@ select number from upd order by number
 
 # Done, verified tasks with a commit among $1 (SHAs that left the branch or were reverted),
 # and for each of their commits: still live? reverted by what (in repo $2)?
+# Done, verified tasks of repo $3 (or of none) with a commit among $1 (SHAs that left the
+# branch or were reverted; tasks name commits by SHA or prefix, so every prefix of 7-40 digits
+# of a suspect is joined, by hash), and for each of their commits: still live? reverted by what
+# (in repo $2)?
 _EVIDENCE = f"""
-with t as (
-    select t.id, t.number, t.title, t.repo, t.commits, t.completed_by
-    from tasks t
+with s as (
+    select distinct left(x.sha, n) as p
+    from unnest($1::text[]) as x(sha), generate_series(7, 40) as n
+),
+hit as (
+    select distinct t.id
+    from tasks t cross join lateral unnest(t.commits) as c(sha) join s on s.p = c.sha
     where t.status = 'done' and t.verified_at is not null
-      and exists (select 1 from unnest(t.commits) as c(sha), unnest($1::text[]) as s(sha)
-                  where left(s.sha, length(c.sha)) = c.sha)
+      and (t.repo is null or t.repo = $3)
+),
+t as (
+    select t.id, t.number, t.title, t.repo, t.commits, t.completed_by
+    from tasks t where t.id in (select id from hit)
     order by t.id
     for no key update of t
 )
@@ -327,7 +338,8 @@ with l as (
     select * from unnest($1::bigint[], $2::text[], $3::text[]) as l(task_id, details, payload)
 ),
 upd as (
-    update tasks t set verified_at = null, evidence_lost = l.details::jsonb, updated_at = now()
+    update tasks t set verified_at = null, updated_at = now(),
+                       evidence_lost = l.details::jsonb || jsonb_build_object('at', now())
     from l where t.id = l.task_id
     returning t.id
 ),
@@ -1040,7 +1052,7 @@ class Reconciler:
     ) -> int:
         """Done, verified tasks whose evidence was reverted or left the branch lose their
         verification: `evidence_lost` event and outbox row, in this transaction."""
-        rows = await conn.fetch(_EVIDENCE, suspects, repo_id)
+        rows = await conn.fetch(_EVIDENCE, suspects, repo_id, repo)
         tasks: dict[int, dict[str, Any]] = {}
         for r in rows:
             t = tasks.setdefault(
@@ -1077,7 +1089,7 @@ class Reconciler:
                 "reverted_by": reverted_by,
             }
             ids.append(task_id)
-            details.append(json.dumps({**d, "at": datetime.now().astimezone().isoformat()}))
+            details.append(json.dumps(d))
             payloads.append(
                 json.dumps(
                     {
