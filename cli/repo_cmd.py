@@ -257,8 +257,10 @@ def import_todo_cmd(
             for r, p in targets:
                 bar = progress.add_task(p.name, total=None)
 
-                def step(done: int, total: int, bar: TaskID = bar) -> None:
-                    progress.update(bar, completed=done, total=total)
+                def step(stage: str, done: int, total: int, bar: TaskID = bar, p: Path = p) -> None:
+                    progress.update(
+                        bar, description=f"{p.name}: {stage}", completed=done, total=total
+                    )
 
                 out.append(
                     await import_todo(b, p, OPERATOR, approve=approve, repo=r, on_progress=step)

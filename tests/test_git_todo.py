@@ -200,7 +200,12 @@ async def test_a_large_import_is_batched_numbered_in_order_and_notified_once(
     todo = tmp_path / "TODO.md"
     todo.write_text(many_specs(n))
     seen: list[tuple[int, int]] = []
-    res = await import_todo(backlog, todo, OP, on_progress=lambda d, t: seen.append((d, t)))
+    res = await import_todo(
+        backlog,
+        todo,
+        OP,
+        on_progress=lambda s, d, t: seen.append((d, t)) if s == "writing" else None,
+    )
     assert res.created == [f"OB-{i}" for i in range(1, n + 1)]
     assert seen[0] == (0, n) and seen[-1] == (n, n) and len(seen) > 2
     assert (await backlog.get("OB-700")).title == "Task 700"
@@ -226,8 +231,8 @@ async def test_a_failed_import_uses_up_no_task_numbers(
     # interrupted while writing (Ctrl-C, a lost connection): rolled back, no number used
     todo.write_text(many_specs(1_500))
 
-    def interrupt(done: int, total: int) -> None:
-        if done >= 1_000:
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "writing" and done >= 1_000:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -28,6 +28,7 @@ the end, in one statement: an import that fails or is interrupted uses up no tas
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ IMPORT_BATCH = 500
 # `todo_imported` notice instead (the drafts wait in /inbox).
 MAX_IMPORT_CARDS = 20
 
-ProgressFn = Callable[[int, int], None]
+# on_progress(stage, done, total): stage "checking" (parsing, in specs) then "writing" (tasks)
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -169,12 +171,15 @@ def _item_spec(item: _Item) -> Spec:
     return make_spec(title=title, steps=item.steps, notes="\n".join(notes))
 
 
-def read_todo(text: str) -> TodoFile:
+def read_todo(text: str, on_progress: ProgressFn | None = None) -> TodoFile:
     """Every spec of a TODO.md, checklist items included; SpecError naming the line of each
     broken one."""
     out = TodoFile()
     problems: list[str] = []
-    for chunk in split_specs(text):
+    chunks = split_specs(text)
+    for i, chunk in enumerate(chunks):
+        if on_progress and i % IMPORT_BATCH == 0:
+            on_progress("checking", i, len(chunks))
         listed = _checklist(chunk)
         if listed is not None:
             items, checked = listed
@@ -314,12 +319,13 @@ async def import_todo(
     repo: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> ImportResult:
-    """Import one TODO.md; all of it or, when a spec is broken, nothing. `on_progress(done,
-    total)` is called as the new tasks are written."""
+    """Import one TODO.md; all of it or, when a spec is broken, nothing. `on_progress(stage,
+    done, total)` follows the checking of the specs, then the writing of the new tasks."""
     p = Path(path).expanduser().resolve()
     if p.is_dir():
         p = p / TODO_FILE
-    todo = read_todo(_read_limited(p))
+    text = _read_limited(p)
+    todo = await asyncio.to_thread(read_todo, text, on_progress)
     if len(todo.specs) + len(todo.checked) > MAX_TODO_SPECS:
         raise Invalid(
             f"{p} holds {len(todo.specs) + len(todo.checked):,} specs; a TODO.md imports at"
@@ -396,7 +402,7 @@ async def _write(
     total = len(specs)
     now = await conn.fetchval("select now()")
     if on_progress:
-        on_progress(0, total)
+        on_progress("writing", 0, total)
     for start in range(0, total, IMPORT_BATCH):
         batch = specs[start : start + IMPORT_BATCH]
         records = [
@@ -422,7 +428,7 @@ async def _write(
         ]
         await conn.copy_records_to_table("tasks", records=records, columns=_COPY_COLUMNS)
         if on_progress:
-            on_progress(start + len(batch), total)
+            on_progress("writing", start + len(batch), total)
     rows = await conn.fetch(_NUMBER, total)
     by_id = {r["id"]: r["number"] for r in rows}
     ids = sorted(by_id, key=lambda i: by_id[i])
