@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from core.backlog import Backlog
+from core.git.gitlog import LogParser, log_args, parse_log
 from core.git.reconcile import Reconciler, unverified
 from core.git.repos import add_repo, list_repos, list_skipped
 from core.leases import Leases
@@ -524,3 +525,28 @@ async def test_a_bare_repository_follows_its_head(
     src.git("--git-dir", str(bare), "symbolic-ref", "HEAD", "refs/heads/stable")
     (res,) = (await scan(rec)).repos
     assert res.branch == "stable" and res.branch_changed_from == "main" and res.closed == 1
+
+
+def test_the_log_parser_reads_any_chunking_of_real_git_output(make_repo) -> None:
+    repo = make_repo("odd")
+    repo.commit("first", files={"a.txt": "1\n", "dir/b.txt": "2\n"})
+    repo.commit("second\n\n" + "long body line\n" * 5000, files={"c d.txt": "3\n"})
+    repo.commit("empty", files={})
+    repo.git("checkout", "-q", "-b", "side", "HEAD~1")
+    repo.commit("on the side", files={"e.txt": "4\n"})
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge side", "side")
+    out = subprocess.run(
+        ["git", *log_args(files=True, topo=True), "main"],
+        cwd=repo.path,
+        capture_output=True,
+        check=True,
+    ).stdout
+    whole = parse_log(out)
+    assert [c.subject for c in whole] == ["merge side", "on the side", "empty", "second", "first"]
+    assert whole[3].files == ["c d.txt"] and whole[4].files == ["a.txt", "dir/b.txt"]
+    assert whole[0].files == [] and len(whole[0].parents) == 2
+    for size in (1, 2, 3, 7, 64, 4096):
+        p = LogParser()
+        got = [c for i in range(0, len(out), size) for c in p.feed(out[i : i + size])]
+        assert got + p.close() == whole, size

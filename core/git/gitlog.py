@@ -69,7 +69,11 @@ class Commit(NamedTuple):
     author_email: str
     committed_at: datetime
     message: str
-    files: list[str]
+    file_lines: str  # the touched files, one a line (as git_commits.files stores them)
+
+    @property
+    def files(self) -> list[str]:
+        return self.file_lines.split("\n") if self.file_lines else []
 
     @property
     def subject(self) -> str:
@@ -182,10 +186,12 @@ class LogParser:
             when = datetime.fromtimestamp(int(f[3] or b"0"), UTC)
         except (ValueError, OverflowError):
             when = datetime.fromtimestamp(0, UTC)
-        files: list[str] = []
+        files = ""
         if len(f) > 5 and f[5]:
-            names = f[5].decode("utf-8", "replace").lstrip("\n").split("\x00", MAX_FILES)
-            files = [n for n in names[:MAX_FILES] if n]
+            names = f[5].rstrip(b"\x00")
+            if names.count(b"\x00") >= MAX_FILES:
+                names = b"\x00".join(names.split(b"\x00", MAX_FILES)[:MAX_FILES])
+            files = names.decode("utf-8", "replace").lstrip("\n").replace("\x00", "\n")
         return Commit(
             f[0].decode("ascii", "replace"),
             f[1].decode("ascii", "replace").split(),

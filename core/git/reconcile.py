@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -400,7 +399,7 @@ class _ScanState:
     seq: int = 0
 
     def __post_init__(self) -> None:
-        self.interesting = re.compile(rf"{re.escape(self.prefix)}-|revert|reapply", re.I)
+        self.key_mark = f"{self.prefix.lower()}-"  # no key without it
 
     def see(self, c: Commit, on_default: bool) -> list[str] | None:
         """Collect what matters of one commit; returns the SHAs it reverts (or None)."""
@@ -411,8 +410,9 @@ class _ScanState:
                 self.merged_tips.add(c.sha)
             if self.cursor is not None and self.cursor in c.parents:
                 self.cursor_is_parent = True
-        if not self.interesting.search(c.message):  # most commits: nothing more to do
-            return None
+        low = c.message.lower()
+        if not (self.key_mark in low or "revert" in low or "reapply" in low):
+            return None  # most commits: nothing more to do
         reverts = reverted_shas(c.message)
         if on_default and reverts:
             self.reverts.append((c.sha, reverts))
@@ -904,7 +904,7 @@ class Reconciler:
                         c.committed_at,
                         c.author_email,
                         c.subject,
-                        "\n".join(c.files),
+                        c.file_lines,
                         reverts,
                     )
                     count += 1
