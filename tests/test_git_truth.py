@@ -123,6 +123,12 @@ async def test_reverted_evidence_loses_verification_and_a_reverted_revert_restor
     assert await pool.fetchval("select evidence_lost from tasks where number = 1") is None
     assert await unverified(pool, backlog.settings) == []
 
+    # and reverting the reapply takes it away again (a chain of three)
+    repo.git("revert", "--no-edit", "HEAD")
+    (res,) = (await scan(rec)).repos
+    assert res.evidence_lost == 1 and (await backlog.get(key)).verified_at is None
+    assert len(await outbox(pool, "evidence_lost")) == 2
+
 
 async def test_evidence_force_pushed_away_loses_verification_then_a_reland_verifies(
     backlog: Backlog, pool: asyncpg.Pool, make_repo
