@@ -19,7 +19,9 @@ from core.models import OutboxKind, Status, Task
 from core.notices import (
     ClosedByCommit,
     ClosedWhileClaimed,
+    DefaultBranchChanged,
     DraftFiled,
+    EvidenceLost,
     FindingsReported,
     Handoff,
     LaneChanged,
@@ -29,6 +31,7 @@ from core.notices import (
     TaskDecided,
     TaskUnblocked,
     TaskVerified,
+    TodoImported,
     parse_payload,
 )
 
@@ -47,20 +50,42 @@ class Notice:
 
 
 P = TypeVar("P", bound=Payload)
-Renderer = Callable[[Any, Task, ZoneInfo], Notice]
+Renderer = Callable[[Any, Task | None, ZoneInfo], Notice]
 RENDERERS: dict[OutboxKind, Renderer] = {}
 
 
 def renders(*kinds: OutboxKind) -> Callable[[Callable[[P, Task, ZoneInfo], Notice]], Renderer]:
+    """Register the renderer of notices about a task (the outbox row must name one)."""
+
     def register(fn: Callable[[P, Task, ZoneInfo], Notice]) -> Renderer:
+        def render_task(p: P, task: Task | None, tz: ZoneInfo) -> Notice:
+            if task is None:
+                raise ValueError(f"a {kinds[0].value} notice must name a task")
+            return fn(p, task, tz)
+
         for kind in kinds:
-            RENDERERS[kind] = fn
-        return fn
+            RENDERERS[kind] = render_task
+        return render_task
 
     return register
 
 
-def notice_for(kind: OutboxKind, payload: dict[str, Any], task: Task, tz: ZoneInfo) -> Notice:
+def renders_news(kind: OutboxKind) -> Callable[[Callable[[P, ZoneInfo], Notice]], Renderer]:
+    """Register the renderer of a notice about no single task (a repo, an import)."""
+
+    def register(fn: Callable[[P, ZoneInfo], Notice]) -> Renderer:
+        def render_news(p: P, task: Task | None, tz: ZoneInfo) -> Notice:
+            return fn(p, tz)
+
+        RENDERERS[kind] = render_news
+        return render_news
+
+    return register
+
+
+def notice_for(
+    kind: OutboxKind, payload: dict[str, Any], task: Task | None, tz: ZoneInfo
+) -> Notice:
     return RENDERERS[kind](parse_payload(kind, payload), task, tz)
 
 
@@ -188,11 +213,52 @@ def closed_while_claimed(p: ClosedWhileClaimed, task: Task, tz: ZoneInfo) -> Not
 def task_verified(p: TaskVerified, task: Task, tz: ZoneInfo) -> Notice:
     shas = esc(", ".join(c[:10] for c in p.commits[:10]))
     where = f" in {esc(p.repo)}" if p.repo else ""
+    again = ""
+    if p.replaced:
+        again = f"; it replaces lost evidence {esc(', '.join(c[:10] for c in p.replaced[:5]))}"
     return Notice(
         _head(
             "✔",
             task,
             f"verified: commits <code>{shas}</code> are on the default branch{where} "
-            f"(completed by {esc(actor_label(p.by))})",
+            f"(completed by {esc(actor_label(p.by))}){again}",
         )
+    )
+
+
+@renders(OutboxKind.EVIDENCE_LOST)
+def evidence_lost(p: EvidenceLost, task: Task, tz: ZoneInfo) -> Notice:
+    shas = esc(", ".join(c[:10] for c in p.commits[:5]))
+    branch = esc(p.branch or "the default branch")
+    if p.reason == "reverted":
+        why = f"was reverted on {branch} by <code>{esc((p.reverted_by or '?')[:10])}</code>"
+    else:
+        why = f"left {branch} (history was rewritten)"
+    return Notice(
+        _head(
+            "⚠️",
+            task,
+            f"its evidence <code>{shas}</code> in {esc(p.repo)} {why}: it stays done but is no "
+            "longer verified. Reopen it with a new task if the work is undone.",
+        ),
+        markup=keyboards.task_actions(task),
+    )
+
+
+@renders_news(OutboxKind.DEFAULT_BRANCH_CHANGED)
+def default_branch_changed(p: DefaultBranchChanged, tz: ZoneInfo) -> Notice:
+    before = f" (was {esc(p.from_branch)})" if p.from_branch else ""
+    return Notice(
+        f"🌿 <b>{esc(p.repo)}</b>: the default branch is now <b>{esc(p.to_branch)}</b>"
+        f"{before}; ob reads and verifies against it from now on "
+        f"(pin another with <code>ob repo add PATH --branch NAME</code>)"
+    )
+
+
+@renders_news(OutboxKind.TODO_IMPORTED)
+def todo_imported(p: TodoImported, tz: ZoneInfo) -> Notice:
+    return Notice(
+        f"📥 <b>{p.count} drafts</b> imported from <code>{esc(p.path, 200)}</code> by "
+        f"{esc(actor_label(p.by))}: <b>{esc(p.first)}</b> … <b>{esc(p.last)}</b>. /inbox walks "
+        "them one by one."
     )

@@ -158,26 +158,28 @@ class Notifier:
     # -------------------------------------------------------------- delivery
 
     async def deliver(self, row: OutboxRow) -> None:
-        if row.task_id is None:
-            raise ValueError(f"outbox row {row.id} ({row.kind}) names no task")
+        tz = self.backlog.settings.tz
+        if row.task_id is None:  # news about a repo or an import
+            await self._send_all(row, None, notice_for(row.kind, row.payload, None, tz))
+            return
         if row.kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED) and (
             await self.outbox.undelivered_for_task(row.task_id, OutboxKind.DRAFT_FILED, row.id)
         ):
             raise Defer("the approval card has not gone out yet")
         task = await self.backlog.get_by_id(row.task_id)
-        notice = notice_for(row.kind, row.payload, task, self.backlog.settings.tz)
+        notice = notice_for(row.kind, row.payload, task, tz)
         if notice.delivery == Delivery.EDIT_CARDS:
-            await cards.refresh(self.bot, self.store, row.task_id, task, self.backlog.settings.tz)
+            await cards.refresh(self.bot, self.store, row.task_id, task, tz)
         else:
             await self._send_all(row, task.number, notice)
 
-    async def _send_all(self, row: OutboxRow, number: int, notice: Notice) -> None:
+    async def _send_all(self, row: OutboxRow, number: int | None, notice: Notice) -> None:
         sent = await self.outbox.sent_chats(row.id)
         for chat_id in self.chat_ids:
             if chat_id in sent:
                 continue
             msg = await self._send(chat_id, notice)
-            if notice.card is not None:
+            if notice.card is not None and number is not None:
                 await self.store.remember_card(number, chat_id, msg.message_id, notice.card)
             await self.outbox.record_sent(row.id, chat_id, msg.message_id)
 

@@ -143,6 +143,11 @@ def _print_drift(drift: dict[str, Any] | None) -> None:
     if "error" in drift:
         console().print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
         return
+    if drift.get("base_left_branch"):
+        console().print(
+            f"[yellow]{drift.get('warning') or 'the plan base left the branch'}[/yellow]"
+        )
+        return
     n = drift.get("commits_since", 0)
     if not n and not drift.get("already_referenced"):
         console().print(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from core.backlog import Backlog
     from core.git.reconcile import ReconcileSummary, RepoResult, UnverifiedReport
+    from core.git.repos import SkippedFolder
 
 TODO_FILE = "TODO.md"  # for help texts; core.git.todo reads and writes it
 
@@ -29,16 +30,29 @@ def repo_add(
     ] = None,
     branch: Annotated[
         str | None,
-        typer.Option("--branch", "-b", help="Default branch (default: origin/HEAD, main, master)."),
+        typer.Option(
+            "--branch",
+            "-b",
+            help="Pin the default branch (default: follow the repository's own: origin/HEAD,"
+            " a bare repository's HEAD, else main/master).",
+        ),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Drop a --branch pin: follow the repository's default."),
+    ] = False,
 ) -> None:
     """Register a repository (re-adding its path updates name or branch)."""
     from core.git import repos as core_repos
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.add_repo(b, path, operator(), name=name, branch=branch)
+        info = await core_repos.add_repo(
+            b, path, operator(), name=name, branch=branch, follow=follow
+        )
+        how = "pinned" if info.branch_pinned else "followed"
         console().print(
-            f"repo [bold]{info.name}[/bold] at {info.path} (default branch {info.default_branch})"
+            f"repo [bold]{info.name}[/bold] at {info.path}"
+            f" (default branch {info.default_branch}, {how})"
         )
 
     run_backlog(main)
@@ -54,28 +68,56 @@ def repo_list(as_json: JsonOpt = False) -> None:
 
     async def main(b: Backlog) -> None:
         infos = await core_repos.list_repos(b)
+        skipped = await core_repos.list_skipped(b)
         if as_json:
             print_json(infos)
             return
         if not infos:
             console().print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
-            return
-        table = plain_table(
-            "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
-        )
-        for r in infos:
-            table.add_row(
-                r.name + (" *" if r.discovered else ""),
-                r.default_branch or "-",
-                (r.cursor_sha or "")[:10],
-                str(r.commits_seen),
-                ago(r.last_scan_at) or "never",
-                r.path,
-                Text(r.last_error or "", style="red"),
+        else:
+            table = plain_table(
+                "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
             )
-        console().print(table)
+            for r in infos:
+                table.add_row(
+                    r.name + (" *" if r.discovered else ""),
+                    (r.default_branch or "-") + (" (pinned)" if r.branch_pinned else ""),
+                    (r.cursor_sha or "")[:10],
+                    str(r.commits_seen),
+                    ago(r.last_scan_at) or "never",
+                    r.path,
+                    Text(r.last_error or "", style="red"),
+                )
+            console().print(table)
+        print_skipped(skipped)
 
     run_backlog(main)
+
+
+def print_skipped(skipped: list[SkippedFolder]) -> None:
+    """Folders under OB_REPO_ROOTS that were not registered, and why."""
+    if not skipped:
+        return
+    from rich.text import Text
+
+    from cli.output import plain_table
+
+    table = plain_table("skipped folder", "why", overflow="fold")
+    for s in skipped:
+        table.add_row(s.path, Text(s.reason, style="yellow"))
+    console().print(f"[yellow]{len(skipped)} folder(s) under OB_REPO_ROOTS skipped:[/yellow]")
+    console().print(table)
+
+
+def _status(r: RepoResult) -> str:
+    notes = []
+    if r.branch_changed_from:
+        notes.append(f"branch {r.branch_changed_from} -> {r.branch}")
+    if r.rewritten:
+        notes.append(f"rewritten, {r.left_default} left {r.branch or 'the branch'}")
+    if r.evidence_lost:
+        notes.append(f"{r.evidence_lost} lost evidence")
+    return r.status + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def summary_table(summary: ReconcileSummary) -> Table:
@@ -86,7 +128,7 @@ def summary_table(summary: ReconcileSummary) -> Table:
     for col in ("repo", "status", "read", "new", "linked", "closed", "unknown keys", "time"):
         table.add_column(col, justify="left" if col in ("repo", "status") else "right")
     for r in sorted(summary.repos, key=lambda r: (r.status != "error", r.name)):
-        status = r.status + (" (rewritten)" if r.rewritten else "")
+        status = _status(r)
         table.add_row(
             r.name,
             Text(status if not r.error else f"error: {r.error}", style="red" if r.error else ""),
@@ -141,22 +183,29 @@ def reconcile_cmd(
             {
                 "repos": [vars(r) for r in summary.repos],
                 "discovered": summary.discovered,
+                "skipped": [s.model_dump(mode="json") for s in summary.skipped],
                 "verified": summary.verified,
+                "commits_read": summary.commits_read,
                 "seconds": summary.seconds,
             }
         )
     else:
         if summary.discovered:
             console().print(f"discovered: {', '.join(summary.discovered)}")
+        print_skipped(summary.skipped)
         if summary.repos:
             console().print(summary_table(summary))
+        lost = summary.total("evidence_lost")
         console().print(
-            f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s: "
+            f"{len(summary.repos)} repo(s) in {summary.seconds:.2f}s,"
+            f" {summary.commits_read} commit(s) read: "
             f"{summary.total('closed')} closed, {summary.total('linked')} linked, "
-            f"{len(summary.verified)} verified"
+            f"{len(summary.verified) + summary.total('reverified')} verified"
             + (f" ({', '.join(summary.verified[:10])})" if summary.verified else "")
+            + (f", [red]{lost} lost their evidence[/red]" if lost else "")
             + f", {summary.total('unknown_keys')} unknown key(s), "
             f"{len(summary.errors)} error(s)"
+            + (f", {len(summary.skipped)} folder(s) skipped" if summary.skipped else "")
         )
     if summary.errors:
         raise typer.Exit(4)
@@ -195,26 +244,67 @@ def import_todo_cmd(
     A file holds several specs in the spec text form, separated by `---` lines or started by
     `## Title` headings; `status: done|rejected` specs are not filed.
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from core.git.todo import import_todo, repo_todo_paths
 
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
 
-    async def main(b: Backlog) -> list:
+    async def main(b: Backlog) -> list[Any]:
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
             targets += await repo_todo_paths(b)
-        return [await import_todo(b, p, operator(), approve=approve, repo=r) for r, p in targets]
+        if as_json:
+            return [
+                await import_todo(b, p, operator(), approve=approve, repo=r) for r, p in targets
+            ]
+        out = []
+        with Progress(
+            TextColumn("[bold]importing[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console(),
+            transient=True,
+        ) as progress:
+            for r, p in targets:
+                bar = progress.add_task(p.name, total=None)
+
+                def step(stage: str, done: int, total: int, bar: TaskID = bar, p: Path = p) -> None:
+                    progress.update(
+                        bar, description=f"{p.name}: {stage}", completed=done, total=total
+                    )
+
+                out.append(
+                    await import_todo(b, p, operator(), approve=approve, repo=r, on_progress=step)
+                )
+                progress.remove_task(bar)
+        return out
 
     results = run_backlog(main)
     if as_json:
         print_json([vars(r) for r in results])
         return
     for r in results:
+        created = ", ".join(r.created[:20]) + (", ..." if len(r.created) > 20 else "")
+        why = []
+        if r.checked:
+            why.append(f"{r.checked} checked item(s)")
+        if len(r.skipped) > r.checked:
+            why.append(f"{len(r.skipped) - r.checked} done or rejected")
         console().print(
             f"{r.path}: {len(r.created)} filed"
-            + (f" ({', '.join(r.created)})" if r.created else "")
+            + (f" ({created})" if r.created else "")
             + f", {len(r.existing)} already in the backlog, {len(r.skipped)} skipped"
+            + (f" ({', '.join(why)})" if why else "")
         )
     if not results:
         console().print("no TODO.md files found")

@@ -174,6 +174,11 @@ class EventKind(StrEnum):
     VERIFIED = "verified"
     HISTORY_REWRITTEN = "history_rewritten"
     REPLANNED = "replanned"
+    EVIDENCE_LOST = "evidence_lost"
+    PLAN_BASE_LOST = "plan_base_lost"
+    DEFAULT_BRANCH_CHANGED = "default_branch_changed"
+    REPO_BRANCH_SET = "repo_branch_set"
+    REPO_SKIPPED = "repo_skipped"
 
 
 class OutboxKind(StrEnum):
@@ -191,6 +196,9 @@ class OutboxKind(StrEnum):
     TASK_CLOSED_BY_COMMIT = "task_closed_by_commit"
     CLOSED_WHILE_CLAIMED = "closed_while_claimed"
     TASK_VERIFIED = "task_verified"
+    EVIDENCE_LOST = "evidence_lost"  # a done task's evidence was reverted or left the branch
+    DEFAULT_BRANCH_CHANGED = "default_branch_changed"  # about a repo, not a task
+    TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
 
 
 def format_key(prefix: str, number: int) -> str:

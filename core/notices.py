@@ -17,11 +17,15 @@ from core.models import Lane, OutboxKind
 class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
+
+class TaskPayload(Payload):
+    """A notice about one task (the outbox row names it too)."""
+
     key: str
     title: str | None = None
 
 
-class DraftFiled(Payload):
+class DraftFiled(TaskPayload):
     by: str
     repo: str | None = None
     lane: Lane | None = None  # the lane the agent suggests
@@ -29,21 +33,21 @@ class DraftFiled(Payload):
     imported_from: str | None = None  # filed by a TODO.md import
 
 
-class TaskDecided(Payload):
+class TaskDecided(TaskPayload):
     decision: str  # "approved" | "rejected"
     by: str
     lane: Lane | None = None
     reason: str | None = None
 
 
-class LaneChanged(Payload):
+class LaneChanged(TaskPayload):
     by: str
     from_lane: Lane | None = Field(None, alias="from")
     to_lane: Lane = Field(alias="to")
     lease_revoked: bool = False
 
 
-class TaskCompleted(Payload):
+class TaskCompleted(TaskPayload):
     by: str
     repo: str | None = None
     commits: list[str] = []
@@ -51,7 +55,7 @@ class TaskCompleted(Payload):
     verified: bool = False
 
 
-class Handoff(Payload):
+class Handoff(TaskPayload):
     by: str
     prerequisite: str
     prerequisite_title: str | None = None
@@ -59,22 +63,22 @@ class Handoff(Payload):
     reason: str | None = None
 
 
-class LeaseExpired(Payload):
+class LeaseExpired(TaskPayload):
     holder: str | None = None
     expiries: int
     max_expiries: int
 
 
-class FindingsReported(Payload):
+class FindingsReported(TaskPayload):
     by: str
     text: str
 
 
-class TaskUnblocked(Payload):
+class TaskUnblocked(TaskPayload):
     prerequisite: str
 
 
-class ClosedByCommit(Payload):
+class ClosedByCommit(TaskPayload):
     sha: str
     repo: str
     agent: str | None = None
@@ -83,16 +87,40 @@ class ClosedByCommit(Payload):
     held_by: str | None = None
 
 
-class ClosedWhileClaimed(Payload):
+class ClosedWhileClaimed(TaskPayload):
     holder: str | None = None
     sha: str
     repo: str
 
 
-class TaskVerified(Payload):
+class TaskVerified(TaskPayload):
     repo: str | None = None
     commits: list[str] = []
     by: str | None = None
+    replaced: list[str] | None = None  # evidence that had been lost, replaced by a new commit
+
+
+class EvidenceLost(TaskPayload):
+    repo: str
+    branch: str | None = None
+    reason: str  # "reverted" | "left_default_branch"
+    commits: list[str] = []
+    reverted_by: str | None = None
+
+
+class DefaultBranchChanged(Payload):
+    repo: str
+    from_branch: str | None = Field(None, alias="from")
+    to_branch: str = Field(alias="to")
+    path: str | None = None
+
+
+class TodoImported(Payload):
+    path: str
+    count: int
+    by: str
+    first: str
+    last: str
 
 
 PAYLOADS: dict[OutboxKind, type[Payload]] = {
@@ -108,6 +136,9 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.TASK_CLOSED_BY_COMMIT: ClosedByCommit,
     OutboxKind.CLOSED_WHILE_CLAIMED: ClosedWhileClaimed,
     OutboxKind.TASK_VERIFIED: TaskVerified,
+    OutboxKind.EVIDENCE_LOST: EvidenceLost,
+    OutboxKind.DEFAULT_BRANCH_CHANGED: DefaultBranchChanged,
+    OutboxKind.TODO_IMPORTED: TodoImported,
 }
 
 

@@ -66,3 +66,50 @@ def test_repo_reconcile_unverified_and_todo(
     assert "0 filed, 2 already in the backlog" in r.stdout
     r = run("replan", "OB-2")
     assert r.returncode == 1 and "has no repo" in r.stderr
+
+
+def test_rewrites_skips_checklists_and_branches_as_the_user_sees_them(
+    cli_env: dict[str, str], tmp_path: Path, make_repo
+) -> None:
+    roots = tmp_path / "repos"
+    env = {**cli_env, "OB_REPO_ROOTS": str(roots)}
+
+    def run(*args: str):
+        return ob(*args, env=env, cwd=tmp_path)
+
+    repo = make_repo("web")
+    repo.commit("init")
+    junk = roots / "junk"
+    junk.mkdir(parents=True)
+    (junk / ".git").write_text("garbage\n")
+    assert run("add", "Fix the login", "-l", "autonomous").returncode == 0
+    fix = repo.commit("Fix the login\n\nCloses: OB-1\n")
+
+    r = run("reconcile")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "discovered: web" in r.stdout and "1 folder(s) under OB_REPO_ROOTS skipped" in r.stdout
+    assert str(junk) in r.stdout and "not a gitdir link" in r.stdout
+    assert "1 closed" in r.stdout and "commit(s) read" in r.stdout
+    r = run("repo", "list")
+    assert "web" in r.stdout and "main" in r.stdout and "not a gitdir link" in r.stdout
+
+    repo.git("revert", "--no-edit", fix)
+    r = run("reconcile")
+    assert r.returncode == 0 and "1 lost their evidence" in r.stdout, r.stdout
+    r = run("list", "--unverified")
+    assert "OB-1" in r.stdout and "evidence reverted" in r.stdout
+
+    r = run("repo", "add", str(repo.path), "--branch", "main")
+    assert r.returncode == 0 and "default branch main, pinned" in r.stdout
+    r = run("repo", "add", str(repo.path), "--follow")
+    assert r.returncode == 0 and "default branch main, followed" in r.stdout
+
+    todo = repo.path / "TODO.md"
+    todo.write_text("# TODO\n\n- [ ] write docs\n- [x] ship it\n- [ ] add tests\n")
+    r = run("import-todo", str(todo))
+    assert r.returncode == 0, r.stderr
+    assert "2 filed (OB-2, OB-3)" in r.stdout and "1 skipped (1 checked item(s))" in r.stdout
+    big = tmp_path / "big.md"
+    big.write_bytes(b"## big\n" + b"x" * (5 * 1024 * 1024))
+    r = run("import-todo", str(big))
+    assert r.returncode != 0 and "at most 4 MiB" in r.stderr

@@ -8,8 +8,17 @@ import asyncpg
 import pytest
 
 from core.backlog import Backlog, spec_of
+from core.errors import Invalid
 from core.git.repos import add_repo
-from core.git.todo import export_todo, import_todo, parse_todo, split_specs
+from core.git.todo import (
+    MAX_TODO_BYTES,
+    MAX_TODO_SPECS,
+    export_todo,
+    import_todo,
+    parse_todo,
+    read_todo,
+    split_specs,
+)
 from core.models import Actor, Lane, Status
 from core.spec import SpecError
 from core.tasks import TaskFilter
@@ -115,3 +124,133 @@ async def test_import_is_idempotent_and_export_round_trips(
     )
     assert (await import_todo(backlog, out, OP)).created == []
     assert len(await backlog.list(TaskFilter(include_closed=True))) == 1
+
+
+# ------------------------------------------------------------------ checklists (issue 10)
+
+
+def test_a_checklist_is_one_spec_per_unchecked_item() -> None:
+    todo = read_todo("# TODO\n\n- [ ] a\n- [x] b\n")
+    assert [s.title for s in todo.specs] == ["a"] and todo.checked == ["b"]
+    text = """\
+# TODO
+
+## Backend
+- [ ] add the index
+  - [ ] write the migration
+  - [x] measure first
+  see the slow query log
+- [X] drop the old table
+  - [ ] never filed: its parent is checked
+* [ ] tidy the API
+
+## A real spec
+steps:
+- [ ] a step written as a checkbox stays a step
+"""
+    todo = read_todo(text)
+    first, second, spec = todo.specs
+    assert first.title == "add the index" and first.steps == ["write the migration"]
+    assert first.notes == "see the slow query log"
+    assert second.title == "tidy the API" and second.steps == []
+    assert spec.title == "A real spec" and spec.steps == [
+        "[ ] a step written as a checkbox stays a step"
+    ]
+    assert todo.checked == ["drop the old table"]
+    assert todo.lines == [4, 10, 12]
+    # a long item keeps its whole text in the notes
+    (long,) = read_todo("- [ ] " + "word " * 60 + "\n").specs
+    assert len(long.title) <= 200 and long.title.endswith("...") and long.notes.startswith("word")
+
+
+async def test_checklist_import_skips_checked_items_and_says_so(
+    backlog: Backlog, tmp_path: Path
+) -> None:
+    todo = tmp_path / "TODO.md"
+    todo.write_text("# TODO\n\n- [ ] a\n- [x] b\n- [ ] c\n")
+    res = await import_todo(backlog, todo, OP)
+    assert res.created == ["OB-1", "OB-2"] and res.checked == 1 and res.skipped == ["b (checked)"]
+    assert [(await backlog.get(k)).title for k in res.created] == ["a", "c"]
+    todo.write_text("# TODO\n\n- [x] a\n- [x] b\n- [ ] c\n- [ ] d\n")
+    again = await import_todo(backlog, todo, OP)
+    assert again.created == ["OB-3"] and again.existing == ["OB-2"] and again.checked == 2
+
+
+# ------------------------------------------------------------- TODO.md at scale (issue 10)
+
+
+def many_specs(n: int, broken_at: int | None = None) -> str:
+    parts = []
+    for i in range(1, n + 1):
+        prio = "P9" if i == broken_at else "P2"
+        parts.append(f"## Task {i}\npriority: {prio}\nsteps:\n- step one of {i}\n- step two\n")
+    return "# TODO\n\n" + "\n".join(parts)
+
+
+async def next_number(pool: asyncpg.Pool) -> int:
+    """The number the next task gets, without using one up."""
+    row = await pool.fetchrow("select last_value, is_called from task_number_seq")
+    return row["last_value"] + 1 if row["is_called"] else row["last_value"]
+
+
+async def test_a_large_import_is_batched_numbered_in_order_and_notified_once(
+    backlog: Backlog, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    n = 1_200
+    todo = tmp_path / "TODO.md"
+    todo.write_text(many_specs(n))
+    seen: list[tuple[int, int]] = []
+    res = await import_todo(
+        backlog,
+        todo,
+        OP,
+        on_progress=lambda s, d, t: seen.append((d, t)) if s == "writing" else None,
+    )
+    assert res.created == [f"OB-{i}" for i in range(1, n + 1)]
+    assert seen[0] == (0, n) and seen[-1] == (n, n) and len(seen) > 2
+    assert (await backlog.get("OB-700")).title == "Task 700"
+    assert (await backlog.get("OB-700")).steps == ["step one of 700", "step two"]
+    assert await pool.fetchval("select count(*) from events where kind = 'filed'") == n
+    assert await pool.fetchval("select count(*) from outbox where kind = 'draft_filed'") == 0
+    (notice,) = await pool.fetch("select payload from outbox where kind = 'todo_imported'")
+    assert notice["payload"]["count"] == n and notice["payload"]["last"] == f"OB-{n}"
+    assert await next_number(pool) == n + 1
+    again = await import_todo(backlog, todo, OP)
+    assert again.created == [] and len(again.existing) == n
+
+
+async def test_a_failed_import_uses_up_no_task_numbers(
+    backlog: Backlog, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    todo = tmp_path / "TODO.md"
+    todo.write_text(many_specs(2_000, broken_at=1_999))
+    with pytest.raises(SpecError, match="spec at line"):
+        await import_todo(backlog, todo, OP)
+    assert await next_number(pool) == 1
+
+    # interrupted while writing (Ctrl-C, a lost connection): rolled back, no number used
+    todo.write_text(many_specs(1_500))
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "writing" and done >= 1_000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await import_todo(backlog, todo, OP, on_progress=interrupt)
+    assert await pool.fetchval("select count(*) from tasks") == 0
+    assert await next_number(pool) == 1
+    res = await import_todo(backlog, todo, OP)
+    assert res.created[0] == "OB-1" and res.created[-1] == "OB-1500"
+
+
+async def test_an_oversized_todo_is_refused_before_anything_is_written(
+    backlog: Backlog, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    todo = tmp_path / "TODO.md"
+    todo.write_bytes(b"## big\n" + b"x" * (MAX_TODO_BYTES + 10))
+    with pytest.raises(Invalid, match=r"at most 4 MiB .*split it"):
+        await import_todo(backlog, todo, OP)
+    todo.write_text("\n".join(f"- [ ] item {i}" for i in range(MAX_TODO_SPECS + 1)))
+    with pytest.raises(Invalid, match="at most 10,000"):
+        await import_todo(backlog, todo, OP)
+    assert await pool.fetchval("select count(*) from tasks") == 0

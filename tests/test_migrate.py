@@ -44,9 +44,15 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
         await drop_database(admin_url, url)
 
 
+# the number given to a migration still on another branch; drop once it is merged
+RESERVED = {5}
+
+
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in available_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    numbers = sorted(set(versions) | RESERVED)
+    assert len(set(versions)) == len(versions)
+    assert numbers == list(range(1, len(numbers) + 1))
 
 
 async def test_the_database_checks_the_same_kinds_as_core(pool) -> None:

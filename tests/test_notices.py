@@ -9,6 +9,7 @@ from bot.notices import RENDERERS, Delivery, notice_for
 from core.backlog import Backlog
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo
+from core.git.todo import import_todo
 from core.leases import Leases
 from core.models import Actor, Lane, OutboxKind
 from core.notices import PAYLOADS
@@ -31,7 +32,12 @@ SAYS = {
     OutboxKind.TASK_CLOSED_BY_COMMIT: "closed by commit",
     OutboxKind.CLOSED_WHILE_CLAIMED: "while codex held it",
     OutboxKind.TASK_VERIFIED: "verified",
+    OutboxKind.EVIDENCE_LOST: "was reverted on main",
+    OutboxKind.DEFAULT_BRANCH_CHANGED: "the default branch is now <b>trunk</b>",
+    OutboxKind.TODO_IMPORTED: "drafts</b> imported from",
 }
+# Notices about no single task name what they are about instead.
+NEWS_NAMES = {OutboxKind.DEFAULT_BRANCH_CHANGED: "<b>web</b>", OutboxKind.TODO_IMPORTED: "TODO.md"}
 
 
 def test_every_kind_has_a_payload_model_and_a_renderer() -> None:
@@ -87,6 +93,15 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     repo.commit(f"Fix it\n\nCloses: {held.key}")
     await Reconciler(backlog).run()  # task_closed_by_commit + closed_while_claimed
 
+    repo.git("revert", "--no-edit", sha)
+    await Reconciler(backlog).run()  # evidence_lost (the shipped task's commit is reverted)
+    repo.git("branch", "-m", "main", "trunk")
+    await Reconciler(backlog).run()  # default_branch_changed
+
+    todo = tmp_path / "TODO.md"
+    todo.write_text("".join(f"## idea {i}\n\n" for i in range(25)))
+    await import_todo(backlog, todo, OP)  # todo_imported (one notice for 25 drafts)
+
 
 async def test_every_kind_core_emits_reads_well(
     backlog: Backlog, make_agent, tmp_path: Path
@@ -96,9 +111,10 @@ async def test_every_kind_core_emits_reads_well(
     assert {OutboxKind(r["kind"]) for r in rows} == set(OutboxKind)
     for r in rows:
         kind = OutboxKind(r["kind"])
-        task = await backlog.get_by_id(r["task_id"])
+        task = await backlog.get_by_id(r["task_id"]) if r["task_id"] else None
         notice = notice_for(kind, r["payload"], task, backlog.settings.tz)
-        assert f"<b>{task.key}</b>" in notice.text, (kind, notice.text)
+        names = f"<b>{task.key}</b>" if task else NEWS_NAMES[kind]
+        assert names in notice.text, (kind, notice.text)
         says = SAYS[kind] if isinstance(SAYS[kind], tuple) else (SAYS[kind],)
         assert any(s in notice.text for s in says), (kind, notice.text)
         assert "None" not in notice.text and "{" not in notice.text, (kind, notice.text)

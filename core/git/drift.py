@@ -3,10 +3,12 @@
 Approving a task (or the operator filing one with a repo) records the repo's HEAD as the task's
 `base_sha`. A claim then reports the drift — commits since the base, their subjects (capped),
 files they touched that the steps name, and commits that already reference the task — from the
-commits the reconciler stored, with no git process. Only when the base is not among them (it is
-newer than the last scan, or history was rewritten) does it run one bounded `git log`. A claim
-for a task without repo or base never touches git or these tables, and a failure becomes
-`{"error": ...}`, never a failed claim.
+commits the reconciler stored, with no git process. Only when the base is not among them does it
+ask git: if the base is still on the branch (newer than the last scan) one bounded `git log`
+counts from it; if it is not (history was rewritten, force-pushed away, the object is gone) the
+drift says so (`base_left_branch`, `commits_since` None, a `warning` naming `ob replan`) instead
+of counting from some fallback. A claim for a task without repo or base never touches git or
+these tables, and a failure becomes `{"error": ...}`, never a failed claim.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ import re
 from typing import Any
 
 import asyncpg
-import git
 from pydantic import BaseModel
 
 from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import Invalid
 from core.git.base import current_head, record_base  # noqa: F401 - re-exported
-from core.git.gitlog import parse_log
+from core.git.gitlog import log_args, parse_log, run_git
 from core.git.refs import branch_tip
 from core.models import Actor, EventKind, Task, format_key
 from core.tasks import fetch_task, task_id_for_key
@@ -45,7 +46,7 @@ select (select pos from b) as base_pos,
        (select coalesce(array_agg(x.sha || ' ' || x.subject order by x.pos desc), '{}')
         from (select * from s order by pos desc limit $3) x) as subjects,
        (select coalesce(array_agg(distinct f.f order by f.f), '{}')
-        from s, unnest(s.files) as f(f)
+        from s, unnest(string_to_array(s.files, E'\\n')) as f(f)
         where f.f = any($4::text[]) or regexp_replace(f.f, '^.*/', '') = any($4::text[])
        ) as files
 """
@@ -121,7 +122,14 @@ async def _drift(conn: asyncpg.Connection, task: Task, task_id: int | None) -> d
             )
         else:
             out.update(await _drift_from_git(repo["path"], repo["default_branch"], task, tokens))
-    out["subjects_truncated"] = out.get("commits_since", 0) > len(out.get("subjects", []))
+    if out.get("base_left_branch"):
+        branch = repo["default_branch"] or "the default branch"
+        out["warning"] = (
+            f"the plan's base {task.base_sha[:10]} is no longer on {branch} (history was"
+            f" rewritten); re-check the plan against {branch}, then `ob replan {task.key}`"
+        )
+    out.setdefault("base_left_branch", False)
+    out["subjects_truncated"] = (out.get("commits_since") or 0) > len(out.get("subjects", []))
     out["references"] = [dict(r) for r in refs]
     out["already_referenced"] = bool(refs)
     return out
@@ -134,17 +142,24 @@ async def _drift_from_git(
         tip = branch_tip(path, branch or "main")
         if tip is None:
             raise Invalid(f"default branch {branch!r} not found in {path}")
-        out = git.Git(path).log(
+        # 0: an ancestor of the tip; 1: not (rewritten away); 128: no such commit (gone)
+        rc, _ = run_git(path, "merge-base", "--is-ancestor", f"{task.base_sha}", tip, check=False)
+        if rc != 0:
+            return {
+                "head_sha": tip,
+                "base_left_branch": True,
+                "commits_since": None,
+                "subjects": [],
+                "files_in_steps": [],
+                "source": "git",
+            }
+        _, text = run_git(
+            path,
+            *log_args(files=True, topo=True),
             f"--max-count={GIT_FALLBACK_COMMITS}",
-            "--topo-order",
-            "-z",
-            "--name-only",
-            "--no-renames",
-            "--format=%x1e%x1e%H%x00%P%x00%ae%x00%ct%x00%x00%s",
             f"{task.base_sha}..{tip}",
-            stdout_as_string=False,
         )
-        commits = parse_log(out)
+        commits = parse_log(text)
         files = [f for c in commits for f in c.files]
         return {
             "head_sha": tip,

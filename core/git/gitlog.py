@@ -1,150 +1,345 @@
-"""One `git log` per repository, with a custom format, read as bytes and split on NUL.
+"""Reading commits from git: one `git log` process, streamed, parsed in a worker thread and
+handed to the event loop in batches (so a first scan of a large history never holds the whole
+output, and the event loop stays free for the gateway while it runs).
 
-A commit message cannot contain NUL, so NUL separates the fields; each record starts with
-RS RS and the 40-hex SHA; `--name-only -z` lists the touched files after the fields. The log
-covers every branch tip minus what the last scan already read from the default branch
-(`tips --not cursor`); which commits are on the default branch is worked out here from the
-parent links (everything reachable from the default tip inside the output), so the default
-branch and the other branches are read in one call.
+The format puts NUL between the fields (a commit message cannot contain NUL); each record
+starts with RS RS and the 40-hex SHA; with `--name-only -z` the touched files follow as NUL
+terminated tokens. Trailers (`Agent:`) are parsed here, and only for the few commits that
+name a task, instead of asking git to parse every commit's trailers.
 
-If the cursor is no longer an ancestor of the default tip (a force-push), the same output
-still holds every rewritten commit (git lists what the cursor cannot reach); if the cursor
-object is gone altogether, a window of the newest commits is read instead.
+What to read is decided by the reconciler (see reconcile.py): the default branch's new commits
+(`tip --not cursor`, newest first in topological order, with file lists) and, separately, the
+other branches' new commits (`new tips --not <default tip> <every tip seen before>`, messages
+only).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
-from dataclasses import dataclass, field
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from typing import IO, NamedTuple
 
-import git
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 REC = b"\x1e\x1e"
-FORMAT = (
-    "--format=%x1e%x1e%H%x00%P%x00%ae%x00%ct%x00"
-    "%(trailers:key=Agent,valueonly,separator=%x2C)%x00%B"
-)
-WINDOW = 1000  # commits read when the cursor object no longer exists
+SEP = b"\x00\x1e\x1e"
+FORMAT = "--format=%x1e%x1e%H%x00%P%x00%ae%x00%ct%x00%B"
 MAX_FILES = 200  # files kept per commit
 MAX_MESSAGE = 1 << 20  # characters of a message searched for keys
+BATCH = 2000  # commits handed over at a time
+IN_FLIGHT = 16  # chunks read ahead of the parser
+READ_CHUNK = 1 << 20
+
+GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _MISSING = re.compile(r"bad revision|unknown revision|bad object|invalid object|not a valid", re.I)
+_REVERTS = re.compile(r"This reverts commit ([0-9a-fA-F]{7,40})\b")
+_REVERT_SUBJECT = re.compile(r"^\s*(?:Revert|Reapply)\s+\"", re.I)
+_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
 
 
-@dataclass
-class Commit:
+class GitError(Exception):
+    """git exited with an error."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str):
+        self.args_ = args
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(
+            f"git {args[0] if args else ''} failed ({returncode}): {self.stderr[:300]}"
+        )
+
+    @property
+    def missing_object(self) -> bool:
+        return bool(_MISSING.search(self.stderr))
+
+
+class Commit(NamedTuple):
     sha: str
     parents: list[str]
     author_email: str
     committed_at: datetime
-    agent: str | None
     message: str
-    files: list[str] = field(default_factory=list)
-    on_default: bool = False
+    file_lines: str  # the touched files, one a line (as git_commits.files stores them)
+
+    @property
+    def files(self) -> list[str]:
+        return self.file_lines.split("\n") if self.file_lines else []
 
     @property
     def subject(self) -> str:
-        line = self.message.split("\n", 1)[0].strip()
-        return line[:200]
-
-
-@dataclass
-class LogScan:
-    commits: list[Commit]  # in `git log --topo-order` order: newest first
-    default_tip: str
-    rewritten: bool  # the cursor is not an ancestor of the default tip
-    windowed: bool  # the cursor object was gone; a window was read
-    boundary: set[str]  # parents of default commits outside the output (already read)
+        return self.message.partition("\n")[0].strip()[:200]
 
     @property
-    def default_commits(self) -> list[Commit]:
-        return [c for c in self.commits if c.on_default]
+    def agent(self) -> str | None:
+        """The `Agent:` trailer, lower-cased (the first one)."""
+        return agent_trailer(self.message)
 
 
 def _decode(b: bytes) -> str:
     return b.decode("utf-8", errors="replace")
 
 
-def parse_log(out: bytes) -> list[Commit]:
-    commits: list[Commit] = []
-    tokens = out.split(b"\x00")
-    i, n = 0, len(tokens)
-    while i < n:
-        tok = tokens[i]
-        if not tok.startswith(REC) or i + 5 >= n:
-            if commits and tok.strip(b"\n"):
-                cur = commits[-1]
-                if len(cur.files) < MAX_FILES:
-                    cur.files.append(_decode(tok.lstrip(b"\n")))
-            i += 1
+def trailers(message: str) -> list[tuple[str, str]]:
+    """The trailers of a message, the way `git interpret-trailers` finds them: the last
+    paragraph (never the subject), if it consists of trailers (`Key: value`, continuation
+    lines indented), or holds at least 25% trailers and one git wrote (`Signed-off-by`,
+    `(cherry picked from commit ...)`)."""
+    paras = [p for p in re.split(r"\n[ \t]*\n", message.strip()) if p.strip()]
+    if len(paras) < 2:
+        return []
+    lines = [ln for ln in paras[-1].split("\n") if not ln.startswith("#")]
+    found: list[tuple[str, str]] = []
+    other = 0
+    git_made = False
+    for ln in lines:
+        if ln[:1] in (" ", "\t") and found:
+            found[-1] = (found[-1][0], found[-1][1] + " " + ln.strip())
             continue
-        sha = tok[2:].decode("ascii", errors="replace")
-        parents = tokens[i + 1].decode("ascii", errors="replace").split()
-        email = _decode(tokens[i + 2]).strip().lower()[:320]
+        m = _TRAILER.match(ln)
+        if m:
+            found.append((m.group(1), m.group(2).strip()))
+            git_made = git_made or m.group(1).lower() == "signed-off-by"
+        elif ln.startswith("(cherry picked from commit "):
+            git_made = True
+        else:
+            other += 1
+    if not found:
+        return []
+    if other and not (git_made and len(found) * 3 >= other):
+        return []
+    return found
+
+
+def agent_trailer(message: str) -> str | None:
+    if "agent" not in message.lower():
+        return None
+    for key, value in trailers(message):
+        if key.lower() == "agent":
+            value = value.split(",")[0].strip().lower()
+            if value:
+                return value[:40]
+    return None
+
+
+def reverted_shas(message: str) -> list[str] | None:
+    """What a revert commit reverts: the SHAs of its `This reverts commit X.` lines (empty
+    when a `Revert "..."` subject names none); None when the commit is not a revert."""
+    found = [m.group(1).lower() for m in _REVERTS.finditer(message)]
+    if found:
+        return list(dict.fromkeys(found))
+    if _REVERT_SUBJECT.match(message):
+        return []
+    return None
+
+
+class LogParser:
+    """Incremental parser of the NUL-separated log: feed bytes, get finished commits.
+
+    Records are split on NUL RS RS (a message holds no NUL, so only a record start follows a
+    NUL with RS RS; a file name starting with RS RS would be misread, and none does), then
+    each record on NUL into its fields and files."""
+
+    def __init__(self) -> None:
+        self.buf: list[bytes] = []
+        self.tail = b""  # the last bytes seen, for a separator split across two chunks
+        self.first = True
+
+    def feed(self, data: bytes) -> list[Commit]:
+        probe = self.tail + data[:2]
+        self.tail = (self.tail + data)[-2:]
+        self.buf.append(data)
+        if SEP not in probe and SEP not in data:
+            return []  # still inside one record (a long message): join once it ends
+        parts = b"".join(self.buf).split(SEP)
+        rest = parts.pop()
+        self.buf = [rest] if rest else []
+        return [c for c in map(self._record, parts) if c is not None]
+
+    def close(self) -> list[Commit]:
+        data = b"".join(self.buf)
+        self.buf, self.tail = [], b""
+        if not data.strip(b"\x00\n"):
+            return []
+        c = self._record(data)
+        return [c] if c is not None else []
+
+    def _record(self, rec: bytes) -> Commit | None:
+        if self.first:
+            self.first = False
+            if not rec.startswith(REC):
+                return None  # output before the first record (none is expected)
+            rec = rec[2:]
+        f = rec.split(b"\x00", 5)
+        if len(f) < 5:
+            f += [b""] * (5 - len(f))
         try:
-            when = datetime.fromtimestamp(int(tokens[i + 3] or b"0"), UTC)
+            when = datetime.fromtimestamp(int(f[3] or b"0"), UTC)
         except (ValueError, OverflowError):
             when = datetime.fromtimestamp(0, UTC)
-        agents = [a.strip().lower() for a in _decode(tokens[i + 4]).split(",") if a.strip()]
-        message = _decode(tokens[i + 5][:MAX_MESSAGE])
-        commits.append(
-            Commit(
-                sha=sha,
-                parents=parents,
-                author_email=email,
-                committed_at=when,
-                agent=agents[0][:40] if agents else None,
-                message=message,
-            )
+        files = ""
+        if len(f) > 5 and f[5]:
+            names = f[5].rstrip(b"\x00")
+            if names.count(b"\x00") >= MAX_FILES:
+                names = b"\x00".join(names.split(b"\x00", MAX_FILES)[:MAX_FILES])
+            files = names.decode("utf-8", "replace").lstrip("\n").replace("\x00", "\n")
+        return Commit(
+            f[0].decode("ascii", "replace"),
+            f[1].decode("ascii", "replace").split(),
+            f[2].decode("utf-8", "replace").strip().lower()[:320],
+            when,
+            f[4][:MAX_MESSAGE].decode("utf-8", "replace"),
+            files,
         )
-        i += 6
-    return commits
 
 
-def read_log(
+def parse_log(out: bytes) -> list[Commit]:
+    """Parse a whole log output at once."""
+    p = LogParser()
+    return p.feed(out) + p.close()
+
+
+def log_args(*, files: bool, topo: bool = False) -> list[str]:
+    args = ["log", "-z", "--no-color", "--no-show-signature", FORMAT]
+    if topo:
+        args.append("--topo-order")
+    if files:
+        args += ["--name-only", "--no-renames", "--no-ext-diff"]
+    return args
+
+
+def run_git(path: str | os.PathLike[str], *args: str, check: bool = True) -> tuple[int, bytes]:
+    """Run a short git command; (return code, stdout)."""
+    out = subprocess.run(
+        ["git", *args],
+        cwd=path,
+        env=GIT_ENV,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if check and out.returncode != 0:
+        raise GitError(list(args), out.returncode, _decode(out.stderr))
+    return out.returncode, out.stdout
+
+
+def rev_list(path: str | os.PathLike[str], *args: str) -> list[str]:
+    """`git rev-list ARGS`: SHAs, in git's order."""
+    _, out = run_git(path, "rev-list", *args)
+    return out.decode("ascii", errors="replace").split()
+
+
+async def stream_log(
     path: str | os.PathLike[str],
-    default_tip: str,
-    tips: list[str],
-    cursor: str | None,
+    args: list[str],
     *,
-    window: int = WINDOW,
-) -> LogScan:
-    """Read everything new in one `git log` call (two only when the cursor object is gone)."""
-    g = git.Git(str(path))
-    heads = sorted({default_tip, *tips})
-    args = ["--topo-order", "-z", "--name-only", "--no-renames", FORMAT, *heads]
-    windowed = False
-    if cursor:
-        try:
-            out = g.log(*args, "--not", cursor, stdout_as_string=False)
-        except git.GitCommandError as err:
-            if not _MISSING.search(str(err.stderr)):
-                raise
-            out = g.log(f"--max-count={window}", *args, stdout_as_string=False)
-            windowed = True
-    else:
-        out = g.log(*args, stdout_as_string=False)
-    commits = parse_log(out)
+    stdin: bytes | None = None,
+    batch: int = BATCH,
+) -> AsyncGenerator[list[Commit], None]:
+    """Run `git ARGS` and yield its commits in batches, in git's order (`stdin`: written to
+    git first, e.g. revisions for `--stdin`, which git reads before it writes anything).
+    Raises GitError (after the batches read so far) when git fails.
 
-    # the default branch: everything reachable from its tip inside the output
-    by_sha = {c.sha: c for c in commits}
-    boundary: set[str] = set()
-    stack = [default_tip] if default_tip in by_sha else []
-    if not stack:  # the tip is already known (e.g. the branch was reset to an older commit)
-        boundary.add(default_tip)
-    while stack:
-        c = by_sha.get(stack.pop())
-        if c is None or c.on_default:
-            continue
-        c.on_default = True
-        for p in c.parents:
-            if p in by_sha:
-                stack.append(p)
-            else:
-                boundary.add(p)
-    rewritten = windowed
-    if cursor and cursor != default_tip and not windowed:
-        # the cursor is an ancestor iff some new default commit has it as a parent
-        rewritten = cursor not in boundary
-    return LogScan(commits, default_tip, rewritten, windowed, boundary)
+    A worker thread only drains git's stdout (it holds the GIL for a moment per chunk, so git
+    never waits on Python); the chunks are parsed here, between the consumer's awaits. At most
+    IN_FLIGHT chunks wait, so memory stays bounded however large the history."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+    room = threading.Semaphore(IN_FLIGHT)
+    stop = threading.Event()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def hand_over(item: bytes | BaseException | None) -> bool:
+        if isinstance(item, bytes):
+            while not room.acquire(timeout=0.1):
+                if stop.is_set():
+                    return False
+        if stop.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone: nobody is listening any more
+            return False
+        return True
+
+    def work() -> None:
+        try:
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen(
+                    ["git", *args],
+                    cwd=path,
+                    env=GIT_ENV,
+                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
+                procs.append(proc)
+                stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
+                _widen_pipe(stdout)
+                if stdin is not None:
+                    assert proc.stdin is not None
+                    try:
+                        proc.stdin.write(stdin)
+                        proc.stdin.close()
+                    except BrokenPipeError:  # git failed early; its stderr says why
+                        pass
+                while not stop.is_set():
+                    chunk = stdout.read1(READ_CHUNK)  # type: ignore[attr-defined]
+                    if not chunk or not hand_over(chunk):
+                        break
+                if stop.is_set():
+                    proc.kill()
+                    proc.wait()
+                    return
+                stdout.close()
+                rc = proc.wait()
+                if rc != 0:
+                    err.seek(0)
+                    hand_over(GitError(args, rc, _decode(err.read())))
+                    return
+            hand_over(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            hand_over(exc)
+
+    worker = threading.Thread(target=work, name="ob-git-log", daemon=True)
+    worker.start()
+    parser = LogParser()
+    pending: list[Commit] = []
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                pending.extend(parser.close())
+                if pending:
+                    yield pending
+                return
+            if isinstance(item, BaseException):
+                raise item
+            room.release()
+            pending.extend(parser.feed(item))
+            if len(pending) >= batch:
+                yield pending
+                pending = []
+    finally:
+        stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _widen_pipe(f: IO[bytes]) -> None:
+    """Let git write up to 1 MiB ahead of the reader (Linux; elsewhere the default stays)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if setsize is None:
+        return
+    with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size, or not a pipe
+        fcntl.fcntl(f.fileno(), setsize, 1 << 20)

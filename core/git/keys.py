@@ -13,6 +13,7 @@ from functools import lru_cache
 class KeyPatterns:
     any_key: re.Pattern[str]
     closing: re.Pattern[str]
+    maybe: re.Pattern[str]  # the fast path: `PREFIX-` anywhere, any case
 
 
 @lru_cache(maxsize=8)
@@ -20,6 +21,7 @@ def patterns(prefix: str) -> KeyPatterns:
     p = re.escape(prefix)
     key = rf"{p}-\d{{1,12}}(?![0-9])"
     return KeyPatterns(
+        maybe=re.compile(rf"{p}-", re.I),
         any_key=re.compile(rf"(?<![A-Za-z0-9_]){p}-(\d{{1,12}})(?![0-9])", re.I),
         closing=re.compile(
             rf"(?<![A-Za-z])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)[ \t]*:?[ \t]*"
@@ -32,7 +34,7 @@ def patterns(prefix: str) -> KeyPatterns:
 def find_keys(message: str, prefix: str) -> dict[int, bool]:
     """{task number: closes?} for every key the message names (empty when none)."""
     pat = patterns(prefix)
-    if prefix.lower() not in message.lower():  # the fast path for most commits
+    if not pat.maybe.search(message):  # the fast path for most commits
         return {}
     found = {int(m.group(1)): False for m in pat.any_key.finditer(message)}
     if found:

@@ -89,24 +89,115 @@ def _for_each_ref(path: str | os.PathLike[str]) -> dict[str, str]:
     return refs
 
 
-def detect_default_branch(path: str | os.PathLike[str]) -> str:
-    """origin/HEAD's branch, else main, else master, else the checked-out branch."""
+class BranchGone(RepoGone):
+    """The default branch cannot be found; the message names the command that fixes it."""
+
+
+def _symbolic(base: Path, name: str) -> str | None:
+    """The target of a loose symbolic ref (`ref: refs/...`), else None."""
+    f = base / name
+    try:
+        text = f.read_text("utf-8", errors="replace").strip() if f.is_file() else ""
+    except OSError:
+        return None
+    return text[5:].strip() if text.startswith("ref: ") else None
+
+
+def _symbolic_git(path: str | os.PathLike[str], name: str) -> str | None:
+    import git  # loaded only when the ref files do not say (see _for_each_ref)
+
+    try:
+        return git.Git(str(path)).symbolic_ref("-q", name).strip() or None
+    except git.GitCommandError:
+        return None
+
+
+def is_bare(path: str | os.PathLike[str]) -> bool:
+    gd, _ = git_dirs(path)
+    return gd == Path(path)
+
+
+def remote_default(path: str | os.PathLike[str]) -> str | None:
+    """The branch a remote's HEAD names (origin first, else the first remote that has one):
+    what `git clone` set up and `git remote set-head` changes."""
+    _, common = git_dirs(path)
+    reftable = (common / "reftable").is_dir()
+    remotes = ["origin"]
+    base = common / "refs" / "remotes"
+    if base.is_dir():
+        remotes += sorted(d.name for d in base.iterdir() if d.is_dir() and d.name != "origin")
+    for remote in remotes:
+        name = f"refs/remotes/{remote}/HEAD"
+        target = _symbolic_git(path, name) if reftable else _symbolic(common, name)
+        prefix = f"refs/remotes/{remote}/"
+        if target and target.startswith(prefix):
+            return target.removeprefix(prefix)
+    return None
+
+
+def head_branch(path: str | os.PathLike[str]) -> str | None:
+    """The branch HEAD names (None when detached)."""
     gd, common = git_dirs(path)
-    origin_head = common / "refs/remotes/origin/HEAD"
-    if origin_head.is_file():
-        text = origin_head.read_text("utf-8", errors="replace").strip()
-        if text.startswith("ref: refs/remotes/origin/"):
-            return text.removeprefix("ref: refs/remotes/origin/")
-    refs = read_refs(path)
-    for name in ("main", "master"):
-        if f"refs/heads/{name}" in refs or f"refs/remotes/origin/{name}" in refs:
+    if (common / "reftable").is_dir():
+        target = _symbolic_git(path, "HEAD")
+    else:
+        target = _symbolic(gd, "HEAD")
+    if target and target.startswith("refs/heads/"):
+        return target.removeprefix("refs/heads/")
+    return None
+
+
+def follow_default_branch(
+    path: str | os.PathLike[str], refs: dict[str, str], current: str | None = None
+) -> str:
+    """The repository's default branch now, for a repo whose branch is not pinned:
+
+    1. the branch a remote's HEAD names (origin/HEAD), where there is one;
+    2. in a bare repository, the branch HEAD names;
+    3. in a work tree, the branch ob already follows while it exists (a work tree's HEAD is
+       whatever is checked out, not the default branch); when it is gone (renamed, deleted),
+       the branch HEAD names; at registration main, else master, else HEAD's branch.
+    """
+    remote = remote_default(path)
+    if remote and branch_ref(refs, remote):
+        return remote
+    head = head_branch(path)
+    if is_bare(path) and head and branch_ref(refs, head):
+        return head
+    if current and branch_ref(refs, current):
+        return current
+    order = [head] if current else ["main", "master", head]
+    for name in order:
+        if name and branch_ref(refs, name):
             return name
-    head = gd / "HEAD"
-    if head.is_file():
-        text = head.read_text("utf-8", errors="replace").strip()
-        if text.startswith("ref: refs/heads/"):
-            return text.removeprefix("ref: refs/heads/")
-    raise RepoGone(f"cannot tell the default branch of {path}; give it with --branch")
+    if current:
+        raise BranchGone(
+            f"the default branch {current!r} no longer exists in {path} and HEAD names no"
+            f" branch; pin the right one with `ob repo add {path} --branch NAME`"
+        )
+    raise BranchGone(
+        f"cannot tell the default branch of {path}; pin it with `ob repo add {path} --branch NAME`"
+    )
+
+
+def detect_default_branch(path: str | os.PathLike[str]) -> str:
+    """The default branch of a repository being registered."""
+    return follow_default_branch(path, read_refs(path))
+
+
+def resolve_branch(
+    path: str | os.PathLike[str], refs: dict[str, str], current: str | None, pinned: bool
+) -> str:
+    """The branch to scan now: the pinned one (it must exist), else the repository's own."""
+    if pinned and current:
+        if branch_ref(refs, current) is None:
+            raise BranchGone(
+                f"the default branch {current!r} (pinned with --branch) does not exist in {path};"
+                f" if it was renamed, `ob repo add {path} --branch NEW`; to follow the"
+                f" repository's default branch instead, `ob repo add {path} --follow`"
+            )
+        return current
+    return follow_default_branch(path, refs, current)
 
 
 def branch_ref(refs: dict[str, str], branch: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from core.git.refs import RepoGone, detect_default_branch, git_dirs
 from core.models import SYSTEM, Actor, EventKind
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+_BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[^\x00-\x20~^:?*\[\\]{1,200}$")
 DISCOVER_DEPTH = 3
 _SKIP_DIRS = {"node_modules", ".venv", "venv", "__pycache__", ".tox", "target", "dist", "build"}
 
@@ -26,6 +28,7 @@ class RepoInfo(BaseModel):
     name: str
     path: str
     default_branch: str | None
+    branch_pinned: bool = False  # set with --branch; otherwise the repository's own is followed
     discovered: bool
     cursor_sha: str | None
     commits_seen: int
@@ -38,6 +41,21 @@ class RepoInfo(BaseModel):
 def repo_name_for(path: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9._/-]+", "-", path.name).strip("-._/") or "repo"
     return name[:100]
+
+
+class SkippedFolder(BaseModel):
+    """A folder under OB_REPO_ROOTS that looks like a repository but was not registered."""
+
+    path: str
+    reason: str
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass
+class Discovery:
+    added: list[RepoInfo] = field(default_factory=list)
+    skipped: list[SkippedFolder] = field(default_factory=list)
 
 
 def _inspect(path: Path, branch: str | None) -> str:
@@ -53,14 +71,25 @@ async def add_repo(
     *,
     name: str | None = None,
     branch: str | None = None,
+    follow: bool = False,
     discovered: bool = False,
 ) -> RepoInfo:
-    """Register (or update) a repository. Re-adding a known path updates its name/branch."""
+    """Register (or update) a repository. Re-adding a known path updates its name/branch.
+
+    `branch` pins the default branch; without it ob follows the repository's own default
+    (origin/HEAD, a bare repository's HEAD, see refs.follow_default_branch) at every scan.
+    `follow` drops an earlier pin."""
+    if branch is not None and follow:
+        raise Invalid("give either --branch (pin a branch) or --follow (follow the repository's)")
+    branch = branch.strip() if branch else None
+    if branch is not None and not _BRANCH_RE.match(branch):
+        raise Invalid(f"{branch[:60]!r} is not a branch name")
     p = Path(path).expanduser().resolve()
     try:
         default_branch = await asyncio.to_thread(_inspect, p, branch)
     except RepoGone as err:
         raise Invalid(str(err)) from None
+    pinned = branch is not None
     name = (name or repo_name_for(p)).strip()
     if not NAME_RE.match(name):
         raise Invalid(
@@ -72,12 +101,34 @@ async def add_repo(
         if by_path is not None:
             if by_name is not None and by_name["id"] != by_path["id"]:
                 raise Invalid(f"a repo named {name!r} exists at {by_name['path']}")
+            if pinned or follow:
+                new_branch, new_pin = default_branch, pinned
+            else:  # unchanged
+                new_branch = by_path["default_branch"] or default_branch
+                new_pin = by_path["branch_pinned"]
             row = await conn.fetchrow(
-                "update repos set name = $2, default_branch = $3 where id = $1 returning *",
+                "update repos set name = $2, default_branch = $3, branch_pinned = $4,"
+                " last_error = case when $5 then null else last_error end"
+                " where id = $1 returning *",
                 by_path["id"],
                 name,
-                branch or by_path["default_branch"] or default_branch,
+                new_branch,
+                new_pin,
+                new_branch != by_path["default_branch"],
             )
+            if (new_branch, new_pin) != (by_path["default_branch"], by_path["branch_pinned"]):
+                await events.record(
+                    conn,
+                    None,
+                    actor,
+                    EventKind.REPO_BRANCH_SET,
+                    {
+                        "repo": name,
+                        "from": by_path["default_branch"],
+                        "to": new_branch,
+                        "pinned": new_pin,
+                    },
+                )
             return RepoInfo(**dict(row))
         if by_name is not None:
             if discovered or Path(by_name["path"]).exists():
@@ -86,30 +137,40 @@ async def add_repo(
                 )
             # the registered path is gone: the repo moved here
             row = await conn.fetchrow(
-                """update repos set path = $2, default_branch = $3, last_error = null
+                """update repos set path = $2, default_branch = $3, branch_pinned = $4,
+                          last_error = null
                    where id = $1 returning *""",
                 by_name["id"],
                 str(p),
                 default_branch,
+                pinned,
             )
             await events.record(
                 conn, None, actor, EventKind.REPO_MOVED, {"repo": name, "path": str(p)}
             )
             return RepoInfo(**dict(row))
         row = await conn.fetchrow(
-            """insert into repos (name, path, default_branch, discovered)
-               values ($1, $2, $3, $4) returning *""",
+            """insert into repos (name, path, default_branch, branch_pinned, discovered)
+               values ($1, $2, $3, $4, $5) returning *""",
             name,
             str(p),
             default_branch,
+            pinned,
             discovered,
         )
+        await conn.execute("delete from repo_skips where path = $1", str(p))
         await events.record(
             conn,
             None,
             actor,
             EventKind.REPO_ADDED,
-            {"repo": name, "path": str(p), "branch": default_branch, "discovered": discovered},
+            {
+                "repo": name,
+                "path": str(p),
+                "branch": default_branch,
+                "pinned": pinned,
+                "discovered": discovered,
+            },
         )
         return RepoInfo(**dict(row))
 
@@ -136,19 +197,24 @@ async def get_repo(backlog: Backlog, name: str) -> RepoInfo:
     return RepoInfo(**dict(row))
 
 
-def find_git_repos(roots: list[Path], depth: int = DISCOVER_DEPTH) -> list[Path]:
-    """Git repositories under the roots (not descending into a repository)."""
+def find_git_repos(
+    roots: list[Path], depth: int = DISCOVER_DEPTH, problems: list[tuple[str, str]] | None = None
+) -> list[Path]:
+    """Git repositories under the roots (not descending into a repository). Folders that
+    cannot be listed, and roots that do not exist, go to `problems` as (path, reason)."""
     found: list[Path] = []
 
     def walk(d: Path, level: int) -> None:
-        if (d / ".git").exists():
+        if (d / ".git").exists() or (d / ".git").is_symlink():
             found.append(d)
             return
         if level >= depth:
             return
         try:
             children = sorted(e for e in d.iterdir() if e.is_dir() and not e.is_symlink())
-        except OSError:
+        except OSError as err:
+            if problems is not None:
+                problems.append((str(d), f"cannot list the folder: {err.strerror or err}"))
             return
         for c in children:
             if not c.name.startswith(".") and c.name not in _SKIP_DIRS:
@@ -158,18 +224,28 @@ def find_git_repos(roots: list[Path], depth: int = DISCOVER_DEPTH) -> list[Path]
         root = root.expanduser()
         if root.is_dir():
             walk(root.resolve(), 0)
+        elif problems is not None:
+            problems.append((str(root), "OB_REPO_ROOTS names a folder that does not exist"))
     return found
 
 
 async def discover(backlog: Backlog, roots: list[Path]) -> list[RepoInfo]:
     """Register the repositories under the roots that are not registered yet."""
-    if not roots:
-        return []
-    paths = await asyncio.to_thread(find_git_repos, roots)
+    return (await discover_repos(backlog, roots)).added
+
+
+async def discover_repos(backlog: Backlog, roots: list[Path]) -> Discovery:
+    """Register the repositories under the roots that are not registered yet, and record
+    (in `repo_skips`, shown by `ob repo list`) every folder that could not be, and why."""
+    out = Discovery()
+    if not roots:  # nothing to discover; earlier skips no longer apply
+        await backlog.pool.execute("delete from repo_skips")
+        return out
+    problems: list[tuple[str, str]] = []
+    paths = await asyncio.to_thread(find_git_repos, roots, DISCOVER_DEPTH, problems)
     rows = await backlog.pool.fetch("select path, name from repos")
-    known = {r["path"] for r in rows}
-    names = {r["name"] for r in rows}
-    added = []
+    known = {r["path"]: r["name"] for r in rows}
+    names = set(known.values())
     for p in paths:
         if str(p) in known:
             continue
@@ -177,10 +253,72 @@ async def discover(backlog: Backlog, roots: list[Path]) -> list[RepoInfo]:
         if name in names:
             name = repo_name_for(Path(f"{p.parent.name}-{p.name}"))
         if name in names:
+            problems.append(
+                (
+                    str(p),
+                    f"the name {repo_name_for(p)!r} (and {name!r}) is taken; register it with"
+                    f" `ob repo add {p} --name NAME`",
+                )
+            )
             continue
         try:
-            added.append(await add_repo(backlog, p, SYSTEM, name=name, discovered=True))
-        except Invalid:
+            out.added.append(await add_repo(backlog, p, SYSTEM, name=name, discovered=True))
+        except Invalid as err:
+            problems.append((str(p), str(err)))
             continue
         names.add(name)
-    return added
+    out.skipped = await _record_skips(backlog, problems)
+    return out
+
+
+async def _record_skips(backlog: Backlog, problems: list[tuple[str, str]]) -> list[SkippedFolder]:
+    """Replace the recorded skips with this discovery's; a new one (or a new reason) is an
+    event."""
+    paths = [p for p, _ in problems]
+    reasons = [r[:1000] for _, r in problems]
+    async with backlog.transaction() as conn:
+        rows = await conn.fetch(
+            """
+            with cur as (
+                select * from unnest($1::text[], $2::text[]) as c(path, reason)
+            ),
+            gone as (
+                delete from repo_skips s where not exists (select 1 from cur where cur.path = s.path)
+            ),
+            prev as (select path, reason from repo_skips)
+            insert into repo_skips as s (path, reason)
+            select path, reason from cur
+            on conflict (path) do update
+                set reason = excluded.reason, last_seen = now(),
+                    first_seen = case when s.reason = excluded.reason then s.first_seen
+                                      else now() end
+            returning s.path, s.reason, s.first_seen, s.last_seen,
+                      (select p.reason from prev p where p.path = s.path) as before
+            """,
+            paths,
+            reasons,
+        )
+        fresh = [r for r in rows if r["before"] != r["reason"]]
+        if fresh:
+            await conn.execute(
+                """insert into events (task_id, actor, kind, details)
+                   select null, 'system', 'repo_skipped',
+                          jsonb_build_object('path', p, 'reason', r)
+                   from unnest($1::text[], $2::text[]) as x(p, r)""",
+                [r["path"] for r in fresh],
+                [r["reason"] for r in fresh],
+            )
+    return [
+        SkippedFolder(
+            path=r["path"], reason=r["reason"], first_seen=r["first_seen"], last_seen=r["last_seen"]
+        )
+        for r in sorted(rows, key=lambda r: r["path"])
+    ]
+
+
+async def list_skipped(backlog: Backlog) -> list[SkippedFolder]:
+    """Folders under OB_REPO_ROOTS the last discovery could not register, and why."""
+    rows = await backlog.pool.fetch(
+        "select path, reason, first_seen, last_seen from repo_skips order by path"
+    )
+    return [SkippedFolder(**dict(r)) for r in rows]
