@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.digest import Digest, LaneLoad
@@ -254,4 +254,9 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
             f"• {flag}{esc(u.task.key)} {esc(u.task.title, 60)} "
             f"({esc(actor_label(u.task.completed_by))}, {esc(u.evidence)})"
         )
+    n = d.notices
+    if n.dead:
+        out += ["", f"⚠️ <b>{n.dead} notice(s) could not be delivered</b>: ob outbox --dead"]
+    if n.pending and n.oldest_pending_at and now - n.oldest_pending_at > timedelta(hours=1):
+        out += ["", f"⏳ {n.pending} notice(s) waiting, the oldest {age(n.oldest_pending_at, now)}"]
     return fit("\n".join(out))

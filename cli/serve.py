@@ -37,6 +37,7 @@ async def reconcile_repos(reconciler: Reconciler) -> str:
         f"{len(summary.repos)} repo(s): {len(changed)} changed, {summary.total('closed')} closed,"
         f" {summary.total('linked')} linked, {len(summary.verified)} verified,"
         f" {len(summary.discovered)} discovered, {len(summary.errors)} with errors"
+        + (f", {len(summary.skipped)} folder(s) skipped (ob repo list)" if summary.skipped else "")
     )
     if changed or summary.verified or summary.discovered:
         log.info("reconciled %s", text)

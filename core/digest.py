@@ -16,6 +16,7 @@ from core.backlog import Backlog
 from core.git.drift import DriftedPlans, drifted_plans
 from core.git.reconcile import UnverifiedReport, unverified_report
 from core.models import Lane, format_key
+from core.outbox import OutboxStats, outbox_stats_on
 
 LIST_LIMIT = 10
 
@@ -55,6 +56,7 @@ class Digest(BaseModel):
     blocked: Section
     drifted: DriftedPlans
     unverified: UnverifiedReport
+    notices: OutboxStats
 
 
 # Open work per lane (tasks_digest_lane_age_idx) and the drafts, with their oldest.
@@ -137,6 +139,7 @@ async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
         unverified = await unverified_report(conn, backlog.settings, limit)
         no_evidence = await conn.fetchval(_NO_EVIDENCE)
         drifted = await drifted_plans(conn, prefix, limit)
+        notices = await outbox_stats_on(conn)
 
     def key(n: int) -> str:
         return format_key(prefix, n)
@@ -186,4 +189,5 @@ async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
         ),
         drifted=drifted,
         unverified=unverified,
+        notices=notices,
     )

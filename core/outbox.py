@@ -128,8 +128,13 @@ order by o.id limit $2
 """
 
 
+async def outbox_stats_on(conn: asyncpg.Connection) -> OutboxStats:
+    return OutboxStats(**dict(await conn.fetchrow(_STATS)))
+
+
 async def outbox_stats(backlog: Backlog) -> OutboxStats:
-    return OutboxStats(**dict(await backlog.pool.fetchrow(_STATS)))
+    async with backlog.pool.acquire() as conn:
+        return await outbox_stats_on(conn)
 
 
 async def undelivered(

@@ -55,6 +55,14 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     text = render.digest(d, backlog.settings.tz)
     assert "Awaiting approval</b>: 2" in text and "claude" in text and "abcdef1234" in text
     assert "completed without a commit" in text and "OB-4" in text
+    assert "could not be delivered" not in text
+    # a notice Telegram refused for good is counted, so the operator hears of it
+    await backlog.pool.execute(
+        "update outbox set gave_up_at = now() where id = (select min(id) from outbox)"
+    )
+    d = await build_digest(backlog)
+    assert d.notices.dead == 1
+    assert "1 notice(s) could not be delivered" in render.digest(d, backlog.settings.tz)
 
 
 async def test_digest_sent_once_per_day_with_two_processes(backlog: Backlog) -> None:
