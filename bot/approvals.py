@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiogram import Bot, F
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards, render
@@ -92,6 +93,27 @@ async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
     await cq.answer(f"Rejected {key}")
 
 
+async def _ask(
+    cq: CallbackQuery,
+    number: int,
+    backlog: Backlog,
+    state: FSMContext,
+    prompt: State,
+    allowed: tuple[Status, ...],
+) -> Task | None:
+    """Open a prompt about a task still in one of `allowed` (else say what happened)."""
+    task = await _current(cq, backlog, number)
+    if task is None:
+        return None
+    if task.status not in allowed:
+        await _stale(cq, backlog, number)
+        return None
+    await state.set_state(prompt)
+    await TASK_PROMPT.set(state, TaskPrompt(number=task.number))
+    await cq.answer()
+    return task
+
+
 @router.callback_query(CardCB.filter(F.action == CardAction.REJECT_WITH_REASON))
 async def ask_reason(
     cq: CallbackQuery,
@@ -101,20 +123,14 @@ async def ask_reason(
     state: FSMContext,
     settings: Settings,
 ) -> None:
-    task = await _current(cq, backlog, callback_data.number)
-    if task is None:
-        return
-    if task.status != Status.DRAFT:
-        await _stale(cq, backlog, callback_data.number)
-        return
-    await state.set_state(Prompt.reject_reason)
-    await TASK_PROMPT.set(state, TaskPrompt(number=task.number))
-    await cq.answer()
-    await bot.send_message(
-        cq.from_user.id,
-        f"Why reject <b>{render.esc(task.key)}</b>? Send the reason, or /skip for none, "
-        f"/cancel to keep it ({render.waits(settings.prompt_ttl)}).",
-    )
+    drafts = (Status.DRAFT,)
+    task = await _ask(cq, callback_data.number, backlog, state, Prompt.reject_reason, drafts)
+    if task is not None:
+        await bot.send_message(
+            cq.from_user.id,
+            f"Why reject <b>{render.esc(task.key)}</b>? Send the reason, or /skip for none, "
+            f"/cancel to keep it ({render.waits(settings.prompt_ttl)}).",
+        )
 
 
 @router.callback_query(CardCB.filter(F.action == CardAction.EDIT))
@@ -126,15 +142,10 @@ async def ask_spec(
     state: FSMContext,
     settings: Settings,
 ) -> None:
-    task = await _current(cq, backlog, callback_data.number)
+    unfinished = (Status.DRAFT, Status.OPEN, Status.CLAIMED)
+    task = await _ask(cq, callback_data.number, backlog, state, Prompt.edit_spec, unfinished)
     if task is None:
         return
-    if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
-        await _stale(cq, backlog, callback_data.number)
-        return
-    await state.set_state(Prompt.edit_spec)
-    await TASK_PROMPT.set(state, TaskPrompt(number=task.number))
-    await cq.answer()
     text = render_spec(spec_of(task).model_copy(update={"key": None, "status": None, "lane": None}))
     await bot.send_message(
         cq.from_user.id,

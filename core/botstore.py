@@ -11,6 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 
 from core.backlog import Backlog
@@ -113,21 +114,27 @@ class BotStore:
         )
         return status.endswith(" 1")
 
+    @staticmethod
+    async def _undecided(conn: asyncpg.Connection, capture_id: int, user_id: int) -> Capture:
+        """The user's capture, locked, still waiting for a decision (else a clear error)."""
+        row = await conn.fetchrow(
+            f"select {_CAPTURE_COLUMNS} from bot_captures"
+            " where id = $1 and user_id = $2 for update",
+            capture_id,
+            user_id,
+        )
+        if row is None:
+            raise NotFound("That preview no longer exists.")
+        capture = Capture(**dict(row))
+        if capture.outcome is not None:
+            raise CaptureDecided(capture)
+        return capture
+
     async def save_capture(self, capture_id: int, user_id: int, lane: Lane, actor: Actor) -> Task:
         """File the capture into `lane` and mark it saved, in one transaction: a double tap or
         a crash can neither file it twice nor leave it 'saved' with no task."""
         async with self.backlog.transaction() as conn:
-            row = await conn.fetchrow(
-                f"select {_CAPTURE_COLUMNS} from bot_captures"
-                " where id = $1 and user_id = $2 for update",
-                capture_id,
-                user_id,
-            )
-            if row is None:
-                raise NotFound("That preview no longer exists.")
-            capture = Capture(**dict(row))
-            if capture.outcome is not None:
-                raise CaptureDecided(capture)
+            capture = await self._undecided(conn, capture_id, user_id)
             spec = parse(capture.text)
             self.backlog.check_new(spec)
             task_id = await self.backlog.insert_task(conn, spec, actor, lane=lane)
@@ -142,17 +149,7 @@ class BotStore:
 
     async def discard_capture(self, capture_id: int, user_id: int) -> None:
         async with self.backlog.transaction() as conn:
-            row = await conn.fetchrow(
-                f"select {_CAPTURE_COLUMNS} from bot_captures"
-                " where id = $1 and user_id = $2 for update",
-                capture_id,
-                user_id,
-            )
-            if row is None:
-                raise NotFound("That preview no longer exists.")
-            capture = Capture(**dict(row))
-            if capture.outcome is not None:
-                raise CaptureDecided(capture)
+            await self._undecided(conn, capture_id, user_id)
             await conn.execute(
                 "update bot_captures set outcome = 'discarded', decided_at = now() where id = $1",
                 capture_id,
