@@ -38,6 +38,8 @@ from core.models import OutboxKind
 from core.outbox import MAX_ATTEMPTS, Claimed, Outbox, OutboxRow, backoff
 
 log = logging.getLogger("ob.bot.notifier")
+# Kinds that edit a task's cards: they wait until the task's approval card has gone out.
+CARD_UPDATES = (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
 
 
 class Defer(Exception):
@@ -165,7 +167,7 @@ class Notifier:
     async def deliver(self, row: OutboxRow) -> None:
         if row.task_id is None:
             raise ValueError(f"outbox row {row.id} ({row.kind}) names no task")
-        if row.kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED) and (
+        if row.kind in CARD_UPDATES and (
             await self.outbox.undelivered_for_task(row.task_id, OutboxKind.DRAFT_FILED, row.id)
         ):
             raise Defer("the approval card has not gone out yet")

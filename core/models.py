@@ -186,6 +186,7 @@ class OutboxKind(StrEnum):
     TASK_CLOSED_BY_COMMIT = "task_closed_by_commit"
     CLOSED_WHILE_CLAIMED = "closed_while_claimed"
     TASK_VERIFIED = "task_verified"
+    TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
 
 
 def format_key(prefix: str, number: int) -> str:

