@@ -17,11 +17,23 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import approvals, capture, drain, newtask, views
+from bot import (
+    approvals,
+    capture,
+    charts,
+    documents,
+    drain,
+    newtask,
+    planning,
+    replies,
+    shaping,
+    views,
+)
 from bot.digest_job import DigestJob
 from bot.middleware import OperatorAllowlist
 from bot.notifier import Notifier, worker_name
 from bot.storage import PostgresStorage
+from bot.webhook import Webhook
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.settings import Settings
@@ -52,7 +64,12 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
         newtask.router.build(),
         approvals.router.build(),
         drain.router.build(),
+        shaping.router.build(),
         views.router.build(),
+        charts.router.build(),
+        replies.router.build(),  # a reply amends, even in a planning session
+        planning.router.build(),
+        documents.router.build(),
         capture.router.build(),
         views.fallback.build(),
     )
@@ -73,7 +90,8 @@ async def _retrying(what: str, call: Callable[[], Awaitable[object]], stop: asyn
 
 
 class BotRunner:
-    """Everything Telegram inside `ob serve`: long polling, the notifier and the digest job."""
+    """Everything Telegram inside `ob serve`: updates (long polling, or a webhook), the
+    notifier and the digest job."""
 
     def __init__(
         self,
@@ -95,6 +113,8 @@ class BotRunner:
             self.bot, backlog, settings.operator_ids, worker, settings.digest_grace
         )
         self.scheduler = scheduler
+        # webhook mode: `ob serve` mounts `webhook.handle` on its HTTP server at `webhook.path`
+        self.webhook = Webhook(settings, self.dp, self.bot) if settings.webhook_url else None
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -110,8 +130,16 @@ class BotRunner:
             self.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
         )
 
+    async def _webhook(self, webhook: Webhook) -> None:
+        async def prepare() -> None:
+            await webhook.register()
+            await self.bot.set_my_commands(views.COMMANDS)
+
+        await _retrying("bot start-up (setWebhook, setMyCommands)", prepare, self.stop_event)
+
     async def start(self) -> None:
-        self.tasks = [asyncio.create_task(self._polling(), name="ob-bot-polling")]
+        receive = self._webhook(self.webhook) if self.webhook else self._polling()
+        self.tasks = [asyncio.create_task(receive, name="ob-bot-updates")]
         if not self.settings.operator_ids:
             # Nobody to tell: notifications stay in the outbox until an operator is configured.
             log.warning(
@@ -123,7 +151,11 @@ class BotRunner:
             self.tasks.append(
                 asyncio.create_task(self.notifier.run(self.stop_event), name="ob-notifier")
             )
-        log.info("Telegram bot started (Bot API %s)", self.settings.telegram_api_url)
+        log.info(
+            "Telegram bot started (Bot API %s, %s)",
+            self.settings.telegram_api_url,
+            f"webhook {self.webhook.url}" if self.webhook else "long polling",
+        )
 
     async def stop(self) -> None:
         self.stop_event.set()

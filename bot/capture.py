@@ -46,7 +46,7 @@ async def capture_message(
     except (SpecError, BacklogError) as err:
         await message.answer(previews.problems(err))
         return
-    await previews.show(bot, message.chat.id, store.captures, captured)
+    await previews.show(bot, message.chat.id, store.captures, captured, in_place=captured.joined)
 
 
 @router.message(Prompt.edit_capture, PLAIN)

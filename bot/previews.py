@@ -109,14 +109,20 @@ def markup_of(captured: Captured) -> InlineKeyboardMarkup:
     return keyboards.capture(captured.capture.id, lane, ideas=len(captured.draft.specs))
 
 
-async def show(bot: Bot, chat_id: int, captures: Captures, captured: Captured) -> None:
-    """The preview: edited in place when the message joined it, else sent (and remembered as
-    the capture's message, for the next message and for replies)."""
+async def show(
+    bot: Bot, chat_id: int, captures: Captures, captured: Captured, *, in_place: bool = False
+) -> None:
+    """The preview: edited `in_place` (a message joined it, a reply amended it) while its
+    message can be, else sent and remembered as the capture's message (for the next message
+    and for replies)."""
     c = captured.capture
     text, markup = text_of(captured), markup_of(captured)
-    if captured.joined and c.message_id is not None:
-        if await edit_message(bot, chat_id, c.message_id, text, markup):
-            return
+    if (
+        in_place
+        and c.message_id is not None
+        and await edit_message(bot, chat_id, c.message_id, text, markup)
+    ):
+        return
     sent = await bot.send_message(chat_id, text, reply_markup=markup)
     await captures.set_message(c.id, sent.message_id)
 

@@ -93,6 +93,10 @@ async def serve_forever(settings: Settings) -> None:
             from bot.app import BotRunner
 
             bot = BotRunner(settings, backlog, scheduler)
+            if bot.webhook is not None:  # Telegram posts updates to the gateway's server
+                app.add_route(
+                    bot.webhook.path, bot.webhook.handle, methods=["POST"], include_in_schema=False
+                )
         async with serving(app, settings.gateway_host, settings.gateway_port) as url:
             if bot is not None:
                 await bot.start()
