@@ -5,8 +5,12 @@ answerCallbackQuery, setMyCommands, deleteWebhook) that records every call, queu
 long polling, and answers 429 (with retry_after) or 502 on demand.
 
 `RecordingSession`: an aiogram session that records each method call and returns plausible
-results without any network; it also checks what a real Bot API would refuse (text over 4,096
-characters, callback data over 64 bytes, unbalanced HTML).
+results without any network (files it `hosts` are served by getFile and download); it also
+checks what a real Bot API would refuse (text over 4,096 characters, callback data over 64 bytes,
+unbalanced HTML).
+
+The fake server also answers sendPhoto (uploads or file ids), getFile and file downloads, and
+setWebhook.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     Chat,
+    File,
     InlineKeyboardMarkup,
     Message,
+    PhotoSize,
     Update,
     User,
 )
@@ -78,6 +84,10 @@ class RecordingSession(BaseSession):
         self.calls: list[tuple[str, TelegramMethod]] = []
         self.failures: list[Exception] = []
         self._ids = itertools.count(1000)
+        self.files: dict[str, bytes] = {}  # file id -> content, for getFile + download
+
+    def host(self, file_id: str, content: bytes) -> None:
+        self.files[file_id] = content
 
     def of(self, name: str) -> list[TelegramMethod]:
         return [m for n, m in self.calls if n == name]
@@ -107,6 +117,32 @@ class RecordingSession(BaseSession):
                 text=method.text,
                 reply_markup=method.reply_markup,
             ).as_(bot)
+        if name == "SendPhoto":
+            check_text(method.caption or "")
+            photo = method.photo if isinstance(method.photo, str) else f"uploaded-{len(self.calls)}"
+            return Message(
+                message_id=next(self._ids),
+                date=datetime.now(UTC),
+                chat=Chat(id=method.chat_id, type="private"),
+                photo=[PhotoSize(file_id=photo, file_unique_id=photo, width=800, height=600)],
+                caption=method.caption,
+            ).as_(bot)
+        if name == "SendMediaGroup":
+            return [
+                Message(
+                    message_id=next(self._ids),
+                    date=datetime.now(UTC),
+                    chat=Chat(id=method.chat_id, type="private"),
+                ).as_(bot)
+                for _ in method.media
+            ]
+        if name == "GetFile":
+            return File(
+                file_id=method.file_id,
+                file_unique_id=method.file_id,
+                file_size=len(self.files[method.file_id]),
+                file_path=f"files/{method.file_id}",
+            )
         if name == "GetMe":
             return User(**BOT_USER)
         return True
@@ -114,8 +150,8 @@ class RecordingSession(BaseSession):
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *a: Any, **kw: Any) -> AsyncGenerator[bytes, None]:
-        yield b""
+    async def stream_content(self, url: str, *a: Any, **kw: Any) -> AsyncGenerator[bytes, None]:
+        yield self.files[url.rsplit("/", 1)[1]]
 
 
 def retry_after(seconds: int = 1) -> TelegramRetryAfter:
@@ -139,7 +175,9 @@ def user(uid: int) -> User:
     return User(id=uid, is_bot=False, first_name=f"user{uid}")
 
 
-def message_update(uid: int, text: str) -> Update:
+def message_update(uid: int, text: str | None, **fields: Any) -> Update:
+    """A message from `uid`; `fields` adds to it (forward_origin, reply_to_message, photo,
+    document, caption)."""
     return Update(
         update_id=next(_update_ids),
         message=Message(
@@ -148,7 +186,19 @@ def message_update(uid: int, text: str) -> Update:
             chat=Chat(id=uid, type="private"),
             from_user=user(uid),
             text=text,
+            **fields,
         ),
+    )
+
+
+def bot_message(chat_id: int, message_id: int, text: str) -> Message:
+    """One of the bot's own messages, as a reply quotes it."""
+    return Message(
+        message_id=message_id,
+        date=datetime.now(UTC),
+        chat=Chat(id=chat_id, type="private"),
+        from_user=User(**BOT_USER),
+        text=text,
     )
 
 

@@ -44,18 +44,23 @@ class BotEnv:
     def last_markup(self):
         return self.session.of("SendMessage")[-1].reply_markup
 
-    def buttons(self) -> dict[str, str]:
-        markup = self.last_markup()
+    def buttons(self, markup=None) -> dict[str, str]:
+        markup = markup or self.last_markup()
         return {b.text: b.callback_data for row in markup.inline_keyboard for b in row}
 
 
-@pytest.fixture
-async def env(backlog: Backlog) -> BotEnv:
+def make_env(backlog: Backlog) -> BotEnv:
+    """The operator's bot over this backlog: a Dispatcher fed through a recording session."""
     settings = backlog.settings.model_copy(update={"operator_ids": [OP]})
     bl = Backlog(backlog.pool, settings)
     session = RecordingSession()
     bot = Bot("123456:TEST", session=session, default=DEFAULTS)
     return BotEnv(bl, bot, build_dispatcher(bl), session)
+
+
+@pytest.fixture
+async def env(backlog: Backlog) -> BotEnv:
+    return make_env(backlog)
 
 
 async def test_capture_then_save(env: BotEnv) -> None:
