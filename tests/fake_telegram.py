@@ -232,6 +232,8 @@ class FakeTelegram:
         self._message_ids = itertools.count(500)
         self._update_ids = itertools.count(1)
         self.confirmed = 0
+        self.files: dict[str, bytes] = {}  # file id -> content (getFile, downloads)
+        self.photos: list[bytes | str] = []  # what sendPhoto received: an upload, or a file id
         self._new_update = asyncio.Event()
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -292,6 +294,7 @@ class FakeTelegram:
     async def __aenter__(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/files/{file_id}", self._download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -315,6 +318,10 @@ class FakeTelegram:
         if msg.get("reply_markup"):
             out["reply_markup"] = msg["reply_markup"]
         return out
+
+    async def _download(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["file_id"])
+        return web.Response(body=content) if content is not None else web.Response(status=404)
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -352,8 +359,33 @@ class FakeTelegram:
     async def _result(self, method: str, p: dict[str, Any]) -> Any:
         if method == "getMe":
             return BOT_USER
-        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
+        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "setWebhook"):
             return True
+        if method == "getFile":
+            content = self.files.get(p["file_id"])
+            if content is None:
+                return None
+            return {
+                "file_id": p["file_id"],
+                "file_unique_id": p["file_id"],
+                "file_size": len(content),
+                "file_path": f"files/{p['file_id']}",
+            }
+        if method == "sendPhoto":
+            photo = p["photo"]
+            if isinstance(photo, str) and photo.startswith("attach://"):  # an upload
+                photo = p[photo.removeprefix("attach://")]
+            self.photos.append(photo if isinstance(photo, str) else photo.file.read())
+            check_text(p.get("caption", ""))
+            mid = next(self._message_ids)
+            self.messages[mid] = {"chat_id": int(p["chat_id"]), "text": p.get("caption", "")}
+            size = {
+                "file_id": f"photo-{mid}",
+                "file_unique_id": f"u{mid}",
+                "width": 800,
+                "height": 600,
+            }
+            return {**self._message_json(mid, self.messages[mid]), "photo": [size]}
         if method == "getUpdates":
             # like Telegram: an offset confirms every earlier update, for every later poller
             self.confirmed = max(self.confirmed, int(p.get("offset", 0) or 0))
