@@ -10,10 +10,12 @@ import re
 
 from aiogram import Bot, F
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.filters import StateFilter
 from aiogram.types import Message
 
 from bot import previews, render
 from bot.cards import operator
+from bot.forms import Planning
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
@@ -33,8 +35,10 @@ def _changed(what: str, lines: list[str]) -> str:
     return render.fit(f"✏️ {what}:\n" + "\n".join(f"• {render.esc(x, 300)}" for x in lines))
 
 
-def _named_task(backlog: Backlog, target: Message) -> int | None:
-    """The one task a message names (a notice, a saved preview), if it names exactly one."""
+def _named_task(backlog: Backlog, bot: Bot, target: Message) -> int | None:
+    """The one task a message of the bot's (a notice, a saved preview) names, if exactly one."""
+    if target.from_user is None or target.from_user.id != bot.id:
+        return None
     text = target.text or target.caption or ""
     found = {
         parse_key(m, backlog.prefix)
@@ -45,26 +49,28 @@ def _named_task(backlog: Backlog, target: Message) -> int | None:
 
 
 async def _target_task(
-    backlog: Backlog, store: BotStore, target: Message, capture: Capture | None
+    backlog: Backlog, bot: Bot, store: BotStore, target: Message, capture: Capture | None
 ) -> int | None:
     if capture is not None and capture.task_key:
         return parse_key(capture.task_key, backlog.prefix)
     number = await store.card_task(target.chat.id, target.message_id)
     if number is None and capture is None:
-        number = _named_task(backlog, target)
+        number = _named_task(backlog, bot, target)
     return number
 
 
-@router.message(F.reply_to_message, PLAIN)
+# Outside a conversation (a planning session collects, but a reply there still amends); a reply
+# to a question the bot asked is that question's answer.
+@router.message(StateFilter(None, Planning.collecting), F.reply_to_message, PLAIN)
 async def amend(message: Message, bot: Bot, backlog: Backlog, store: BotStore) -> None:
     target = message.reply_to_message
     if target is None or message.from_user is None:
         raise SkipHandler
     capture = await store.captures.at_message(message.chat.id, target.message_id)
     if capture is not None and capture.outcome is None:
-        await _amend_preview(message, bot, store, capture)
+        await _amend_preview(message, bot, store, capture, message.from_user.id)
         return
-    number = await _target_task(backlog, store, target, capture)
+    number = await _target_task(backlog, bot, store, target, capture)
     if number is None:
         if capture is None:
             raise SkipHandler  # a reply to something that is no task: capture it as usual
@@ -73,11 +79,13 @@ async def amend(message: Message, bot: Bot, backlog: Backlog, store: BotStore) -
     await _amend_task(message, backlog, backlog.key(number), operator(message.from_user.id))
 
 
-async def _amend_preview(message: Message, bot: Bot, store: BotStore, capture: Capture) -> None:
+async def _amend_preview(
+    message: Message, bot: Bot, store: BotStore, capture: Capture, user_id: int
+) -> None:
     try:
         amendment = parse_amendment(message.text or "")
         before = await store.captures.draft(capture)
-        captured = await store.captures.amend(capture.id, capture.user_id, amendment)
+        captured = await store.captures.amend(capture.id, user_id, amendment)
     except (SpecError, BacklogError) as err:
         await message.answer(previews.problems(err))
         return

@@ -224,10 +224,18 @@ async def test_a_reply_amends_a_preview_and_other_replies_are_captured(env: BotE
     await env.tap(save_button(env, updated.reply_markup), message_id=1000)
     task = await env.backlog.get("OB-1")
     assert task.steps == ["drop the py3.9 job"] and task.lane == Lane.AUTONOMOUS
-    mine = message_update(OP, "an old note of mine").message
+    mine = message_update(OP, "an old note of mine about OB-1").message
     assert mine is not None
     await env.feed(message_update(OP, "Follow up on the CI bill", reply_to_message=mine))
     assert "Follow up on the CI bill" in env.session.texts()[-1]  # captured, not an amendment
+    assert (await env.backlog.get("OB-1")).notes == ""
+    # a reply to the bot's question is its answer
+    await env.tap(env.buttons()["✏️ Edit"])
+    question = bot_message(OP, 1003, env.session.texts()[-1])
+    await env.feed(
+        message_update(OP, "Follow up on the CI bill\nrepo: web", reply_to_message=question)
+    )
+    assert "repo <code>web</code>" in env.session.texts()[-1]
 
 
 async def test_one_tap_shaping_and_snooze_until_the_digest(env: BotEnv) -> None:
