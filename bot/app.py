@@ -138,8 +138,10 @@ class BotRunner:
         await _retrying("bot start-up (setWebhook, setMyCommands)", prepare, self.stop_event)
 
     async def start(self) -> None:
-        receive = self._webhook(self.webhook) if self.webhook else self._polling()
-        self.tasks = [asyncio.create_task(receive, name="ob-bot-updates")]
+        if self.webhook is not None:
+            self.tasks = [asyncio.create_task(self._webhook(self.webhook), name="ob-bot-webhook")]
+        else:
+            self.tasks = [asyncio.create_task(self._polling(), name="ob-bot-polling")]
         if not self.settings.operator_ids:
             # Nobody to tell: notifications stay in the outbox until an operator is configured.
             log.warning(
