@@ -7,7 +7,9 @@ One run, one PostgreSQL:
       draft preview, [Save] tap -> filed, [Approve] tap on an agent draft's card -> approved),
       with a session that answers locally (no network)
   (c) the daily digest built from a table of --tasks tasks (target: under 200 ms)
-Prints updates/s and handling-latency percentiles, and the ratio b/a.
+  (d) planning: --sessions /plan sessions of 20 messages (5 ideas, 4 messages each), /done and
+      [Save all] -> 5 tasks, through the Dispatcher, against the same work as core calls
+Prints updates/s and handling-latency percentiles, and the ratios against the baselines.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import statistics
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +28,9 @@ from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
 from bench.common import fresh_database, percentile, summary_ms
 from bot.app import DEFAULTS, build_dispatcher
-from bot.callbacks import CaptureCB, CardCB
+from bot.callbacks import CaptureAction, CaptureCB, CardAction, CardCB
 from core.backlog import Backlog
+from core.captures import Captures
 from core.db import create_pool
 from core.digest import build_digest
 from core.models import Actor, Lane
@@ -143,11 +147,11 @@ async def through_dispatcher(backlog: Backlog, n: int) -> tuple[float, dict[str,
         await dp.feed_update(bot, text_update(SPEC.format(i=i)))
         t1 = time.perf_counter()
         preview = session.last
-        await dp.feed_update(
-            bot, tap_update(CaptureCB(a="sv", id=i + 1, l="a").pack(), preview.message_id)
-        )
+        save = CaptureCB(action=CaptureAction.SAVE, capture=i + 1, lane=Lane.AUTONOMOUS)
+        await dp.feed_update(bot, tap_update(save.pack(), preview.message_id))
         t2 = time.perf_counter()
-        await dp.feed_update(bot, tap_update(CardCB(a="ok", n=i + 1, l="a").pack(), 10**6 + i))
+        approve = CardCB(action=CardAction.APPROVE, number=i + 1, lane=Lane.AUTONOMOUS)
+        await dp.feed_update(bot, tap_update(approve.pack(), 10**6 + i))
         t3 = time.perf_counter()
         lat["capture"].append(t1 - t0)
         lat["save"].append(t2 - t1)
@@ -225,13 +229,73 @@ async def digest_bench(backlog: Backlog, n: int, runs: int = 30) -> list[float]:
     return times
 
 
-async def main(n: int, n_tasks: int) -> None:
+def planning_messages(session: int) -> list[str]:
+    """Thinking out loud: 5 ideas, each a heading and three more messages (20 in all)."""
+    out = []
+    for idea in range(5):
+        out += [
+            f"## Session {session} idea {idea}: cache the lane counts",
+            "repo: web",
+            "- add a covering index",
+            "- measure the digest before and after",
+        ]
+    return out
+
+
+async def planning_core(backlog: Backlog, sessions: int) -> list[float]:
+    """Baseline: the same session as core calls (collect 20 messages, read, save 5 tasks)."""
+    await reset(backlog)
+    captures = Captures(backlog)
+    actor = Actor.operator(f"tg:{OP}")
+    times = []
+    for s in range(sessions):
+        t0 = time.perf_counter()
+        capture = await captures.start_session(OP, OP)
+        for text in planning_messages(s):
+            await captures.collect(capture, OP, text)
+        await captures.read(capture, OP)
+        saved = await captures.save(capture, OP, Lane.TRIAGE, actor)
+        times.append(time.perf_counter() - t0)
+        assert len(saved) == 5
+    return times
+
+
+async def planning_bot(backlog: Backlog, sessions: int) -> list[float]:
+    """/plan, 20 messages, /done and [Save all → triage] through the Dispatcher."""
+    await reset(backlog)
+    session = LocalSession()
+    bot = Bot("123456:BENCH", session=session, default=DEFAULTS)
+    dp = build_dispatcher(backlog)
+    times = []
+    for s in range(sessions):
+        t0 = time.perf_counter()
+        await dp.feed_update(bot, text_update("/plan"))
+        for text in planning_messages(s):
+            await dp.feed_update(bot, text_update(text))
+        await dp.feed_update(bot, text_update("/done"))
+        preview = session.last
+        save = next(
+            b.callback_data
+            for row in preview.reply_markup.inline_keyboard
+            for b in row
+            if b.text.startswith("💾 Save all 5")
+        )
+        await dp.feed_update(bot, tap_update(save, preview.message_id))
+        times.append(time.perf_counter() - t0)
+    filed = await backlog.pool.fetchval("select count(*) from tasks where status = 'open'")
+    assert filed == 5 * sessions, filed
+    return times
+
+
+async def main(n: int, n_tasks: int, sessions: int) -> None:
     async with fresh_database() as url:
         settings = load_settings(database_url=url, operator_ids=[OP], _env_file=None)
         pool = await create_pool(url, max_size=8)
         backlog = Backlog(pool, settings)
         a_secs, a_lat = await baseline(backlog, n)
         b_secs, b_lat = await through_dispatcher(backlog, n)
+        p_core = await planning_core(backlog, sessions)
+        p_bot = await planning_bot(backlog, sessions)
         d_times = await digest_bench(backlog, n_tasks)
         await pool.close()
 
@@ -246,6 +310,15 @@ async def main(n: int, n_tasks: int) -> None:
     print(
         f"\nratio b/a = {b_rate / a_rate:.2f}   p99 handling {percentile([v * 1000 for v in all_b], 99):.2f} ms"
     )
+    per_update = [t / 23 for t in p_bot]  # /plan, 20 messages, /done, the tap
+    print(f"\nplanning: {sessions} sessions of 20 messages -> 5 tasks each")
+    print(f"a  core calls (baseline)  per session {summary_ms(p_core)}")
+    print(f"b  through Dispatcher     per session {summary_ms(p_bot)}")
+    print(f"     per update {summary_ms(per_update)}")
+    print(
+        f"ratio b/a = {statistics.fmean(p_bot) / statistics.fmean(p_core):.2f}  "
+        f"(the bot adds the status and preview messages, FSM state and the allowlist)"
+    )
     print(
         f"\ndigest with {n_tasks:,} tasks: {summary_ms(d_times)}  "
         f"(target < 200 ms: {'met' if percentile(d_times, 99) < 0.2 else 'MISSED'})"
@@ -258,5 +331,6 @@ if __name__ == "__main__":
     )
     ap.add_argument("--interactions", type=int, default=1000)
     ap.add_argument("--tasks", type=int, default=100_000)
+    ap.add_argument("--sessions", type=int, default=50)
     args = ap.parse_args()
-    asyncio.run(main(args.interactions, args.tasks))
+    asyncio.run(main(args.interactions, args.tasks, args.sessions))

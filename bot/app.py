@@ -16,13 +16,25 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import approvals, capture, drain, newtask, views
+from bot import (
+    approvals,
+    capture,
+    charts,
+    documents,
+    drain,
+    newtask,
+    planning,
+    replies,
+    shaping,
+    views,
+)
 from bot.digest_job import DigestJob
 from bot.forms import prompt_description
 from bot.middleware import OperatorAllowlist, PromptExpiry
 from bot.notifier import Notifier
 from bot.patience import PatientReplies
 from bot.storage import PostgresStorage
+from bot.webhook import Webhook
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.settings import Settings
@@ -61,7 +73,12 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
         newtask.router.build(),
         approvals.router.build(),
         drain.router.build(),
+        shaping.router.build(),
         views.router.build(),
+        charts.router.build(),
+        replies.router.build(),  # a reply amends, even in a planning session
+        planning.router.build(),
+        documents.router.build(),
         capture.router.build(),
         views.fallback.build(),
     )
@@ -69,8 +86,8 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
 
 
 class BotRunner:
-    """Everything Telegram inside `ob serve`, under the supervisor: long polling, the notifier
-    and the digest job."""
+    """Everything Telegram inside `ob serve`, under the supervisor: updates (long polling, or a
+    webhook), the notifier and the digest job."""
 
     def __init__(
         self,
@@ -98,27 +115,38 @@ class BotRunner:
             self.bot, backlog, settings.operator_ids, worker, settings.digest_grace
         )
         self.scheduler = scheduler
+        # webhook mode: `ob serve` mounts `webhook.handle` on its HTTP server at `webhook.path`
+        self.webhook = Webhook(settings, self.dp, self.bot) if settings.webhook_url else None
 
-    async def _prepare(self) -> None:
-        """Long polling needs no webhook; the command menu is cosmetic. Neither stops the bot:
-        a failure is logged and polling starts anyway."""
-        for what, call in (
-            ("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False)),
-            ("setMyCommands", lambda: self.bot.set_my_commands(views.COMMANDS)),
-        ):
-            try:
-                await call()
-            except Exception as err:
-                log.warning("%s failed (%s); polling starts anyway", what, describe(err))
+    async def _commands(self) -> None:
+        """The command menu is cosmetic (some Bot API servers lack it): a failure is logged."""
+        try:
+            await self.bot.set_my_commands(views.COMMANDS)
+        except Exception as err:
+            log.warning("setMyCommands failed (%s); the bot works without the menu", describe(err))
 
     async def _poll(self) -> None:
-        await self._prepare()
+        try:  # long polling needs no webhook; polling starts anyway
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        except Exception as err:
+            log.warning("deleteWebhook failed (%s); polling starts anyway", describe(err))
+        await self._commands()
         await self.dp.start_polling(
             self.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
         )
 
+    async def _serve_webhook(self) -> None:
+        """Register the webhook (a failure raises: the supervisor retries), then stay up."""
+        assert self.webhook is not None
+        await self.webhook.register()
+        await self._commands()
+        await self.supervisor.stopping.wait()
+
     async def start(self) -> None:
-        self.supervisor.spawn("polling", self._poll)
+        if self.webhook is not None:
+            self.supervisor.spawn("webhook", self._serve_webhook)
+        else:
+            self.supervisor.spawn("polling", self._poll)
         if not self.settings.operator_ids:
             why = "OB_OPERATOR_IDS is empty: nobody can use the bot; notices wait in the outbox"
             log.warning("OB_BOT_TOKEN is set but %s", why)
@@ -127,7 +155,11 @@ class BotRunner:
         else:
             self.digest.schedule(self.scheduler, self.supervisor.job("digest", self.digest.run_due))
             self.supervisor.spawn("notifier", lambda: self.notifier.run(self.supervisor.stopping))
-        log.info("Telegram bot started (Bot API %s)", self.settings.telegram_api_url)
+        log.info(
+            "Telegram bot started (Bot API %s, %s)",
+            self.settings.telegram_api_url,
+            f"webhook {self.webhook.url}" if self.webhook else "long polling",
+        )
 
     async def stop(self) -> None:
         """Stop polling (the supervisor then winds the loops down)."""

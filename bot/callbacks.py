@@ -9,6 +9,7 @@ from enum import StrEnum
 from aiogram.filters.callback_data import CallbackData
 
 from core.models import Lane
+from core.shaping import Later
 
 
 class CardAction(StrEnum):
@@ -29,13 +30,14 @@ class CardCB(CallbackData, prefix="c"):
 
 
 class CaptureAction(StrEnum):
-    SAVE = "sv"  # into `lane`
+    SAVE = "sv"  # into `lane` (every idea of the preview)
     EDIT = "ed"
     DISCARD = "dc"
+    REVIEW = "rv"  # several ideas: one preview each, decided one by one
 
 
 class CaptureCB(CallbackData, prefix="p"):
-    """A button on a captured text's draft preview."""
+    """A button on a capture's preview (one idea, or several)."""
 
     action: CaptureAction
     capture: int
@@ -80,6 +82,36 @@ class DrainCB(CallbackData, prefix="d"):
     action: DrainAction
     number: int
     lane: Lane | None = None
+
+
+class Shape(StrEnum):
+    """One-tap shaping of an open task in the operator's lanes: a priority, or a snooze."""
+
+    P0 = "p0"
+    P1 = "p1"
+    P2 = "p2"
+    P3 = "p3"
+    TOMORROW = "tm"
+    NEXT_WEEK = "nw"
+
+
+PRIORITIES = {Shape.P0: 0, Shape.P1: 1, Shape.P2: 2, Shape.P3: 3}
+SNOOZES = {Shape.TOMORROW: Later.TOMORROW, Shape.NEXT_WEEK: Later.NEXT_WEEK}
+
+
+class ShapeCB(CallbackData, prefix="s"):
+    """A shaping button on a task card or (with `mode`) on a drain mode's current card."""
+
+    shape: Shape
+    number: int
+    mode: DrainMode | None = None
+
+
+class RepoCB(CallbackData, prefix="r"):
+    """The repo for a document's specs: the one offered at `index` (-1: no repo)."""
+
+    capture: int
+    index: int
 
 
 class DigestCB(CallbackData, prefix="g"):

@@ -1,4 +1,6 @@
-"""Capture: any plain text becomes a draft preview with [Save → lane] [Edit] [Discard]."""
+"""Capture: any plain text (typed or forwarded) becomes a draft preview with [Save → lane]
+[Edit] [Discard]. Messages sent in a row join the open preview, which updates in place; a text
+holding several ideas becomes one summary with [Save all → lane] [One by one] [Discard]."""
 
 from __future__ import annotations
 
@@ -6,121 +8,134 @@ from aiogram import Bot, F
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
-from bot import keyboards, render
+from bot import previews, render
 from bot.callbacks import CaptureAction, CaptureCB
-from bot.cards import operator
+from bot.cards import edit_message, operator
 from bot.forms import CAPTURE_PROMPT, CapturePrompt, Prompt
 from bot.routing import Routes
-from core.backlog import Backlog
-from core.botstore import BotStore, CaptureDecided
+from core.botstore import BotStore
+from core.captures import Capture, CaptureDecided
 from core.errors import BacklogError
 from core.settings import Settings
-from core.spec import MAX_SPEC_BYTES, SpecError, parse
+from core.spec import MAX_SPEC_BYTES, SpecError
 
 router = Routes(name="capture")
 PLAIN = F.text & ~F.text.startswith("/")
 
 
-def _problems(err: SpecError) -> str:
-    lines = "\n".join(f"• {render.esc(p, 300)}" for p in err.problems[:10])
-    return render.fit(
-        "I could not read that as a task:\n"
-        f"{lines}\n\nThe first line is the title (at most 200 characters); fields like "
-        "<code>repo: name</code>, <code>priority: P1</code> and sections <code>steps:</code>, "
-        "<code>risks:</code> follow. /new walks you through it."
-    )
-
-
-async def _preview(
+async def capture_message(
     message: Message,
+    bot: Bot,
     store: BotStore,
+    settings: Settings,
     text: str,
-    capture_id: int | None,
-    expired_prompt: str | None = None,
+    photos: tuple[str, ...] = (),
 ) -> None:
-    """Show the text as a draft preview (a new capture, or new text for `capture_id`); when a
-    prompt expired before this message, say so first."""
+    """A message for the chat's preview: it joins the open one, or starts a new one."""
     if message.from_user is None:
         return
     try:
-        spec = parse(text)
-        Backlog.check_new(spec)
-    except (SpecError, BacklogError) as err:
-        await message.answer(
-            _problems(err) if isinstance(err, SpecError) else render.esc(str(err), 500)
+        captured = await store.captures.add_text(
+            message.chat.id,
+            message.from_user.id,
+            text,
+            window=settings.capture_window,
+            origin=previews.origin_of(message, settings.tz),
+            photos=photos,
         )
+    except (SpecError, BacklogError) as err:
+        await message.answer(previews.problems(err))
         return
-    if capture_id is None or not await store.replace_capture_text(
-        capture_id, message.from_user.id, text
-    ):
-        capture_id = await store.new_capture(message.chat.id, message.from_user.id, text)
-    note = (
-        f"⌛ I stopped waiting for {render.esc(expired_prompt)}, so I read this as a new idea.\n\n"
-        if expired_prompt
-        else ""
-    )
-    await message.answer(
-        render.fit(note + render.preview(spec)),
-        reply_markup=keyboards.capture(capture_id, spec.lane),
-    )
+    await previews.show(bot, message.chat.id, store.captures, captured, in_place=captured.joined)
 
 
 @router.message(Prompt.edit_capture, PLAIN)
-async def got_capture_edit(message: Message, store: BotStore, state: FSMContext) -> None:
+async def got_capture_edit(message: Message, bot: Bot, store: BotStore, state: FSMContext) -> None:
     prompt = await CAPTURE_PROMPT.get(state)
     await state.clear()
-    await _preview(message, store, message.text or "", prompt.capture if prompt else None)
+    if prompt is None or message.from_user is None:
+        return
+    try:
+        captured = await store.captures.replace_text(
+            prompt.capture, message.from_user.id, message.text or ""
+        )
+    except (SpecError, BacklogError) as err:
+        await message.answer(previews.problems(err))
+        return
+    await previews.show(bot, message.chat.id, store.captures, captured)
 
 
 @router.message(PLAIN)
-async def got_text(message: Message, store: BotStore, expired_prompt: str | None = None) -> None:
+async def got_text(
+    message: Message,
+    bot: Bot,
+    store: BotStore,
+    settings: Settings,
+    expired_prompt: str | None = None,
+) -> None:
     text = message.text or ""
     if len(text.encode()) > MAX_SPEC_BYTES:
         await message.answer(
             f"That is too long for a task spec (at most {MAX_SPEC_BYTES:,} bytes)."
         )
         return
-    await _preview(message, store, text, None, expired_prompt)
+    if expired_prompt:  # the prompt's answer came too late: say so, then capture it
+        await message.answer(
+            f"⌛ I stopped waiting for {render.esc(expired_prompt)}, so I read this as a new idea."
+        )
+    await capture_message(message, bot, store, settings, text)
+
+
+async def _after(cq: CallbackQuery, bot: Bot, store: BotStore, capture: Capture, text: str) -> None:
+    """The decided preview says what happened; an idea of a walk brings the next one."""
+    if cq.message is None:
+        return
+    await edit_message(bot, cq.message.chat.id, cq.message.message_id, text, None)
+    if capture.parent_id is not None:
+        parent = await store.captures.get(capture.parent_id, capture.user_id)
+        if parent is not None:
+            await previews.next_idea(bot, cq.message.chat.id, store.captures, parent)
 
 
 @router.callback_query(CaptureCB.filter((F.action == CaptureAction.SAVE) & F.lane))
 async def save(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
     assert callback_data.lane is not None
+    capture = await store.captures.get(callback_data.capture, cq.from_user.id)
     try:
-        task = await store.save_capture(
+        tasks = await store.captures.save(
             callback_data.capture, cq.from_user.id, callback_data.lane, operator(cq.from_user.id)
         )
     except (SpecError, BacklogError) as err:
         await cq.answer(str(err)[:200], show_alert=True)
         return
-    await cq.answer(f"Saved as {task.key}")
-    if cq.message is not None:
-        await bot.edit_message_text(
-            chat_id=cq.message.chat.id,
-            message_id=cq.message.message_id,
-            text=render.fit(
-                f"💾 Saved as <b>{render.esc(task.key)}</b> into "
-                f"{render.esc(callback_data.lane.short)}\n\n" + "\n".join(render.spec_body(task))
-            ),
-            reply_markup=None,
-        )
+    keys = ", ".join(t.key for t in tasks)
+    await cq.answer(f"Saved as {keys}"[:200])
+    assert capture is not None
+    await _after(cq, bot, store, capture, previews.saved_text(tasks))
 
 
 @router.callback_query(CaptureCB.filter(F.action == CaptureAction.DISCARD))
 async def discard(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
     try:
-        await store.discard_capture(callback_data.capture, cq.from_user.id)
+        capture = await store.captures.discard(callback_data.capture, cq.from_user.id)
     except BacklogError as err:
         await cq.answer(str(err)[:200], show_alert=True)
         return
     await cq.answer("Discarded")
-    if cq.message is not None:
-        await bot.edit_message_text(
-            chat_id=cq.message.chat.id,
-            message_id=cq.message.message_id,
-            text="🗑 Discarded.",
-            reply_markup=None,
-        )
+    await _after(cq, bot, store, capture, "🗑 Discarded.")
+
+
+@router.callback_query(CaptureCB.filter(F.action == CaptureAction.REVIEW))
+async def review(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
+    try:
+        ideas = await store.captures.split(callback_data.capture, cq.from_user.id)
+    except (SpecError, BacklogError) as err:
+        await cq.answer(str(err)[:200], show_alert=True)
+        return
+    await cq.answer(f"{len(ideas)} ideas, one by one")
+    parent = await store.captures.get(callback_data.capture, cq.from_user.id)
+    if parent is not None and cq.message is not None:
+        await previews.next_idea(bot, cq.message.chat.id, store.captures, parent)
 
 
 @router.callback_query(CaptureCB.filter(F.action == CaptureAction.EDIT))
@@ -132,7 +147,7 @@ async def edit(
     state: FSMContext,
     settings: Settings,
 ) -> None:
-    capture = await store.capture(callback_data.capture, cq.from_user.id)
+    capture = await store.captures.get(callback_data.capture, cq.from_user.id)
     if capture is None:
         await cq.answer("That preview no longer exists.", show_alert=True)
         return

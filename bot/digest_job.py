@@ -1,4 +1,4 @@
-"""The daily lane digest job: a cron trigger at OB_DIGEST_AT in OB_TIMEZONE, sent once per day
+"""The daily lane digest job (with its chart): a cron trigger at OB_DIGEST_AT in OB_TIMEZONE, sent once per day
 (claimed in `digest_runs`, so two `ob serve` processes never both send it), and caught up after a
 missed run while still within the grace window (OB_DIGEST_GRACE)."""
 
@@ -12,6 +12,7 @@ from aiogram import Bot
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import keyboards, render
+from bot.charts import send_chart
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.digest import build_digest
@@ -59,7 +60,7 @@ class DigestJob:
         if not await self.store.claim_digest(day, self.worker):
             return False
         try:
-            d = await build_digest(self.backlog)
+            d = await build_digest(self.backlog, day=day)
             text = render.digest(d, self.settings.tz)
             for chat_id in self.chat_ids:
                 await self.bot.send_message(chat_id, text, reply_markup=keyboards.digest())
@@ -69,6 +70,10 @@ class DigestJob:
             raise
         await self.store.digest_sent(day)
         log.info("sent the digest for %s", day)
+        try:  # the picture is a bonus: its failure never sends the digest twice
+            await send_chart(self.bot, self.chat_ids, self.backlog, day)
+        except Exception:
+            log.exception("the digest's chart for %s could not be sent", day)
         return True
 
     def schedule(

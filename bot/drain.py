@@ -1,4 +1,5 @@
-"""Drain modes: /inbox (drafts), /triage, /decide walk one card at a time, then sum up."""
+"""Drain modes: /inbox (drafts), /triage, /decide walk one card at a time, then sum up. Tasks
+snoozed past today stay out of the walk until their day."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.routing import Routes
 from core.backlog import Backlog
 from core.errors import InvalidTransition, NotFound
 from core.models import Lane, Status, Task
+from core.shaping import local_today
 from core.tasks import TaskFilter
 
 router = Routes(name="drain")
@@ -31,6 +33,7 @@ OUTCOMES = {
     "moved": "moved",
     "rejected": "rejected",
     "skipped": "skipped",
+    "snoozed": "snoozed",
     "gone": "changed elsewhere",
 }
 
@@ -56,7 +59,7 @@ async def _next_card(backlog: Backlog, d: Drain) -> Task | None:
     return None
 
 
-def _card_text(d: Drain, task: Task, backlog: Backlog) -> str:
+def card_text(d: Drain, task: Task, backlog: Backlog) -> str:
     done = sum(d.tally.values())
     head = f"<b>{TITLES[d.mode]}</b> · card {done + 1} of {done + len(d.queue)}\n\n"
     return render.fit(head + render.card(task, backlog.settings.tz))
@@ -75,7 +78,8 @@ def _summary(d: Drain, *, stopped: bool = False) -> str:
 async def start_drain(
     mode: DrainMode, chat_id: int, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    tasks = await backlog.list(FILTERS[mode])
+    due = local_today(backlog.settings.tz)
+    tasks = await backlog.list(FILTERS[mode].model_copy(update={"due_by": due}))
     if mode == DrainMode.INBOX:
         tasks.sort(key=lambda t: t.created_at)
     d = Drain(mode=mode, queue=[t.number for t in tasks])
@@ -86,7 +90,7 @@ async def start_drain(
         return
     await DRAIN.set(state, d)
     await bot.send_message(
-        chat_id, _card_text(d, task, backlog), reply_markup=keyboards.drain(mode, task)
+        chat_id, card_text(d, task, backlog), reply_markup=keyboards.drain(mode, task)
     )
 
 
@@ -105,16 +109,18 @@ async def on_digest_button(
     await start_drain(callback_data.mode, cq.from_user.id, bot, backlog, state)
 
 
-async def _current(cq: CallbackQuery, cb: DrainCB, state: FSMContext) -> Drain | None:
-    """The drain this tap belongs to, if its card is the one being shown."""
+async def current(
+    cq: CallbackQuery, mode: DrainMode, number: int, state: FSMContext
+) -> Drain | None:
+    """The drain this tap belongs to, if its card (task `number`) is the one being shown."""
     d = await DRAIN.get(state)
-    if d is None or d.mode != cb.mode or not d.queue or d.queue[0] != cb.number:
+    if d is None or d.mode != mode or not d.queue or d.queue[0] != number:
         await cq.answer("That card is no longer current; start the mode again.", show_alert=True)
         return None
     return d
 
 
-async def _advance(
+async def advance(
     cq: CallbackQuery, d: Drain, outcome: str, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
     """Count the card's outcome, then show the next card (or the summary) in its place."""
@@ -130,7 +136,7 @@ async def _advance(
         await edit_message(bot, chat_id, message_id, _summary(d), None)
     else:
         await edit_message(
-            bot, chat_id, message_id, _card_text(d, task, backlog), keyboards.drain(d.mode, task)
+            bot, chat_id, message_id, card_text(d, task, backlog), keyboards.drain(d.mode, task)
         )
 
 
@@ -138,7 +144,7 @@ async def _advance(
 async def approve(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if (d := await _current(cq, callback_data, state)) is None:
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     assert callback_data.lane is not None
     outcome = "approved"
@@ -147,14 +153,14 @@ async def approve(
         await backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
     except (InvalidTransition, NotFound):
         outcome = "gone"
-    await _advance(cq, d, outcome, bot, backlog, state)
+    await advance(cq, d, outcome, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter((F.action == DrainAction.MOVE) & F.lane))
 async def move(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if (d := await _current(cq, callback_data, state)) is None:
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     assert callback_data.lane is not None
     outcome = "moved"
@@ -163,36 +169,36 @@ async def move(
         await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
     except (InvalidTransition, NotFound):
         outcome = "gone"
-    await _advance(cq, d, outcome, bot, backlog, state)
+    await advance(cq, d, outcome, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter(F.action == DrainAction.REJECT))
 async def reject(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if (d := await _current(cq, callback_data, state)) is None:
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     outcome = "rejected"
     try:
         await backlog.reject(backlog.key(callback_data.number), operator(cq.from_user.id))
     except (InvalidTransition, NotFound):
         outcome = "gone"
-    await _advance(cq, d, outcome, bot, backlog, state)
+    await advance(cq, d, outcome, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter(F.action == DrainAction.SKIP))
 async def skip(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if (d := await _current(cq, callback_data, state)) is not None:
-        await _advance(cq, d, "skipped", bot, backlog, state)
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is not None:
+        await advance(cq, d, "skipped", bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter(F.action == DrainAction.STOP))
 async def stop(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    if (d := await _current(cq, callback_data, state)) is None:
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     await DRAIN.set(state, None)
     left = f"; {len(d.queue)} left" if d.queue else ""

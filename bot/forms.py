@@ -73,10 +73,29 @@ class CapturePrompt(BaseModel):
     capture: int
 
 
+class RepoPrompt(BaseModel):
+    """A document waiting for the repo its specs go to."""
+
+    capture: int
+    offered: list[str] = []
+
+
 class Prompt(StatesGroup):
     reject_reason = State()
     edit_spec = State()
     edit_capture = State()
+    capture_repo = State()
+
+
+class PlanSession(BaseModel):
+    """A /plan session: the capture its messages go into, and the message counting them."""
+
+    capture: int
+    status_message: int | None = None
+
+
+class Planning(StatesGroup):
+    collecting = State()
 
 
 class Drain(BaseModel):
@@ -94,6 +113,8 @@ NEW_TASK = Slot("new_task", NewTask)
 TASK_PROMPT = Slot("task_prompt", TaskPrompt)
 CAPTURE_PROMPT = Slot("capture_prompt", CapturePrompt)
 DRAIN = Slot("drain", Drain)
+REPO_PROMPT = Slot("repo_prompt", RepoPrompt)
+PLAN = Slot("plan", PlanSession)
 
 
 def prompt_description(state: str, data: dict[str, Any], prefix: str) -> str:

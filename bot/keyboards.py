@@ -3,11 +3,15 @@ lane names come from core's one map (`Lane.short`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import (
+    PRIORITIES,
+    SNOOZES,
     CaptureAction,
     CaptureCB,
     CardAction,
@@ -18,8 +22,11 @@ from bot.callbacks import (
     DrainMode,
     NewAction,
     NewCB,
+    ShapeCB,
 )
 from core.models import Lane, Status, Task
+
+OPERATOR_LANES = (Lane.TRIAGE, Lane.DECISION)
 
 MAX_CALLBACK_BYTES = 64
 
@@ -66,35 +73,69 @@ def task_actions(task: Task) -> InlineKeyboardMarkup | None:
     kb.add(button("✏️ Edit", CardCB(action=CardAction.EDIT, number=task.number)))
     kb.add(button("❌ Reject", CardCB(action=CardAction.DROP, number=task.number)))
     kb.adjust(3, 2)
+    for row in shaping(task):
+        kb.row(*row)
     return kb.as_markup()
 
 
-def capture(capture_id: int, default: Lane | None) -> InlineKeyboardMarkup:
+def shaping(task: Task, mode: DrainMode | None = None) -> list[list[InlineKeyboardButton]]:
+    """One-tap shaping of an open task in the operator's lanes (triage, decision): a priority
+    (the current one marked) and a snooze; `mode` when the card is a drain mode's."""
+    if task.status != Status.OPEN or task.lane not in OPERATOR_LANES:
+        return []
+    priorities = [
+        button(
+            ("• " if p == task.priority else "") + f"P{p}",
+            ShapeCB(shape=s, number=task.number, mode=mode),
+        )
+        for s, p in PRIORITIES.items()
+    ]
+    snoozes = [
+        button(f"💤 {later.label}", ShapeCB(shape=s, number=task.number, mode=mode))
+        for s, later in SNOOZES.items()
+    ]
+    return [priorities, snoozes]
+
+
+def capture(capture_id: int, default: Lane | None, ideas: int = 1) -> InlineKeyboardMarkup:
+    """A preview's buttons: save (all its ideas) into a lane, edit, discard; with several
+    ideas, also review them one by one."""
+    save = "💾 Save → " if ideas == 1 else f"💾 Save all {ideas} → "
     rows = []
     for pair in ((Lane.TRIAGE, Lane.DECISION), (Lane.INVESTIGATION, Lane.AUTONOMOUS)):
         rows.append(
             [
                 button(
-                    ("💾 Save → " if lane == (default or Lane.TRIAGE) else "→ ") + lane.short,
+                    (save if lane == (default or Lane.TRIAGE) else "→ ") + lane.short,
                     CaptureCB(action=CaptureAction.SAVE, capture=capture_id, lane=lane),
                 )
                 for lane in pair
             ]
         )
-    rows.append(
-        [
-            button("✏️ Edit", CaptureCB(action=CaptureAction.EDIT, capture=capture_id)),
-            button("🗑 Discard", CaptureCB(action=CaptureAction.DISCARD, capture=capture_id)),
-        ]
-    )
+    last = [
+        button("✏️ Edit", CaptureCB(action=CaptureAction.EDIT, capture=capture_id)),
+        button("🗑 Discard", CaptureCB(action=CaptureAction.DISCARD, capture=capture_id)),
+    ]
+    if ideas > 1:
+        last.insert(
+            0, button("🔎 One by one", CaptureCB(action=CaptureAction.REVIEW, capture=capture_id))
+        )
+    rows.append(last)
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def repos(names: list[str]) -> InlineKeyboardMarkup:
+def _new_task_repo(index: int) -> CallbackData:
+    return NewCB(action=NewAction.REPO, index=index)
+
+
+def repos(
+    names: list[str], pick: Callable[[int], CallbackData] = _new_task_repo
+) -> InlineKeyboardMarkup:
+    """The repos offered, by index (-1: no repo); /new's by default."""
     kb = InlineKeyboardBuilder()
     for i, name in enumerate(names[:24]):
-        kb.add(button(name[:40], NewCB(action=NewAction.REPO, index=i)))
-    kb.add(button("no repo", NewCB(action=NewAction.REPO, index=-1)))
+        kb.add(button(name[:40], pick(i)))
+    kb.add(button("no repo", pick(-1)))
     kb.adjust(2)
     return kb.as_markup()
 
@@ -141,6 +182,8 @@ def drain(mode: DrainMode, task: Task) -> InlineKeyboardMarkup:
     ):
         kb.add(button(label, DrainCB(mode=mode, action=action, number=task.number)))
     kb.adjust(2, 2, 3)
+    for row in shaping(task, mode):
+        kb.row(*row)
     return kb.as_markup()
 
 

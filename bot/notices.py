@@ -29,6 +29,7 @@ from core.notices import (
     Payload,
     TaskCompleted,
     TaskDecided,
+    TaskEdited,
     TaskUnblocked,
     TaskVerified,
     TodoImported,
@@ -104,9 +105,10 @@ def draft_filed(p: DraftFiled, task: Task, tz: ZoneInfo) -> Notice:
     return Notice(text, markup=keyboards.approval(task.number), card=CardKind.APPROVAL)
 
 
-@renders(OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED)
-def card_update(p: TaskDecided | LaneChanged, task: Task, tz: ZoneInfo) -> Notice:
-    """The operator decided or moved the task (here, in the CLI, anywhere): its cards show it."""
+@renders(OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
+def card_update(p: TaskDecided | LaneChanged | TaskEdited, task: Task, tz: ZoneInfo) -> Notice:
+    """The operator decided, moved or edited the task (here, in the CLI, anywhere): its cards
+    show it as it is now."""
     return Notice(render.card(task, tz), delivery=Delivery.EDIT_CARDS)
 
 

@@ -39,6 +39,8 @@ from core.outbox import Outbox, OutboxRow, backoff
 from core.supervise import Supervisor, describe, worker_name
 
 log = logging.getLogger("ob.bot.notifier")
+# Kinds that edit a task's cards: they wait until the task's approval card has gone out.
+CARD_UPDATES = (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
 
 
 class Defer(Exception):
@@ -162,7 +164,7 @@ class Notifier:
         if row.task_id is None:  # news about a repo or an import
             await self._send_all(row, None, notice_for(row.kind, row.payload, None, tz))
             return
-        if row.kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED) and (
+        if row.kind in CARD_UPDATES and (
             await self.outbox.undelivered_for_task(row.task_id, OutboxKind.DRAFT_FILED, row.id)
         ):
             raise Defer("the approval card has not gone out yet")

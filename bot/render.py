@@ -218,6 +218,12 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
         out.append(
             f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, {age(it.at, now)})"
         )
+    back = d.back_today
+    if back.total:
+        out += ["", f"💤 <b>Back today</b> (snoozed until today): {back.total}"]
+        for it in back.items:
+            lane = f" · {esc(it.lane.short)}" if it.lane else ""
+            out.append(f"• {esc(it.key)} {esc(it.title, 80)}{lane}")
     out += ["", "<b>In progress</b>"]
     if not d.in_progress:
         out.append("nobody holds a task")

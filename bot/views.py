@@ -1,11 +1,12 @@
-"""Views: /task KEY, /find TEXT, /lanes, /agents, /digest, /help (and the fallbacks)."""
+"""Views: /task KEY (with the task's photos), /find TEXT, /lanes, /agents, /digest, /help (and
+the fallbacks)."""
 
 from __future__ import annotations
 
 import logging
 
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BotCommand, CallbackQuery, ErrorEvent, Message
+from aiogram.types import BotCommand, CallbackQuery, ErrorEvent, InputMediaPhoto, Message
 
 from bot import keyboards, render
 from bot.cards import card_kind
@@ -27,11 +28,13 @@ COMMANDS = [
     BotCommand(command="triage", description="walk the triage lane"),
     BotCommand(command="decide", description="walk the decision lane"),
     BotCommand(command="new", description="file a task step by step"),
+    BotCommand(command="plan", description="think out loud; /done turns it into drafts"),
     BotCommand(command="task", description="a task card: /task OB-12"),
     BotCommand(command="find", description="search tasks: /find text"),
     BotCommand(command="lanes", description="open work per lane"),
     BotCommand(command="agents", description="who holds what, lease time left"),
     BotCommand(command="digest", description="the lane digest now"),
+    BotCommand(command="stats", description="lanes and work done, as a chart"),
     BotCommand(command="cancel", description="stop the current conversation"),
     BotCommand(command="help", description="what this bot does"),
 ]
@@ -40,8 +43,11 @@ HELP = (
     "<b>Operator Backlog</b>\n\n"
     "Send any text to capture a task: the first line is the title, then fields "
     "(<code>repo:</code>, <code>priority:</code>, <code>trigger:</code>) and sections "
-    "(<code>steps:</code>, <code>risks:</code>).\n\n"
-    + "\n".join(f"/{c.command} — {render.esc(c.description)}" for c in COMMANDS)
+    "(<code>steps:</code>, <code>risks:</code>). Messages sent in a row join one preview; a "
+    "list, <code>---</code> or <code>## headings</code> make several ideas. Forwards, photos "
+    "with a caption and TODO.md documents work too. Reply to a card with "
+    "<code>step: …</code>, <code>P0</code>, <code>lane decision</code> or a note to amend it."
+    "\n\n" + "\n".join(f"/{c.command} — {render.esc(c.description)}" for c in COMMANDS)
 )
 
 
@@ -70,6 +76,11 @@ async def task_view(
         reply_markup=keyboards.task_actions(task),
     )
     await store.remember_card(task.number, sent.chat.id, sent.message_id, card_kind(task))
+    photos = await store.captures.task_photos(task.number)
+    if len(photos) == 1:
+        await message.answer_photo(photos[0], caption=render.esc(task.key))
+    elif photos:
+        await message.answer_media_group([InputMediaPhoto(media=p) for p in photos[:10]])
 
 
 @router.message(Command("find"))

@@ -98,6 +98,10 @@ async def serve_forever(settings: Settings) -> None:
             from bot.app import BotRunner
 
             bot = BotRunner(settings, backlog, supervisor, scheduler)
+            if bot.webhook is not None:  # Telegram posts updates to the gateway's server
+                app.add_route(
+                    bot.webhook.path, bot.webhook.handle, methods=["POST"], include_in_schema=False
+                )
         else:
             supervisor.off("bot", "OB_BOT_TOKEN is not set")
         async with serving(app, settings.gateway_host, settings.gateway_port) as gateway_url:

@@ -280,14 +280,15 @@ class Backlog:
 
     async def edit(self, key: str, actor: Actor, **changes: Any) -> Edited:
         """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes);
-        returns the task and what changed (field: [before, after])."""
+        returns the task and what changed (field: [before, after]). The `edited` event's outbox
+        row has the notifier refresh the task's cards."""
         require_operator(actor, "edit tasks")
         unknown = set(changes) - set(EDITABLE)
         if unknown:
             raise Invalid(
                 f"cannot edit {', '.join(sorted(unknown))}; editable fields: {', '.join(EDITABLE)}"
             )
-        async with self.transaction() as conn:
+        async with self.transaction(wake=True) as conn:
             row = await self._locked(conn, key)
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "edit")
@@ -306,7 +307,15 @@ class Backlog:
                     row["id"],
                     *(getattr(new, f) for f in diff),
                 )
-                await events.record(conn, row["id"], actor, EventKind.EDITED, {"changes": diff})
+                await events.record(
+                    conn,
+                    row["id"],
+                    actor,
+                    EventKind.EDITED,
+                    {"changes": diff},
+                    notify=OutboxKind.TASK_EDITED,
+                    payload={"key": self._key(row), "by": str(actor), "fields": list(diff)},
+                )
             return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:

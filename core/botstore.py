@@ -1,5 +1,6 @@
-"""What the operator's chat keeps in PostgreSQL: capture previews, the card messages that show a
-task, conversation (FSM) state, strangers who wrote to the bot, and the daily digest's runs.
+"""What the operator's chat keeps in PostgreSQL: capture previews (core.captures), the card
+messages that show a task, conversation (FSM) state, strangers who wrote to the bot, and the daily
+digest's runs.
 
 Core knows nothing of Telegram here: a chat, a user and a message are plain integers, and a
 conversation key is an opaque string the bot builds.
@@ -7,48 +8,14 @@ conversation key is an opaque string the bot builds.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
 
 from core.backlog import Backlog
-from core.errors import InvalidTransition, NotFound
-from core.models import Actor, Lane, Task
-from core.spec import parse
-from core.tasks import fetch_task
-
-
-class CaptureOutcome(StrEnum):
-    SAVED = "saved"
-    DISCARDED = "discarded"
-
-
-class Capture(BaseModel):
-    """A text waiting as a draft preview for [Save] / [Edit] / [Discard]."""
-
-    id: int
-    chat_id: int
-    user_id: int
-    text: str
-    created_at: datetime
-    outcome: CaptureOutcome | None
-    task_key: str | None
-
-
-class CaptureDecided(InvalidTransition):
-    """The preview was saved or discarded already (a double tap, an old button)."""
-
-    def __init__(self, capture: Capture):
-        what = (
-            f"saved as {capture.task_key}"
-            if capture.outcome == CaptureOutcome.SAVED
-            else "discarded"
-        )
-        super().__init__(f"Already {what}.", outcome=capture.outcome, task_key=capture.task_key)
-        self.capture = capture
+from core.captures import Captures
 
 
 class CardKind(StrEnum):
@@ -65,8 +32,6 @@ class Card(BaseModel):
     kind: CardKind
 
 
-_CAPTURE_COLUMNS = "id, chat_id, user_id, text, created_at, outcome, task_key"
-
 # A digest day is claimed by one process; a claim older than two minutes that never reached
 # `sent_at` (the process died) may be taken over.
 _CLAIM_DIGEST = """
@@ -81,87 +46,15 @@ class BotStore:
     def __init__(self, backlog: Backlog):
         self.backlog = backlog
         self.pool = backlog.pool
-
-    # ---------------------------------------------------------------- captures
-
-    async def new_capture(self, chat_id: int, user_id: int, text: str) -> int:
-        return int(
-            await self.pool.fetchval(
-                "insert into bot_captures (chat_id, user_id, text) values ($1, $2, $3)"
-                " returning id",
-                chat_id,
-                user_id,
-                text,
-            )
-        )
-
-    async def capture(self, capture_id: int, user_id: int) -> Capture | None:
-        """The user's capture (None for another user's, or one that does not exist)."""
-        row = await self.pool.fetchrow(
-            f"select {_CAPTURE_COLUMNS} from bot_captures where id = $1 and user_id = $2",
-            capture_id,
-            user_id,
-        )
-        return Capture(**dict(row)) if row else None
-
-    async def replace_capture_text(self, capture_id: int, user_id: int, text: str) -> bool:
-        """New text for a preview still waiting for a decision; False when it is decided."""
-        status = await self.pool.execute(
-            "update bot_captures set text = $3 where id = $1 and user_id = $2 and outcome is null",
-            capture_id,
-            user_id,
-            text,
-        )
-        return status.endswith(" 1")
-
-    @staticmethod
-    async def _undecided(conn: asyncpg.Connection, capture_id: int, user_id: int) -> Capture:
-        """The user's capture, locked, still waiting for a decision (else a clear error)."""
-        row = await conn.fetchrow(
-            f"select {_CAPTURE_COLUMNS} from bot_captures"
-            " where id = $1 and user_id = $2 for update",
-            capture_id,
-            user_id,
-        )
-        if row is None:
-            raise NotFound("That preview no longer exists.")
-        capture = Capture(**dict(row))
-        if capture.outcome is not None:
-            raise CaptureDecided(capture)
-        return capture
-
-    async def save_capture(self, capture_id: int, user_id: int, lane: Lane, actor: Actor) -> Task:
-        """File the capture into `lane` and mark it saved, in one transaction: a double tap or
-        a crash can neither file it twice nor leave it 'saved' with no task."""
-        async with self.backlog.transaction() as conn:
-            capture = await self._undecided(conn, capture_id, user_id)
-            spec = parse(capture.text)
-            self.backlog.check_new(spec)
-            task_id = await self.backlog.insert_task(conn, spec, actor, lane=lane)
-            task = await fetch_task(conn, task_id, self.backlog.prefix)
-            await conn.execute(
-                "update bot_captures set outcome = 'saved', task_key = $2, decided_at = now()"
-                " where id = $1",
-                capture_id,
-                task.key,
-            )
-            return task
-
-    async def discard_capture(self, capture_id: int, user_id: int) -> None:
-        async with self.backlog.transaction() as conn:
-            await self._undecided(conn, capture_id, user_id)
-            await conn.execute(
-                "update bot_captures set outcome = 'discarded', decided_at = now() where id = $1",
-                capture_id,
-            )
+        self.captures = Captures(backlog)
 
     # ------------------------------------------------------------------- cards
 
     async def remember_card(
         self, task_number: int, chat_id: int, message_id: int, kind: CardKind
     ) -> None:
-        """A message that shows this task: the notifier edits it whenever the task is decided
-        or moved (it is the one path that edits cards)."""
+        """A message that shows this task: the notifier edits it whenever the task is decided,
+        moved or edited (it is the one path that edits cards)."""
         await self.pool.execute(
             "insert into bot_cards (task_id, chat_id, message_id, kind)"
             " select id, $2, $3, $4 from tasks where number = $1"
@@ -172,6 +65,16 @@ class BotStore:
             message_id,
             kind,
         )
+
+    async def card_task(self, chat_id: int, message_id: int) -> int | None:
+        """The number of the task a card message shows (what a reply to it points at)."""
+        number = await self.pool.fetchval(
+            "select t.number from bot_cards c join tasks t on t.id = c.task_id"
+            " where c.chat_id = $1 and c.message_id = $2",
+            chat_id,
+            message_id,
+        )
+        return int(number) if number is not None else None
 
     async def cards(self, task_id: int) -> list[Card]:
         rows = await self.pool.fetch(

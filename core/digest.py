@@ -1,13 +1,13 @@
 """The daily lane digest, as data (DESIGN §5). SQL only; the bot renders it.
 
-Per-lane counts and oldest age, drafts awaiting approval, work in progress by agent, work done in
-the last 24 hours by agent with its evidence, blocked chains, drifted plans and unverified
-completions. Each section is one indexed query; `build_digest` runs them on one connection.
+Per-lane counts and oldest age, drafts awaiting approval, tasks back from a snooze (their trigger
+date is the digest's day), work in progress by agent, work done in the last 24 hours by agent with
+its evidence, blocked chains, drifted plans and unverified completions. Each section is one indexed query; `build_digest` runs them on one connection.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 from pydantic import BaseModel
@@ -17,6 +17,7 @@ from core.git.drift import DriftedPlans, drifted_plans
 from core.git.reconcile import UnverifiedReport, unverified_report
 from core.models import Lane, format_key
 from core.outbox import OutboxStats, outbox_stats_on
+from core.shaping import local_today
 
 LIST_LIMIT = 10
 
@@ -38,6 +39,7 @@ class Item(BaseModel):
     commits: list[str] = []
     verified: bool | None = None
     blocked_by: list[str] = []
+    lane: Lane | None = None
 
 
 class Section(BaseModel):
@@ -49,6 +51,7 @@ class Digest(BaseModel):
     built_at: datetime
     lanes: list[LaneLoad]
     awaiting_approval: Section
+    back_today: Section  # snoozed until the digest's day
     in_progress: dict[str, list[Item]]
     done_24h: dict[str, list[Item]]
     done_24h_total: int
@@ -70,6 +73,11 @@ select null, count(*), 0, min(created_at) from tasks where status = 'draft'
 _DRAFTS = """
 select number, title, created_by, created_at, count(*) over () as total
 from tasks where status = 'draft' order by created_at, id limit $1
+"""
+_BACK_TODAY = """
+select number, title, lane, count(*) over () as total
+from tasks where trigger_on = $2 and status in ('draft', 'open', 'claimed')
+order by priority, id limit $1
 """
 _IN_PROGRESS = """
 select name, number, title, lease_expires_at, total from (
@@ -123,9 +131,13 @@ async def lanes_now(backlog: Backlog) -> list[LaneLoad]:
         return await lane_loads(conn)
 
 
-async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
-    """Every section of the digest from one consistent snapshot."""
+async def build_digest(
+    backlog: Backlog, limit: int = LIST_LIMIT, *, day: date | None = None
+) -> Digest:
+    """Every section of the digest of `day` (the operator's today) from one consistent
+    snapshot."""
     prefix = backlog.prefix
+    day = day or local_today(backlog.settings.tz)
     async with (
         backlog.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
@@ -133,6 +145,7 @@ async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
         now = await conn.fetchval("select now()")
         lanes = await lane_loads(conn)
         drafts = await conn.fetch(_DRAFTS, limit)
+        back = await conn.fetch(_BACK_TODAY, limit, day)
         prog = await conn.fetch(_IN_PROGRESS, limit)
         done = await conn.fetch(_DONE, limit)
         blocked = await conn.fetch(_BLOCKED, limit)
@@ -171,6 +184,10 @@ async def build_digest(backlog: Backlog, limit: int = LIST_LIMIT) -> Digest:
                 )
                 for r in drafts
             ],
+        ),
+        back_today=Section(
+            total=back[0]["total"] if back else 0,
+            items=[Item(key=key(r["number"]), title=r["title"], lane=r["lane"]) for r in back],
         ),
         in_progress=in_progress,
         done_24h=done_by,

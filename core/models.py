@@ -199,6 +199,7 @@ class OutboxKind(StrEnum):
     EVIDENCE_LOST = "evidence_lost"  # a done task's evidence was reverted or left the branch
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"  # about a repo, not a task
     TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
+    TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
 
 
 def format_key(prefix: str, number: int) -> str:

@@ -47,6 +47,11 @@ class LaneChanged(TaskPayload):
     lease_revoked: bool = False
 
 
+class TaskEdited(TaskPayload):
+    by: str
+    fields: list[str] = []  # the spec fields that changed
+
+
 class TaskCompleted(TaskPayload):
     by: str
     repo: str | None = None
@@ -139,6 +144,7 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.EVIDENCE_LOST: EvidenceLost,
     OutboxKind.DEFAULT_BRANCH_CHANGED: DefaultBranchChanged,
     OutboxKind.TODO_IMPORTED: TodoImported,
+    OutboxKind.TASK_EDITED: TaskEdited,
 }
 
 

@@ -7,6 +7,7 @@ from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -51,6 +52,18 @@ class Settings(BaseSettings):
     digest_at: time = Field(time(8, 0), description="local time of the daily digest (HH:MM)")
     digest_grace: int = Field(
         6 * 3600, ge=0, le=86_399, description="seconds a missed digest may still be sent late"
+    )
+    capture_window: int = Field(
+        120,
+        ge=0,
+        le=86_400,
+        description="seconds within which a message joins the open preview (0: never)",
+    )
+    webhook_url: str | None = Field(
+        None, description="public URL Telegram posts updates to; unset = long polling"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="secret Telegram sends with every webhook update; unset = derived"
     )
     gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
     gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
@@ -121,6 +134,23 @@ class Settings(BaseSettings):
             return None
         if v is not None and not re.match(r"^postgres(ql)?://", v):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user@host:5432/ob)")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError("must be a URL like https://ob.example.com/telegram")
+        return v.strip()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
+            raise ValueError("must be 1-256 letters, digits, _ or - (Telegram's rule)")
         return v
 
     @property

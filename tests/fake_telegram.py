@@ -7,8 +7,12 @@ retry_after, a JSON 502, an HTML 502 page, a plain-text 500, 400/403 refusals, a
 method it lacks, or a dropped connection.
 
 `RecordingSession`: an aiogram session that records each method call and returns plausible
-results without any network; it also checks what a real Bot API would refuse (text over 4,096
-characters, callback data over 64 bytes, unbalanced HTML).
+results without any network (files it `hosts` are served by getFile and download); it also
+checks what a real Bot API would refuse (text over 4,096 characters, callback data over 64 bytes,
+unbalanced HTML).
+
+The fake server also answers sendPhoto (uploads or file ids), getFile and file downloads, and
+setWebhook.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     Chat,
+    File,
     InlineKeyboardMarkup,
     Message,
+    PhotoSize,
     Update,
     User,
 )
@@ -81,6 +87,10 @@ class RecordingSession(BaseSession):
         self.calls: list[tuple[str, TelegramMethod]] = []
         self.failures: list[Exception] = []
         self._ids = itertools.count(1000)
+        self.files: dict[str, bytes] = {}  # file id -> content, for getFile + download
+
+    def host(self, file_id: str, content: bytes) -> None:
+        self.files[file_id] = content
 
     def of(self, name: str) -> list[TelegramMethod]:
         return [m for n, m in self.calls if n == name]
@@ -110,6 +120,32 @@ class RecordingSession(BaseSession):
                 text=method.text,
                 reply_markup=method.reply_markup,
             ).as_(bot)
+        if name == "SendPhoto":
+            check_text(method.caption or "")
+            photo = method.photo if isinstance(method.photo, str) else f"uploaded-{len(self.calls)}"
+            return Message(
+                message_id=next(self._ids),
+                date=datetime.now(UTC),
+                chat=Chat(id=method.chat_id, type="private"),
+                photo=[PhotoSize(file_id=photo, file_unique_id=photo, width=800, height=600)],
+                caption=method.caption,
+            ).as_(bot)
+        if name == "SendMediaGroup":
+            return [
+                Message(
+                    message_id=next(self._ids),
+                    date=datetime.now(UTC),
+                    chat=Chat(id=method.chat_id, type="private"),
+                ).as_(bot)
+                for _ in method.media
+            ]
+        if name == "GetFile":
+            return File(
+                file_id=method.file_id,
+                file_unique_id=method.file_id,
+                file_size=len(self.files[method.file_id]),
+                file_path=f"files/{method.file_id}",
+            )
         if name == "GetMe":
             return User(**BOT_USER)
         return True
@@ -117,8 +153,8 @@ class RecordingSession(BaseSession):
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *a: Any, **kw: Any) -> AsyncGenerator[bytes, None]:
-        yield b""
+    async def stream_content(self, url: str, *a: Any, **kw: Any) -> AsyncGenerator[bytes, None]:
+        yield self.files[url.rsplit("/", 1)[1]]
 
 
 def retry_after(seconds: int = 1) -> TelegramRetryAfter:
@@ -142,7 +178,9 @@ def user(uid: int) -> User:
     return User(id=uid, is_bot=False, first_name=f"user{uid}")
 
 
-def message_update(uid: int, text: str) -> Update:
+def message_update(uid: int, text: str | None, **fields: Any) -> Update:
+    """A message from `uid`; `fields` adds to it (forward_origin, reply_to_message, photo,
+    document, caption)."""
     return Update(
         update_id=next(_update_ids),
         message=Message(
@@ -151,7 +189,19 @@ def message_update(uid: int, text: str) -> Update:
             chat=Chat(id=uid, type="private"),
             from_user=user(uid),
             text=text,
+            **fields,
         ),
+    )
+
+
+def bot_message(chat_id: int, message_id: int, text: str) -> Message:
+    """One of the bot's own messages, as a reply quotes it."""
+    return Message(
+        message_id=message_id,
+        date=datetime.now(UTC),
+        chat=Chat(id=chat_id, type="private"),
+        from_user=User(**BOT_USER),
+        text=text,
     )
 
 
@@ -185,6 +235,8 @@ class FakeTelegram:
         self._message_ids = itertools.count(500)
         self._update_ids = itertools.count(1)
         self.confirmed = 0
+        self.files: dict[str, bytes] = {}  # file id -> content (getFile, downloads)
+        self.photos: list[bytes | str] = []  # what sendPhoto received: an upload, or a file id
         self._new_update = asyncio.Event()
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -247,6 +299,7 @@ class FakeTelegram:
     async def __aenter__(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/files/{file_id}", self._download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -270,6 +323,10 @@ class FakeTelegram:
         if msg.get("reply_markup"):
             out["reply_markup"] = msg["reply_markup"]
         return out
+
+    async def _download(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["file_id"])
+        return web.Response(body=content) if content is not None else web.Response(status=404)
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -322,8 +379,33 @@ class FakeTelegram:
     async def _result(self, method: str, p: dict[str, Any]) -> Any:
         if method == "getMe":
             return BOT_USER
-        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
+        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "setWebhook"):
             return True
+        if method == "getFile":
+            content = self.files.get(p["file_id"])
+            if content is None:
+                return None
+            return {
+                "file_id": p["file_id"],
+                "file_unique_id": p["file_id"],
+                "file_size": len(content),
+                "file_path": f"files/{p['file_id']}",
+            }
+        if method == "sendPhoto":
+            photo = p["photo"]
+            if isinstance(photo, str) and photo.startswith("attach://"):  # an upload
+                photo = p[photo.removeprefix("attach://")]
+            self.photos.append(photo if isinstance(photo, str) else photo.file.read())
+            check_text(p.get("caption", ""))
+            mid = next(self._message_ids)
+            self.messages[mid] = {"chat_id": int(p["chat_id"]), "text": p.get("caption", "")}
+            size = {
+                "file_id": f"photo-{mid}",
+                "file_unique_id": f"u{mid}",
+                "width": 800,
+                "height": 600,
+            }
+            return {**self._message_json(mid, self.messages[mid]), "photo": [size]}
         if method == "getUpdates":
             # like Telegram: an offset confirms every earlier update, for every later poller
             self.confirmed = max(self.confirmed, int(p.get("offset", 0) or 0))

@@ -44,12 +44,13 @@ class BotEnv:
     def last_markup(self):
         return self.session.of("SendMessage")[-1].reply_markup
 
-    def buttons(self) -> dict[str, str]:
-        markup = self.last_markup()
+    def buttons(self, markup=None) -> dict[str, str]:
+        markup = markup or self.last_markup()
         return {b.text: b.callback_data for row in markup.inline_keyboard for b in row}
 
 
 def make_env(backlog: Backlog) -> BotEnv:
+    """The operator's bot over this backlog: a Dispatcher fed through a recording session."""
     settings = backlog.settings.model_copy(update={"operator_ids": [OP]})
     bl = Backlog(backlog.pool, settings)
     session = RecordingSession()
@@ -362,8 +363,8 @@ async def test_a_prompt_expires_and_a_later_idea_is_a_new_capture(env: BotEnv) -
         an_hour_ago,
     )
     await env.say("a brand new idea")
-    reply = env.session.texts()[-1]
-    assert "I stopped waiting for your edit of OB-1" in reply and "Draft preview" in reply
+    note, preview = env.session.texts()[-2:]
+    assert "I stopped waiting for your edit of OB-1" in note and "a brand new idea" in preview
     assert (await env.backlog.get("OB-1")).title == "first idea"
     # answered in time, the edit applies and says what changed
     await env.tap("c:ed:1:")

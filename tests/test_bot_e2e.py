@@ -33,8 +33,10 @@ def free_port() -> int:
 
 
 class Serve:
-    def __init__(self, url: str, fake: FakeTelegram, tmp: Path):
+    def __init__(self, url: str, fake: FakeTelegram, tmp: Path, **env: str):
         self.url, self.fake, self.tmp = url, fake, tmp
+        self.extra_env = env  # more OB_ settings
+        self.port = 0
         self.proc: asyncio.subprocess.Process | None = None
         self.gateway = ""
         self.runs = 0
@@ -43,7 +45,7 @@ class Serve:
         self.digest_at = at
 
     async def start(self) -> None:
-        port = free_port()
+        port = self.port or free_port()
         self.gateway = f"http://127.0.0.1:{port}"
         self.runs += 1
         env = {
@@ -56,6 +58,7 @@ class Serve:
             "OB_DIGEST_AT": self.digest_at,
             "OB_DIGEST_GRACE": "60",
             "OB_DATA_DIR": str(self.tmp / "data"),
+            **self.extra_env,
         }
         log = open(self.tmp / f"serve-{self.runs}.log", "wb")  # noqa: SIM115 - lives with proc
         self.proc = await asyncio.create_subprocess_exec(

@@ -35,6 +35,7 @@ SAYS = {
     OutboxKind.EVIDENCE_LOST: "was reverted on main",
     OutboxKind.DEFAULT_BRANCH_CHANGED: "the default branch is now <b>trunk</b>",
     OutboxKind.TODO_IMPORTED: "drafts</b> imported from",
+    OutboxKind.TASK_EDITED: "sharper idea",
 }
 # Notices about no single task name what they are about instead.
 NEWS_NAMES = {OutboxKind.DEFAULT_BRANCH_CHANGED: "<b>web</b>", OutboxKind.TODO_IMPORTED: "TODO.md"}
@@ -51,6 +52,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
 
     draft = await backlog.file(make_spec(title="an agent's idea"), codex)  # draft_filed
     await backlog.approve(draft.key, OP, Lane.DECISION)  # task_decided
+    await backlog.edit(draft.key, OP, title="an agent's sharper idea")  # task_edited
     await backlog.move_lane(draft.key, Lane.TRIAGE, OP)  # lane_changed
     dropped = await backlog.file(make_spec(title="not wanted"), codex)
     await backlog.reject(dropped.key, OP, "not now")  # task_decided (rejected)
@@ -120,6 +122,6 @@ async def test_every_kind_core_emits_reads_well(
         assert "None" not in notice.text and "{" not in notice.text, (kind, notice.text)
         assert notice.delivery == (
             Delivery.EDIT_CARDS
-            if kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED)
+            if kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
             else Delivery.SEND
         )

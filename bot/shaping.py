@@ -1,0 +1,74 @@
+"""One-tap shaping on triage and decision cards: a priority (P0–P3), or a snooze (tomorrow, next
+week: the trigger date that keeps the task out of the drain modes and agents' claims until that
+day, when the digest brings it back). Moving to an agent lane is the cards' [→ lane] buttons.
+
+A tap changes the task through core and answers it; a task card is refreshed by the notifier
+(task_edited), a drain mode's card — the bot's own message — by the drain: a new priority shows
+on it, a snooze moves on to the next card.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, F
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery
+
+from bot import drain, keyboards
+from bot.callbacks import PRIORITIES, SNOOZES, ShapeCB
+from bot.cards import edit_message, operator
+from bot.routing import Routes
+from core.backlog import Backlog
+from core.errors import BacklogError
+from core.shaping import local_today, snooze_until
+
+router = Routes(name="shaping")
+
+
+@router.callback_query(ShapeCB.filter(F.shape.in_(set(PRIORITIES))))
+async def prioritise(
+    cq: CallbackQuery, callback_data: ShapeCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    walk = None
+    if callback_data.mode is not None:
+        walk = await drain.current(cq, callback_data.mode, callback_data.number, state)
+        if walk is None:
+            return
+    key = backlog.key(callback_data.number)
+    priority = PRIORITIES[callback_data.shape]
+    try:
+        task = (await backlog.edit(key, operator(cq.from_user.id), priority=priority)).task
+    except BacklogError as err:
+        await cq.answer(str(err)[:200], show_alert=True)
+        return
+    await cq.answer(f"{key} is P{priority} now")
+    if walk is not None and cq.message is not None:
+        await edit_message(
+            bot,
+            cq.message.chat.id,
+            cq.message.message_id,
+            drain.card_text(walk, task, backlog),
+            keyboards.drain(walk.mode, task),
+        )
+
+
+@router.callback_query(ShapeCB.filter(F.shape.in_(set(SNOOZES))))
+async def snooze(
+    cq: CallbackQuery, callback_data: ShapeCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    walk = None
+    if callback_data.mode is not None:
+        walk = await drain.current(cq, callback_data.mode, callback_data.number, state)
+        if walk is None:
+            return
+    key = backlog.key(callback_data.number)
+    later = SNOOZES[callback_data.shape]
+    until = snooze_until(later, local_today(backlog.settings.tz))
+    try:
+        await backlog.edit(key, operator(cq.from_user.id), trigger_on=until)
+    except BacklogError as err:
+        await cq.answer(str(err)[:200], show_alert=True)
+        return
+    if walk is None:
+        await cq.answer(f"{key} snoozed until {until:%a %d %b}; the digest brings it back")
+    else:
+        await drain.advance(cq, walk, "snoozed", bot, backlog, state)
