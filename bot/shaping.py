@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery
 from bot import drain, keyboards
 from bot.callbacks import PRIORITIES, SNOOZES, ShapeCB
 from bot.cards import edit_message, operator
+from bot.forms import Drain
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.errors import BacklogError
@@ -24,15 +25,21 @@ from core.shaping import local_today, snooze_until
 router = Routes(name="shaping")
 
 
+async def _where(cq: CallbackQuery, cb: ShapeCB, state: FSMContext) -> tuple[bool, Drain | None]:
+    """(go on?, the drain the tap came from, if it came from one and is still current)."""
+    if cb.mode is None:
+        return True, None
+    walk = await drain.current(cq, cb.mode, cb.number, state)
+    return walk is not None, walk
+
+
 @router.callback_query(ShapeCB.filter(F.shape.in_(set(PRIORITIES))))
 async def prioritise(
     cq: CallbackQuery, callback_data: ShapeCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    walk = None
-    if callback_data.mode is not None:
-        walk = await drain.current(cq, callback_data.mode, callback_data.number, state)
-        if walk is None:
-            return
+    go_on, walk = await _where(cq, callback_data, state)
+    if not go_on:
+        return
     key = backlog.key(callback_data.number)
     priority = PRIORITIES[callback_data.shape]
     try:
@@ -55,11 +62,9 @@ async def prioritise(
 async def snooze(
     cq: CallbackQuery, callback_data: ShapeCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    walk = None
-    if callback_data.mode is not None:
-        walk = await drain.current(cq, callback_data.mode, callback_data.number, state)
-        if walk is None:
-            return
+    go_on, walk = await _where(cq, callback_data, state)
+    if not go_on:
+        return
     key = backlog.key(callback_data.number)
     later = SNOOZES[callback_data.shape]
     until = snooze_until(later, local_today(backlog.settings.tz))
