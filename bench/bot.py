@@ -178,12 +178,14 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
         """
         insert into tasks (title, repo, status, lane, priority, created_by, approved_by,
                            approved_at, created_at, completed_by, completed_at, commits,
-                           verified_at, lease_agent_id, lease_expires_at, epoch, notes, steps)
+                           verified_at, notes, steps)
         select 'task ' || g || ' ' || (array['ingest', 'billing', 'auth', 'search', 'deploy'])[1 + g % 5]
                    || ' w' || (g % 5000),
                'repo' || (g % 20),
-               s.status,
+               case when s.status = 'claimed' then 'open' else s.status end,
                case when s.status = 'draft' then null
+                    when s.status = 'claimed'
+                    then (array['requires_investigation', 'autonomous_safe'])[1 + g % 2]
                     else (array['requires_triage', 'requires_decision',
                                 'requires_investigation', 'autonomous_safe'])[1 + g % 4] end,
                g % 4, case when s.status = 'draft' then 'agent:codex' else 'operator:bench' end,
@@ -194,9 +196,6 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
                case when s.status = 'done' then now() - (g % 2000) * interval '1 minute' * 10 end,
                case when s.status = 'done' and g % 3 > 0 then array[md5(g::text)] else '{}' end,
                case when s.status = 'done' and g % 3 = 2 then now() end,
-               case when s.status = 'claimed' then (g % 8) + (select min(id) from agents) end,
-               case when s.status = 'claimed' then now() + interval '20 minutes' end,
-               case when s.status = 'claimed' then 1 else 0 end,
                'found while profiling the ' || (array['ingest', 'billing', 'auth'])[1 + g % 3]
                    || ' workers: the pool runs dry under load; see the dashboard of week '
                    || (g % 52) || ' for the latency graph and the error budget',
@@ -212,11 +211,16 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
         n,
     )
     await pool.execute(
+        """update task_leases set lease_agent_id = task_id % 8 + (select min(id) from agents),
+                  lease_expires_at = now() + interval '20 minutes', epoch = 1, changed_at = now()
+           where task_id % 100 between 95 and 96"""
+    )
+    await pool.execute(
         """insert into task_deps (task_id, prereq_id)
            select t.id, p.id from tasks t join tasks p on p.id = t.id - 1
            where t.status = 'open' and p.status = 'open' and t.id % 50 = 0"""
     )
-    await pool.execute("vacuum analyze tasks")
+    await pool.execute("vacuum analyze tasks, task_leases")
     await pool.execute("analyze")
 
 

@@ -49,23 +49,35 @@ create index bench_queue_ready_idx on bench_queue (priority, id) where status = 
 """
 
 
-def raw_claim(table: str, ready: str) -> str:
-    """The raw loop's claim: the best open row by priority then age, SKIP LOCKED."""
-    return f"""
-update {table} set status = 'claimed', lease_agent_id = $1, epoch = epoch + 1,
+QUEUE_CLAIM = """
+update bench_queue set status = 'claimed', lease_agent_id = $1, epoch = epoch + 1,
        lease_expires_at = now() + interval '30 minutes'
-where id = (select id from {table} where {ready}
+where id = (select id from bench_queue where status = 'open'
             order by priority, id limit 1 for update skip locked)
 returning id, epoch
 """
-
-
-def raw_complete(table: str) -> str:
-    """The raw loop's fenced complete: right holder, right epoch, lease not expired."""
-    return f"""
-update {table} set status = 'done', lease_agent_id = null, lease_expires_at = null
+QUEUE_COMPLETE = """
+update bench_queue set status = 'done', lease_agent_id = null, lease_expires_at = null
 where id = $1 and status = 'claimed' and lease_agent_id = $2 and epoch = $3
   and lease_expires_at > now()
+"""
+
+# The same loop on the project's tables: the claim takes the lease row, the completion ends
+# the lease and marks the task done.
+TASKS_CLAIM = """
+update task_leases set lease_agent_id = $1, epoch = epoch + 1,
+       lease_expires_at = now() + interval '30 minutes'
+where task_id = (select task_id from task_leases where ready and lease_agent_id is null
+                 order by priority, task_id limit 1 for update skip locked)
+returning task_id as id, epoch
+"""
+TASKS_COMPLETE = """
+with l as (
+    update task_leases set lease_agent_id = null, lease_expires_at = null
+    where task_id = $1 and lease_agent_id = $2 and epoch = $3 and lease_expires_at > now()
+    returning task_id
+)
+update tasks t set status = 'done' from l where t.id = l.task_id
 """
 
 
@@ -131,14 +143,16 @@ async def load_queue(pool: asyncpg.Pool, n: int) -> None:
 
 
 async def load(pool: asyncpg.Pool, n: int) -> None:
-    await pool.execute("truncate events, outbox, task_deps, tasks restart identity cascade")
+    await pool.execute(
+        "truncate events, outbox, task_deps, task_leases, tasks restart identity cascade"
+    )
     await pool.execute(
         """insert into tasks (title, status, lane, priority, created_by, approved_by)
            select 'task ' || g, 'open', 'autonomous_safe', g % 4, 'operator:bench', 'operator:bench'
            from generate_series(1, $1) g""",
         n,
     )
-    await pool.execute("analyze tasks")
+    await pool.execute("analyze tasks, task_leases")
 
 
 async def drain(
@@ -242,15 +256,12 @@ async def main(n_tasks: int, workers: int, with_http: bool = True) -> None:
 
         # (a0) the physical-limit proxy: a minimal queue table
         await load_queue(pool, n_tasks)
-        queue = raw_loop(
-            pool, actors, raw_claim("bench_queue", "status = 'open'"), raw_complete("bench_queue")
-        )
+        queue = raw_loop(pool, actors, QUEUE_CLAIM, QUEUE_COMPLETE)
         results.append(await drain(pool, "a0 minimal queue", workers, queue))
 
         # (a) the same raw loop on the project's tables
         await load(pool, n_tasks)
-        ready = "status = 'open' and lane in ('autonomous_safe', 'requires_investigation')"
-        raw = raw_loop(pool, actors, raw_claim("tasks", ready), raw_complete("tasks"))
+        raw = raw_loop(pool, actors, TASKS_CLAIM, TASKS_COMPLETE)
         results.append(await drain(pool, "a  raw on tasks", workers, raw))
 
         # (b) core

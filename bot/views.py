@@ -11,7 +11,7 @@ from bot import cards, keyboards, render
 from bot.routing import Routes
 from core.agents import list_agents
 from core.backlog import Backlog
-from core.digest import build_digest
+from core.digest import build_digest, lane_status_counts
 from core.errors import NotFound
 from core.models import Lane, Status
 from core.tasks import TaskFilter
@@ -93,11 +93,7 @@ async def find(message: Message, command: CommandObject, backlog: Backlog) -> No
 
 @router.message(Command("lanes"))
 async def lanes(message: Message, backlog: Backlog) -> None:
-    rows = await backlog.pool.fetch(
-        "select coalesce(lane, '') as lane, status, count(*) as n,"
-        " min(coalesce(approved_at, created_at)) as oldest from tasks"
-        " where status in ('draft', 'open', 'claimed') group by 1, 2"
-    )
+    rows = await lane_status_counts(backlog.pool)
     by: dict[str, dict[str, int]] = {}
     oldest: dict[str, object] = {}
     for r in rows:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from core import events
 from core.errors import BacklogError, Invalid, NotFound
 from core.models import Actor
+from core.tasks import REVOKE_SQL
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 TOKEN_RE = re.compile(r"^ob_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -88,11 +89,13 @@ async def list_agents(pool: asyncpg.Pool, prefix: str) -> list[AgentInfo]:
         """
         select a.name, a.created_at, a.revoked_at, a.git_emails,
                coalesce(json_agg(json_build_object('number', t.number, 'title', t.title,
-                                                   'epoch', t.epoch,
-                                                   'lease_expires_at', t.lease_expires_at)
-                                 order by t.lease_expires_at)
+                                                   'epoch', l.epoch,
+                                                   'lease_expires_at', l.lease_expires_at)
+                                 order by l.lease_expires_at)
                         filter (where t.id is not null), '[]') as holding
-        from agents a left join tasks t on t.lease_agent_id = a.id and t.status = 'claimed'
+        from agents a
+        left join (task_leases l join tasks t on t.id = l.task_id)
+            on l.ready and l.lease_agent_id = a.id
         group by a.id order by a.revoked_at nulls first, a.name
         """
     )
@@ -129,13 +132,12 @@ async def revoke_agent(pool: asyncpg.Pool, name: str, actor: Actor) -> int:
         if agent_id is None:
             raise NotFound(f"no active agent named {name!r} (see `ob agent list`)")
         released = await conn.fetch(
-            """update tasks set status = 'open', lease_agent_id = null, lease_expires_at = null,
-                      epoch = epoch + 1, status_at = now(), updated_at = now()
-               where lease_agent_id = $1 and status = 'claimed' returning id""",
+            f"update task_leases set {REVOKE_SQL} where ready and lease_agent_id = $1"
+            " returning task_id",
             agent_id,
         )
         for r in released:
-            await events.record(conn, r["id"], actor, "lease_revoked", {"agent": name})
+            await events.record(conn, r["task_id"], actor, "lease_revoked", {"agent": name})
         await events.record(conn, None, actor, "agent_revoked", {"agent": name})
         await conn.execute("select pg_notify($1, $2)", AGENTS_CHANNEL, name)
         return len(released)

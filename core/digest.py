@@ -13,6 +13,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from core.models import Lane
+from core.tasks import STATUS_SQL
 
 LIST_LIMIT = 10
 
@@ -53,7 +54,7 @@ class Digest(BaseModel):
 
 _LANES = """
 select lane, count(*) as count, min(coalesce(approved_at, created_at)) as oldest_at
-from tasks where status in ('open', 'claimed') group by lane
+from tasks where status = 'open' group by lane
 """
 _DRAFTS = """
 select number, title, created_by, created_at, count(*) over () as total
@@ -61,10 +62,10 @@ from tasks where status = 'draft' order by created_at, id limit $1
 """
 _IN_PROGRESS = """
 select name, number, title, lease_expires_at, total from (
-    select a.name, t.number, t.title, t.lease_expires_at, count(*) over (partition by a.id) as total,
-           row_number() over (partition by a.id order by t.lease_expires_at) as rn
-    from tasks t join agents a on a.id = t.lease_agent_id
-    where t.status = 'claimed'
+    select a.name, t.number, t.title, l.lease_expires_at, count(*) over (partition by a.id) as total,
+           row_number() over (partition by a.id order by l.lease_expires_at) as rn
+    from task_leases l join agents a on a.id = l.lease_agent_id join tasks t on t.id = l.task_id
+    where l.ready and l.lease_agent_id is not null
 ) p where rn <= $1 order by name, lease_expires_at
 """
 _DONE = """
@@ -82,8 +83,8 @@ with b as (
     where p.status <> 'done' group by d.task_id
 )
 select t.number, t.title, b.prereqs, count(*) over () as total
-from b join tasks t on t.id = b.task_id
-where t.status in ('draft', 'open')
+from b join tasks t on t.id = b.task_id join task_leases l on l.task_id = t.id
+where t.status in ('draft', 'open') and l.lease_agent_id is null
 order by t.priority, t.id limit $1
 """
 _UNVERIFIED = """
@@ -106,10 +107,24 @@ DRIFT_HEAD_COLUMNS = ("head_sha", "last_sha", "cursor_sha", "last_commit")
 _DRIFTED = """
 select t.number, t.title, t.base_sha, count(*) over () as total
 from tasks t join repos r on r.name = t.repo
-where t.status in ('open', 'claimed') and t.base_sha is not null
+where t.status = 'open' and t.base_sha is not null
   and r.{col} is not null and r.{col} <> t.base_sha
 order by t.priority, t.id limit $1
 """
+
+
+# /lanes: unfinished tasks by lane and status (as shown: claimed while a lease is held).
+_LANE_STATUS = f"""
+select coalesce(t.lane, '') as lane, {STATUS_SQL} as status, count(*) as n,
+       min(coalesce(t.approved_at, t.created_at)) as oldest
+from tasks t join task_leases l on l.task_id = t.id
+where t.status in ('draft', 'open') group by 1, 2
+"""
+
+
+async def lane_status_counts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Rows of (lane, status, n, oldest) for unfinished tasks; lane is '' for drafts."""
+    return await pool.fetch(_LANE_STATUS)
 
 
 async def _drift_column(conn: asyncpg.Connection) -> str | None:

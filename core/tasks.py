@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -11,13 +12,29 @@ from core.errors import NotFound
 from core.models import Lane, Status, Task, parse_key
 from core.spec import REPO_RE
 
-TASK_COLUMNS = """
-    t.*, a.name as lease_holder,
+# A task as the API shows it: the wide row `t`, its lease `l` (sql/005) and the holder `a`.
+# A task is claimed while its lease has a holder (tasks.status stays 'open'); the status date is
+# the later of the task's and the lease's last change.
+STATUS_SQL = "case when l.lease_agent_id is null then t.status else 'claimed' end"
+TASK_COLUMNS = f"""
+    t.id, t.number, t.title, t.repo, {STATUS_SQL} as status,
+    greatest(t.status_at, l.changed_at) as status_at, t.lane, t.priority, t.trigger,
+    t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
+    greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
+    t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
+    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha,
     coalesce((select array_agg(p.number order by p.number)
               from task_deps d join tasks p on p.id = d.prereq_id
-              where d.task_id = t.id and p.status <> 'done'), '{}') as blocked_numbers
+              where d.task_id = t.id and p.status <> 'done'), '{{}}') as blocked_numbers
 """
-TASK_FROM = "tasks t left join agents a on a.id = t.lease_agent_id"
+LEASE_JOIN = "join task_leases l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id"
+TASK_FROM = f"tasks t {LEASE_JOIN}"
+
+# Taking a lease away (an operator's lane change, a revoked agent): the epoch grows, so the
+# former holder's writes are refused. sql/005's trigger does the same when a task stops being
+# ready (rejected, closed by a commit, moved out of the agent lanes).
+REVOKE_SQL = """lease_agent_id = null, lease_expires_at = null,
+    epoch = epoch + (lease_agent_id is not null)::int, changed_at = now()"""
 
 
 def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
@@ -81,6 +98,19 @@ async def fetch_task(conn: asyncpg.Connection, task_id: int, prefix: str) -> Tas
     return task_from_row(row, prefix)
 
 
+def _status_clause(wanted: set[Status], arg: Callable[[Any], str]) -> str:
+    """Tasks in these statuses; claimed ones are stored as open with a holder."""
+    stored = {s.value for s in wanted - {Status.CLAIMED}}
+    if Status.CLAIMED in wanted:
+        stored.add(Status.OPEN.value)
+    clause = f"t.status = any({arg(sorted(stored))}::text[])"
+    if Status.OPEN in wanted and Status.CLAIMED not in wanted:
+        clause += " and l.lease_agent_id is null"
+    elif Status.CLAIMED in wanted and Status.OPEN not in wanted:
+        clause += " and (t.status <> 'open' or l.lease_agent_id is not null)"
+    return clause
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -94,9 +124,9 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
         return f"${len(args)}"
 
     if flt.status:
-        where.append(f"t.status = any({arg([s.value for s in flt.status])}::text[])")
+        where.append(_status_clause(set(flt.status), arg))
     elif not flt.include_closed:
-        where.append("t.status not in ('done', 'rejected')")
+        where.append("t.status in ('draft', 'open')")
     if flt.lane:
         where.append(f"t.lane = any({arg([lane.value for lane in flt.lane])}::text[])")
     if flt.repo:

@@ -20,7 +20,8 @@ OP = Actor.operator("test")
 async def expire(pool: asyncpg.Pool, key: str) -> None:
     """Move a lease's expiry into the past (what waiting out the TTL would do)."""
     await pool.execute(
-        "update tasks set lease_expires_at = now() - interval '1 second' where number = $1",
+        "update task_leases l set lease_expires_at = now() - interval '1 second'"
+        " from tasks t where t.number = $1 and l.task_id = t.id",
         int(key.split("-")[1]),
     )
 
@@ -114,7 +115,7 @@ async def test_stale_holder_is_refused_everywhere(
         await leases.heartbeat(key, claude, 1)
     task = await backlog.get(key)
     assert task.status is Status.CLAIMED and task.lease_holder == "claude-code"
-    assert await pool.fetchval("select count(*) from tasks where status = 'open'") == 0
+    assert await backlog.list(TaskFilter(status=[Status.OPEN])) == []
 
 
 async def test_expired_own_lease_is_refused(

@@ -188,7 +188,7 @@ async def drifted_plans(pool: asyncpg.Pool, prefix: str, limit: int = 50) -> lis
                   and g.pos > b.pos) as commits_since
         from tasks t join repos r on r.name = t.repo
         join git_commits b on b.repo_id = r.id and b.sha = t.base_sha
-        where t.status in ('open', 'claimed') and t.base_sha is not null
+        where t.status = 'open' and t.base_sha is not null
           and t.base_sha <> coalesce(r.cursor_sha, '')
         order by commits_since desc, t.number
         limit $1

@@ -36,7 +36,7 @@ from core.git.refs import RepoGone, branch_ref, detect_default_branch, read_refs
 from core.git.repos import discover
 from core.models import Task
 from core.settings import Settings
-from core.tasks import TASK_COLUMNS, TASK_FROM, task_from_row
+from core.tasks import LEASE_JOIN, STATUS_SQL, TASK_COLUMNS, TASK_FROM, task_from_row
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,13 @@ with c as (
         as c(task_id, sha, agent, author_email, subject)
 ),
 prev as (
-    select t.id, t.status, t.epoch, a.name as holder
-    from tasks t join c on c.task_id = t.id left join agents a on a.id = t.lease_agent_id
-    where t.status in ('draft', 'open', 'claimed')
+    select t.id, {STATUS_SQL} as status, l.epoch, a.name as holder
+    from tasks t join c on c.task_id = t.id {LEASE_JOIN}
+    where t.status in ('draft', 'open')
     order by t.id
-    for no key update of t
+    for no key update of t, l
 ),
+-- a holder loses its lease as the task closes (sql/005's trigger; the epoch grows)
 upd as (
     update tasks t set
         status = 'done',
@@ -114,9 +115,6 @@ upd as (
         completed_at = now(),
         commits = case when c.sha = any(t.commits) then t.commits else t.commits || c.sha end,
         verified_at = now(),
-        lease_agent_id = null,
-        lease_expires_at = null,
-        epoch = t.epoch + (p.status = 'claimed')::int,
         status_at = now(),
         updated_at = now()
     from c join prev p on p.id = c.task_id
