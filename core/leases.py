@@ -157,7 +157,8 @@ select * from lease
 # $4 actor, $5 commits, $6 note, $7 key prefix
 COMPLETE_SQL = f"""
 with lease as (
-    update task_leases l set lease_agent_id = null, lease_expires_at = null, changed_at = now()
+    update task_leases l set lease_agent_id = null, lease_expires_at = null, ready = false,
+        changed_at = now()
     from tasks t
     where {_FENCE} and t.lane = 'autonomous_safe'
     returning l.*
@@ -197,7 +198,7 @@ from upd t join lease l on l.task_id = t.id left join agents a on a.id = l.lease
 FINDINGS_SQL = f"""
 with lease as (
     update task_leases l set lease_agent_id = null, lease_expires_at = null, expiries = 0,
-        changed_at = now()
+        ready = false, changed_at = now()
     from tasks t
     where {_FENCE} and t.lane = 'requires_investigation'
     returning l.task_id

@@ -14,7 +14,8 @@ from core.spec import REPO_RE
 
 # A task as the API shows it: the wide row `t`, its lease `l` (sql/005) and the holder `a`.
 # A task is claimed while its lease has a holder (tasks.status stays 'open'); the status date is
-# the later of the task's and the lease's last change.
+# the later of the task's and the lease's last change. BLOCKED_COLUMN completes the row; the
+# claim and the completion, which only touch tasks without unfinished prerequisites, give '{}'.
 STATUS_SQL = "case when l.lease_agent_id is null then t.status else 'claimed' end"
 TASK_COLUMNS = f"""
     t.id, t.number, t.title, t.repo, {STATUS_SQL} as status,
@@ -22,10 +23,12 @@ TASK_COLUMNS = f"""
     t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
     greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
     t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
-    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha,
+    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha
+"""
+BLOCKED_COLUMN = """
     coalesce((select array_agg(p.number order by p.number)
               from task_deps d join tasks p on p.id = d.prereq_id
-              where d.task_id = t.id and p.status <> 'done'), '{{}}') as blocked_numbers
+              where d.task_id = t.id and p.status <> 'done'), '{}') as blocked_numbers
 """
 LEASE_JOIN = "join task_leases l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id"
 TASK_FROM = f"tasks t {LEASE_JOIN}"
@@ -91,7 +94,7 @@ async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> in
 
 
 async def fetch_task(conn: asyncpg.Connection, task_id: int, prefix: str) -> Task:
-    sql = f"select {TASK_COLUMNS} from {TASK_FROM} where t.id = $1"  # noqa: S608 - constants only
+    sql = f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM} where t.id = $1"  # noqa: S608
     row = await conn.fetchrow(sql, task_id)
     if row is None:
         raise NotFound(f"task id {task_id} vanished")
@@ -150,7 +153,7 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
         where.append(f"not {blocked_sql}")
     # Only constant fragments are joined here; every value is a $n parameter.
     sql = (
-        f"select {TASK_COLUMNS} from {TASK_FROM}"  # noqa: S608
+        f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM}"  # noqa: S608
         + (" where " + " and ".join(where) if where else "")
         + " order by t.priority, t.id limit "
         + arg(flt.limit)

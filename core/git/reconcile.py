@@ -36,7 +36,14 @@ from core.git.refs import RepoGone, branch_ref, detect_default_branch, read_refs
 from core.git.repos import discover
 from core.models import Task
 from core.settings import Settings
-from core.tasks import LEASE_JOIN, STATUS_SQL, TASK_COLUMNS, TASK_FROM, task_from_row
+from core.tasks import (
+    BLOCKED_COLUMN,
+    LEASE_JOIN,
+    STATUS_SQL,
+    TASK_COLUMNS,
+    TASK_FROM,
+    task_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -533,7 +540,7 @@ async def unverified(pool: asyncpg.Pool, settings: Settings, limit: int = 200) -
     """Done tasks git has not confirmed, oldest first."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            f"""select {TASK_COLUMNS},
+            f"""select {TASK_COLUMNS}, {BLOCKED_COLUMN},
                    t.completed_at < now() - make_interval(days => $1::int) as flagged
                 from {TASK_FROM}
                 where t.status = 'done' and t.verified_at is null
