@@ -220,7 +220,7 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
            select t.id, p.id from tasks t join tasks p on p.id = t.id - 1
            where t.status = 'open' and p.status = 'open' and t.id % 50 = 0"""
     )
-    await pool.execute("vacuum analyze tasks, task_leases")
+    await pool.execute("vacuum analyze tasks, task_leases, task_search")
     await pool.execute("analyze")
 
 

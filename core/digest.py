@@ -61,20 +61,25 @@ select number, title, created_by, created_at, count(*) over () as total
 from tasks where status = 'draft' order by created_at, id limit $1
 """
 _IN_PROGRESS = """
-select name, number, title, lease_expires_at, total from (
-    select a.name, t.number, t.title, l.lease_expires_at, count(*) over (partition by a.id) as total,
-           row_number() over (partition by a.id order by l.lease_expires_at) as rn
-    from task_leases l join agents a on a.id = l.lease_agent_id join tasks t on t.id = l.task_id
-    where l.ready and l.lease_agent_id is not null
-) p where rn <= $1 order by name, lease_expires_at
+select a.name, t.number, t.title, p.lease_expires_at, p.total from (
+    select task_id, lease_agent_id, lease_expires_at,
+           count(*) over (partition by lease_agent_id) as total,
+           row_number() over (partition by lease_agent_id order by lease_expires_at) as rn
+    from task_leases where ready and lease_agent_id is not null
+) p join agents a on a.id = p.lease_agent_id join tasks t on t.id = p.task_id
+where p.rn <= $1 order by a.name, p.lease_expires_at
 """
 _DONE = """
-select * from (
-    select number, title, completed_by, completed_at, commits,
-           verified_at is not null as verified, count(*) over () as total,
-           row_number() over (partition by completed_by order by completed_at desc) as rn
-    from tasks where status = 'done' and completed_at > now() - interval '24 hours'
-) d where rn <= $1 order by completed_at desc
+select number, title, completed_by, completed_at, commits, verified_at is not null as verified,
+       (select count(*) from tasks
+        where status = 'done' and completed_at > now() - interval '24 hours') as total
+from tasks
+where id = any(array(
+    select id from (
+        select id, row_number() over (partition by completed_by order by completed_at desc) as rn
+        from tasks where status = 'done' and completed_at > now() - interval '24 hours'
+    ) r where rn <= $1))
+order by completed_at desc
 """
 _BLOCKED = """
 with b as (

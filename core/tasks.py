@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import NotFound
-from core.models import Lane, Status, Task, parse_key
+from core.models import AGENT_LANES, Lane, Status, Task, parse_key
 from core.spec import REPO_RE
 
 # A task as the API shows it: the wide row `t`, its lease `l` (sql/005) and the holder `a`.
@@ -132,17 +132,20 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
         where.append("t.status in ('draft', 'open')")
     if flt.lane:
         where.append(f"t.lane = any({arg([lane.value for lane in flt.lane])}::text[])")
+    # Open work in the agent lanes is the ready queue: the same tasks in the same order, read
+    # from its index (the lease row's copies of priority and id).
+    ready = bool(
+        flt.status
+        and flt.lane
+        and set(flt.status) <= {Status.OPEN, Status.CLAIMED}
+        and set(flt.lane) <= set(AGENT_LANES)
+    )
+    if ready:
+        where.append("l.ready")
     if flt.repo:
         where.append(f"t.repo = {arg(flt.repo)}")
     if flt.text and flt.text.strip():
-        text = flt.text.strip()
-        number = parse_key(text, prefix)
-        ts = arg(text)
-        like = arg(f"%{_escape_like(text)}%")
-        clause = f"(t.search @@ websearch_to_tsquery('simple', {ts}) or t.title ilike {like})"
-        if number is not None:
-            clause = f"({clause} or t.number = {arg(number)})"
-        where.append(clause)
+        where.append(await _text_clause(conn, flt.text.strip(), prefix, arg))
     blocked_sql = (
         "exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id"
         " where d.task_id = t.id and p.status <> 'done')"
@@ -155,8 +158,34 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
     sql = (
         f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM}"  # noqa: S608
         + (" where " + " and ".join(where) if where else "")
-        + " order by t.priority, t.id limit "
-        + arg(flt.limit)
+        + (" order by l.priority, l.task_id" if ready else " order by t.priority, t.id")
+        + f" limit {arg(flt.limit)}"
     )
     rows = await conn.fetch(sql, *args)
     return [task_from_row(r, prefix) for r in rows]
+
+
+# A text search first asks the search indexes for up to FEW_MATCHES matching tasks. A rare word
+# (most searches) then reads just those; a common one walks the tasks in order and stops at the
+# limit. One statement cannot do both: its plan is fixed before it knows how common a word is.
+FEW_MATCHES = 1000
+_MATCHES = "s.search @@ websearch_to_tsquery('simple', {ts}) or s.title ilike {like}"
+
+
+async def _text_clause(
+    conn: asyncpg.Connection, text: str, prefix: str, arg: Callable[[Any], str]
+) -> str:
+    like = f"%{_escape_like(text)}%"
+    found = await conn.fetch(
+        f"select task_id from task_search s where {_MATCHES.format(ts='$1', like='$2')} limit $3",
+        text,
+        like,
+        FEW_MATCHES + 1,
+    )
+    if len(found) <= FEW_MATCHES:
+        clause = f"t.id = any({arg([r['task_id'] for r in found])}::bigint[])"
+    else:  # `offset 0` keeps the test per task, so the plan walks the tasks in order
+        match = _MATCHES.format(ts=arg(text), like=arg(like))
+        clause = f"exists (select from task_search s where s.task_id = t.id and ({match}) offset 0)"
+    number = parse_key(text, prefix)
+    return f"({clause} or t.number = {arg(number)})" if number is not None else clause

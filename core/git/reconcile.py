@@ -176,7 +176,7 @@ from unnest($1::bigint[], $2::text[], $3::text[]) as e(task_id, actor, details)
 _VERIFY = """
 with cand as (
     select t.id from tasks t
-    where t.status = 'done' and t.verified_at is null and cardinality(t.commits) > 0
+    where t.status = 'done' and t.verified_at is null and t.commits <> '{}'
       and not exists (
           select 1 from unnest(t.commits) as c(sha)
           where not exists (
