@@ -289,3 +289,24 @@ async def test_32_concurrent_claimers_exactly_once(
     assert await pool.fetchval("select count(*) from tasks where status = 'done'") == n_tasks
     assert await pool.fetchval("select count(*) from events where kind = 'claimed'") == n_tasks
     assert len(await backlog.list(TaskFilter())) == 0
+
+
+async def test_claimed_is_a_status_of_its_own_in_lists(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    held = await file(backlog, "held", priority=0)
+    waiting = await file(backlog, "waiting")
+    draft = (await backlog.file(make_spec(title="idea"), codex)).key
+    await leases.claim(codex)
+
+    async def keys(*statuses: Status) -> list[str]:
+        return [t.key for t in await backlog.list(TaskFilter(status=list(statuses)))]
+
+    assert await keys(Status.CLAIMED) == [held]
+    assert await keys(Status.OPEN) == [waiting]
+    assert await keys(Status.OPEN, Status.CLAIMED) == [held, waiting]
+    assert await keys(Status.DRAFT, Status.CLAIMED) == [held, draft]
+    ready = TaskFilter(status=[Status.OPEN], lane=[Lane.AUTONOMOUS], blocked=False)
+    assert [t.key for t in await backlog.list(ready)] == [waiting]
+    assert (await backlog.get(held)).status is Status.CLAIMED
