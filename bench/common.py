@@ -8,6 +8,7 @@ import statistics
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,7 +25,7 @@ async def fresh_database() -> AsyncIterator[str]:
     if not admin:
         from core.embedded import start_embedded
 
-        server = start_embedded(tempfile.mkdtemp(prefix="ob-bench-"))
+        server = start_embedded(Path(tempfile.mkdtemp(prefix="ob-bench-")))
         admin = server.get_uri("postgres")
     name = "ob_bench_" + secrets.token_hex(4)
     conn = await asyncpg.connect(admin)
