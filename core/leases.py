@@ -3,10 +3,13 @@
 A lease is holder + expiry + fencing epoch. The epoch grows on every claim; every later write
 by the holder must present it, so a paused agent that lost its lease can never write.
 
-The claim is one statement: `FOR UPDATE SKIP LOCKED` over the ready-queue index, the state
-change, its events and its outbox rows. A task whose lease expired is a candidate in the same
-claim; the expiry is recorded by the claim itself, so correctness never depends on the sweep.
-The sweep runs the very same transition with no new holder.
+The lease lives in its own narrow row (`task_leases`, sql/005), apart from the task's spec, so
+lease churn never rewrites the wide task row: a claim, heartbeat or release is a HOT update of
+the lease row alone. The claim is one statement: `FOR UPDATE SKIP LOCKED` over the ready-queue
+index on the lease rows, the state change, its events and its outbox rows. A task whose lease
+expired is a candidate in the same claim; the expiry is recorded by the claim itself, so
+correctness never depends on the sweep. The sweep runs the very same transition with no new
+holder.
 """
 
 from __future__ import annotations
