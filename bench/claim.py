@@ -142,14 +142,28 @@ async def load_queue(pool: asyncpg.Pool, n: int) -> None:
     await pool.execute("analyze bench_queue")
 
 
+# Tasks the size of real specs: a title, a repo, four steps, two risks, a paragraph of notes.
+SPEC_COLUMNS = """
+    'Migrate ingest worker ' || g || ' to asyncpg and retire the psycopg2 pool',
+    'repo' || g % 10,
+    array['swap psycopg2 for asyncpg in ingest/db.py', 'port the retry loop to the new pool',
+          'run the 10k-row load test against staging', 'watch p99 latency for a day'],
+    array['connection leak under cancellation', 'prepared statements behind pgbouncer'],
+    repeat('Pool exhaustion alerts fired twice this week during the nightly ingest run. ', 6)
+        || 'Ticket ' || g
+"""
+
+
 async def load(pool: asyncpg.Pool, n: int) -> None:
     await pool.execute(
         "truncate events, outbox, task_deps, task_leases, tasks restart identity cascade"
     )
     await pool.execute(
-        """insert into tasks (title, status, lane, priority, created_by, approved_by)
-           select 'task ' || g, 'open', 'autonomous_safe', g % 4, 'operator:bench', 'operator:bench'
-           from generate_series(1, $1) g""",
+        f"""insert into tasks (title, repo, steps, risks, notes, status, lane, priority,
+                               created_by, approved_by)
+            select {SPEC_COLUMNS}, 'open', 'autonomous_safe', g % 4, 'operator:bench',
+                   'operator:bench'
+            from generate_series(1, $1) g""",
         n,
     )
     await pool.execute("analyze tasks, task_leases")
