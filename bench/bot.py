@@ -169,7 +169,8 @@ async def through_dispatcher(backlog: Backlog, n: int) -> tuple[float, dict[str,
 
 async def load_digest_table(backlog: Backlog, n: int) -> None:
     """n tasks: most done (a slice in the last 24 h, with and without commits, some verified),
-    open work in every lane, drafts, claimed tasks held by 8 agents, dependency chains."""
+    open work in every lane, drafts, claimed tasks held by 8 agents, dependency chains; titles
+    carry a common word (one of five) and a rare one (w0-w4999), notes a paragraph."""
     await reset(backlog)
     pool = backlog.pool
     await pool.execute("delete from agents")
@@ -181,10 +182,14 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
         """
         insert into tasks (title, repo, status, lane, priority, created_by, approved_by,
                            approved_at, created_at, completed_by, completed_at, commits,
-                           verified_at, lease_agent_id, lease_expires_at, epoch)
-        select 'task ' || g, 'repo' || (g % 20),
-               s.status,
+                           verified_at, notes, steps)
+        select 'task ' || g || ' ' || (array['ingest', 'billing', 'auth', 'search', 'deploy'])[1 + g % 5]
+                   || ' w' || (g % 5000),
+               'repo' || (g % 20),
+               case when s.status = 'claimed' then 'open' else s.status end,
                case when s.status = 'draft' then null
+                    when s.status = 'claimed'
+                    then (array['requires_investigation', 'autonomous_safe'])[1 + g % 2]
                     else (array['requires_triage', 'requires_decision',
                                 'requires_investigation', 'autonomous_safe'])[1 + g % 4] end,
                g % 4, case when s.status = 'draft' then 'agent:codex' else 'operator:bench' end,
@@ -195,9 +200,10 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
                case when s.status = 'done' then now() - (g % 2000) * interval '1 minute' * 10 end,
                case when s.status = 'done' and g % 3 > 0 then array[md5(g::text)] else '{}' end,
                case when s.status = 'done' and g % 3 = 2 then now() end,
-               case when s.status = 'claimed' then (g % 8) + (select min(id) from agents) end,
-               case when s.status = 'claimed' then now() + interval '20 minutes' end,
-               case when s.status = 'claimed' then 1 else 0 end
+               'found while profiling the ' || (array['ingest', 'billing', 'auth'])[1 + g % 3]
+                   || ' workers: the pool runs dry under load; see the dashboard of week '
+                   || (g % 52) || ' for the latency graph and the error budget',
+               array['reproduce with the 10k-row load test', 'fix it in app/db.py']
         from generate_series(1, $1) g
         cross join lateral (select case
             when g % 100 < 80 then 'done'
@@ -209,11 +215,16 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
         n,
     )
     await pool.execute(
+        """update task_leases set lease_agent_id = task_id % 8 + (select min(id) from agents),
+                  lease_expires_at = now() + interval '20 minutes', epoch = 1, changed_at = now()
+           where task_id % 100 between 95 and 96"""
+    )
+    await pool.execute(
         """insert into task_deps (task_id, prereq_id)
            select t.id, p.id from tasks t join tasks p on p.id = t.id - 1
            where t.status = 'open' and p.status = 'open' and t.id % 50 = 0"""
     )
-    await pool.execute("vacuum analyze tasks")
+    await pool.execute("vacuum analyze tasks, task_leases, task_search")
     await pool.execute("analyze")
 
 

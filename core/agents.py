@@ -13,6 +13,7 @@ from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import BacklogError, Invalid, NotFound
 from core.models import Actor, EventKind, format_key
+from core.tasks import REVOKE_SQL
 from core.tokens import new_token, secret_matches, token_id
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
@@ -77,11 +78,13 @@ async def list_agents(backlog: Backlog) -> list[AgentInfo]:
         """
         select a.name, a.created_at, a.revoked_at, a.git_emails,
                coalesce(json_agg(json_build_object('number', t.number, 'title', t.title,
-                                                   'epoch', t.epoch,
-                                                   'lease_expires_at', t.lease_expires_at)
-                                 order by t.lease_expires_at)
+                                                   'epoch', l.epoch,
+                                                   'lease_expires_at', l.lease_expires_at)
+                                 order by l.lease_expires_at)
                         filter (where t.id is not null), '[]') as holding
-        from agents a left join tasks t on t.lease_agent_id = a.id and t.status = 'claimed'
+        from agents a
+        left join (task_leases l join tasks t on t.id = l.task_id)
+            on l.ready and l.lease_agent_id = a.id
         group by a.id order by a.revoked_at nulls first, a.name
         """
     )
@@ -119,13 +122,12 @@ async def revoke_agent(backlog: Backlog, name: str, actor: Actor) -> int:
         if agent_id is None:
             raise NotFound(f"no active agent named {name!r} (see `ob agent list`)")
         released = await conn.fetch(
-            """update tasks set status = 'open', lease_agent_id = null, lease_expires_at = null,
-                      epoch = epoch + 1, status_at = now(), updated_at = now()
-               where lease_agent_id = $1 and status = 'claimed' returning id""",
+            f"update task_leases set {REVOKE_SQL} where ready and lease_agent_id = $1"
+            " returning task_id",
             agent_id,
         )
         for r in released:
-            await events.record(conn, r["id"], actor, EventKind.LEASE_REVOKED, {"agent": name})
+            await events.record(conn, r["task_id"], actor, EventKind.LEASE_REVOKED, {"agent": name})
         await events.record(conn, None, actor, EventKind.AGENT_REVOKED, {"agent": name})
         await conn.execute("select pg_notify($1, $2)", AGENTS_CHANNEL, name)
         return len(released)

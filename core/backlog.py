@@ -20,9 +20,31 @@ from core.git.base import record_base
 from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
 from core.settings import Settings
 from core.spec import Spec, SpecError, free_text, make_spec
-from core.tasks import TaskFilter, count_tasks, fetch_task, list_tasks, task_id_for_key
+from core.tasks import (
+    REVOKE_SQL,
+    STATUS_SQL,
+    TaskFilter,
+    count_tasks,
+    fetch_task,
+    list_tasks,
+    task_id_for_key,
+)
 
 EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
+
+# An operator action locks the task and its lease, and sees the status as the API shows it.
+_LOCKED = f"""
+select t.id, t.number, {STATUS_SQL} as status, t.lane, {", ".join(f"t.{f}" for f in EDITABLE)}
+from tasks t join task_leases l on l.task_id = t.id where t.id = $1
+for update of t, l
+"""
+
+# A lane change gives a held task back to the queue (the holder's epoch goes stale) and starts
+# its expiry count again.
+_MOVE_LANE = f"""
+with lease as (update task_leases set {REVOKE_SQL}, expiries = 0 where task_id = $1)
+update tasks set lane = $2, status = 'open', status_at = now(), updated_at = now() where id = $1
+"""
 
 
 class Edited(BaseModel):
@@ -78,7 +100,7 @@ class Backlog:
 
     async def _locked(self, conn: asyncpg.Connection, key: str) -> asyncpg.Record:
         task_id = await task_id_for_key(conn, key, self.prefix)
-        row = await conn.fetchrow("select * from tasks where id = $1 for update", task_id)
+        row = await conn.fetchrow(_LOCKED, task_id)
         assert row is not None
         return row
 
@@ -195,11 +217,10 @@ class Backlog:
                 raise self._not_a_draft(row, "reject")
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "reject")
+            # sql/005's trigger revokes a lease on it (the epoch grows)
             await conn.execute(
                 """update tasks set status = 'rejected', rejected_reason = $2, rejected_by = $3,
-                   status_at = now(), updated_at = now(), lease_agent_id = null,
-                   lease_expires_at = null, epoch = epoch + (status = 'claimed')::int
-                   where id = $1""",
+                   status_at = now(), updated_at = now() where id = $1""",
                 row["id"],
                 reason,
                 str(actor),
@@ -220,14 +241,7 @@ class Backlog:
                 raise self._closed(row, "move")
             if row["lane"] == lane:
                 raise InvalidTransition(f"{self._key(row)} is already in {lane.value}")
-            await conn.execute(
-                """update tasks set lane = $2, status = 'open', status_at = now(),
-                   updated_at = now(), expiries = 0, lease_agent_id = null,
-                   lease_expires_at = null, epoch = epoch + (status = 'claimed')::int
-                   where id = $1""",
-                row["id"],
-                lane,
-            )
+            await conn.execute(_MOVE_LANE, row["id"], lane)
             details = {"from": row["lane"], "to": lane.value}
             if row["status"] == Status.CLAIMED:
                 details["lease_revoked"] = True

@@ -16,7 +16,7 @@ UNBLOCKED = """
 unblocked as (
     select d.task_id as id, w.number, u.number as prereq
     from upd u join task_deps d on d.prereq_id = u.id
-    join tasks w on w.id = d.task_id and w.status in ('draft', 'open', 'claimed')
+    join tasks w on w.id = d.task_id and w.status in ('draft', 'open')
     where not exists (
         select 1 from task_deps d2 join tasks p on p.id = d2.prereq_id
         where d2.task_id = d.task_id and p.status <> 'done'

@@ -64,9 +64,15 @@ class Digest(BaseModel):
 
 # Open work per lane (tasks_digest_lane_age_idx) and the drafts, with their oldest.
 _LANES = """
-select lane, count(*) as total, count(*) filter (where status = 'claimed') as claimed,
-       min(coalesce(approved_at, created_at)) as oldest_at
-from tasks where status in ('open', 'claimed') group by lane
+with held as (
+    select t.lane, count(*) as n
+    from task_leases l join tasks t on t.id = l.task_id
+    where l.lease_agent_id is not null group by t.lane
+)
+select o.lane, o.total, coalesce(h.n, 0) as claimed, o.oldest_at
+from (select lane, count(*) as total, min(coalesce(approved_at, created_at)) as oldest_at
+      from tasks where status = 'open' group by lane) o
+left join held h on h.lane = o.lane
 union all
 select null, count(*), 0, min(created_at) from tasks where status = 'draft'
 """
@@ -80,20 +86,25 @@ from tasks where trigger_on = $2 and status in ('draft', 'open', 'claimed')
 order by priority, id limit $1
 """
 _IN_PROGRESS = """
-select name, number, title, lease_expires_at, total from (
-    select a.name, t.number, t.title, t.lease_expires_at, count(*) over (partition by a.id) as total,
-           row_number() over (partition by a.id order by t.lease_expires_at) as rn
-    from tasks t join agents a on a.id = t.lease_agent_id
-    where t.status = 'claimed'
-) p where rn <= $1 order by name, lease_expires_at
+select a.name, t.number, t.title, p.lease_expires_at, p.total from (
+    select task_id, lease_agent_id, lease_expires_at,
+           count(*) over (partition by lease_agent_id) as total,
+           row_number() over (partition by lease_agent_id order by lease_expires_at) as rn
+    from task_leases where ready and lease_agent_id is not null
+) p join agents a on a.id = p.lease_agent_id join tasks t on t.id = p.task_id
+where p.rn <= $1 order by a.name, p.lease_expires_at
 """
 _DONE = """
-select * from (
-    select number, title, completed_by, completed_at, commits,
-           verified_at is not null as verified, count(*) over () as total,
-           row_number() over (partition by completed_by order by completed_at desc) as rn
-    from tasks where status = 'done' and completed_at > now() - interval '24 hours'
-) d where rn <= $1 order by completed_at desc
+select number, title, completed_by, completed_at, commits, verified_at is not null as verified,
+       (select count(*) from tasks
+        where status = 'done' and completed_at > now() - interval '24 hours') as total
+from tasks
+where id = any(array(
+    select id from (
+        select id, row_number() over (partition by completed_by order by completed_at desc) as rn
+        from tasks where status = 'done' and completed_at > now() - interval '24 hours'
+    ) r where rn <= $1))
+order by completed_at desc
 """
 _BLOCKED = """
 with b as (
@@ -102,8 +113,8 @@ with b as (
     where p.status <> 'done' group by d.task_id
 )
 select t.number, t.title, b.prereqs, count(*) over () as total
-from b join tasks t on t.id = b.task_id
-where t.status in ('draft', 'open')
+from b join tasks t on t.id = b.task_id join task_leases l on l.task_id = t.id
+where t.status in ('draft', 'open') and l.lease_agent_id is null
 order by t.priority, t.id limit $1
 """
 _NO_EVIDENCE = """

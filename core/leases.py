@@ -3,10 +3,13 @@
 A lease is holder + expiry + fencing epoch. The epoch grows on every claim; every later write
 by the holder must present it, so a paused agent that lost its lease can never write.
 
-The claim is one statement: `FOR UPDATE SKIP LOCKED` over the ready-queue index, the state
-change, its events and its outbox rows. A task whose lease expired is a candidate in the same
-claim; the expiry is recorded by the claim itself, so correctness never depends on the sweep.
-The sweep runs the very same transition with no new holder.
+The lease lives in its own narrow row (`task_leases`, sql/005), apart from the task's spec, so
+lease churn never rewrites the wide task row: a claim, heartbeat or release is a HOT update of
+the lease row alone. The claim is one statement: `FOR UPDATE SKIP LOCKED` over the ready-queue
+index on the lease rows, the state change, its events and its outbox rows. A task whose lease
+expired is a candidate in the same claim; the expiry is recorded by the claim itself, so
+correctness never depends on the sweep. The sweep runs the very same transition with no new
+holder.
 """
 
 from __future__ import annotations
@@ -36,138 +39,159 @@ from core.models import (
     format_key,
 )
 from core.spec import REPO_RE, Spec, free_text
-from core.tasks import TaskFilter, fetch_task, number_for_key, task_from_row
+from core.tasks import (
+    STATUS_SQL,
+    TASK_COLUMNS,
+    TASK_FROM,
+    TaskFilter,
+    fetch_task,
+    number_for_key,
+    task_from_row,
+)
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
 # $1 new holder (null: sweep), $2 ttl seconds, $3 max expiries, $4 actor, $5 key prefix.
-_TRANSITION = """
-upd as (
-    update tasks t set
-        status = case when c.exhausted or $1::bigint is null then 'open' else 'claimed' end,
-        lane = case when c.exhausted then 'requires_decision' else t.lane end,
+# Only the lease row changes, except when attempts are exhausted: then the task goes to the
+# operator's decision lane (and sql/005's trigger takes it out of the ready queue).
+_TRANSITION = f"""
+lease as (
+    update task_leases l set
         lease_agent_id = case when c.exhausted then null else $1::bigint end,
         lease_expires_at = case when c.exhausted or $1::bigint is null then null
                                 else now() + make_interval(secs => $2::int) end,
-        epoch = t.epoch + (not c.exhausted and $1::bigint is not null)::int,
+        epoch = l.epoch + (not c.exhausted and $1::bigint is not null)::int,
         expiries = c.expiries,
-        status_at = now(),
-        updated_at = now()
+        changed_at = now()
     from cand c
-    where t.id = c.id
-    returning t.*, c.prev_status, c.prev_epoch, c.prev_holder, c.exhausted
+    where l.task_id = c.id
+    returning l.*, c.prev_held, c.prev_epoch, c.prev_holder, c.exhausted
+),
+exhausted as (
+    update tasks t set lane = 'requires_decision', status_at = now(), updated_at = now()
+    from lease u where t.id = u.task_id and u.exhausted
 ),
 ev as (
     insert into events (task_id, actor, kind, details)
-    select u.id, v.actor, v.kind, v.details
-    from upd u cross join lateral (values
-        (1, 'system', case when u.prev_status = 'claimed' then 'expired' end,
+    select u.task_id, v.actor, v.kind, v.details
+    from lease u cross join lateral (values
+        (1, 'system', case when u.prev_held then 'expired' end,
          jsonb_build_object('holder', u.prev_holder, 'epoch', u.prev_epoch,
                             'expiries', u.expiries)),
         (2, 'system', case when u.exhausted then 'attempts_exhausted' end,
          jsonb_build_object('expiries', u.expiries, 'lane', 'requires_decision')),
-        (3, $4::text, case when u.status = 'claimed' then 'claimed' end,
+        (3, $4::text, case when u.lease_agent_id is not null then 'claimed' end,
          jsonb_build_object('epoch', u.epoch, 'expires_at', u.lease_expires_at))
     ) as v(ord, actor, kind, details)
     where v.kind is not null
-    order by u.id, v.ord
+    order by u.task_id, v.ord
 ),
 ob as (
     insert into outbox (kind, task_id, payload)
-    select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.id,
-           jsonb_build_object('key', task_key($5, u.number), 'title', u.title,
+    select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.task_id,
+           jsonb_build_object('key', task_key($5, t.number), 'title', t.title,
                               'holder', u.prev_holder, 'expiries', u.expiries,
                               'max_expiries', $3::int)
-    from upd u where u.prev_status = 'claimed'
-    order by u.id
+    from lease u join tasks t on t.id = u.task_id where u.prev_held
+    order by u.task_id
 )
-select u.*, a.name as lease_holder, '{}'::bigint[] as blocked_numbers
-from upd u left join agents a on a.id = u.lease_agent_id
+select {TASK_COLUMNS}, l.prev_held, l.exhausted
+from lease l join tasks t on t.id = l.task_id left join agents a on a.id = l.lease_agent_id
 """
 
 _CANDIDATE_COLUMNS = """
-    t.id, t.status as prev_status, t.epoch as prev_epoch,
-    (select name from agents where id = t.lease_agent_id) as prev_holder,
-    t.expiries + (t.status = 'claimed')::int as expiries,
-    (t.status = 'claimed' and t.expiries + 1 >= $3::int) as exhausted
+    l.task_id as id, l.lease_agent_id is not null as prev_held, l.epoch as prev_epoch,
+    (select name from agents where id = l.lease_agent_id) as prev_holder,
+    l.expiries + (l.lease_agent_id is not null)::int as expiries,
+    (l.lease_agent_id is not null and l.expiries + 1 >= $3::int) as exhausted
 """
 
 
 # The best ready task: open (or with an expired lease) in an agent lane, no unfinished
-# prerequisite, trigger date not in the future; by priority, then age. $6 today (operator's
-# time zone); with repos, $7 the repos. Two texts rather than `$7 is null or ...`, so that the
-# prepared statement keeps one generic plan instead of being re-planned on every call.
+# prerequisite, trigger date not in the future; by priority, then age. The scan, the order and
+# the row lock are all on the narrow lease row. $6 today (operator's time zone); with repos, $7
+# the repos. Two texts rather than `$7 is null or ...`, so that the prepared statement keeps
+# one generic plan instead of being re-planned on every call.
 def _claim_sql(repo_filter: str) -> str:
     return f"""
 with cand as (
     select {_CANDIDATE_COLUMNS}
-    from tasks t
-    where t.status in ('open', 'claimed')
-      and t.lane in ('autonomous_safe', 'requires_investigation')
-      and (t.status = 'open' or t.lease_expires_at <= now())
-      and (t.trigger_on is null or t.trigger_on <= $6::date)
+    from task_leases l
+    where l.ready
+      and (l.lease_agent_id is null or l.lease_expires_at <= now())
+      and (l.trigger_on is null or l.trigger_on <= $6::date)
       {repo_filter}
       and not exists (
           select 1 from task_deps d join tasks p on p.id = d.prereq_id
-          where d.task_id = t.id and p.status <> 'done')
-    order by t.priority, t.id
+          where d.task_id = l.task_id and p.status <> 'done')
+    order by l.priority, l.task_id
     limit 1
-    for update of t skip locked
+    for no key update of l skip locked
 ),
 {_TRANSITION}
 """
 
 
 CLAIM_SQL = _claim_sql("")
-CLAIM_IN_REPOS_SQL = _claim_sql("and t.repo = any($7::text[])")
+CLAIM_IN_REPOS_SQL = _claim_sql("and l.repo = any($7::text[])")
 
 # $6 how many expired leases to record in one sweep.
 SWEEP_SQL = f"""
 with cand as (
     select {_CANDIDATE_COLUMNS}
-    from tasks t
-    where t.status = 'claimed' and t.lease_expires_at <= now()
-    order by t.lease_expires_at
+    from task_leases l
+    where l.ready and l.lease_agent_id is not null and l.lease_expires_at <= now()
+    order by l.lease_expires_at
     limit $6::int
-    for update of t skip locked
+    for no key update of l skip locked
 ),
 {_TRANSITION}
 """
 
-# A write by the current holder: right agent, right epoch, lease not expired.
-_FENCE = """t.number = $1 and t.status = 'claimed' and t.lease_agent_id = $2
-            and t.epoch = $3 and t.lease_expires_at > now()"""
+# A write by the current holder: right task, right agent, right epoch, lease not expired. The
+# statements update the lease row `l` from the task row `t` (read, not locked or written).
+_FENCE = """t.number = $1 and l.task_id = t.id and l.lease_agent_id = $2
+            and l.epoch = $3 and l.lease_expires_at > now()"""
 
 HEARTBEAT_SQL = f"""
-with upd as (
-    update tasks t set lease_expires_at = now() + make_interval(secs => $4::int)
+with lease as (
+    update task_leases l set lease_expires_at = now() + make_interval(secs => $4::int)
+    from tasks t
     where {_FENCE}
-    returning t.id, t.epoch, t.lease_expires_at
+    returning l.task_id, l.epoch, l.lease_expires_at
 ),
 ev as (
     insert into events (task_id, actor, kind, details)
-    select id, $5::text, 'heartbeat', jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at)
-    from upd
+    select task_id, $5::text, 'heartbeat',
+           jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at)
+    from lease
 )
-select * from upd
+select * from lease
 """
 
 # $4 actor, $5 commits, $6 note, $7 key prefix
 COMPLETE_SQL = f"""
-with upd as (
-    update tasks t set status = 'done', completed_by = $4::text, completed_at = now(),
-        commits = $5::text[], completion_note = $6::text, lease_agent_id = null,
-        lease_expires_at = null, verified_at = null, status_at = now(), updated_at = now()
+with lease as (
+    update task_leases l set lease_agent_id = null, lease_expires_at = null, ready = false,
+        changed_at = now()
+    from tasks t
     where {_FENCE} and t.lane = 'autonomous_safe'
+    returning l.*
+),
+upd as (
+    update tasks t set status = 'done', completed_by = $4::text, completed_at = now(),
+        commits = $5::text[], completion_note = $6::text, verified_at = null,
+        status_at = now(), updated_at = now()
+    from lease l where t.id = l.task_id
     returning t.*
 ),
 {UNBLOCKED},
 ev as (
     insert into events (task_id, actor, kind, details)
-    select id, $4::text, 'completed',
-           jsonb_build_object('commits', $5::text[], 'note', $6::text, 'epoch', epoch,
+    select u.id, $4::text, 'completed',
+           jsonb_build_object('commits', $5::text[], 'note', $6::text, 'epoch', l.epoch,
                               'verified', false)
-    from upd
+    from upd u join lease l on l.task_id = u.id
     union all
     {unblocked_events("$7")}
 ),
@@ -181,7 +205,37 @@ ob as (
     union all
     {unblocked_outbox("$7")}
 )
-select u.*, null::text as lease_holder, '{{}}'::bigint[] as blocked_numbers from upd u
+select {TASK_COLUMNS}
+from upd t join lease l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id
+"""
+
+# Findings end an investigation: the lease ends, the task goes to the operator's decision lane.
+FINDINGS_SQL = f"""
+with lease as (
+    update task_leases l set lease_agent_id = null, lease_expires_at = null, expiries = 0,
+        ready = false, changed_at = now()
+    from tasks t
+    where {_FENCE} and t.lane = 'requires_investigation'
+    returning l.task_id
+)
+update tasks t set status = 'open', lane = 'requires_decision',
+    findings = ltrim(t.findings || E'\\n\\n' || $4::text, E'\\n'),
+    status_at = now(), updated_at = now()
+from lease where t.id = lease.task_id
+returning t.id
+"""
+
+END_LEASE_SQL = f"""
+update task_leases l set lease_agent_id = null, lease_expires_at = null, changed_at = now()
+from tasks t
+where {_FENCE}
+returning l.task_id
+"""
+
+REFUSAL_SQL = f"""
+select {STATUS_SQL} as status, t.lane, l.epoch, l.lease_expires_at, a.name as holder,
+       l.lease_expires_at <= now() as expired
+from {TASK_FROM} where t.number = $1
 """
 
 
@@ -249,7 +303,7 @@ class Leases:
                 row = await conn.fetchrow(sql, *args)
                 if row is None:
                     break
-                expiry_recorded |= row["prev_status"] == Status.CLAIMED
+                expiry_recorded |= row["prev_held"]
                 if not row["exhausted"]:
                     task = task_from_row(row, self.prefix)
                     assert task.lease_expires_at is not None  # a claimed task has a lease
@@ -361,15 +415,7 @@ class Leases:
             raise Invalid("findings are empty; say what you found")
         async with self.backlog.transaction(wake=True) as conn:
             task_id = await conn.fetchval(
-                f"""update tasks t set status = 'open', lane = 'requires_decision',
-                       lease_agent_id = null, lease_expires_at = null, expiries = 0,
-                       findings = ltrim(t.findings || E'\\n\\n' || $4::text, E'\\n'),
-                       status_at = now(), updated_at = now()
-                    where {_FENCE} and t.lane = 'requires_investigation' returning t.id""",
-                number,
-                agent_id,
-                epoch,
-                f"[{actor.name}] {text}",
+                FINDINGS_SQL, number, agent_id, epoch, f"[{actor.name}] {text}"
             )
             if task_id is None:
                 raise await self._refusal(
@@ -444,26 +490,14 @@ class Leases:
     async def _end_lease(
         self, conn: asyncpg.Connection, number: int, agent_id: int, epoch: int
     ) -> int | None:
-        return await conn.fetchval(
-            f"""update tasks t set status = 'open', lease_agent_id = null,
-                   lease_expires_at = null, status_at = now(), updated_at = now()
-                where {_FENCE} returning t.id""",
-            number,
-            agent_id,
-            epoch,
-        )
+        return await conn.fetchval(END_LEASE_SQL, number, agent_id, epoch)
 
     async def _refusal(
         self, number: int, actor: Actor, epoch: int, verb: str, want: Lane | None = None
     ) -> Exception:
         """Why a fenced write was refused, naming who holds the task now."""
         key = format_key(self.prefix, number)
-        row = await self.pool.fetchrow(
-            """select t.status, t.lane, t.epoch, t.lease_expires_at, a.name as holder,
-                      t.lease_expires_at <= now() as expired
-               from tasks t left join agents a on a.id = t.lease_agent_id where t.number = $1""",
-            number,
-        )
+        row = await self.pool.fetchrow(REFUSAL_SQL, number)
         if row is None:
             return NotFound(f"no task {key}")
         details = {

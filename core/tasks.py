@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -9,16 +10,35 @@ import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import NotFound
-from core.models import Lane, Status, Task, format_key, parse_key
+from core.models import AGENT_LANES, Lane, Status, Task, format_key, parse_key
 from core.spec import REPO_RE
 
-TASK_COLUMNS = """
-    t.*, a.name as lease_holder,
+# A task as the API shows it: the wide row `t`, its lease `l` (sql/005) and the holder `a`.
+# A task is claimed while its lease has a holder (tasks.status stays 'open'); the status date is
+# the later of the task's and the lease's last change. BLOCKED_COLUMN completes the row; the
+# claim and the completion, which only touch tasks without unfinished prerequisites, give '{}'.
+STATUS_SQL = "case when l.lease_agent_id is null then t.status else 'claimed' end"
+TASK_COLUMNS = f"""
+    t.id, t.number, t.title, t.repo, {STATUS_SQL} as status,
+    greatest(t.status_at, l.changed_at) as status_at, t.lane, t.priority, t.trigger,
+    t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
+    greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
+    t.approved_lane, t.rejected_by, t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
+    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha
+"""
+BLOCKED_COLUMN = """
     coalesce((select array_agg(p.number order by p.number)
               from task_deps d join tasks p on p.id = d.prereq_id
               where d.task_id = t.id and p.status <> 'done'), '{}') as blocked_numbers
 """
-TASK_FROM = "tasks t left join agents a on a.id = t.lease_agent_id"
+LEASE_JOIN = "join task_leases l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id"
+TASK_FROM = f"tasks t {LEASE_JOIN}"
+
+# Taking a lease away (an operator's lane change, a revoked agent): the epoch grows, so the
+# former holder's writes are refused. sql/005's trigger does the same when a task stops being
+# ready (rejected, closed by a commit, moved out of the agent lanes).
+REVOKE_SQL = """lease_agent_id = null, lease_expires_at = null,
+    epoch = epoch + (lease_agent_id is not null)::int, changed_at = now()"""
 
 
 def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
@@ -76,19 +96,35 @@ async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> in
 
 
 async def fetch_task(conn: asyncpg.Connection, task_id: int, prefix: str) -> Task:
-    sql = f"select {TASK_COLUMNS} from {TASK_FROM} where t.id = $1"  # noqa: S608 - constants only
+    sql = f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM} where t.id = $1"  # noqa: S608
     row = await conn.fetchrow(sql, task_id)
     if row is None:
         raise NotFound(f"task id {task_id} vanished")
     return task_from_row(row, prefix)
 
 
+def _status_clause(wanted: set[Status], arg: Callable[[Any], str]) -> str:
+    """Tasks in these statuses; claimed ones are stored as open with a holder."""
+    stored = {s.value for s in wanted - {Status.CLAIMED}}
+    if Status.CLAIMED in wanted:
+        stored.add(Status.OPEN.value)
+    clause = f"t.status = any({arg(sorted(stored))}::text[])"
+    if Status.OPEN in wanted and Status.CLAIMED not in wanted:
+        clause += " and l.lease_agent_id is null"
+    elif Status.CLAIMED in wanted and Status.OPEN not in wanted:
+        clause += " and (t.status <> 'open' or l.lease_agent_id is not null)"
+    return clause
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(flt: TaskFilter, prefix: str) -> tuple[str, list[Any]]:
-    """The filter as a WHERE clause of constant fragments, with every value a $n parameter."""
+async def _where(
+    conn: asyncpg.Connection, flt: TaskFilter, prefix: str
+) -> tuple[str, list[Any], bool]:
+    """The filter as a WHERE clause of constant fragments (every value a $n parameter), its
+    arguments, and whether it is the ready queue (open work in the agent lanes)."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -97,22 +133,25 @@ def _where(flt: TaskFilter, prefix: str) -> tuple[str, list[Any]]:
         return f"${len(args)}"
 
     if flt.status:
-        where.append(f"t.status = any({arg([s.value for s in flt.status])}::text[])")
+        where.append(_status_clause(set(flt.status), arg))
     elif not flt.include_closed:
-        where.append("t.status not in ('done', 'rejected')")
+        where.append("t.status in ('draft', 'open')")
     if flt.lane:
         where.append(f"t.lane = any({arg([lane.value for lane in flt.lane])}::text[])")
+    # Open work in the agent lanes is the ready queue: the same tasks in the same order, read
+    # from its index (the lease row's copies of priority and id).
+    ready = bool(
+        flt.status
+        and flt.lane
+        and set(flt.status) <= {Status.OPEN, Status.CLAIMED}
+        and set(flt.lane) <= set(AGENT_LANES)
+    )
+    if ready:
+        where.append("l.ready")
     if flt.repo:
         where.append(f"t.repo = {arg(flt.repo)}")
     if flt.text and flt.text.strip():
-        text = flt.text.strip()
-        number = parse_key(text, prefix)
-        ts = arg(text)
-        like = arg(f"%{_escape_like(text)}%")
-        clause = f"(t.search @@ websearch_to_tsquery('simple', {ts}) or t.title ilike {like})"
-        if number is not None:
-            clause = f"({clause} or t.number = {arg(number)})"
-        where.append(clause)
+        where.append(await _text_clause(conn, flt.text.strip(), prefix, arg))
     if flt.due_by is not None:
         where.append(f"(t.trigger_on is null or t.trigger_on <= {arg(flt.due_by)})")
     blocked_sql = (
@@ -123,14 +162,15 @@ def _where(flt: TaskFilter, prefix: str) -> tuple[str, list[Any]]:
         where.append(blocked_sql)
     elif flt.blocked is False:
         where.append(f"not {blocked_sql}")
-    return (" where " + " and ".join(where) if where else ""), args
+    return (" where " + " and ".join(where) if where else ""), args, ready
 
 
 async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> list[Task]:
-    where, args = _where(flt, prefix)
+    where, args, ready = await _where(conn, flt, prefix)
     sql = (
-        f"select {TASK_COLUMNS} from {TASK_FROM}{where}"  # noqa: S608 - constant fragments
-        f" order by t.priority, t.id limit ${len(args) + 1}"
+        f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM}{where}"  # noqa: S608
+        + (" order by l.priority, l.task_id" if ready else " order by t.priority, t.id")
+        + f" limit ${len(args) + 1}"
     )
     rows = await conn.fetch(sql, *args, flt.limit)
     return [task_from_row(r, prefix) for r in rows]
@@ -138,6 +178,32 @@ async def list_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> 
 
 async def count_tasks(conn: asyncpg.Connection, flt: TaskFilter, prefix: str) -> int:
     """How many tasks match (the limit aside)."""
-    where, args = _where(flt, prefix)
-    sql = f"select count(*) from tasks t{where}"  # noqa: S608 - constant fragments
+    where, args, _ = await _where(conn, flt, prefix)
+    sql = f"select count(*) from {TASK_FROM}{where}"  # noqa: S608 - constant fragments
     return int(await conn.fetchval(sql, *args))
+
+
+# A text search first asks the search indexes for up to FEW_MATCHES matching tasks. A rare word
+# (most searches) then reads just those; a common one walks the tasks in order and stops at the
+# limit. One statement cannot do both: its plan is fixed before it knows how common a word is.
+FEW_MATCHES = 1000
+_MATCHES = "s.search @@ websearch_to_tsquery('simple', {ts}) or s.title ilike {like}"
+
+
+async def _text_clause(
+    conn: asyncpg.Connection, text: str, prefix: str, arg: Callable[[Any], str]
+) -> str:
+    like = f"%{_escape_like(text)}%"
+    found = await conn.fetch(
+        f"select task_id from task_search s where {_MATCHES.format(ts='$1', like='$2')} limit $3",
+        text,
+        like,
+        FEW_MATCHES + 1,
+    )
+    if len(found) <= FEW_MATCHES:
+        clause = f"t.id = any({arg([r['task_id'] for r in found])}::bigint[])"
+    else:  # `offset 0` keeps the test per task, so the plan walks the tasks in order
+        match = _MATCHES.format(ts=arg(text), like=arg(like))
+        clause = f"exists (select from task_search s where s.task_id = t.id and ({match}) offset 0)"
+    number = parse_key(text, prefix)
+    return f"({clause} or t.number = {arg(number)})" if number is not None else clause

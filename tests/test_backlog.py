@@ -9,7 +9,7 @@ from core.backlog import Backlog
 from core.errors import Forbidden, Invalid, InvalidTransition, NotFound
 from core.models import Actor, Lane, Status
 from core.spec import SpecError, make_spec, parse
-from core.tasks import TaskFilter
+from core.tasks import FEW_MATCHES, TaskFilter
 
 OP = Actor.operator("test")
 CODEX = Actor.agent("codex", 1)
@@ -195,3 +195,31 @@ async def test_event_log_is_append_only(backlog: Backlog, pool: asyncpg.Pool) ->
         await pool.execute("update events set actor = 'someone else'")
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await pool.execute("delete from events")
+
+
+async def test_text_search_follows_the_spec_and_scales_to_common_words(
+    backlog: Backlog, pool: asyncpg.Pool
+) -> None:
+    task = await backlog.file(make_spec(title="Fix login timeout", notes="sso flow"), OP)
+    await backlog.edit(task.key, OP, title="Fix logout race", notes="cookie jar")
+    keys = lambda ts: [t.key for t in ts]  # noqa: E731
+    assert keys(await backlog.list(TaskFilter(text="login"))) == []
+    assert keys(await backlog.list(TaskFilter(text="sso"))) == []
+    assert keys(await backlog.list(TaskFilter(text="cookie"))) == [task.key]
+    assert keys(await backlog.list(TaskFilter(text="ogout"))) == [task.key]  # title substring
+    # A word on more tasks than the search indexes hand over: the best ones, in order.
+    n = FEW_MATCHES + 50
+    await pool.execute(
+        """insert into tasks (title, status, lane, priority, created_by, approved_by)
+           select 'common word ' || g, case when g % 3 = 0 then 'done' else 'open' end,
+                  'requires_triage', (g * 7) % 4, 'operator:test', 'operator:test'
+           from generate_series(1, $1) g""",
+        n,
+    )
+    expected = await pool.fetch(
+        "select number from tasks where title like 'common word %' and status = 'open'"
+        " order by priority, id limit 30"
+    )
+    found = await backlog.list(TaskFilter(text="word", limit=30))
+    assert keys(found) == [f"OB-{r['number']}" for r in expected]
+    assert len(await backlog.list(TaskFilter(text="word", include_closed=True, limit=n))) == n

@@ -137,11 +137,16 @@ async def test_every_kind_and_unknown_ones(backlog: Backlog, make_agent) -> None
 async def test_expiry_and_exhaustion(backlog: Backlog, make_agent) -> None:
     agent, _ = await make_agent("codex")
     await backlog.file(make_spec(title="flaky"), OP, lane=Lane.AUTONOMOUS)
-    await backlog.pool.execute("update tasks set expiries = $1", backlog.settings.max_expiries - 2)
+    await backlog.pool.execute(
+        "update task_leases set expiries = $1", backlog.settings.max_expiries - 2
+    )
     leases = Leases(backlog)
     for _ in range(2):
         await leases.claim(agent, lease_seconds=10)
-        await backlog.pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
+        await backlog.pool.execute(
+            "update task_leases set lease_expires_at = now() - interval '1 s'"
+            " where lease_agent_id is not null"
+        )
         await leases.sweep()
     notifier, session = make(backlog, chats=[1])
     while await notifier.drain_once():

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from core.backlog import Backlog
-from core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL
+from core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL, COMPLETE_SQL, HEARTBEAT_SQL
 from core.models import Actor, Lane
 from core.spec import make_spec
 
@@ -92,24 +92,36 @@ async def test_claim_plan_uses_the_ready_index_with_100k_tasks(
         "insert into agents (name, token_id, token_hash) values ('x', 'abc', '') returning id"
     )
     await pool.execute(
-        "update tasks set status = 'claimed', lease_agent_id = $1,"
-        " lease_expires_at = now() + interval '1 hour' where status = 'open' and id % 7 = 0",
+        "update task_leases set lease_agent_id = $1, lease_expires_at = now() + interval '1 hour',"
+        " epoch = 1 where ready and task_id % 7 = 0",
         agent_id,
     )
-    await pool.execute("analyze tasks")
-    await pool.execute("analyze task_deps")
-    args = [1, 1800, 3, "agent:x", "OB", date.today()]
-    for sql, extra in ((CLAIM_SQL, []), (CLAIM_IN_REPOS_SQL, [["repo7"]])):
+    for table in ("tasks", "task_leases", "task_deps"):
+        await pool.execute(f"analyze {table}")
+    held = await pool.fetchval(
+        "select t.number from tasks t join task_leases l on l.task_id = t.id"
+        " where l.lease_agent_id is not null limit 1"
+    )
+    claim = [agent_id, 1800, 3, "agent:x", "OB", date.today()]
+    plans = {
+        "claim": (CLAIM_SQL, claim),
+        "claim in repos": (CLAIM_IN_REPOS_SQL, [*claim, ["repo7"]]),
+        "heartbeat": (HEARTBEAT_SQL, [held, agent_id, 1, 1800, "agent:x"]),
+        "complete": (COMPLETE_SQL, [held, agent_id, 1, "agent:x", [], None, "OB"]),
+    }
+    for name, (sql, args) in plans.items():
         async with pool.acquire() as conn:
-            plan = await conn.fetchval("explain (format json) " + sql, *args, *extra)
+            plan = await conn.fetchval("explain (format json) " + sql, *args)
         text = json.dumps(plan)
-        assert "tasks_ready" in text, text
-        seq_on_tasks = [
+        if name.startswith("claim"):
+            assert "task_leases_ready" in text, (name, text)
+        seq = [
             n
             for n in _nodes(plan[0]["Plan"])
-            if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "tasks"
+            if n.get("Node Type") == "Seq Scan"
+            and n.get("Relation Name") in ("tasks", "task_leases")
         ]
-        assert seq_on_tasks == [], text
+        assert seq == [], (name, text)
 
 
 def _nodes(node: dict) -> list[dict]:

@@ -107,7 +107,9 @@ async def test_stale_epoch_is_409_naming_the_holder(
     await backlog.file(make_spec(title="x"), OP, lane=Lane.AUTONOMOUS)
     async with client(gateway, t1) as a, client(gateway, t2) as b:
         await a.post("/v1/claim")
-        await pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
+        await pool.execute(
+            "update task_leases set lease_expires_at = now() - interval '1 s' where lease_agent_id is not null"
+        )
         assert (await b.post("/v1/claim")).json()["lease"]["epoch"] == 2
         r = await a.post("/v1/tasks/OB-1/complete", json={"epoch": 1})
         assert r.status_code == 409

@@ -20,7 +20,8 @@ OP = Actor.operator("test")
 async def expire(pool: asyncpg.Pool, key: str) -> None:
     """Move a lease's expiry into the past (what waiting out the TTL would do)."""
     await pool.execute(
-        "update tasks set lease_expires_at = now() - interval '1 second' where number = $1",
+        "update task_leases l set lease_expires_at = now() - interval '1 second'"
+        " from tasks t where t.number = $1 and l.task_id = t.id",
         int(key.split("-")[1]),
     )
 
@@ -114,7 +115,7 @@ async def test_stale_holder_is_refused_everywhere(
         await leases.heartbeat(key, claude, 1)
     task = await backlog.get(key)
     assert task.status is Status.CLAIMED and task.lease_holder == "claude-code"
-    assert await pool.fetchval("select count(*) from tasks where status = 'open'") == 0
+    assert await backlog.list(TaskFilter(status=[Status.OPEN])) == []
 
 
 async def test_expired_own_lease_is_refused(
@@ -288,3 +289,24 @@ async def test_32_concurrent_claimers_exactly_once(
     assert await pool.fetchval("select count(*) from tasks where status = 'done'") == n_tasks
     assert await pool.fetchval("select count(*) from events where kind = 'claimed'") == n_tasks
     assert len(await backlog.list(TaskFilter())) == 0
+
+
+async def test_claimed_is_a_status_of_its_own_in_lists(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    held = await file(backlog, "held", priority=0)
+    waiting = await file(backlog, "waiting")
+    draft = (await backlog.file(make_spec(title="idea"), codex)).key
+    await leases.claim(codex)
+
+    async def keys(*statuses: Status) -> list[str]:
+        return [t.key for t in await backlog.list(TaskFilter(status=list(statuses)))]
+
+    assert await keys(Status.CLAIMED) == [held]
+    assert await keys(Status.OPEN) == [waiting]
+    assert await keys(Status.OPEN, Status.CLAIMED) == [held, waiting]
+    assert await keys(Status.DRAFT, Status.CLAIMED) == [held, draft]
+    ready = TaskFilter(status=[Status.OPEN], lane=[Lane.AUTONOMOUS], blocked=False)
+    assert [t.key for t in await backlog.list(ready)] == [waiting]
+    assert (await backlog.get(held)).status is Status.CLAIMED

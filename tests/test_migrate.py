@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import asyncpg
 
-from core.migrate import available_migrations
+from core.agents import add_agent, authenticate
+from core.backlog import Backlog
+from core.db import create_pool
+from core.leases import Leases
+from core.migrate import available_migrations, migrate
+from core.models import Actor, Status
+from core.settings import load_settings
+from core.tasks import TaskFilter
 from tests.conftest import create_database, drop_database
 
 
@@ -44,8 +52,8 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
         await drop_database(admin_url, url)
 
 
-# the number given to a migration still on another branch; drop once it is merged
-RESERVED = {5}
+# every number is taken now: nothing is reserved for another branch
+RESERVED: set[int] = set()
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
@@ -67,3 +75,80 @@ async def test_the_database_checks_the_same_kinds_as_core(pool) -> None:
             f"{table}_kind_known",
         )
         assert set(re.findall(r"'([a-z_]+)'::text", definition)) == {k.value for k in enum}
+
+
+async def test_claim_path_upgrade_moves_leases_off_the_task_row(
+    admin_url: str, tmp_path: Path
+) -> None:
+    """005 on a database with data: leases, epochs and expiry counts move to task_leases."""
+    url = await create_database(admin_url)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "create table schema_migrations (version integer primary key, name text not null,"
+                " applied_at timestamptz not null default now())"
+            )
+            for mig in available_migrations():
+                if mig.version < 5:
+                    await conn.execute(mig.sql)
+                    await conn.execute(
+                        "insert into schema_migrations (version, name) values ($1, $2)",
+                        mig.version,
+                        mig.name,
+                    )
+            codex = await conn.fetchval(
+                "insert into agents (name, token_id, token_hash) values ('codex', 'abc', '')"
+                " returning id"
+            )
+            await conn.execute(
+                """insert into tasks (title, status, lane, priority, created_by, repo,
+                                      lease_agent_id, lease_expires_at, epoch, expiries)
+                   values ('held', 'claimed', 'autonomous_safe', 1, 'operator:x', 'web',
+                           $1, now() - interval '1 minute', 3, 1),
+                          ('waiting', 'open', 'requires_investigation', 2, 'operator:x', null,
+                           null, null, 2, 1),
+                          ('triage', 'open', 'requires_triage', 0, 'operator:x', null,
+                           null, null, 0, 0),
+                          ('idea', 'draft', null, 0, 'agent:codex', null, null, null, 0, 0),
+                          ('shipped', 'done', 'autonomous_safe', 0, 'operator:x', null,
+                           null, null, 4, 0)""",
+                codex,
+            )
+        finally:
+            await conn.close()
+        assert [m.version for m in await migrate(url)][0] == 5
+
+        pool = await create_pool(url)
+        try:
+            settings = load_settings(database_url=url, data_dir=tmp_path, _env_file=None)
+            backlog = Backlog(pool, settings)
+            tasks = {t.title: t for t in await backlog.list(TaskFilter(include_closed=True))}
+            held = tasks["held"]
+            assert (held.status, held.lease_holder, held.epoch, held.expiries) == (
+                Status.CLAIMED,
+                "codex",
+                3,
+                1,
+            )
+            assert [
+                (t.status, t.epoch, t.expiries) for t in map(tasks.get, ("waiting", "shipped"))
+            ] == [
+                (Status.OPEN, 2, 1),
+                (Status.DONE, 4, 0),
+            ]
+            assert await pool.fetchval("select count(*) from tasks where status = 'claimed'") == 0
+            ready = await pool.fetch(
+                "select t.title from task_leases l join tasks t on t.id = l.task_id"
+                " where l.ready order by l.priority"
+            )
+            assert [r["title"] for r in ready] == ["held", "waiting"]
+            # the expired lease is reclaimable inside the claim, its epoch grows on
+            _, token = await add_agent(backlog, "grok", Actor.operator("test"))
+            grok = await authenticate(backlog, token)
+            lease = await Leases(backlog).claim(grok)
+            assert (lease.key, lease.epoch, lease.task.expiries) == (held.key, 4, 2)
+        finally:
+            await pool.close()
+    finally:
+        await drop_database(admin_url, url)

@@ -82,11 +82,16 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
 
     flaky = await backlog.file(make_spec(title="flaky"), OP, lane=Lane.AUTONOMOUS)
     await backlog.pool.execute(
-        "update tasks set expiries = $2 where number = $1", flaky.number, settings.max_expiries - 2
+        "update task_leases set expiries = $2 where task_id = (select id from tasks where number = $1)",
+        flaky.number,
+        settings.max_expiries - 2,
     )
     for _ in range(2):  # lease_expired, then attempts_exhausted
         await leases.claim(codex, lease_seconds=10)
-        await backlog.pool.execute("update tasks set lease_expires_at = now() - interval '1 s'")
+        await backlog.pool.execute(
+            "update task_leases set lease_expires_at = now() - interval '1 s'"
+            " where lease_agent_id is not null"
+        )
         await leases.sweep()
 
     held = await backlog.file(make_spec(title="held", repo="web"), OP, lane=Lane.AUTONOMOUS)

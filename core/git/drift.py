@@ -215,7 +215,7 @@ with d as (
             where g.repo_id = r.id and g.pos > b.pos) as commits_since
     from tasks t join repos r on r.name = t.repo
     join git_commits b on b.repo_id = r.id and b.sha = t.base_sha
-    where t.status in ('open', 'claimed') and t.base_sha is not null
+    where t.status = 'open' and t.base_sha is not null
       and t.base_sha <> coalesce(r.cursor_sha, '')
 )
 select *, count(*) over () as total from d where commits_since > 0

@@ -66,7 +66,14 @@ from core.git.repos import SkippedFolder, discover_repos
 from core.git.reverts import Reverts
 from core.models import EventKind, OutboxKind, Task, format_key
 from core.settings import Settings
-from core.tasks import TASK_COLUMNS, TASK_FROM, task_from_row
+from core.tasks import (
+    BLOCKED_COLUMN,
+    LEASE_JOIN,
+    STATUS_SQL,
+    TASK_COLUMNS,
+    TASK_FROM,
+    task_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +164,13 @@ with c as (
         as c(task_id, sha, agent, author_email, subject)
 ),
 prev as (
-    select t.id, t.status, t.epoch, a.name as holder
-    from tasks t join c on c.task_id = t.id left join agents a on a.id = t.lease_agent_id
-    where t.status in ('draft', 'open', 'claimed')
+    select t.id, {STATUS_SQL} as status, l.epoch, a.name as holder
+    from tasks t join c on c.task_id = t.id {LEASE_JOIN}
+    where t.status in ('draft', 'open')
     order by t.id
-    for no key update of t
+    for no key update of t, l
 ),
+-- a holder loses its lease as the task closes (sql/005's trigger; the epoch grows)
 upd as (
     update tasks t set
         status = 'done',
@@ -171,9 +179,6 @@ upd as (
         commits = case when c.sha = any(t.commits) then t.commits else t.commits || c.sha end,
         verified_at = now(),
         evidence_lost = null,
-        lease_agent_id = null,
-        lease_expires_at = null,
-        epoch = t.epoch + (p.status = 'claimed')::int,
         status_at = now(),
         updated_at = now()
     from c join prev p on p.id = c.task_id
@@ -276,7 +281,7 @@ exists (select 1 from git_commits g join repos r on r.id = g.repo_id
 _VERIFY = f"""
 with cand as (
     select t.id from tasks t
-    where t.status = 'done' and t.verified_at is null and cardinality(t.commits) > 0
+    where t.status = 'done' and t.verified_at is null and t.commits <> '{{}}'
       and not exists (select 1 from unnest(t.commits) as c(sha) where not {_LIVE})
     for update of t skip locked
 ),
@@ -1034,7 +1039,7 @@ class UnverifiedReport(BaseModel):
 
 
 _UNVERIFIED = f"""
-select {TASK_COLUMNS},
+select {TASK_COLUMNS}, {BLOCKED_COLUMN}, t.evidence_lost,
        t.completed_at < now() - make_interval(days => $1::int) as flagged
 from {TASK_FROM}
 where t.status = 'done' and t.verified_at is null
