@@ -84,8 +84,11 @@ def _fenced(
 def _show(res: Any, as_json: bool, text: str) -> None:
     if as_json:
         print_json(res)
-    else:
-        console().print(text)
+        return
+    replayed = isinstance(res, dict) and (
+        res.get("replayed") or (res.get("task") or {}).get("replayed")
+    )
+    console().print(text + (" (a retry: this had gone through already)" if replayed else ""))
 
 
 def _spec_body(

@@ -24,10 +24,13 @@ log = logging.getLogger("ob.serve")
 
 
 async def sweep_expired_leases(leases: Leases) -> str:
+    """Record expired leases, and announce any task made ready but not announced yet (a
+    process died between a completion and its announcement)."""
     n = await leases.sweep()
-    if n:
-        log.info("recorded %d expired lease(s)", n)
-    return f"{n} expired lease(s) recorded"
+    ready = await leases.announce_unblocked()
+    if n or ready:
+        log.info("recorded %d expired lease(s); %d task(s) newly ready", n, ready)
+    return f"{n} expired lease(s) recorded, {ready} late ready notice(s)"
 
 
 async def reconcile_repos(reconciler: Reconciler) -> str:

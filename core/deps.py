@@ -2,41 +2,61 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import Invalid, InvalidTransition
 from core.models import Actor, EventKind, Task
 from core.tasks import fetch_task, task_id_for_key
 
-# Statements that finish tasks (an agent's completion, a closing commit) tell the operator which
-# waiting tasks they unblocked, in the same statement. They put UNBLOCKED in their WITH list
-# after an `upd` CTE of the tasks just done (columns id, number), and add the two arms below to
-# their event and outbox inserts with `union all`; `prefix` names the key-prefix parameter.
-UNBLOCKED = """
-unblocked as (
-    select d.task_id as id, w.number, u.number as prereq
-    from upd u join task_deps d on d.prereq_id = u.id
-    join tasks w on w.id = d.task_id and w.status in ('draft', 'open')
-    where not exists (
-        select 1 from task_deps d2 join tasks p on p.id = d2.prereq_id
-        where d2.task_id = d.task_id and p.status <> 'done'
-          and p.id not in (select id from upd))
-)"""
+# A waiting task is announced ready (an `unblocked` event and a notice) once per time its last
+# prerequisite finishes. The statement runs after the finishing transaction committed, so of two
+# prerequisites finished at the same moment at least one announcement sees both done; the row
+# lock and `unblocked_at` (later than the last finish once announced) let only one of them
+# announce. $1 the tasks just finished (null: every waiting task: the sweep's safety net, for a
+# process that died between a finish and its announcement), $2 the key prefix.
+_ANNOUNCE = """
+with cand as (
+    select w.id, w.number,
+           (select p.number from task_deps d join tasks p on p.id = d.prereq_id
+            where d.task_id = w.id order by p.completed_at desc nulls last, p.id limit 1)
+               as prereq
+    from tasks w
+    where w.status in ('draft', 'open')
+      and w.id in (select d.task_id from task_deps d
+                   where $1::bigint[] is null or d.prereq_id = any($1::bigint[]))
+      and not exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id
+                      where d.task_id = w.id and p.status <> 'done')
+      and (w.unblocked_at is null or w.unblocked_at < (
+               select max(p.completed_at) from task_deps d join tasks p on p.id = d.prereq_id
+               where d.task_id = w.id))
+    order by w.id
+    for no key update of w
+),
+upd as (
+    update tasks w set unblocked_at = now() from cand c where w.id = c.id
+    returning w.id, c.number, c.prereq
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select id, 'system', 'unblocked', jsonb_build_object('prerequisite', task_key($2, prereq))
+    from upd
+)
+insert into outbox (kind, task_id, payload)
+select 'task_unblocked', id,
+       jsonb_build_object('key', task_key($2, number), 'prerequisite', task_key($2, prereq))
+from upd
+returning task_id
+"""
 
 
-def unblocked_events(prefix: str) -> str:
-    return (
-        "select id, 'system', 'unblocked',"
-        f" jsonb_build_object('prerequisite', task_key({prefix}, prereq)) from unblocked"
-    )
-
-
-def unblocked_outbox(prefix: str) -> str:
-    return (
-        "select 'task_unblocked', id,"
-        f" jsonb_build_object('key', task_key({prefix}, number),"
-        f" 'prerequisite', task_key({prefix}, prereq)) from unblocked"
-    )
+async def announce_unblocked(
+    db: asyncpg.Pool | asyncpg.Connection, prefix: str, finished: list[int] | None
+) -> int:
+    """Announce the waiting tasks these finished tasks (None: any) made ready; returns how many.
+    Call it after the finishing transaction committed."""
+    return len(await db.fetch(_ANNOUNCE, finished, prefix))
 
 
 DEPS_LOCK = 0x0B_DE_95  # serialises link changes so two concurrent links cannot form a cycle

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from core import events
 from core.backlog import Backlog
-from core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
+from core.deps import announce_unblocked
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from core.git.drift import drift_for
 from core.models import (
@@ -185,15 +185,12 @@ upd as (
     from lease l where t.id = l.task_id
     returning t.*
 ),
-{UNBLOCKED},
 ev as (
     insert into events (task_id, actor, kind, details)
     select u.id, $4::text, 'completed',
            jsonb_build_object('commits', $5::text[], 'note', $6::text, 'epoch', l.epoch,
                               'verified', false)
     from upd u join lease l on l.task_id = u.id
-    union all
-    {unblocked_events("$7")}
 ),
 ob as (
     insert into outbox (kind, task_id, payload)
@@ -202,10 +199,9 @@ ob as (
                               'by', $4::text, 'commits', $5::text[], 'note', $6::text,
                               'verified', false)
     from upd
-    union all
-    {unblocked_outbox("$7")}
 )
-select {TASK_COLUMNS}
+select {TASK_COLUMNS},
+       exists (select 1 from task_deps d where d.prereq_id = t.id) as has_dependents
 from upd t join lease l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id
 """
 
@@ -230,6 +226,14 @@ update task_leases l set lease_agent_id = null, lease_expires_at = null, changed
 from tasks t
 where {_FENCE}
 returning l.task_id
+"""
+
+# This agent's last write of a kind on a task at an epoch (a replay check, on refusal only).
+LAST_WRITE_SQL = """
+select e.task_id, e.details from events e
+where e.task_id = (select id from tasks where number = $1) and e.kind = $2 and e.actor = $3
+  and e.details ->> 'epoch' = $4::text
+order by e.id desc limit 1
 """
 
 REFUSAL_SQL = f"""
@@ -335,6 +339,14 @@ class Leases:
             await self.backlog.wake()
         return len(rows)
 
+    async def announce_unblocked(self) -> int:
+        """The safety net (run by the sweep): announce any waiting task whose prerequisites all
+        finished but that was not announced yet (a process died in between); returns how many."""
+        n = await announce_unblocked(self.pool, self.prefix, None)
+        if n:
+            await self.backlog.wake()
+        return n
+
     async def ready(self, repo: str | None = None, limit: int = 50) -> list[Task]:
         """What a claim could take now, best first: open in an agent lane, no unfinished
         prerequisite, trigger date not in the future (REST and MCP list it alike)."""
@@ -386,23 +398,33 @@ class Leases:
                 COMPLETE_SQL, number, agent_id, epoch, str(actor), shas, note, self.prefix
             )
             if row is None:
+                same = {"commits": shas, "note": note}
+                if (
+                    done := await self._replayed(number, actor, epoch, EventKind.COMPLETED, same)
+                ) is not None:
+                    return done
                 raise await self._refusal(number, actor, epoch, "complete", want=Lane.AUTONOMOUS)
+            data = dict(row)
+            if data.pop("has_dependents"):  # after the commit: see the other finishes too
+                await announce_unblocked(conn, self.prefix, [data["id"]])
             await self.backlog.wake()
-            return task_from_row(row, self.prefix)
+            return task_from_row(data, self.prefix)
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
         agent_id = _require_agent(actor)
         number = number_for_key(key, self.prefix)
+        reason = free_text(reason, "reason", 1000)
         async with self.pool.acquire() as conn, conn.transaction():
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None:
+                same = {"reason": reason}
+                if (
+                    done := await self._replayed(number, actor, epoch, EventKind.RELEASED, same)
+                ) is not None:
+                    return done
                 raise await self._refusal(number, actor, epoch, "release")
             await events.record(
-                conn,
-                task_id,
-                actor,
-                EventKind.RELEASED,
-                {"epoch": epoch, "reason": free_text(reason, "reason", 1000)},
+                conn, task_id, actor, EventKind.RELEASED, {"epoch": epoch, "reason": reason}
             )
             return await fetch_task(conn, task_id, self.prefix)
 
@@ -418,6 +440,11 @@ class Leases:
                 FINDINGS_SQL, number, agent_id, epoch, f"[{actor.name}] {text}"
             )
             if task_id is None:
+                same = {"text": text[:2000]}
+                if (
+                    done := await self._replayed(number, actor, epoch, EventKind.FINDINGS, same)
+                ) is not None:
+                    return done
                 raise await self._refusal(
                     number, actor, epoch, "report findings on", want=Lane.INVESTIGATION
                 )
@@ -427,7 +454,7 @@ class Leases:
                 task_id,
                 actor,
                 EventKind.FINDINGS,
-                {"text": text[:2000]},
+                {"epoch": epoch, "text": text[:2000]},
                 notify=OutboxKind.FINDINGS_REPORTED,
                 payload={"key": key, "by": str(actor), "text": text[:2000]},
             )
@@ -449,6 +476,10 @@ class Leases:
             row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
             task_id = await self._end_lease(conn, number, agent_id, epoch)
             if task_id is None or row is None:
+                if (
+                    replay := await self._handed_off(number, actor, epoch, prerequisite, reason)
+                ) is not None:
+                    return replay
                 raise await self._refusal(number, actor, epoch, "hand off")
             if prerequisite.repo is None and row["repo"]:
                 prerequisite = prerequisite.model_copy(update={"repo": row["repo"]})
@@ -486,6 +517,38 @@ class Leases:
                 },
             )
             return await fetch_task(conn, task_id, self.prefix), prereq
+
+    async def _last_write(
+        self, number: int, actor: Actor, epoch: int, kind: EventKind
+    ) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(LAST_WRITE_SQL, number, kind, str(actor), str(epoch))
+
+    async def _replayed(
+        self, number: int, actor: Actor, epoch: int, kind: EventKind, same: dict[str, Any]
+    ) -> Task | None:
+        """A refused write that is a retry of one that went through (the same agent, epoch and
+        payload; its answer was lost): the task as it is, marked replayed; else None."""
+        row = await self._last_write(number, actor, epoch, kind)
+        if row is None or any(row["details"].get(k) != v for k, v in same.items()):
+            return None
+        task = await self.backlog.get_by_id(row["task_id"])
+        return task.model_copy(update={"replayed": True})
+
+    async def _handed_off(
+        self, number: int, actor: Actor, epoch: int, prerequisite: Spec, reason: str | None
+    ) -> tuple[Task, Task] | None:
+        """A retried hand-off that went through: the task and its prerequisite, marked
+        replayed (the same prerequisite title and reason), else None."""
+        row = await self._last_write(number, actor, epoch, EventKind.HANDED_OFF)
+        if row is None or row["details"].get("reason") != reason:
+            return None
+        prereq = await self.backlog.get(row["details"]["prerequisite"])
+        if prereq.title != prerequisite.title:
+            return None
+        task = await self.backlog.get_by_id(row["task_id"])
+        return task.model_copy(update={"replayed": True}), prereq.model_copy(
+            update={"replayed": True}
+        )
 
     async def _end_lease(
         self, conn: asyncpg.Connection, number: int, agent_id: int, epoch: int

@@ -254,6 +254,9 @@ class Task(BaseModel):
     completion_note: str | None
     verified_at: datetime | None
     base_sha: str | None
+    # True on the answer to a retried write (complete, findings, release, hand-off) that had
+    # already happened: the same agent, epoch and payload, whose first answer was lost.
+    replayed: bool = False
 
     @property
     def blocked(self) -> bool:

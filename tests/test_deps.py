@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from core.backlog import Backlog
@@ -39,3 +41,52 @@ async def test_links_block_and_cycles_are_refused(
         await remove_prerequisite(backlog, "OB-1", "OB-2", OP)
     kinds = [e.kind for e in await backlog.history("OB-1")]
     assert kinds == ["filed", "dep_added", "dep_removed", "claimed"]
+
+
+async def test_two_prerequisites_finished_at_once_unblock_exactly_once(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    """Two agents complete the two prerequisites of one task within milliseconds, many times:
+    each time the task gets exactly one `unblocked` event and one notice."""
+    codex, _ = await make_agent("codex")
+    claude, _ = await make_agent("claude")
+    trials = 30
+    waiting = []
+    for i in range(trials):
+        w = await backlog.file(make_spec(title=f"waits {i}"), OP, lane=Lane.DECISION)
+        for _ in range(2):
+            p = await backlog.file(make_spec(title=f"prereq of {i}"), OP, lane=Lane.AUTONOMOUS)
+            await add_prerequisite(backlog, w.key, p.key, OP)
+        waiting.append(w)
+    for _ in range(trials):
+        a, b = await leases.claim(codex), await leases.claim(claude)
+        assert a is not None and b is not None
+        await asyncio.gather(
+            leases.complete(a.key, codex, a.epoch), leases.complete(b.key, claude, b.epoch)
+        )
+    for w in waiting:
+        kinds = [e.kind for e in await backlog.history(w.key)]
+        assert kinds.count("unblocked") == 1, (w.key, kinds)
+    notices = await backlog.pool.fetchval(
+        "select count(*) from outbox where kind = 'task_unblocked'"
+    )
+    assert notices == trials
+    # nothing is announced twice later either (the sweep's safety net finds nothing new)
+    assert await leases.announce_unblocked() == 0
+
+
+async def test_a_finish_never_announced_is_announced_by_the_sweep_once(
+    backlog: Backlog, leases: Leases
+) -> None:
+    """A process that died between a completion's commit and its announcement: the sweep's
+    safety net announces the ready task, once."""
+    w = await backlog.file(make_spec(title="waits"), OP, lane=Lane.DECISION)
+    p = await backlog.file(make_spec(title="prereq"), OP, lane=Lane.AUTONOMOUS)
+    await add_prerequisite(backlog, w.key, p.key, OP)
+    await backlog.pool.execute(  # the completion committed; its process died right after
+        "update tasks set status = 'done', completed_at = now() where number = $1", p.number
+    )
+    assert await leases.announce_unblocked() == 1
+    assert await leases.announce_unblocked() == 0
+    (event,) = [e for e in await backlog.history(w.key) if e.kind == "unblocked"]
+    assert event.details == {"prerequisite": p.key}

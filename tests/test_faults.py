@@ -129,3 +129,74 @@ def _nodes(node: dict) -> list[dict]:
     for child in node.get("Plans", []):
         out.extend(_nodes(child))
     return out
+
+
+async def test_a_completion_retried_after_ob_serve_died_is_a_replay(
+    admin_url: str, tmp_path: Path
+) -> None:
+    """`ob serve` dies (SIGKILL) after committing a completion, before the agent read the
+    answer; the agent retries against the restarted `ob serve`: 200, the same task, replayed."""
+    import os
+    import socket
+
+    from core.agents import add_agent
+    from core.db import create_pool
+    from core.migrate import migrate
+    from core.settings import load_settings
+    from tests.conftest import create_database, drop_database
+
+    url = await create_database(admin_url)
+    await migrate(url)
+    pool = await create_pool(url, max_size=2)
+    backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
+    _, token = await add_agent(backlog, "codex", OP)
+    await backlog.file(make_spec(title="ship it"), OP, lane=Lane.AUTONOMOUS)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_DATABASE_URL=url, OB_GATEWAY_PORT=str(port), OB_DATA_DIR=str(tmp_path))
+    base = f"http://127.0.0.1:{port}"
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with httpx.AsyncClient() as c:
+            for _ in range(300):
+                try:
+                    if (await c.get(f"{base}/v1/health")).status_code == 200:
+                        return proc
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        raise AssertionError("ob serve did not come up")
+
+    serve = await start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as c:
+            lease = (await c.post("/v1/claim")).json()["lease"]
+            body = {"epoch": lease["epoch"], "commits": ["abc1234"], "note": "load test green"}
+            first = await c.post("/v1/tasks/OB-1/complete", json=body)
+            assert first.status_code == 200 and first.json()["replayed"] is False
+            serve.send_signal(signal.SIGKILL)  # the answer never reached the agent
+            await serve.wait()
+            serve = await start()
+            again = await c.post("/v1/tasks/OB-1/complete", json=body)
+            assert again.status_code == 200, again.text
+            assert again.json()["replayed"] is True and again.json()["status"] == "done"
+            other = await c.post("/v1/tasks/OB-1/complete", json={**body, "note": "another"})
+            assert other.status_code == 409  # a different payload is not a retry
+        assert await pool.fetchval("select count(*) from events where kind = 'completed'") == 1
+    finally:
+        serve.terminate()
+        await serve.wait()
+        await pool.close()
+        await drop_database(admin_url, url)

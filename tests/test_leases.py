@@ -310,3 +310,41 @@ async def test_claimed_is_a_status_of_its_own_in_lists(
     ready = TaskFilter(status=[Status.OPEN], lane=[Lane.AUTONOMOUS], blocked=False)
     assert [t.key for t in await backlog.list(ready)] == [waiting]
     assert (await backlog.get(held)).status is Status.CLAIMED
+
+
+async def test_retried_writes_are_replays_not_refusals(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    """A write that went through, retried by the same agent with the same epoch and payload
+    (its answer was lost), answers with the task marked replayed; anything else still gets the
+    refusal."""
+    codex, _ = await make_agent("codex")
+    grok, _ = await make_agent("grok")
+    for title in ("ship", "look", "give back", "hand off"):
+        lane = Lane.INVESTIGATION if title == "look" else Lane.AUTONOMOUS
+        await backlog.file(make_spec(title=title), OP, lane=lane)
+    ship, look, back, hand = [await leases.claim(codex) for _ in range(4)]
+    assert ship and look and back and hand
+
+    done = await leases.complete(ship.key, codex, ship.epoch, commits=["abc1234"], note="ok")
+    again = await leases.complete(ship.key, codex, ship.epoch, commits=["abc1234"], note="ok")
+    assert (done.replayed, again.replayed) == (False, True) and again.status == Status.DONE
+    with pytest.raises(LeaseError, match="you do not hold it"):  # another payload: refused
+        await leases.complete(ship.key, codex, ship.epoch, commits=["def5678"])
+    with pytest.raises(LeaseError):  # another agent: refused
+        await leases.complete(ship.key, grok, ship.epoch, commits=["abc1234"], note="ok")
+
+    await leases.findings(look.key, codex, look.epoch, "the cache is cold")
+    assert (await leases.findings(look.key, codex, look.epoch, "the cache is cold")).replayed
+
+    await leases.release(back.key, codex, back.epoch, "cannot reproduce")
+    assert (await leases.release(back.key, codex, back.epoch, "cannot reproduce")).replayed
+    with pytest.raises(LeaseError):
+        await leases.release(back.key, codex, back.epoch, "another reason")
+
+    first, prereq = await leases.handoff(hand.key, codex, hand.epoch, make_spec(title="first"))
+    task, again_prereq = await leases.handoff(hand.key, codex, hand.epoch, make_spec(title="first"))
+    assert task.replayed and again_prereq.key == prereq.key
+    kinds = [e.kind for e in await backlog.history(ship.key)]
+    assert kinds.count("completed") == 1  # nothing happened twice
+    assert len(await backlog.list(TaskFilter(status=[Status.DRAFT]))) == 1  # one prerequisite

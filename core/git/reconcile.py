@@ -50,7 +50,7 @@ from pydantic import BaseModel
 
 from core import events
 from core.backlog import Backlog
-from core.deps import UNBLOCKED, unblocked_events, unblocked_outbox
+from core.deps import announce_unblocked
 from core.git.gitlog import (
     Commit,
     GitError,
@@ -186,7 +186,6 @@ upd as (
     returning t.id, t.number, t.title, p.status as prev_status, p.holder, p.epoch as prev_epoch,
               c.sha, c.agent, c.author_email, c.subject
 ),
-{UNBLOCKED},
 ev as (
     insert into events (task_id, actor, kind, details)
     select u.id, case when u.agent is null then 'git' else 'git:' || u.agent end, v.kind, v.details
@@ -200,8 +199,6 @@ ev as (
                             'repo', $6::text))
     ) as v(ord, kind, details)
     where v.kind is not null
-    union all
-    {unblocked_events("$7")}
 ),
 ob as (
     insert into outbox (kind, task_id, payload)
@@ -217,8 +214,6 @@ ob as (
            jsonb_build_object('key', task_key($7, u.number), 'title', u.title,
                               'holder', u.holder, 'sha', u.sha, 'repo', $6::text)
     from upd u where u.prev_status = 'claimed'
-    union all
-    {unblocked_outbox("$7")}
 )
 select id, prev_status from upd
 """
@@ -508,6 +503,8 @@ class Reconciler:
                 unchanged,
             )
         summary.verified = await self.verify()
+        if summary.total("closed"):  # after the commits: tasks the closed ones made ready
+            await announce_unblocked(self.pool, self.prefix, None)
         if (
             summary.verified
             or any(
