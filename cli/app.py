@@ -7,7 +7,6 @@ command that runs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -89,6 +88,8 @@ def run_backlog(fn: Callable[[Backlog], Awaitable[T]]) -> T:
 
 def run(coro: Coroutine[Any, Any, T], *, fast_loop: bool = False) -> T:
     """Run a coroutine to completion; `fast_loop` uses uvloop where it is installed."""
+    import asyncio
+
     loop_factory = None
     if fast_loop:
         with contextlib.suppress(ImportError):
