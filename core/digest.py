@@ -67,7 +67,7 @@ _LANES = """
 with held as (
     select t.lane, count(*) as n
     from task_leases l join tasks t on t.id = l.task_id
-    where l.lease_agent_id is not null group by t.lane
+    where l.ready and l.lease_agent_id is not null group by t.lane  -- held ones are ready
 )
 select o.lane, o.total, coalesce(h.n, 0) as claimed, o.oldest_at
 from (select lane, count(*) as total, min(coalesce(approved_at, created_at)) as oldest_at

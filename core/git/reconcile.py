@@ -1040,7 +1040,7 @@ select {TASK_COLUMNS}, {BLOCKED_COLUMN}, t.evidence_lost,
        t.completed_at < now() - make_interval(days => $1::int) as flagged
 from {TASK_FROM}
 where t.status = 'done' and t.verified_at is null
-order by t.completed_at nulls first, t.id limit $2
+order by t.completed_at, t.id limit $2  -- tasks_unverified_idx, then incremental sort
 """
 _UNVERIFIED_COUNT = """
 select count(*) as total,
