@@ -688,32 +688,18 @@ class Reconciler:
                 res.evidence_lost = await self._evidence(conn, repo_id, name, branch, suspects)
             if dropped:
                 await conn.execute(_BASES_LOST, name, branch, dropped)
-                await conn.execute(
-                    "insert into events (task_id, actor, kind, details) values (null, 'git',"
-                    " 'history_rewritten', $1)",
-                    {
-                        "repo": name,
-                        "branch": branch,
-                        "old": cursor,
-                        "new": tip,
-                        "left_default": res.left_default,
-                        "left_shas": dropped[:50],
-                        "resynced": res.resynced,
-                    },
-                )
-            elif res.rewritten:  # reset to an ancestor with nothing stored after it
-                await conn.execute(
-                    "insert into events (task_id, actor, kind, details) values (null, 'git',"
-                    " 'history_rewritten', $1)",
-                    {
-                        "repo": name,
-                        "branch": branch,
-                        "old": cursor,
-                        "new": tip,
-                        "left_default": 0,
-                        "resynced": res.resynced,
-                    },
-                )
+            if res.rewritten:  # commits left the branch, or it was reset to an ancestor
+                rewrite: dict[str, Any] = {
+                    "repo": name,
+                    "branch": branch,
+                    "old": cursor,
+                    "new": tip,
+                    "left_default": res.left_default,
+                    "resynced": res.resynced,
+                }
+                if dropped:
+                    rewrite["left_shas"] = dropped[:50]
+                await events.record(conn, None, "git", EventKind.HISTORY_REWRITTEN, rewrite)
 
             # 4. the cursor and the tips
             tips = sorted(set(refs.values()) - {tip})
