@@ -123,3 +123,12 @@ async def gateway(backlog: Backlog):
 
     async with serving(create_app(backlog), "127.0.0.1", 0) as url:
         yield url
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path):
+    """make_repo("web") -> a real git repository (tests/test_git_helpers.GitRepo) under
+    tmp_path/repos."""
+    from tests.test_git_helpers import repo_factory
+
+    return repo_factory(tmp_path)

@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import create_database, drop_database
 from tests.test_cli import ob
-from tests.test_git_helpers import repo_factory
 
 
 @pytest.fixture
@@ -20,11 +19,6 @@ async def cli_env(admin_url: str):
     env.update(OB_DATABASE_URL=url, COLUMNS="200")
     yield env
     await drop_database(admin_url, url)
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path):
-    return repo_factory(tmp_path)
 
 
 def test_repo_reconcile_unverified_and_todo(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import asyncpg
-import pytest
 
 from core.backlog import Backlog
 from core.git.drift import drifted_plans, path_tokens, replan
@@ -15,14 +13,8 @@ from core.git.repos import add_repo
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.spec import make_spec
-from tests.test_git_helpers import repo_factory
 
 OP = Actor.operator("test")
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path):
-    return repo_factory(tmp_path)
 
 
 def test_path_tokens() -> None:

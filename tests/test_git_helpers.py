@@ -52,7 +52,7 @@ class GitRepo:
 
 
 def repo_factory(tmp_path: Path):
-    """For a module's `make_repo` fixture: make_repo("web") -> a GitRepo under tmp_path/repos."""
+    """make_repo("web") -> a GitRepo under tmp_path/repos (the `make_repo` fixture)."""
 
     def make(name: str, branch: str = "main") -> GitRepo:
         return GitRepo(tmp_path / "repos" / name, branch)

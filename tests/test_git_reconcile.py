@@ -14,25 +14,8 @@ from core.errors import LeaseError
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo, discover, list_repos
 from core.leases import Leases
-from core.models import Actor, Lane, Status
-from core.spec import make_spec
-from tests.test_git_helpers import repo_factory
-
-OP = Actor.operator("test")
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path):
-    return repo_factory(tmp_path)
-
-
-async def file(backlog: Backlog, title: str, **kw) -> str:
-    lane = kw.pop("lane", Lane.AUTONOMOUS)
-    return (await backlog.file(make_spec(title=title, **kw), OP, lane=lane)).key
-
-
-async def kinds(backlog: Backlog, key: str) -> list[str]:
-    return [e.kind for e in await backlog.history(key)]
+from core.models import Status
+from tests.filing import OP, file, kinds
 
 
 async def event_count(pool: asyncpg.Pool) -> int:

@@ -22,7 +22,6 @@ from core.git.todo import (
 from core.models import Actor, Lane, Status
 from core.spec import SpecError
 from core.tasks import TaskFilter
-from tests.test_git_helpers import repo_factory
 
 OP = Actor.operator("test")
 
@@ -54,11 +53,6 @@ repo: other
 steps:
 - one
 """
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path):
-    return repo_factory(tmp_path)
 
 
 def test_split_rules() -> None:

@@ -9,33 +9,17 @@ import subprocess
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from core.backlog import Backlog
 from core.git.gitlog import LogParser, log_args, parse_log
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo, list_repos, list_skipped
 from core.leases import Leases
-from core.models import Actor, Lane, Status
+from core.models import Lane, Status
 from core.settings import Settings, load_settings
 from core.spec import make_spec
-from tests.test_git_helpers import GitRepo, repo_factory
-
-OP = Actor.operator("test")
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path):
-    return repo_factory(tmp_path)
-
-
-async def file(backlog: Backlog, title: str, **kw) -> str:
-    lane = kw.pop("lane", Lane.AUTONOMOUS)
-    return (await backlog.file(make_spec(title=title, **kw), OP, lane=lane)).key
-
-
-async def kinds(backlog: Backlog, key: str) -> list[str]:
-    return [e.kind for e in await backlog.history(key)]
+from tests.filing import OP, file, kinds
+from tests.test_git_helpers import GitRepo
 
 
 async def outbox(pool: asyncpg.Pool, kind: str) -> list[dict]:

@@ -10,11 +10,10 @@ import pytest
 from core.backlog import Backlog
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError
 from core.leases import Leases
-from core.models import Actor, Lane, Status
+from core.models import Lane, Status
 from core.spec import SpecError, make_spec
 from core.tasks import TaskFilter
-
-OP = Actor.operator("test")
+from tests.filing import OP, file
 
 
 async def expire(pool: asyncpg.Pool, key: str) -> None:
@@ -24,10 +23,6 @@ async def expire(pool: asyncpg.Pool, key: str) -> None:
         " from tasks t where t.number = $1 and l.task_id = t.id",
         int(key.split("-")[1]),
     )
-
-
-async def file(backlog: Backlog, title: str, lane: Lane = Lane.AUTONOMOUS, **kw) -> str:
-    return (await backlog.file(make_spec(title=title, **kw), OP, lane=lane)).key
 
 
 async def test_claim_by_priority_then_age_in_agent_lanes(
