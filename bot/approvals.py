@@ -8,6 +8,8 @@ made here, in the CLI or by a second `ob serve` shows the same way everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiogram import Bot, F
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
@@ -31,11 +33,15 @@ router = Routes(name="approvals")
 PLAIN = F.text & ~F.text.startswith("/")
 
 
+async def _missing(cq: CallbackQuery, backlog: Backlog, number: int) -> None:
+    await cq.answer(f"There is no task {backlog.key(number)}.", show_alert=True)
+
+
 async def _current(cq: CallbackQuery, backlog: Backlog, number: int) -> Task | None:
     try:
         return await backlog.get(backlog.key(number))
     except NotFound:
-        await cq.answer(f"There is no task {backlog.key(number)}.", show_alert=True)
+        await _missing(cq, backlog, number)
         return None
 
 
@@ -46,19 +52,29 @@ async def _stale(cq: CallbackQuery, backlog: Backlog, number: int) -> None:
         await cq.answer(outcome_plain(task, backlog.settings.tz), show_alert=True)
 
 
+async def _decided(
+    cq: CallbackQuery, backlog: Backlog, number: int, decision: Awaitable[object]
+) -> bool:
+    """Carry out the tap's decision; when the task was decided meanwhile or is gone, answer
+    what happened instead (False)."""
+    try:
+        await decision
+    except InvalidTransition:
+        await _stale(cq, backlog, number)
+        return False
+    except NotFound:
+        await _missing(cq, backlog, number)
+        return False
+    return True
+
+
 @router.callback_query(CardCB.filter((F.action == CardAction.APPROVE) & F.lane))
 async def approve(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
     assert callback_data.lane is not None
     key = backlog.key(callback_data.number)
-    try:
-        await backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
-    except InvalidTransition:
-        await _stale(cq, backlog, callback_data.number)
-        return
-    except NotFound:
-        await cq.answer(f"There is no task {key}.", show_alert=True)
-        return
-    await cq.answer(f"Approved {key} into {callback_data.lane.short}")
+    decision = backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
+    if await _decided(cq, backlog, callback_data.number, decision):
+        await cq.answer(f"Approved {key} into {callback_data.lane.short}")
 
 
 @router.callback_query(CardCB.filter((F.action == CardAction.MOVE) & F.lane))
@@ -71,7 +87,7 @@ async def move(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> No
         await cq.answer(str(err)[:200], show_alert=True)
         return
     except NotFound:
-        await cq.answer(f"There is no task {key}.", show_alert=True)
+        await _missing(cq, backlog, callback_data.number)
         return
     await cq.answer(f"Moved {key} to {callback_data.lane.short}")
 
@@ -82,15 +98,9 @@ async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
     a draft that was approved meanwhile answers what happened instead."""
     key = backlog.key(callback_data.number)
     drafts_only = callback_data.action == CardAction.REJECT
-    try:
-        await backlog.reject(key, operator(cq.from_user.id), drafts_only=drafts_only)
-    except InvalidTransition:
-        await _stale(cq, backlog, callback_data.number)
-        return
-    except NotFound:
-        await cq.answer(f"There is no task {key}.", show_alert=True)
-        return
-    await cq.answer(f"Rejected {key}")
+    decision = backlog.reject(key, operator(cq.from_user.id), drafts_only=drafts_only)
+    if await _decided(cq, backlog, callback_data.number, decision):
+        await cq.answer(f"Rejected {key}")
 
 
 async def _ask(

@@ -3,6 +3,8 @@ snoozed past today stay out of the walk until their day."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiogram import Bot, F
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
@@ -140,6 +142,24 @@ async def advance(
         )
 
 
+async def _decide(
+    cq: CallbackQuery,
+    d: Drain,
+    outcome: str,
+    decision: Awaitable[object],
+    bot: Bot,
+    backlog: Backlog,
+    state: FSMContext,
+) -> None:
+    """Carry out the tap's decision on the current card and go on to the next; a task decided
+    elsewhere meanwhile, or gone, counts as "gone"."""
+    try:
+        await decision
+    except (InvalidTransition, NotFound):
+        outcome = "gone"
+    await advance(cq, d, outcome, bot, backlog, state)
+
+
 @router.callback_query(DrainCB.filter((F.action == DrainAction.APPROVE) & F.lane))
 async def approve(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
@@ -147,13 +167,9 @@ async def approve(
     if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     assert callback_data.lane is not None
-    outcome = "approved"
-    try:
-        key = backlog.key(callback_data.number)
-        await backlog.approve(key, operator(cq.from_user.id), callback_data.lane)
-    except (InvalidTransition, NotFound):
-        outcome = "gone"
-    await advance(cq, d, outcome, bot, backlog, state)
+    key, who = backlog.key(callback_data.number), operator(cq.from_user.id)
+    decision = backlog.approve(key, who, callback_data.lane)
+    await _decide(cq, d, "approved", decision, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter((F.action == DrainAction.MOVE) & F.lane))
@@ -163,13 +179,9 @@ async def move(
     if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
     assert callback_data.lane is not None
-    outcome = "moved"
-    try:
-        key = backlog.key(callback_data.number)
-        await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
-    except (InvalidTransition, NotFound):
-        outcome = "gone"
-    await advance(cq, d, outcome, bot, backlog, state)
+    key, who = backlog.key(callback_data.number), operator(cq.from_user.id)
+    decision = backlog.move_lane(key, callback_data.lane, who)
+    await _decide(cq, d, "moved", decision, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter(F.action == DrainAction.REJECT))
@@ -178,12 +190,8 @@ async def reject(
 ) -> None:
     if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
         return
-    outcome = "rejected"
-    try:
-        await backlog.reject(backlog.key(callback_data.number), operator(cq.from_user.id))
-    except (InvalidTransition, NotFound):
-        outcome = "gone"
-    await advance(cq, d, outcome, bot, backlog, state)
+    decision = backlog.reject(backlog.key(callback_data.number), operator(cq.from_user.id))
+    await _decide(cq, d, "rejected", decision, bot, backlog, state)
 
 
 @router.callback_query(DrainCB.filter(F.action == DrainAction.SKIP))
