@@ -20,6 +20,7 @@ from bot.forms import Drain
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.errors import BacklogError
+from core.models import Task
 from core.shaping import local_today, snooze_until
 
 router = Routes(name="shaping")
@@ -33,6 +34,17 @@ async def _where(cq: CallbackQuery, cb: ShapeCB, state: FSMContext) -> tuple[boo
     return walk is not None, walk
 
 
+async def _edit(cq: CallbackQuery, cb: ShapeCB, backlog: Backlog, **change: object) -> Task | None:
+    """The tap's change to the task through core; a refusal is answered with its reason."""
+    try:
+        return (
+            await backlog.edit(backlog.key(cb.number), operator(cq.from_user.id), **change)
+        ).task
+    except BacklogError as err:
+        await cq.answer(str(err)[:200], show_alert=True)
+        return None
+
+
 @router.callback_query(ShapeCB.filter(F.shape.in_(set(PRIORITIES))))
 async def prioritise(
     cq: CallbackQuery, callback_data: ShapeCB, bot: Bot, backlog: Backlog, state: FSMContext
@@ -40,14 +52,11 @@ async def prioritise(
     go_on, walk = await _where(cq, callback_data, state)
     if not go_on:
         return
-    key = backlog.key(callback_data.number)
     priority = PRIORITIES[callback_data.shape]
-    try:
-        task = (await backlog.edit(key, operator(cq.from_user.id), priority=priority)).task
-    except BacklogError as err:
-        await cq.answer(str(err)[:200], show_alert=True)
+    task = await _edit(cq, callback_data, backlog, priority=priority)
+    if task is None:
         return
-    await cq.answer(f"{key} is P{priority} now")
+    await cq.answer(f"{task.key} is P{priority} now")
     if walk is not None and cq.message is not None:
         await edit_message(
             bot,
@@ -65,15 +74,12 @@ async def snooze(
     go_on, walk = await _where(cq, callback_data, state)
     if not go_on:
         return
-    key = backlog.key(callback_data.number)
     later = SNOOZES[callback_data.shape]
     until = snooze_until(later, local_today(backlog.settings.tz))
-    try:
-        await backlog.edit(key, operator(cq.from_user.id), trigger_on=until)
-    except BacklogError as err:
-        await cq.answer(str(err)[:200], show_alert=True)
+    task = await _edit(cq, callback_data, backlog, trigger_on=until)
+    if task is None:
         return
     if walk is None:
-        await cq.answer(f"{key} snoozed until {until:%a %d %b}; the digest brings it back")
+        await cq.answer(f"{task.key} snoozed until {until:%a %d %b}; the digest brings it back")
     else:
         await drain.advance(cq, walk, "snoozed", bot, backlog, state)
