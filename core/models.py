@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,18 +40,27 @@ _LANE_ALIASES = {
 }
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _named(value: str, enum: type[E], aliases: Mapping[str, E]) -> E | None:
+    """`value` as a member of `enum`: its value or an alias, in any case, with spaces or dashes
+    for underscores."""
+    v = re.sub(r"[\s-]+", "_", value.strip().lower())
+    try:
+        return enum(v)
+    except ValueError:
+        return aliases.get(v)
+
+
 def parse_lane(value: str | Lane) -> Lane:
     if isinstance(value, Lane):
         return value
-    v = re.sub(r"[\s-]+", "_", value.strip().lower())
-    try:
-        return Lane(v)
-    except ValueError:
-        pass
-    if v in _LANE_ALIASES:
-        return _LANE_ALIASES[v]
-    known = ", ".join(f"{lane.value} ({lane.short})" for lane in Lane)
-    raise ValueError(f"unknown lane {value!r}; lanes are: {known}")
+    lane = _named(value, Lane, _LANE_ALIASES)
+    if lane is None:
+        known = ", ".join(f"{m.value} ({m.short})" for m in Lane)
+        raise ValueError(f"unknown lane {value!r}; lanes are: {known}")
+    return lane
 
 
 class Status(StrEnum):
@@ -75,16 +85,11 @@ _STATUS_ALIASES = {
 def parse_status(value: str | Status) -> Status:
     if isinstance(value, Status):
         return value
-    v = re.sub(r"[\s-]+", "_", value.strip().lower())
-    try:
-        return Status(v)
-    except ValueError:
-        pass
-    if v in _STATUS_ALIASES:
-        return _STATUS_ALIASES[v]
-    raise ValueError(
-        f"unknown status {value!r}; statuses are: {', '.join(s.value for s in Status)}"
-    )
+    status = _named(value, Status, _STATUS_ALIASES)
+    if status is None:
+        known = ", ".join(s.value for s in Status)
+        raise ValueError(f"unknown status {value!r}; statuses are: {known}")
+    return status
 
 
 _PRIORITY_WORDS = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}
