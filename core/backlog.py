@@ -19,7 +19,7 @@ from core.errors import Forbidden, Invalid, InvalidTransition
 from core.git.base import record_base
 from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
 from core.settings import Settings
-from core.spec import Spec, SpecError, free_text, make_spec
+from core.spec import EDITABLE, Spec, SpecError, free_text, make_spec
 from core.tasks import (
     REVOKE_SQL,
     STATUS_SQL,
@@ -29,8 +29,6 @@ from core.tasks import (
     list_tasks,
     task_id_for_key,
 )
-
-EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
 
 # An operator action locks the task and its lease, and sees the status as the API shows it.
 _LOCKED = f"""

@@ -15,7 +15,7 @@ holder.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -38,6 +38,7 @@ from core.models import (
     Task,
     format_key,
 )
+from core.shaping import local_today
 from core.spec import REPO_RE, Spec, free_text
 from core.tasks import (
     STATUS_SQL,
@@ -272,9 +273,6 @@ class Leases:
         self.settings = backlog.settings
         self.prefix = backlog.prefix
 
-    def _today(self) -> date:
-        return datetime.now(self.settings.tz).date()
-
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
         if not MIN_LEASE_SECONDS <= ttl <= MAX_LEASE_SECONDS:
@@ -295,7 +293,14 @@ class Leases:
         if bad:
             raise Invalid(f"{bad[0][:60]!r} is not a repository name")
         sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
-        args = [agent_id, ttl, self.settings.max_expiries, str(actor), self.prefix, self._today()]
+        args = [
+            agent_id,
+            ttl,
+            self.settings.max_expiries,
+            str(actor),
+            self.prefix,
+            local_today(self.settings.tz),
+        ]
         if repos:
             args.append(repos)
         lease = None
@@ -356,7 +361,7 @@ class Leases:
                 lane=list(AGENT_LANES),
                 repo=repo,
                 blocked=False,
-                due_by=self._today(),
+                due_by=local_today(self.settings.tz),
                 limit=limit,
             )
         )

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from core.models import Lane, Task, parse_lane, parse_priority
-from core.spec import Spec, SpecError, make_spec
+from core.spec import EDITABLE, Spec, SpecError, make_spec
 
 _LINE = re.compile(
     r"^(?P<name>steps?|risks?|priority|prio|lane|trigger|trigger[ _]on|repo|title|notes?)"
@@ -118,10 +118,7 @@ def changes(current: Spec | Task, a: Amendment) -> dict[str, Any]:
         out["risks"] = [*current.risks, *a.risks]
     if a.notes:
         out["notes"] = "\n".join(part for part in (current.notes, *a.notes) if part)
-    fields = {
-        f: getattr(current, f)
-        for f in ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
-    }
+    fields = {f: getattr(current, f) for f in EDITABLE}
     make_spec(**{**fields, **out})  # raises SpecError naming what the spec rules refuse
     return out
 

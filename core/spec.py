@@ -23,6 +23,9 @@ MAX_STEPS = 100
 MAX_RISKS = 50
 MAX_TEXT = 20_000
 MAX_TRIGGER = 500
+
+# The fields of a stored task's spec that an edit may change (lane, key and status are not edits).
+EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
 REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
