@@ -20,7 +20,7 @@ from bot import keyboards, render
 from bot.callbacks import CardAction, CardCB
 from bot.cards import card_kind, operator, outcome_plain
 from bot.forms import TASK_PROMPT, Prompt, TaskPrompt
-from bot.routing import Routes
+from bot.routing import PLAIN, Routes
 from core.backlog import Backlog, spec_of
 from core.botstore import BotStore
 from core.errors import BacklogError, InvalidTransition, NotFound
@@ -30,7 +30,6 @@ from core.spec import SpecError, parse
 from core.spec import render as render_spec
 
 router = Routes(name="approvals")
-PLAIN = F.text & ~F.text.startswith("/")
 
 
 async def _missing(cq: CallbackQuery, backlog: Backlog, number: int) -> None:

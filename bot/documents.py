@@ -17,7 +17,7 @@ from bot import keyboards, previews, render
 from bot.callbacks import RepoCB
 from bot.capture import capture_message
 from bot.forms import REPO_PROMPT, Prompt, RepoPrompt
-from bot.routing import Routes
+from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.captures import MAX_CAPTURE_BYTES, Captured
 from core.errors import BacklogError
@@ -120,7 +120,7 @@ async def tap_repo(
         await bot.send_message(cq.message.chat.id, problem)
 
 
-@router.message(Prompt.capture_repo, F.text & ~F.text.startswith("/"))
+@router.message(Prompt.capture_repo, PLAIN)
 async def typed_repo(message: Message, bot: Bot, store: BotStore, state: FSMContext) -> None:
     prompt = await REPO_PROMPT.get(state)
     name = (message.text or "").strip()

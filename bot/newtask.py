@@ -13,7 +13,7 @@ from bot import keyboards, render
 from bot.callbacks import NewAction, NewCB
 from bot.cards import operator
 from bot.forms import NEW_TASK, NewFlow, NewTask
-from bot.routing import Routes
+from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
 from core.errors import BacklogError
 from core.git.repos import known_repo_names
@@ -22,7 +22,6 @@ from core.spec import MAX_ITEM, MAX_RISKS, MAX_STEPS, MAX_TITLE, SpecError, make
 
 router = Routes(name="newtask")
 # Answers in a conversation are plain text; other commands keep working during it.
-PLAIN = F.text & ~F.text.startswith("/")
 STEPS_PROMPT = "Now the <b>steps</b>, one per message. Tap Done when finished."
 
 

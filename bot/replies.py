@@ -16,7 +16,7 @@ from aiogram.types import Message
 from bot import previews, render
 from bot.cards import operator
 from bot.forms import Planning
-from bot.routing import Routes
+from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.captures import Capture, CaptureDecided
@@ -26,7 +26,6 @@ from core.shaping import Amendment, changes, describe, parse_amendment
 from core.spec import SpecError
 
 router = Routes(name="replies")
-PLAIN = F.text & ~F.text.startswith("/")
 
 
 def _changed(what: str, lines: list[str]) -> str:

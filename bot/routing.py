@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aiogram import Router
+from aiogram import F, Router
+
+# A text that is not a command (what a prompt waits for, what a capture reads).
+PLAIN = F.text & ~F.text.startswith("/")
 
 
 class Routes:
