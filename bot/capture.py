@@ -11,8 +11,8 @@ from aiogram.types import CallbackQuery, Message
 from bot import previews, render
 from bot.callbacks import CaptureAction, CaptureCB
 from bot.cards import edit_message, operator
-from bot.forms import CAPTURE_PROMPT, CapturePrompt, Prompt
-from bot.routing import Routes
+from bot.forms import CAPTURE_PROMPT, Prompt
+from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.captures import Capture, CaptureDecided
 from core.errors import BacklogError
@@ -20,7 +20,6 @@ from core.settings import Settings
 from core.spec import MAX_SPEC_BYTES, SpecError
 
 router = Routes(name="capture")
-PLAIN = F.text & ~F.text.startswith("/")
 
 
 async def capture_message(
@@ -154,14 +153,7 @@ async def edit(
     if capture.outcome is not None:
         await cq.answer(str(CaptureDecided(capture)), show_alert=True)
         return
-    await state.set_state(Prompt.edit_capture)
-    await CAPTURE_PROMPT.set(state, CapturePrompt(capture=capture.id))
+    prompt = await previews.ask_correction(state, capture, settings.prompt_ttl)
     await cq.answer()
     if cq.message is not None:
-        await bot.send_message(
-            cq.message.chat.id,
-            render.fit(
-                f"Send the corrected text (or /cancel; {render.waits(settings.prompt_ttl)}):\n"
-                f"<pre>{render.esc(capture.text, 3500)}</pre>"
-            ),
-        )
+        await bot.send_message(cq.message.chat.id, prompt)

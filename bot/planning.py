@@ -12,15 +12,14 @@ from aiogram.types import Message
 
 from bot import previews, render
 from bot.cards import edit_message
-from bot.forms import CAPTURE_PROMPT, PLAN, CapturePrompt, Planning, PlanSession, Prompt
-from bot.routing import Routes
+from bot.forms import PLAN, Planning, PlanSession
+from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.errors import BacklogError
 from core.settings import Settings
 from core.spec import SpecError
 
 router = Routes(name="planning")
-PLAIN = F.text & ~F.text.startswith("/")
 
 
 def _counting(parts: int) -> str:
@@ -72,7 +71,9 @@ async def collect(
 
 
 @router.message(Planning.collecting, Command("done"))
-async def done(message: Message, bot: Bot, store: BotStore, state: FSMContext) -> None:
+async def done(
+    message: Message, bot: Bot, store: BotStore, state: FSMContext, settings: Settings
+) -> None:
     session = await PLAN.get(state)
     await state.clear()
     if session is None or message.from_user is None:
@@ -85,14 +86,9 @@ async def done(message: Message, bot: Bot, store: BotStore, state: FSMContext) -
             await message.answer("Nothing was collected; /plan starts again.")
             return
         # what was said stays: the operator corrects it as a whole, like a preview's [Edit]
-        await state.set_state(Prompt.edit_capture)
-        await CAPTURE_PROMPT.set(state, CapturePrompt(capture=capture.id))
+        head = previews.problems(err) + "\n\n"
         await message.answer(
-            render.fit(
-                previews.problems(err)
-                + "\n\nSend the corrected text (or /cancel):\n"
-                + f"<pre>{render.esc(capture.text, 3000)}</pre>"
-            )
+            await previews.ask_correction(state, capture, settings.prompt_ttl, head)
         )
         return
     ideas = len(captured.draft.specs)

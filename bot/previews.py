@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
+from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
@@ -19,12 +20,24 @@ from aiogram.types import (
 
 from bot import keyboards, render
 from bot.cards import edit_message
+from bot.forms import CAPTURE_PROMPT, CapturePrompt, Prompt
 from core.captures import Capture, Captured, CaptureKind, CaptureOutcome, Captures, Draft
 from core.errors import BacklogError
 from core.models import Task
 from core.spec import SpecError
 
 SUMMARY_ITEMS = 30
+
+
+async def ask_correction(state: FSMContext, capture: Capture, ttl: int, head: str = "") -> str:
+    """Open the prompt for a capture's corrected text (a preview's [Edit], or a planning session
+    that did not read); the prompt to send, with the text to correct."""
+    await state.set_state(Prompt.edit_capture)
+    await CAPTURE_PROMPT.set(state, CapturePrompt(capture=capture.id))
+    return render.fit(
+        f"{head}Send the corrected text (or /cancel; {render.waits(ttl)}):\n"
+        f"<pre>{render.esc(capture.text, 3000)}</pre>"
+    )
 
 
 def problems(err: SpecError | BacklogError) -> str:
