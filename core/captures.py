@@ -27,7 +27,7 @@ from core.ideas import read_ideas, with_context
 from core.models import Actor, Lane, Status, Task
 from core.shaping import Amendment, amend_spec
 from core.spec import Spec, SpecError, parse, render
-from core.tasks import fetch_task
+from core.tasks import fetch_task, numbers_by_title
 
 MAX_CAPTURE_BYTES = 1024 * 1024  # a planning session or a document, all of it
 
@@ -109,7 +109,7 @@ _SELECT = (
 _INSERT = (
     "insert into bot_captures (chat_id, user_id, text, kind, origin, photos, repo, parent_id,"
     " position, outcome, task_key, parts)"
-    " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning id"
+    f" values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning {_COLUMNS}"
 )
 # The chat's latest preview, if it is still open to more messages.
 _OPEN = (
@@ -117,9 +117,6 @@ _OPEN = (
     " and parent_id is null order by id desc limit 1) and outcome is null and kind = 'text'"
     " and message_id is not null and updated_at > now() - make_interval(secs => $3)"
     " for update"
-)
-_EXISTING = (
-    "select number, repo, lower(title) as title from tasks where lower(title) = any($1::text[])"
 )
 
 
@@ -170,8 +167,7 @@ class Captures:
             else:
                 fresh = spec.model_copy(update={"key": None, "status": None})
                 todo.append(with_context(fresh, origin=c.origin, repo=c.repo))
-        rows = await conn.fetch(_EXISTING, [s.title.lower() for s in todo])
-        have = {(r["repo"], r["title"]): r["number"] for r in rows}
+        have = await numbers_by_title(conn, (s.title for s in todo))
         for spec in todo:
             number = have.get((spec.repo, spec.title.lower()))
             if number is None:
@@ -240,7 +236,7 @@ class Captures:
         task_key: str | None = None,
         parts: int = 1,
     ) -> Capture:
-        capture_id = await conn.fetchval(
+        row = await conn.fetchrow(
             _INSERT,
             chat_id,
             user_id,
@@ -255,7 +251,7 @@ class Captures:
             task_key,
             parts,
         )
-        return Capture(**dict(await conn.fetchrow(f"{_SELECT} where id = $1", capture_id)))
+        return Capture(**dict(row))  # a new capture: no ideas saved from it yet
 
     async def _locked(self, conn: asyncpg.Connection, capture_id: int, user_id: int) -> Capture:
         """The user's capture, locked, still waiting for a decision."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -93,6 +93,22 @@ async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> in
     if task_id is None:
         raise _no_task(key, prefix)
     return task_id
+
+
+async def numbers_by_title(
+    conn: asyncpg.Connection, titles: Iterable[str]
+) -> dict[tuple[str | None, str], int]:
+    """The tasks already filed under these titles, any case: (repo, lower(title)) -> the first
+    such task's number (what an import or a document capture would file again)."""
+    rows = await conn.fetch(
+        "select number, repo, lower(title) as title from tasks"
+        " where lower(title) = any($1::text[]) order by number",
+        sorted({t.lower() for t in titles}),
+    )
+    found: dict[tuple[str | None, str], int] = {}
+    for r in rows:
+        found.setdefault((r["repo"], r["title"]), r["number"])
+    return found
 
 
 async def fetch_task(conn: asyncpg.Connection, task_id: int, prefix: str) -> Task:

@@ -41,7 +41,7 @@ from core.errors import Invalid
 from core.git.base import current_head
 from core.models import Actor, Lane, OutboxKind, Status, format_key, parse_key
 from core.spec import MAX_TITLE, Spec, SpecError, make_spec, parse, render
-from core.tasks import TaskFilter
+from core.tasks import TaskFilter, numbers_by_title
 
 _SECTION_NAMES = {"steps", "plan", "risks", "notes", "note", "findings"}
 _RULE = re.compile(r"^-{3,}\s*$")
@@ -346,13 +346,7 @@ async def import_todo(
             sorted(n for n in keyed if n is not None),
         )
         by_number = {r["number"]: r["t"] for r in rows}
-        by_title: dict[tuple[str | None, str], int] = {}
-        for r in await conn.fetch(
-            "select number, repo, lower(title) as t from tasks"
-            " where lower(title) = any($1::text[]) order by number",
-            sorted({s.title.lower() for s in todo.specs}),
-        ):
-            by_title.setdefault((r["repo"], r["t"]), r["number"])
+        by_title = await numbers_by_title(conn, (s.title for s in todo.specs))
 
         new: list[Spec] = []
         pending: dict[tuple[str | None, str], int] = {}  # same spec twice in the file
