@@ -8,7 +8,7 @@ import logging
 
 import asyncpg
 
-from core.git.refs import branch_ref, read_refs, resolve_branch
+from core.git.refs import scanned_branch
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +21,13 @@ async def current_head(conn: asyncpg.Connection, repo: str) -> str | None:
     if row is None:
         return None
     try:
-        tip = await asyncio.to_thread(
-            _tip, row["path"], row["default_branch"], row["branch_pinned"]
+        _, _, tip = await asyncio.to_thread(
+            scanned_branch, row["path"], row["default_branch"], row["branch_pinned"]
         )
-        if tip:
-            return tip
+        return tip
     except Exception as err:  # a moved repo must not stop an approval
         log.warning("cannot read HEAD of %s: %s", repo, err)
     return row["cursor_sha"]
-
-
-def _tip(path: str, branch: str | None, pinned: bool) -> str | None:
-    """The tip of the branch the reconciler scans (the pinned one, else the repo's own)."""
-    refs = read_refs(path)
-    ref = branch_ref(refs, resolve_branch(path, refs, branch, pinned))
-    return refs[ref] if ref else None
 
 
 async def record_base(conn: asyncpg.Connection, task_id: int, repo: str | None) -> str | None:

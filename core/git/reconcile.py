@@ -61,7 +61,7 @@ from core.git.gitlog import (
     stream_log,
 )
 from core.git.keys import find_keys
-from core.git.refs import BranchGone, RepoGone, branch_ref, read_refs, resolve_branch
+from core.git.refs import BranchGone, RepoGone, scanned_branch
 from core.git.repos import SkippedFolder, discover_repos
 from core.git.reverts import Reverts
 from core.models import EventKind, OutboxKind, Task, format_key
@@ -438,11 +438,6 @@ class _ScanState:
         return reverts
 
 
-def _read_refs(path: str, branch: str | None, pinned: bool) -> tuple[str, dict[str, str]]:
-    refs = read_refs(path)
-    return resolve_branch(path, refs, branch, pinned), refs
-
-
 # ------------------------------------------------------------------------- the job
 
 
@@ -540,13 +535,10 @@ class Reconciler:
         res = RepoResult(row["name"])
         t0 = time.perf_counter()
         try:
-            branch, refs = await asyncio.to_thread(
-                _read_refs, row["path"], row["default_branch"], row["branch_pinned"]
+            branch, refs, tip = await asyncio.to_thread(
+                scanned_branch, row["path"], row["default_branch"], row["branch_pinned"]
             )
             res.branch = branch
-            ref = branch_ref(refs, branch)
-            assert ref is not None  # resolve_branch checked
-            tip = refs[ref]
             if (
                 tip == row["cursor_sha"]
                 and refs == (row["ref_tips"] or {})

@@ -208,6 +208,17 @@ def branch_ref(refs: dict[str, str], branch: str) -> str | None:
     return None
 
 
+def scanned_branch(
+    path: str | os.PathLike[str], current: str | None, pinned: bool
+) -> tuple[str, dict[str, str], str]:
+    """The branch the reconciler scans now (resolve_branch), every branch tip, and its tip."""
+    refs = read_refs(path)
+    branch = resolve_branch(path, refs, current, pinned)
+    ref = branch_ref(refs, branch)
+    assert ref is not None  # resolve_branch names a branch that exists
+    return branch, refs, refs[ref]
+
+
 def branch_tip(path: str | os.PathLike[str], branch: str) -> str | None:
     refs = read_refs(path)
     ref = branch_ref(refs, branch)
