@@ -266,6 +266,12 @@ def _require_agent(actor: Actor) -> int:
     return actor.agent_id
 
 
+class _Refused(Exception):
+    """A fenced write found the lease not the caller's. Raised inside the write's transaction,
+    so the connection goes back to the pool before the replay check and the refusal read their
+    own: a refused agent never holds one connection while waiting for another."""
+
+
 class Leases:
     def __init__(self, backlog: Backlog):
         self.backlog = backlog
@@ -398,40 +404,40 @@ class Leases:
         number = number_for_key(key, self.prefix)
         shas = _check_commits(commits or [])
         note = free_text(note, "note", 4000)
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                COMPLETE_SQL, number, agent_id, epoch, str(actor), shas, note, self.prefix
+        try:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    COMPLETE_SQL, number, agent_id, epoch, str(actor), shas, note, self.prefix
+                )
+                if row is None:
+                    raise _Refused
+                data = dict(row)
+                if data.pop("has_dependents"):  # after the commit: see the other finishes too
+                    await announce_unblocked(conn, self.prefix, [data["id"]])
+        except _Refused:
+            same = {"commits": shas, "note": note}
+            return await self._refused(
+                number, actor, epoch, "complete", EventKind.COMPLETED, same, Lane.AUTONOMOUS
             )
-            if row is None:
-                same = {"commits": shas, "note": note}
-                if (
-                    done := await self._replayed(number, actor, epoch, EventKind.COMPLETED, same)
-                ) is not None:
-                    return done
-                raise await self._refusal(number, actor, epoch, "complete", want=Lane.AUTONOMOUS)
-            data = dict(row)
-            if data.pop("has_dependents"):  # after the commit: see the other finishes too
-                await announce_unblocked(conn, self.prefix, [data["id"]])
-            await self.backlog.wake()
-            return task_from_row(data, self.prefix)
+        await self.backlog.wake()
+        return task_from_row(data, self.prefix)
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
         agent_id = _require_agent(actor)
         number = number_for_key(key, self.prefix)
         reason = free_text(reason, "reason", 1000)
-        async with self.pool.acquire() as conn, conn.transaction():
-            task_id = await self._end_lease(conn, number, agent_id, epoch)
-            if task_id is None:
-                same = {"reason": reason}
-                if (
-                    done := await self._replayed(number, actor, epoch, EventKind.RELEASED, same)
-                ) is not None:
-                    return done
-                raise await self._refusal(number, actor, epoch, "release")
-            await events.record(
-                conn, task_id, actor, EventKind.RELEASED, {"epoch": epoch, "reason": reason}
-            )
-            return await fetch_task(conn, task_id, self.prefix)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                task_id = await self._end_lease(conn, number, agent_id, epoch)
+                if task_id is None:
+                    raise _Refused
+                await events.record(
+                    conn, task_id, actor, EventKind.RELEASED, {"epoch": epoch, "reason": reason}
+                )
+                return await fetch_task(conn, task_id, self.prefix)
+        except _Refused:
+            same = {"reason": reason}
+            return await self._refused(number, actor, epoch, "release", EventKind.RELEASED, same)
 
     async def findings(self, key: str, actor: Actor, epoch: int, text: str) -> Task:
         """Finish an investigation with findings; the task goes to the operator's decision lane."""
@@ -440,30 +446,35 @@ class Leases:
         text = free_text(text, "findings", 20_000) or ""
         if not text:
             raise Invalid("findings are empty; say what you found")
-        async with self.backlog.transaction(wake=True) as conn:
-            task_id = await conn.fetchval(
-                FINDINGS_SQL, number, agent_id, epoch, f"[{actor.name}] {text}"
-            )
-            if task_id is None:
-                same = {"text": text[:2000]}
-                if (
-                    done := await self._replayed(number, actor, epoch, EventKind.FINDINGS, same)
-                ) is not None:
-                    return done
-                raise await self._refusal(
-                    number, actor, epoch, "report findings on", want=Lane.INVESTIGATION
+        try:
+            async with self.backlog.transaction(wake=True) as conn:
+                task_id = await conn.fetchval(
+                    FINDINGS_SQL, number, agent_id, epoch, f"[{actor.name}] {text}"
                 )
-            key = format_key(self.prefix, number)
-            await events.record(
-                conn,
-                task_id,
+                if task_id is None:
+                    raise _Refused
+                key = format_key(self.prefix, number)
+                await events.record(
+                    conn,
+                    task_id,
+                    actor,
+                    EventKind.FINDINGS,
+                    {"epoch": epoch, "text": text[:2000]},
+                    notify=OutboxKind.FINDINGS_REPORTED,
+                    payload={"key": key, "by": str(actor), "text": text[:2000]},
+                )
+                return await fetch_task(conn, task_id, self.prefix)
+        except _Refused:
+            same = {"text": text[:2000]}
+            return await self._refused(
+                number,
                 actor,
+                epoch,
+                "report findings on",
                 EventKind.FINDINGS,
-                {"epoch": epoch, "text": text[:2000]},
-                notify=OutboxKind.FINDINGS_REPORTED,
-                payload={"key": key, "by": str(actor), "text": text[:2000]},
+                same,
+                Lane.INVESTIGATION,
             )
-            return await fetch_task(conn, task_id, self.prefix)
 
     async def handoff(
         self, key: str, actor: Actor, epoch: int, prerequisite: Spec, reason: str | None = None
@@ -477,51 +488,53 @@ class Leases:
         if prerequisite.key or prerequisite.status:
             raise Invalid("a prerequisite is a new task: leave out key and status")
         reason = free_text(reason, "reason", 1000)
-        async with self.backlog.transaction(wake=True) as conn:
-            row = await conn.fetchrow("select id, repo, lane from tasks where number = $1", number)
-            task_id = await self._end_lease(conn, number, agent_id, epoch)
-            if task_id is None or row is None:
-                if (
-                    replay := await self._handed_off(number, actor, epoch, prerequisite, reason)
-                ) is not None:
-                    return replay
-                raise await self._refusal(number, actor, epoch, "hand off")
-            if prerequisite.repo is None and row["repo"]:
-                prerequisite = prerequisite.model_copy(update={"repo": row["repo"]})
-            auto = self.settings.auto_approve_prerequisites
-            prereq_id = await self.backlog.insert_task(
-                conn,
-                prerequisite,
-                actor,
-                approve=auto,
-                lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
-                event_details={"prerequisite_of": format_key(self.prefix, number)},
-            )
-            await conn.execute(
-                "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
-            )
-            prereq = await fetch_task(conn, prereq_id, self.prefix)
-            details = {
-                "epoch": epoch,
-                "prerequisite": prereq.key,
-                "reason": reason,
-                "prerequisite_status": prereq.status.value,
-            }
-            await events.record(
-                conn,
-                task_id,
-                actor,
-                EventKind.HANDED_OFF,
-                details,
-                notify=OutboxKind.HANDOFF,
-                payload={
-                    "key": format_key(self.prefix, number),
-                    "by": str(actor),
-                    **details,
-                    "prerequisite_title": prereq.title,
-                },
-            )
-            return await fetch_task(conn, task_id, self.prefix), prereq
+        try:
+            async with self.backlog.transaction(wake=True) as conn:
+                repo = await conn.fetchval("select repo from tasks where number = $1", number)
+                task_id = await self._end_lease(conn, number, agent_id, epoch)
+                if task_id is None:
+                    raise _Refused
+                if prerequisite.repo is None and repo:
+                    prerequisite = prerequisite.model_copy(update={"repo": repo})
+                auto = self.settings.auto_approve_prerequisites
+                prereq_id = await self.backlog.insert_task(
+                    conn,
+                    prerequisite,
+                    actor,
+                    approve=auto,
+                    lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
+                    event_details={"prerequisite_of": format_key(self.prefix, number)},
+                )
+                await conn.execute(
+                    "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
+                )
+                prereq = await fetch_task(conn, prereq_id, self.prefix)
+                details = {
+                    "epoch": epoch,
+                    "prerequisite": prereq.key,
+                    "reason": reason,
+                    "prerequisite_status": prereq.status.value,
+                }
+                await events.record(
+                    conn,
+                    task_id,
+                    actor,
+                    EventKind.HANDED_OFF,
+                    details,
+                    notify=OutboxKind.HANDOFF,
+                    payload={
+                        "key": format_key(self.prefix, number),
+                        "by": str(actor),
+                        **details,
+                        "prerequisite_title": prereq.title,
+                    },
+                )
+                return await fetch_task(conn, task_id, self.prefix), prereq
+        except _Refused:
+            replay = await self._handed_off(number, actor, epoch, prerequisite, reason)
+            if replay is None:
+                raise await self._refusal(number, actor, epoch, "hand off") from None
+            return replay
 
     async def _last_write(
         self, number: int, actor: Actor, epoch: int, kind: EventKind
@@ -538,6 +551,23 @@ class Leases:
             return None
         task = await self.backlog.get_by_id(row["task_id"])
         return task.model_copy(update={"replayed": True})
+
+    async def _refused(
+        self,
+        number: int,
+        actor: Actor,
+        epoch: int,
+        verb: str,
+        kind: EventKind,
+        same: dict[str, Any],
+        want: Lane | None = None,
+    ) -> Task:
+        """After a fenced write was refused (its connection given back: asking why takes
+        others): a retry of a write that went through answers as a replay; else raise why."""
+        done = await self._replayed(number, actor, epoch, kind, same)
+        if done is None:
+            raise await self._refusal(number, actor, epoch, verb, want) from None
+        return done
 
     async def _handed_off(
         self, number: int, actor: Actor, epoch: int, prerequisite: Spec, reason: str | None

@@ -8,9 +8,11 @@ import asyncpg
 import pytest
 
 from core.backlog import Backlog
+from core.db import create_pool
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError
 from core.leases import Leases
 from core.models import Lane, Status
+from core.settings import Settings
 from core.spec import SpecError, make_spec
 from core.tasks import TaskFilter
 from tests.filing import OP, file
@@ -111,6 +113,32 @@ async def test_stale_holder_is_refused_everywhere(
     task = await backlog.get(key)
     assert task.status is Status.CLAIMED and task.lease_holder == "claude-code"
     assert await backlog.list(TaskFilter(status=[Status.OPEN])) == []
+
+
+async def test_refusals_are_answered_from_a_pool_of_one_connection(
+    backlog: Backlog, leases: Leases, make_agent, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A refused write gives its connection back before asking who holds the task: stale
+    agents as many as the pool's connections are all answered, none waits forever."""
+    codex, _ = await make_agent("codex")
+    claude, _ = await make_agent("claude-code")
+    key = await file(backlog, "x")
+    await leases.claim(codex)
+    await expire(pool, key)
+    await leases.claim(claude)  # epoch 2
+    one = await create_pool(settings.database_url, max_size=1)
+    try:
+        tight = Leases(Backlog(one, settings))
+        for call in (
+            tight.complete(key, codex, 1),
+            tight.release(key, codex, 1),
+            tight.findings(key, codex, 1, "found it"),
+            tight.handoff(key, codex, 1, make_spec(title="prereq")),
+        ):
+            with pytest.raises(LeaseError, match="claude-code holds it now"):
+                await asyncio.wait_for(call, 10)
+    finally:
+        await one.close()
 
 
 async def test_expired_own_lease_is_refused(
