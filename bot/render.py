@@ -116,10 +116,6 @@ def spec_body(spec: Spec | Task) -> list[str]:
     return lines
 
 
-def preview(spec: Spec) -> str:
-    return fit("📝 <b>Draft preview</b>\n\n" + "\n".join(spec_body(spec)))
-
-
 def actor_label(actor: str | None) -> str:
     """Who did it, as the operator reads it: "you" for the operator (from the bot or the CLI),
     the agent's name for an agent, "git" for a commit."""

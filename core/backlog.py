@@ -346,10 +346,6 @@ class Backlog:
         async with self.pool.acquire() as conn:
             return await fetch_task(conn, task_id, self.prefix)
 
-    async def ping(self) -> None:
-        """Raise unless the database answers."""
-        await self.pool.fetchval("select 1")
-
     async def history(self, key: str) -> list[Event]:
         async with self.pool.acquire() as conn:
             task_id = await task_id_for_key(conn, key, self.prefix)

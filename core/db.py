@@ -40,10 +40,6 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-def is_unavailable(err: BaseException) -> bool:
-    return isinstance(err, UNAVAILABLE)
-
-
 class Connection(asyncpg.Connection):
     """Pool connections skip asyncpg's reset query on release (one round trip per use).
 

@@ -51,7 +51,3 @@ def start_embedded(data_dir: Path) -> PostgresServer:
         " (initialised now)" if fresh else "",
     )
     return server
-
-
-def embedded_url(server: PostgresServer, database: str) -> str:
-    return server.get_uri(database)

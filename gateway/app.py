@@ -118,7 +118,6 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    app.state.backlog = backlog
     app.state.authenticate = authenticator
 
     @app.exception_handler(BacklogError)

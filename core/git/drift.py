@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import Invalid
-from core.git.base import current_head, record_base  # noqa: F401 - re-exported
+from core.git.base import current_head
 from core.git.gitlog import log_args, parse_log, run_git
 from core.git.refs import branch_tip
 from core.models import Actor, EventKind, Task, format_key
@@ -78,22 +78,18 @@ def _files_named(files: list[str], tokens: list[str]) -> list[str]:
     return sorted({f for f in files if f in names or f.rsplit("/", 1)[-1] in names})
 
 
-async def drift_for(
-    conn: asyncpg.Connection, task: Task, task_id: int | None = None
-) -> dict[str, Any] | None:
+async def drift_for(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[str, Any] | None:
     """The drift of a task's plan, or None for a task without repo or base."""
     if not task.repo or not task.base_sha:
         return None
     try:
-        if task_id is None:
-            task_id = await conn.fetchval("select id from tasks where number = $1", task.number)
         return await _drift(conn, task, task_id)
     except Exception as err:  # never fail a claim over git
         log.warning("drift of %s failed: %s", task.key, err)
         return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
 
 
-async def _drift(conn: asyncpg.Connection, task: Task, task_id: int | None) -> dict[str, Any]:
+async def _drift(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[str, Any]:
     repo = await conn.fetchrow(
         "select id, name, path, default_branch, cursor_sha, last_scan_at from repos where name = $1",
         task.repo,
