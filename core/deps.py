@@ -10,13 +10,17 @@ from core.errors import Invalid, InvalidTransition
 from core.models import Actor, EventKind, Task
 from core.tasks import fetch_task, task_id_for_key
 
+
 # A waiting task is announced ready (an `unblocked` event and a notice) once per time its last
 # prerequisite finishes. The statement runs after the finishing transaction committed, so of two
 # prerequisites finished at the same moment at least one announcement sees both done; the row
 # lock and `unblocked_at` (later than the last finish once announced) let only one of them
-# announce. $1 the tasks just finished (null: every waiting task: the sweep's safety net, for a
-# process that died between a finish and its announcement), $2 the key prefix.
-_ANNOUNCE = """
+# announce. $1 the key prefix; `waiting` picks the candidates: those of the tasks just finished
+# ($2), or every waiting task (the sweep's safety net, for a process that died between a finish
+# and its announcement). Two texts rather than `$2 is null or ...`, so that each prepared
+# statement keeps one generic plan.
+def _announce_sql(waiting: str) -> str:
+    return f"""
 with cand as (
     select w.id, w.number,
            (select p.number from task_deps d join tasks p on p.id = d.prereq_id
@@ -24,8 +28,7 @@ with cand as (
                as prereq
     from tasks w
     where w.status in ('draft', 'open')
-      and w.id in (select d.task_id from task_deps d
-                   where $1::bigint[] is null or d.prereq_id = any($1::bigint[]))
+      and w.id in (select d.task_id from task_deps d {waiting})
       and not exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id
                       where d.task_id = w.id and p.status <> 'done')
       and (w.unblocked_at is null or w.unblocked_at < (
@@ -40,15 +43,19 @@ upd as (
 ),
 ev as (
     insert into events (task_id, actor, kind, details)
-    select id, 'system', 'unblocked', jsonb_build_object('prerequisite', task_key($2, prereq))
+    select id, 'system', 'unblocked', jsonb_build_object('prerequisite', task_key($1, prereq))
     from upd
 )
 insert into outbox (kind, task_id, payload)
 select 'task_unblocked', id,
-       jsonb_build_object('key', task_key($2, number), 'prerequisite', task_key($2, prereq))
+       jsonb_build_object('key', task_key($1, number), 'prerequisite', task_key($1, prereq))
 from upd
 returning task_id
 """
+
+
+_ANNOUNCE_AFTER = _announce_sql("where d.prereq_id = any($2::bigint[])")
+_ANNOUNCE_ANY = _announce_sql("")
 
 
 async def announce_unblocked(
@@ -56,7 +63,9 @@ async def announce_unblocked(
 ) -> int:
     """Announce the waiting tasks these finished tasks (None: any) made ready; returns how many.
     Call it after the finishing transaction committed."""
-    return len(await db.fetch(_ANNOUNCE, finished, prefix))
+    if finished is None:
+        return len(await db.fetch(_ANNOUNCE_ANY, prefix))
+    return len(await db.fetch(_ANNOUNCE_AFTER, prefix, finished))
 
 
 DEPS_LOCK = 0x0B_DE_95  # serialises link changes so two concurrent links cannot form a cycle
