@@ -9,8 +9,10 @@ import gc
 import logging
 import signal
 from datetime import UTC, datetime
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
 
 from core.backlog import open_backlog
 from core.db import resolve_url, wait_for_postgres
@@ -84,7 +86,6 @@ async def serve_forever(settings: Settings) -> None:
     async with open_backlog(settings, max_size=20, url=url) as backlog:
         supervisor = Supervisor(backlog)
         leases = Leases(backlog)
-        app = create_app(backlog, board=supervisor.board)
         scheduler = AsyncIOScheduler(timezone=settings.timezone)
         scheduler.add_job(
             supervisor.job("sweep", sweep_expired_leases),
@@ -110,20 +111,27 @@ async def serve_forever(settings: Settings) -> None:
             from bot.app import BotRunner
 
             bot = BotRunner(settings, backlog, supervisor, scheduler)
-            if bot.webhook is not None:  # Telegram posts updates to the gateway's server
-                app.add_route(
-                    bot.webhook.path, bot.webhook.handle, methods=["POST"], include_in_schema=False
-                )
         else:
             supervisor.off("bot", "OB_BOT_TOKEN is not set")
-        async with serving(app, settings.gateway_host, settings.gateway_port) as gateway_url:
-            supervisor.beat("gateway", gateway_url)
+        webhook = bot.webhook if bot is not None else None
+
+        def make_app() -> FastAPI:
+            app = create_app(backlog, board=supervisor.board)
+            if webhook is not None:  # Telegram posts updates to the gateway's server
+                app.add_route(
+                    webhook.path, webhook.handle, methods=["POST"], include_in_schema=False
+                )
+            return app
+
+        async with serving(make_app, settings.gateway_host, settings.gateway_port) as gateway:
+            supervisor.beat("gateway", gateway.url)
+            supervisor.spawn("gateway", partial(gateway.run, supervisor.stopping))
             supervisor.start()
             if bot is not None:
                 await bot.start()
             scheduler.start()
             settle_heap()
-            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", gateway_url)
+            log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", gateway.url)
             log.info("ob serve is running; Ctrl-C stops it")
             await stop.wait()
             scheduler.shutdown(wait=False)

@@ -3,38 +3,97 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 
+class _Embedded(uvicorn.Server):
+    """uvicorn as one part of a process: the process's signals stay with its owner (`ob serve`
+    stops on SIGINT/SIGTERM and then stops the server), uvicorn does not take them over."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    """The gateway's HTTP server on a socket bound once, for the life of the process.
+
+    `start` serves a fresh app from `make_app` (an app's lifespan runs once; a start-up failure
+    raises); `run` is the supervised part: it returns when `until` is set, raises when the
+    server stopped serving by itself, and when called again after that serves anew on the same
+    socket; `close` shuts the server down gracefully."""
+
+    def __init__(self, make_app: Callable[[], FastAPI], host: str, port: int):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then,
+        # and without it every response waits ~40 ms on Nagle + delayed ACK.
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(1024)
+        self._sock.setblocking(False)
+        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self._make_app = make_app
+        self._server: _Embedded | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self._make_app(),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = server = _Embedded(config)
+        self._task = asyncio.create_task(self._serve(server))
+        while not server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError(f"the gateway on {self.url} ended while starting")
+            await asyncio.sleep(0.01)
+
+    async def _serve(self, server: _Embedded) -> None:
+        try:
+            # a duplicate: uvicorn closes the sockets it served on, the gateway keeps its own
+            await server.serve(sockets=[self._sock.dup()])
+        except SystemExit:  # uvicorn's answer to a failed start-up (logged above it)
+            raise RuntimeError(f"the gateway on {self.url} did not start") from None
+
+    async def run(self, until: asyncio.Event) -> None:
+        if self._task is None or self._task.done():
+            await self.start()
+        assert self._task is not None
+        stopping = asyncio.create_task(until.wait())
+        try:  # waiting never cancels the server: close() shuts it down gracefully
+            await asyncio.wait({self._task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not until.is_set():
+            self._task.result()  # the server's own error, for the supervisor to log
+            raise RuntimeError(f"the gateway on {self.url} stopped serving")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await asyncio.wait({self._task})
+        self._sock.close()
+
+
 @asynccontextmanager
-async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[str]:
-    """Serve `app` until the block exits; yields the base URL (port 0 picks a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then,
-    # and without it every response waits ~40 ms on Nagle + delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    bound = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()  # surfaces the start-up error
-        await asyncio.sleep(0.01)
+async def serving(make_app: Callable[[], FastAPI], host: str, port: int) -> AsyncIterator[Gateway]:
+    """Serve the app `make_app` builds until the block exits (port 0 picks a free port);
+    yields the gateway, whose `url` is its base URL."""
+    gateway = Gateway(make_app, host, port)
     try:
-        yield f"http://{host}:{bound}"
+        await gateway.start()
+        yield gateway
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        await gateway.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -121,8 +122,8 @@ async def gateway(backlog: Backlog):
     from gateway.app import create_app
     from gateway.server import serving
 
-    async with serving(create_app(backlog), "127.0.0.1", 0) as url:
-        yield url
+    async with serving(partial(create_app, backlog), "127.0.0.1", 0) as gw:
+        yield gw.url
 
 
 @pytest.fixture

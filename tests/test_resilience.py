@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
+import httpx
 import pytest
 from aiogram import Bot
 from pydantic import SecretStr
@@ -188,6 +191,37 @@ async def test_a_failing_job_is_shown_failing_until_it_works(backlog: Backlog) -
     await job()
     (board,) = await read_boards(backlog)
     assert board.parts[0].state == PartState.OK and board.parts[0].detail == "3 repos"
+
+
+async def test_a_gateway_that_stops_serving_is_shown_and_serves_again(
+    backlog: Backlog, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.app import create_app
+    from gateway.server import serving
+
+    sup = Supervisor(backlog, worker="test:3")
+    async with (
+        serving(partial(create_app, backlog), "127.0.0.1", 0) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=5) as c,
+    ):
+        sup.spawn("gateway", partial(gateway.run, sup.stopping))
+        assert (await c.get("/v1/health")).status_code == 200
+        gateway._server.should_exit = True  # uvicorn ends on its own, as a crash in it would
+        for _ in range(100):
+            if any("gateway failed" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+        await sup.board.flush(force=True)
+        (board,) = await read_boards(backlog)
+        (part,) = board.parts
+        assert part.state == PartState.FAILING and "stopped serving" in (part.last_error or "")
+        for _ in range(100):  # started again after the backoff, on the same address
+            with contextlib.suppress(httpx.TransportError):
+                if (await c.get("/v1/health")).status_code == 200:
+                    break
+            await asyncio.sleep(0.05)
+        assert (await c.get("/v1/health")).status_code == 200
+        await sup.stop()
 
 
 async def test_a_reply_in_a_flood_window_arrives(backlog: Backlog) -> None:

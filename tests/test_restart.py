@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -74,8 +75,8 @@ async def test_gateway_answers_503_through_a_restart(own: OwnServer) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     try:
         async with (
-            serving(create_app(backlog), "127.0.0.1", 0) as base,
-            httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as c,
+            serving(partial(create_app, backlog), "127.0.0.1", 0) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, headers=auth, timeout=30) as c,
         ):
             lease = (await c.post("/v1/claim")).json()["lease"]
             assert lease["key"] == "OB-1"
