@@ -133,3 +133,15 @@ def make_repo(tmp_path: Path):
     from tests.test_git_helpers import repo_factory
 
     return repo_factory(tmp_path)
+
+
+@pytest.fixture
+def make_forge(tmp_path: Path):
+    """make_forge("web") -> a bare origin with clones (tests/test_git_helpers.Forge) under
+    tmp_path/forges/web."""
+    from tests.test_git_helpers import Forge
+
+    def make(name: str, branch: str = "main") -> Forge:
+        return Forge(tmp_path / "forges" / name, branch=branch)
+
+    return make

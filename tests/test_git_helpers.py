@@ -24,11 +24,17 @@ class GitRepo:
         self.n = 0
 
     def git(self, *args: str, input: bytes | None = None, email: str | None = None) -> str:
-        env = {**os.environ, **GIT_ENV, "HOME": str(self.path)}
+        return self.run_git(self.path, *args, input=input, email=email)
+
+    @staticmethod
+    def run_git(
+        cwd: Path, *args: str, input: bytes | None = None, email: str | None = None
+    ) -> str:
+        env = {**os.environ, **GIT_ENV, "HOME": str(cwd)}
         if email:
             env["GIT_AUTHOR_EMAIL"] = email
         out = subprocess.run(
-            ["git", *args], cwd=self.path, env=env, input=input, capture_output=True, check=False
+            ["git", *args], cwd=cwd, env=env, input=input, capture_output=True, check=False
         )
         if out.returncode != 0:
             raise RuntimeError(f"git {' '.join(args)}: {out.stderr.decode(errors='replace')}")
@@ -58,3 +64,35 @@ def repo_factory(tmp_path: Path):
         return GitRepo(tmp_path / "repos" / name, branch)
 
     return make
+
+
+class Forge:
+    """A bare "origin" in a temp dir (what GitHub or GitLab holds), with clones of it: the
+    operator's (registered with ob) and the agents' (which commit and push)."""
+
+    def __init__(self, root: Path, name: str = "origin", branch: str = "main"):
+        self.root = root
+        self.path = root / f"{name}.git"
+        self.path.mkdir(parents=True)
+        self.branch = branch
+        self.git("init", "-q", "--bare", "-b", branch)
+
+    @property
+    def url(self) -> str:
+        return str(self.path)
+
+    def git(self, *args: str) -> str:
+        return GitRepo.run_git(self.path, *args)
+
+    def clone(self, name: str, *args: str, url: str | None = None) -> GitRepo:
+        """A working clone of the origin under root/name (extra `git clone` args, e.g.
+        --depth 3 with url=file://...)."""
+        path = self.root / name
+        GitRepo.run_git(self.root, "clone", "-q", *args, url or self.url, str(path))
+        repo = GitRepo.__new__(GitRepo)
+        repo.path, repo.n = path, 0
+        repo.git("config", "commit.gpgsign", "false")
+        return repo
+
+    def head(self, branch: str | None = None) -> str:
+        return self.git("rev-parse", f"refs/heads/{branch or self.branch}")
