@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from core.backlog import Backlog
-    from core.git.reconcile import ReconcileSummary, RepoResult, UnverifiedReport
+    from core.git.evidence import UnverifiedReport
+    from core.git.reconcile import ReconcileSummary, RepoResult
     from core.git.repos import SkippedFolder
 
 TODO_FILE = "TODO.md"  # for help texts; core.git.todo reads and writes it

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from core.backlog import Backlog
 from core.git.drift import DriftedPlans, drifted_plans
-from core.git.reconcile import UnverifiedReport, unverified_report
+from core.git.evidence import UnverifiedReport, unverified_report
 from core.models import Lane, format_key
 from core.outbox import OutboxStats, outbox_stats_on
 from core.shaping import local_today

@@ -27,9 +27,7 @@ class GitRepo:
         return self.run_git(self.path, *args, input=input, email=email)
 
     @staticmethod
-    def run_git(
-        cwd: Path, *args: str, input: bytes | None = None, email: str | None = None
-    ) -> str:
+    def run_git(cwd: Path, *args: str, input: bytes | None = None, email: str | None = None) -> str:
         env = {**os.environ, **GIT_ENV, "HOME": str(cwd)}
         if email:
             env["GIT_AUTHOR_EMAIL"] = email

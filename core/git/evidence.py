@@ -1,0 +1,256 @@
+"""Evidence: which done tasks git confirms, and which lost their confirmation.
+
+* verification: a completed task whose commits are all on its repo's default branch (and not
+  reverted there) becomes verified (`verified` event + outbox row);
+* evidence lost: a done, verified task whose commits were reverted or left the default branch
+  loses its verification (it stays done, and shows among the unverified completions):
+  `evidence_lost` event + outbox row. It is verified again when git shows the evidence again;
+* plan bases that left the branch get a `plan_base_lost` event (the drift says so, too);
+* the one definition of "unverified" (`ob list --unverified`, the digest).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from core.models import Task, format_key
+from core.settings import Settings
+from core.tasks import BLOCKED_COLUMN, TASK_COLUMNS, TASK_FROM, task_from_row
+
+# a stored default-branch commit matching a SHA or prefix c.sha, in the task's repo (any repo
+# for a task without one), whose change is still on the branch (not reverted)
+_LIVE = """
+exists (select 1 from git_commits g join repos r on r.id = g.repo_id
+        where (t.repo is null or r.name = t.repo)
+          and g.sha >= (c.sha collate "C") and g.sha < ((c.sha || 'z') collate "C")
+          and g.reverted_by is null)
+"""
+
+# $1 key prefix
+_VERIFY = f"""
+with cand as (
+    select t.id from tasks t
+    where t.status = 'done' and t.verified_at is null and t.commits <> '{{}}'
+      and not exists (select 1 from unnest(t.commits) as c(sha) where not {_LIVE})
+    for update of t skip locked
+),
+upd as (
+    update tasks t set verified_at = now(), evidence_lost = null, updated_at = now()
+    from cand where t.id = cand.id
+    returning t.id, t.number, t.title, t.repo, t.commits, t.completed_by
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select id, 'git', 'verified', jsonb_build_object('commits', commits, 'repo', repo)
+    from upd
+),
+ob as (
+    insert into outbox (kind, task_id, payload)
+    select 'task_verified', id,
+           jsonb_build_object('key', task_key($1, number), 'title', title, 'repo', repo,
+                              'commits', commits, 'by', completed_by)
+    from upd
+)
+select number from upd order by number
+"""
+
+# Done, verified tasks of repo $3 (or of none) with a commit among $1 (SHAs that left the
+# branch or were reverted; tasks name commits by SHA or prefix, so every prefix of 7-40 digits
+# of a suspect is joined, by hash), and for each of their commits: still live? reverted by what
+# (in repo $2)?
+_EVIDENCE = f"""
+with s as (
+    select distinct left(x.sha, n) as p
+    from unnest($1::text[]) as x(sha), generate_series(7, 40) as n
+),
+hit as (
+    select distinct t.id
+    from tasks t cross join lateral unnest(t.commits) as c(sha) join s on s.p = c.sha
+    where t.status = 'done' and t.verified_at is not null
+      and (t.repo is null or t.repo = $3)
+),
+t as (
+    select t.id, t.number, t.title, t.repo, t.commits, t.completed_by
+    from tasks t where t.id in (select id from hit)
+    order by t.id
+    for no key update of t
+)
+select t.id, t.number, t.title, t.completed_by, c.sha, {_LIVE} as live,
+       (select g.reverted_by from git_commits g
+        where g.repo_id = $2 and g.sha >= (c.sha collate "C")
+          and g.sha < ((c.sha || 'z') collate "C") and g.reverted_by is not null
+        limit 1) as reverted_by
+from t cross join lateral unnest(t.commits) with ordinality as c(sha, ord)
+order by t.id, c.ord
+"""
+
+# $1 task ids, $2 evidence_lost details (json), $3 payloads (json)
+_LOSE = """
+with l as (
+    select * from unnest($1::bigint[], $2::text[], $3::text[]) as l(task_id, details, payload)
+),
+upd as (
+    update tasks t set verified_at = null, updated_at = now(),
+                       evidence_lost = l.details::jsonb || jsonb_build_object('at', now())
+    from l where t.id = l.task_id
+    returning t.id
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select l.task_id, 'git', 'evidence_lost', l.details::jsonb from l join upd on upd.id = l.task_id
+)
+insert into outbox (kind, task_id, payload)
+select 'evidence_lost', l.task_id, l.payload::jsonb from l join upd on upd.id = l.task_id
+"""
+
+# $1 repo name, $2 branch, $3 SHAs that left the branch
+_BASES_LOST = """
+insert into events (task_id, actor, kind, details)
+select t.id, 'git', 'plan_base_lost',
+       jsonb_build_object('repo', $1::text, 'branch', $2::text, 'base_sha', t.base_sha)
+from tasks t
+where t.repo = $1 and t.status in ('draft', 'open', 'claimed')
+  and t.base_sha = any($3::text[])
+"""
+
+
+async def lose_evidence(
+    conn: asyncpg.Connection,
+    prefix: str,
+    repo_id: int,
+    repo: str,
+    branch: str,
+    suspects: list[str],
+) -> int:
+    """Done, verified tasks whose evidence was reverted or left the branch lose their
+    verification: `evidence_lost` event and outbox row, in this transaction."""
+    rows = await conn.fetch(_EVIDENCE, suspects, repo_id, repo)
+    tasks: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        t = tasks.setdefault(
+            r["id"],
+            {
+                "number": r["number"],
+                "title": r["title"],
+                "completed_by": r["completed_by"] or "",
+                "lost": [],
+            },
+        )
+        if not r["live"]:
+            t["lost"].append((r["sha"], r["reverted_by"]))
+    ids, details, payloads = [], [], []
+    for task_id, t in tasks.items():
+        if not t["lost"]:
+            continue
+        shas = [sha for sha, _ in t["lost"]]
+        reverted_by: str | None = next((by for _, by in t["lost"] if by), None)
+        reason = "reverted" if reverted_by else "left_default_branch"
+        key = format_key(prefix, t["number"])
+        what = "closing commit" if t["completed_by"].startswith("git:") else "commit"
+        what += "s" if len(shas) > 1 else ""
+        short = ", ".join(s[:7] for s in shas[:5])
+        if reverted_by:
+            text = f"{key}'s {what} {short} was reverted on {branch} by {reverted_by[:7]}"
+        else:
+            text = f"{key}'s {what} {short} left {branch} (history rewritten)"
+        d = {
+            "repo": repo,
+            "branch": branch,
+            "reason": reason,
+            "commits": shas,
+            "reverted_by": reverted_by,
+        }
+        ids.append(task_id)
+        details.append(json.dumps(d))
+        payloads.append(
+            json.dumps(
+                {
+                    "key": key,
+                    "title": t["title"],
+                    **d,
+                    "status": "done",
+                    "verified": False,
+                    "text": text + "; it is done but no longer verified",
+                }
+            )
+        )
+    if ids:
+        await conn.execute(_LOSE, ids, details, payloads)
+    return len(ids)
+
+
+async def verify(pool: asyncpg.Pool, prefix: str) -> list[str]:
+    """Mark completed tasks verified whose commits are all on the default branch (and not
+    reverted there); their keys."""
+    rows = await pool.fetch(_VERIFY, prefix)
+    return [format_key(prefix, r["number"]) for r in rows]
+
+
+async def bases_lost(conn: asyncpg.Connection, repo: str, branch: str, dropped: list[str]) -> None:
+    """Unfinished tasks of the repo whose plan base left the branch: `plan_base_lost`."""
+    await conn.execute(_BASES_LOST, repo, branch, dropped)
+
+
+class Unverified(BaseModel):
+    task: Task
+    flagged: bool  # unverified for longer than OB_UNVERIFIED_DAYS
+    evidence: str  # "no commits" | "commits not on the default branch yet" | "... reverted ..."
+
+
+def _evidence_text(task: Task, lost: dict[str, Any] | None) -> str:
+    if lost:
+        shas = ", ".join(str(s)[:10] for s in lost.get("commits", [])[:5])
+        if lost.get("reason") == "reverted":
+            return f"evidence reverted: {shas} by {str(lost.get('reverted_by'))[:10]}"
+        return f"evidence left {lost.get('branch') or 'the default branch'}: {shas}"
+    return "commits not on the default branch yet" if task.commits else "no commits"
+
+
+class UnverifiedReport(BaseModel):
+    """Done tasks git has not confirmed: how many, how many past OB_UNVERIFIED_DAYS, and the
+    oldest of them."""
+
+    total: int
+    flagged: int
+    days: int
+    items: list[Unverified]
+
+
+_UNVERIFIED = f"""
+select {TASK_COLUMNS}, {BLOCKED_COLUMN}, t.evidence_lost,
+       t.completed_at < now() - make_interval(days => $1::int) as flagged
+from {TASK_FROM}
+where t.status = 'done' and t.verified_at is null
+order by t.completed_at, t.id limit $2  -- tasks_unverified_idx, then incremental sort
+"""
+_UNVERIFIED_COUNT = """
+select count(*) as total,
+       count(*) filter (where completed_at < now() - make_interval(days => $1::int)) as flagged
+from tasks where status = 'done' and verified_at is null
+"""
+
+
+async def unverified_report(
+    conn: asyncpg.Connection, settings: Settings, limit: int = 200
+) -> UnverifiedReport:
+    """The one definition of "unverified" (`ob list --unverified` and the digest), oldest
+    first."""
+    counts = await conn.fetchrow(_UNVERIFIED_COUNT, settings.unverified_days)
+    rows = await conn.fetch(_UNVERIFIED, settings.unverified_days, limit)
+    items = []
+    for r in rows:
+        data = dict(r)
+        flagged = bool(data.pop("flagged"))
+        lost = data.pop("evidence_lost", None)
+        task = task_from_row(data, settings.key_prefix)
+        items.append(Unverified(task=task, flagged=flagged, evidence=_evidence_text(task, lost)))
+    return UnverifiedReport(
+        total=counts["total"],
+        flagged=counts["flagged"],
+        days=settings.unverified_days,
+        items=items,
+    )
