@@ -184,6 +184,8 @@ class EventKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"
     REPO_BRANCH_SET = "repo_branch_set"
     REPO_SKIPPED = "repo_skipped"
+    REPO_FETCH_SET = "repo_fetch_set"  # fetching a repo's remote turned on or off
+    CROSS_REPO_IGNORED = "cross_repo_ignored"  # the operator: another repo's commit does not close it
 
 
 class OutboxKind(StrEnum):
@@ -205,6 +207,7 @@ class OutboxKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"  # about a repo, not a task
     TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
     TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
+    CROSS_REPO_CLOSE = "cross_repo_close"  # another repo's commit says it closes: [Close it]?
 
 
 def format_key(prefix: str, number: int) -> str:

@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         default_factory=list, description="folders scanned for git repositories (comma-separated)"
     )
     reconcile_every: int = Field(300, ge=10, description="seconds between git reconciliations")
+    fetch_timeout: int = Field(
+        60, ge=1, le=3600, description="seconds one repository's fetch may take before it is stopped"
+    )
+    fetch_concurrency: int = Field(
+        8, ge=1, le=64, description="repositories fetched and read at the same time"
+    )
+    truth_max_age: int = Field(
+        3600,
+        ge=60,
+        description="seconds after the last good fetch that a repo is listed as stale (truth age)",
+    )
+    forge_secret: SecretStr | None = Field(
+        None, description="secret of the forges' push webhooks; unset = webhooks off"
+    )
     unverified_days: int = Field(
         3, ge=0, le=365, description="days after which an unverified completion is flagged"
     )

@@ -489,10 +489,11 @@ async def test_drift_says_when_the_plan_base_left_the_branch(
     assert lease.drift["base_left_branch"] is True and lease.drift["source"] == "git"
     await leases.release(lease.key, codex, lease.epoch)
 
-    # a base still on the branch counts commits, as before
+    # a base still on the branch counts the commits on the branch now ("rewritten" and
+    # "rewritten again", which no scan has read yet: the claim reads git, issue 15)
     await pool.execute("update tasks set base_sha = $1", first)
     lease = await leases.claim(codex)
-    assert lease.drift["base_left_branch"] is False and lease.drift["commits_since"] == 1
+    assert lease.drift["base_left_branch"] is False and lease.drift["commits_since"] == 2
     # and replanning clears it
     await leases.release(lease.key, codex, lease.epoch)
 

@@ -8,23 +8,25 @@ import logging
 
 import asyncpg
 
-from core.git.refs import scanned_branch
+from core.git.remotes import read_default_branch
 
 log = logging.getLogger(__name__)
 
 
 async def current_head(conn: asyncpg.Connection, repo: str) -> str | None:
-    """The repo's default-branch tip now (from its ref files), else the last scan's."""
+    """The repo's default-branch tip now (from its ref files: the remote-tracking branch as
+    the last fetch left it, see remotes.py), else the last scan's."""
     row = await conn.fetchrow(
         "select path, default_branch, branch_pinned, cursor_sha from repos where name = $1", repo
     )
     if row is None:
         return None
     try:
-        _, _, tip = await asyncio.to_thread(
-            scanned_branch, row["path"], row["default_branch"], row["branch_pinned"]
+        now = await asyncio.to_thread(
+            read_default_branch, row["path"], row["default_branch"], row["branch_pinned"]
         )
-        return tip
+        if now.tip is not None:
+            return now.tip
     except Exception as err:  # a moved repo must not stop an approval
         log.warning("cannot read HEAD of %s: %s", repo, err)
     return row["cursor_sha"]

@@ -1,14 +1,17 @@
 """Plan drift: how far a repo's default branch moved since a task's plan was approved.
 
 Approving a task (or the operator filing one with a repo) records the repo's HEAD as the task's
-`base_sha`. A claim then reports the drift — commits since the base, their subjects (capped),
-files they touched that the steps name, and commits that already reference the task — from the
-commits the reconciler stored, with no git process. Only when the base is not among them does it
-ask git: if the base is still on the branch (newer than the last scan) one bounded `git log`
-counts from it; if it is not (history was rewritten, force-pushed away, the object is gone) the
-drift says so (`base_left_branch`, `commits_since` None, a `warning` naming `ob replan`) instead
-of counting from some fallback. A claim for a task without repo or base never touches git or
-these tables, and a failure becomes `{"error": ...}`, never a failed claim.
+`base_sha`. A claim (and `ob show`) then reports the drift — commits since the base, their
+subjects (capped), files they touched that the steps name, and commits that already reference
+the task — against the branch's tip as git has it now (read from the ref files: the
+remote-tracking branch as the last fetch left it; no network on the claim path), and says how
+fresh that is (`fetched_at`, the last good fetch). When the reconciler has read up to that tip,
+the stored commits answer with no git process; otherwise one bounded `git log` counts from the
+base. If the base is not on the branch (history was rewritten, force-pushed away, the object is
+gone) the drift says so (`base_left_branch`, `commits_since` None, a `warning` naming
+`ob replan`) instead of counting from some fallback. A claim for a task without repo or base
+never touches git or these tables, and a failure becomes `{"error": ...}`, never a failed
+claim.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -26,8 +30,8 @@ from core.backlog import Backlog, require_operator
 from core.errors import Invalid
 from core.git.base import current_head
 from core.git.gitlog import log_args, parse_log, run_git
-from core.git.refs import branch_tip
-from core.models import Actor, EventKind, Task, format_key
+from core.git.remotes import read_default_branch
+from core.models import Actor, EventKind, Status, Task, format_key
 from core.tasks import fetch_task, task_id_for_key
 
 log = logging.getLogger(__name__)
@@ -91,25 +95,37 @@ async def drift_for(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[
 
 async def _drift(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[str, Any]:
     repo = await conn.fetchrow(
-        "select id, name, path, default_branch, cursor_sha, last_scan_at from repos where name = $1",
+        "select id, name, path, default_branch, branch_pinned, cursor_sha, last_scan_at,"
+        " last_fetch_at from repos where name = $1",
         task.repo,
     )
     if repo is None:
         return {"error": f"repo {task.repo!r} is not registered (`ob repo add PATH`)"}
     assert task.base_sha is not None
+    now = await asyncio.wait_for(
+        asyncio.to_thread(
+            read_default_branch, repo["path"], repo["default_branch"], repo["branch_pinned"]
+        ),
+        GIT_TIMEOUT,
+    )
+    tip = now.tip
     tokens = path_tokens(task.steps)
     out: dict[str, Any] = {
         "repo": repo["name"],
+        "branch": now.branch,
         "base_sha": task.base_sha,
-        "head_sha": repo["cursor_sha"],
-        "as_of": repo["last_scan_at"].isoformat() if repo["last_scan_at"] else None,
+        "head_sha": tip,
+        "fetched_at": _iso(repo["last_fetch_at"]),  # how fresh the truth is (None: not fetched)
+        "scanned_at": _iso(repo["last_scan_at"]),
     }
     refs = await conn.fetch(_REFERENCES, task_id, MAX_REFERENCES)
-    if task.base_sha == repo["cursor_sha"]:
-        out.update(commits_since=0, subjects=[], files_in_steps=[], source="reconciler")
+    if tip is None or task.base_sha == tip:
+        out.update(commits_since=0, subjects=[], files_in_steps=[], source="git")
     else:
-        row = await conn.fetchrow(_DRIFT, repo["id"], task.base_sha, MAX_SUBJECTS, tokens)
-        if row["base_pos"] is not None:
+        row = None
+        if tip == repo["cursor_sha"]:  # the reconciler has read up to the tip
+            row = await conn.fetchrow(_DRIFT, repo["id"], task.base_sha, MAX_SUBJECTS, tokens)
+        if row is not None and row["base_pos"] is not None:
             out.update(
                 commits_since=row["n"],
                 subjects=list(row["subjects"]),
@@ -117,9 +133,9 @@ async def _drift(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[str
                 source="reconciler",
             )
         else:
-            out.update(await _drift_from_git(repo["path"], repo["default_branch"], task, tokens))
+            out.update(await _drift_from_git(repo["path"], tip, task.base_sha, tokens))
     if out.get("base_left_branch"):
-        branch = repo["default_branch"] or "the default branch"
+        branch = now.branch or "the default branch"
         out["warning"] = (
             f"the plan's base {task.base_sha[:10]} is no longer on {branch} (history was"
             f" rewritten); re-check the plan against {branch}, then `ob replan {task.key}`"
@@ -131,18 +147,18 @@ async def _drift(conn: asyncpg.Connection, task: Task, task_id: int) -> dict[str
     return out
 
 
-async def _drift_from_git(
-    path: str, branch: str | None, task: Task, tokens: list[str]
-) -> dict[str, Any]:
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+async def _drift_from_git(path: str, tip: str, base: str, tokens: list[str]) -> dict[str, Any]:
+    """The commits from `base` to `tip`, from git (one bounded `git log`)."""
+
     def read() -> dict[str, Any]:
-        tip = branch_tip(path, branch or "main")
-        if tip is None:
-            raise Invalid(f"default branch {branch!r} not found in {path}")
         # 0: an ancestor of the tip; 1: not (rewritten away); 128: no such commit (gone)
-        rc, _ = run_git(path, "merge-base", "--is-ancestor", f"{task.base_sha}", tip, check=False)
+        rc, _ = run_git(path, "merge-base", "--is-ancestor", base, tip, check=False)
         if rc != 0:
             return {
-                "head_sha": tip,
                 "base_left_branch": True,
                 "commits_since": None,
                 "subjects": [],
@@ -153,12 +169,11 @@ async def _drift_from_git(
             path,
             *log_args(files=True, topo=True),
             f"--max-count={GIT_FALLBACK_COMMITS}",
-            f"{task.base_sha}..{tip}",
+            f"{base}..{tip}",
         )
         commits = parse_log(text)
         files = [f for c in commits for f in c.files]
         return {
-            "head_sha": tip,
             "commits_since": len(commits),
             "commits_capped": len(commits) >= GIT_FALLBACK_COMMITS,
             "subjects": [f"{c.sha} {c.subject}" for c in commits[:MAX_SUBJECTS]],
@@ -167,6 +182,17 @@ async def _drift_from_git(
         }
 
     return await asyncio.wait_for(asyncio.to_thread(read), GIT_TIMEOUT)
+
+
+async def task_drift(backlog: Backlog, key: str) -> dict[str, Any] | None:
+    """The drift of an unfinished task's plan now (`ob show`), or None (no repo or base, or
+    the task is finished)."""
+    async with backlog.pool.acquire() as conn:
+        task_id = await task_id_for_key(conn, key, backlog.prefix)
+        task = await fetch_task(conn, task_id, backlog.prefix)
+        if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+            return None
+        return await drift_for(conn, task, task_id)
 
 
 async def replan(backlog: Backlog, key: str, actor: Actor) -> Task:

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import asyncpg
@@ -34,8 +34,10 @@ from core.backlog import Backlog
 from core.deps import announce_unblocked
 from core.git.closing import link_and_close
 from core.git.evidence import UnverifiedReport, bases_lost, lose_evidence, unverified_report, verify
+from core.git.fetch import fetch_remote
 from core.git.gitlog import GitError, rev_list
-from core.git.refs import BranchGone, RepoGone, scanned_branch
+from core.git.refs import BranchGone, RepoGone, shallow_commits
+from core.git.remotes import Scanned, default_remote, read_default_branch
 from core.git.repos import SkippedFolder, discover_repos
 from core.git.reverts import Reverts
 from core.git.scan import POS_BLOCK, ScanState, read_other_branches, resync, store_default
@@ -49,9 +51,11 @@ MAX_SEEN_TIPS = 10_000  # tips remembered per repo (older ones may be read again
 @dataclass
 class RepoResult:
     name: str
-    status: str = "ok"  # ok | unchanged | busy | error
+    status: str = "ok"  # ok | unchanged | empty | busy | error
     branch: str | None = None
     branch_changed_from: str | None = None  # the default branch moved from this one
+    fetched: bool = False  # its remote was fetched (fetch_error says why not, when it failed)
+    fetch_error: str | None = None
     commits_read: int = 0  # commits git handed over, default branch and other branches
     new_on_default: int = 0
     left_default: int = 0  # stored default-branch commits no longer on the branch
@@ -60,12 +64,21 @@ class RepoResult:
     closed: int = 0
     closed_while_claimed: int = 0
     reverified: int = 0  # done tasks a closing commit verified (again)
+    asked: int = 0  # another repo's tasks its commits say they close: the operator is asked
     evidence_lost: int = 0
     unknown_keys: int = 0
     rewritten: bool = False
     resynced: bool = False  # the old cursor was gone: compared with git commit by commit
+    deepened: bool = False  # a shallow clone got more history: the branch was read again
     error: str | None = None
     seconds: float = 0.0
+
+    def restart(self) -> None:
+        """Forget the counts of a scan that was rolled back (the fetch's outcome stays)."""
+        keep = {"name", "branch", "fetched", "fetch_error", "deepened"}
+        for f in fields(self):
+            if f.name not in keep:
+                setattr(self, f.name, f.default)
 
 
 @dataclass
@@ -87,37 +100,82 @@ class ReconcileSummary:
     def errors(self) -> list[RepoResult]:
         return [r for r in self.repos if r.error]
 
+    @property
+    def fetch_errors(self) -> list[RepoResult]:
+        return [r for r in self.repos if r.fetch_error]
+
 
 ProgressFn = Callable[[RepoResult], None]
 
+_REPOS = """
+select id, name, path, default_branch, branch_pinned, cursor_sha, ref_tips, fetch_enabled,
+       remote, remote_url, shallow
+from repos where $1::text[] is null or name = any($1::text[]) order by name
+"""
+
+# $2-$4 the remote (name, url, normalised url); $5 fetched; $6 why a fetch failed
+_FETCHED = """
+update repos set remote = $2, remote_url = $3, remote_key = $4,
+    last_fetch_at = case when $5 then now() else last_fetch_at end,
+    fetch_error = case when $5 then null else coalesce($6, fetch_error) end,
+    fetch_error_at = case when $5 then null when $6::text is not null then now()
+                          else fetch_error_at end
+where id = $1
+"""
 
 _UPDATE_REPO = """
 update repos set cursor_sha = $2, ref_tips = $3, default_branch = $4, next_pos = $5,
-       commits_seen = $6, seen_tips = $7, last_scan_at = now(), last_error = null,
+       commits_seen = $6, seen_tips = $7, shallow = $8, last_scan_at = now(), last_error = null,
        last_error_at = null
 where id = $1
 """
+
+# A scheduled round is run by the process that claims it: none ran in the last $2 seconds.
+_CLAIM_ROUND = """
+insert into scheduled_rounds as r (name, worker, started_at) values ($1, $3, now())
+on conflict (name) do update set worker = excluded.worker, started_at = now()
+    where r.started_at < now() - make_interval(secs => $2)
+returning worker
+"""
+
+REPO_LOCK = 0x0B_61_7  # pg_advisory_lock(REPO_LOCK, repo id): one process fetches and reads it
+LOCK_POLL = 0.1  # seconds between tries of a caller that waits for a repo's lock
 
 
 # ------------------------------------------------------------------------- the job
 
 
 class Reconciler:
-    def __init__(self, backlog: Backlog, *, concurrency: int = 8):
+    """Fetches and reads the registered repositories (`fetch_concurrency` at a time, each under
+    its advisory lock, so two `ob serve` processes never fetch or read the same repo at once)
+    and holds the backlog to what git says."""
+
+    def __init__(self, backlog: Backlog, *, concurrency: int | None = None):
         self.backlog = backlog
         self.pool = backlog.pool
         self.settings = backlog.settings
         self.prefix = backlog.prefix
-        self.concurrency = concurrency
+        self.concurrency = concurrency or self.settings.fetch_concurrency
+
+    async def scheduled(self, worker: str, round_seconds: float) -> ReconcileSummary | None:
+        """A scheduled round, run only if no process ran one in the last `round_seconds` (with
+        several `ob serve` processes, one of them runs each round); None when another did."""
+        claimed = await self.pool.fetchval(_CLAIM_ROUND, "reconcile", round_seconds, worker)
+        return None if claimed is None else await self.run()
 
     async def run(
         self,
         repos: list[str] | None = None,
         *,
+        fetch: bool = True,
+        wait: bool = False,
         on_start: Callable[[list[str]], None] | None = None,
         on_progress: ProgressFn | None = None,
         discover_roots: bool = True,
     ) -> ReconcileSummary:
+        """Fetch (unless `fetch` is False, or a repo opted out) and read every repo, or the
+        named ones. A repo another process is working on is skipped ("busy"), or with `wait`
+        (a forge's push webhook: this push must be read) waited for."""
         t0 = time.perf_counter()
         summary = ReconcileSummary()
         if discover_roots and not repos:
@@ -133,11 +191,7 @@ class Reconciler:
                         reason=f"discovery failed: {type(err).__name__}: {err}"[:500],
                     )
                 ]
-        rows = await self.pool.fetch(
-            "select id, name, path, default_branch, branch_pinned, cursor_sha, ref_tips"
-            " from repos where $1::text[] is null or name = any($1::text[]) order by name",
-            repos,
-        )
+        rows = await self.pool.fetch(_REPOS, repos)
         if on_start:
             on_start([r["name"] for r in rows])
         emails = await self._agent_emails()
@@ -146,7 +200,7 @@ class Reconciler:
 
         async def one(row: asyncpg.Record) -> RepoResult:
             async with sem:
-                res = await self._repo(row, emails, unchanged)
+                res = await self._repo(row, emails, unchanged, fetch=fetch, wait=wait)
             if on_progress:
                 on_progress(res)
             return res
@@ -165,7 +219,7 @@ class Reconciler:
             summary.verified
             or any(
                 summary.total(a)
-                for a in ("closed", "closed_while_claimed", "reverified", "evidence_lost")
+                for a in ("closed", "closed_while_claimed", "reverified", "evidence_lost", "asked")
             )
             or any(r.branch_changed_from for r in summary.repos)
         ):
@@ -190,33 +244,27 @@ class Reconciler:
         return {r["email"].lower(): r["name"] for r in rows}
 
     async def _repo(
-        self, row: asyncpg.Record, emails: dict[str, str], unchanged: list[int]
+        self,
+        row: asyncpg.Record,
+        emails: dict[str, str],
+        unchanged: list[int],
+        *,
+        fetch: bool,
+        wait: bool,
     ) -> RepoResult:
         res = RepoResult(row["name"])
         t0 = time.perf_counter()
         try:
-            branch, refs, tip = await asyncio.to_thread(
-                scanned_branch, row["path"], row["default_branch"], row["branch_pinned"]
-            )
-            res.branch = branch
-            if (
-                tip == row["cursor_sha"]
-                and refs == (row["ref_tips"] or {})
-                and branch == row["default_branch"]
-            ):
-                res.status = "unchanged"
-                unchanged.append(row["id"])
-                return res
-            for attempt in range(3):
+            async with self.pool.acquire() as conn:
+                if not await self._lock(conn, row["id"], wait):
+                    res.status = "busy"  # another process is fetching or reading it right now
+                    return res
                 try:
-                    await self._scan(row, branch, refs, tip, emails, res)
-                    break
-                except asyncpg.DeadlockDetectedError:
-                    # two repos closing the same tasks at once; the loser reads again
-                    if attempt == 2:
-                        raise
-                    res = RepoResult(row["name"], branch=branch)
-                    await asyncio.sleep(0.05 * (attempt + 1))
+                    if fetch and row["fetch_enabled"]:
+                        await self._fetch(conn, row, res)
+                    await self._read(conn, row, emails, unchanged, res)
+                finally:
+                    await conn.execute("select pg_advisory_unlock($1, $2)", REPO_LOCK, row["id"])
         except Exception as err:  # one broken repo never stops the others
             res.status, res.error = "error", _describe(err, row["path"])
             log.warning("reconcile %s: %s", row["name"], res.error)
@@ -229,17 +277,88 @@ class Reconciler:
             res.seconds = time.perf_counter() - t0
         return res
 
+    async def _lock(self, conn: asyncpg.Connection, repo_id: int, wait: bool) -> bool:
+        """The repo's advisory lock (held by this connection until unlocked); a waiting caller
+        tries until a fetch and a scan could have finished twice over."""
+        deadline = time.monotonic() + 2 * self.settings.fetch_timeout + 60
+        while True:
+            if await conn.fetchval("select pg_try_advisory_lock($1, $2)", REPO_LOCK, repo_id):
+                return True
+            if not wait or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(LOCK_POLL)
+
+    async def _fetch(self, conn: asyncpg.Connection, row: asyncpg.Record, res: RepoResult) -> None:
+        """Fetch the default branch's remote; a failure is recorded (reason, time) and the repo
+        is read as it is."""
+        remote = await asyncio.to_thread(default_remote, row["path"], row["default_branch"])
+        if remote is None:
+            return
+        outcome = await fetch_remote(row["path"], remote.name, self.settings.fetch_timeout)
+        res.fetched, res.fetch_error = outcome.ok, outcome.error
+        if outcome.error:
+            log.warning("fetch %s: %s", row["name"], outcome.error)
+        await conn.execute(
+            _FETCHED, row["id"], remote.name, remote.url, remote.key, outcome.ok, outcome.error
+        )
+
+    async def _read(
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        emails: dict[str, str],
+        unchanged: list[int],
+        res: RepoResult,
+    ) -> None:
+        """Read the repo's refs; scan it unless nothing moved since the last scan."""
+
+        def look() -> tuple[Scanned, list[str]]:
+            now = read_default_branch(row["path"], row["default_branch"], row["branch_pinned"])
+            return now, shallow_commits(row["path"])
+
+        now, shallow = await asyncio.to_thread(look)
+        res.branch = now.branch
+        name, url, key = now.remote if now.remote else (None, None, None)
+        if not res.fetched and (name, url) != (row["remote"], row["remote_url"]):
+            await conn.execute(_FETCHED, row["id"], name, url, key, False, None)
+        if now.tip is None:
+            res.status = "empty"  # an empty repository: its first commit will be read
+            unchanged.append(row["id"])
+            return
+        res.deepened = bool(set(row["shallow"]) - set(shallow))
+        if (
+            now.tip == row["cursor_sha"]
+            and now.refs == (row["ref_tips"] or {})
+            and now.branch == row["default_branch"]
+            and shallow == list(row["shallow"])
+        ):
+            res.status = "unchanged"
+            unchanged.append(row["id"])
+            return
+        for attempt in range(3):
+            try:
+                await self._scan(conn, row, now, shallow, emails, res)
+                return
+            except asyncpg.DeadlockDetectedError:
+                # two repos closing the same tasks at once; the loser reads again
+                if attempt == 2:
+                    raise
+                res.restart()
+                await asyncio.sleep(0.05 * (attempt + 1))
+
     async def _scan(
         self,
+        conn: asyncpg.Connection,
         row: asyncpg.Record,
-        branch: str,
-        refs: dict[str, str],
-        tip: str,
+        now: Scanned,
+        shallow: list[str],
         emails: dict[str, str],
         res: RepoResult,
     ) -> None:
         repo_id, name, path = row["id"], row["name"], row["path"]
-        async with self.pool.acquire() as conn, conn.transaction():
+        branch, refs, tip = now.branch, now.refs, now.tip
+        assert tip is not None  # an empty repository is not scanned
+        async with conn.transaction():
             locked = await conn.fetchrow(
                 "select cursor_sha, next_pos, commits_seen, seen_tips, default_branch from repos"
                 " where id = $1 for update skip locked",
@@ -248,7 +367,9 @@ class Reconciler:
             if locked is None:
                 res.status = "busy"  # another reconciler is reading this repo right now
                 return
-            cursor: str | None = locked["cursor_sha"]
+            # a deepened shallow clone is read again in full: its new history is older than
+            # everything stored (the commit count then matches `git rev-list --count`)
+            cursor: str | None = None if res.deepened else locked["cursor_sha"]
             seen = list(locked["seen_tips"] or [])
             st = ScanState(self.prefix, cursor, set(seen))
             old_branch = locked["default_branch"]
@@ -360,6 +481,7 @@ class Reconciler:
                 next_pos,
                 commits_seen,
                 new_seen,
+                shallow,
             )
 
 

@@ -156,7 +156,8 @@ def follow_default_branch(
     2. in a bare repository, the branch HEAD names;
     3. in a work tree, the branch ob already follows while it exists (a work tree's HEAD is
        whatever is checked out, not the default branch); when it is gone (renamed, deleted),
-       the branch HEAD names; at registration main, else master, else HEAD's branch.
+       the branch HEAD names; at registration main, else master, else HEAD's branch;
+    4. in an empty repository (no branch at all yet), the unborn branch HEAD names.
     """
     remote = remote_default(path)
     if remote and branch_ref(refs, remote):
@@ -170,6 +171,8 @@ def follow_default_branch(
     for name in order:
         if name and branch_ref(refs, name):
             return name
+    if not refs and (head or current):
+        return current or head or ""  # an empty repository: the branch HEAD names is unborn
     if current:
         raise BranchGone(
             f"the default branch {current!r} no longer exists in {path} and HEAD names no"
@@ -190,7 +193,7 @@ def resolve_branch(
 ) -> str:
     """The branch to scan now: the pinned one (it must exist), else the repository's own."""
     if pinned and current:
-        if branch_ref(refs, current) is None:
+        if branch_ref(refs, current) is None and refs:  # (no refs: an empty repository)
             raise BranchGone(
                 f"the default branch {current!r} (pinned with --branch) does not exist in {path};"
                 f" if it was renamed, `ob repo add {path} --branch NEW`; to follow the"
@@ -200,26 +203,23 @@ def resolve_branch(
     return follow_default_branch(path, refs, current)
 
 
-def branch_ref(refs: dict[str, str], branch: str) -> str | None:
-    """The ref of the default branch: the local branch, else origin's."""
-    for name in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
+def branch_ref(refs: dict[str, str], branch: str, remote: str | None = None) -> str | None:
+    """The ref of the default branch: the remote's copy where there is one (what the last
+    fetch saw: the truth, not the operator's local branch), else the local branch, else
+    origin's."""
+    first = [f"refs/remotes/{remote}/{branch}"] if remote else []
+    for name in (*first, f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
         if name in refs:
             return name
     return None
 
 
-def scanned_branch(
-    path: str | os.PathLike[str], current: str | None, pinned: bool
-) -> tuple[str, dict[str, str], str]:
-    """The branch the reconciler scans now (resolve_branch), every branch tip, and its tip."""
-    refs = read_refs(path)
-    branch = resolve_branch(path, refs, current, pinned)
-    ref = branch_ref(refs, branch)
-    assert ref is not None  # resolve_branch names a branch that exists
-    return branch, refs, refs[ref]
-
-
-def branch_tip(path: str | os.PathLike[str], branch: str) -> str | None:
-    refs = read_refs(path)
-    ref = branch_ref(refs, branch)
-    return refs[ref] if ref else None
+def shallow_commits(path: str | os.PathLike[str]) -> list[str]:
+    """A shallow clone's boundary commits (those whose parents it lacks), sorted; [] when the
+    repository is complete."""
+    _, common = git_dirs(path)
+    try:
+        text = (common / "shallow").read_text("ascii", errors="replace")
+    except OSError:
+        return []
+    return sorted(ln.strip() for ln in text.splitlines() if SHA40.match(ln.strip()))

@@ -1,4 +1,5 @@
-"""The repo registry: repositories added by path or discovered under OB_REPO_ROOTS."""
+"""The repo registry: repositories added by path, by URL (ob keeps a bare clone under its data
+dir) or discovered under OB_REPO_ROOTS."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 from pydantic import BaseModel
 
 from core import events
-from core.backlog import Backlog
+from core.backlog import Backlog, require_operator
 from core.errors import Invalid, NotFound
+from core.git.fetch import CloneError, clone_bare
 from core.git.refs import RepoGone, detect_default_branch, git_dirs
+from core.git.remotes import Remote, default_remote, normalise_url
 from core.models import SYSTEM, Actor, EventKind
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
@@ -36,6 +40,13 @@ class RepoInfo(BaseModel):
     last_error: str | None
     last_error_at: datetime | None
     created_at: datetime
+    fetch_enabled: bool = True  # its remote is fetched before each scan (`--no-fetch`: not)
+    managed: bool = False  # ob's own bare clone under the data dir (`ob repo add URL`)
+    remote: str | None = None  # the default branch's remote (None: the repo has none)
+    remote_url: str | None = None
+    last_fetch_at: datetime | None = None  # the last good fetch
+    fetch_error: str | None = None  # why the last fetch failed (None once one succeeds)
+    fetch_error_at: datetime | None = None
 
 
 def repo_name_for(path: Path) -> str:
@@ -58,10 +69,12 @@ class Discovery:
     skipped: list[SkippedFolder] = field(default_factory=list)
 
 
-def _inspect(path: Path, branch: str | None) -> str:
-    """Check that `path` is a git repository; returns its default branch."""
+def _inspect(path: Path, branch: str | None) -> tuple[str, Remote | None]:
+    """Check that `path` is a git repository; returns its default branch and that branch's
+    remote."""
     git_dirs(path)
-    return branch or detect_default_branch(path)
+    default = branch or detect_default_branch(path)
+    return default, default_remote(path, default)
 
 
 async def add_repo(
@@ -72,13 +85,16 @@ async def add_repo(
     name: str | None = None,
     branch: str | None = None,
     follow: bool = False,
+    fetch: bool | None = None,
     discovered: bool = False,
+    managed: bool = False,
 ) -> RepoInfo:
     """Register (or update) a repository. Re-adding a known path updates its name/branch.
 
     `branch` pins the default branch; without it ob follows the repository's own default
     (origin/HEAD, a bare repository's HEAD, see refs.follow_default_branch) at every scan.
-    `follow` drops an earlier pin."""
+    `follow` drops an earlier pin. `fetch` False: ob never fetches its remote (True turns
+    fetching back on; None leaves it as it is, on for a new repo)."""
     if branch is not None and follow:
         raise Invalid("give either --branch (pin a branch) or --follow (follow the repository's)")
     branch = branch.strip() if branch else None
@@ -86,7 +102,7 @@ async def add_repo(
         raise Invalid(f"{branch[:60]!r} is not a branch name")
     p = Path(path).expanduser().resolve()
     try:
-        default_branch = await asyncio.to_thread(_inspect, p, branch)
+        default_branch, remote = await asyncio.to_thread(_inspect, p, branch)
     except RepoGone as err:
         raise Invalid(str(err)) from None
     pinned = branch is not None
@@ -95,6 +111,7 @@ async def add_repo(
         raise Invalid(
             f"repo name {name[:60]!r} is not valid: letters, digits, . _ / - (at most 100)"
         )
+    remote_cols = (remote.name, remote.url, remote.key) if remote else (None, None, None)
     async with backlog.transaction() as conn:
         by_path = await conn.fetchrow("select * from repos where path = $1 for update", str(p))
         by_name = await conn.fetchrow("select * from repos where name = $1 for update", name)
@@ -108,13 +125,15 @@ async def add_repo(
                 new_pin = by_path["branch_pinned"]
             row = await conn.fetchrow(
                 "update repos set name = $2, default_branch = $3, branch_pinned = $4,"
-                " last_error = case when $5 then null else last_error end"
+                " last_error = case when $5 then null else last_error end,"
+                " remote = $6, remote_url = $7, remote_key = $8"
                 " where id = $1 returning *",
                 by_path["id"],
                 name,
                 new_branch,
                 new_pin,
                 new_branch != by_path["default_branch"],
+                *remote_cols,
             )
             if (new_branch, new_pin) != (by_path["default_branch"], by_path["branch_pinned"]):
                 await events.record(
@@ -129,6 +148,8 @@ async def add_repo(
                         "pinned": new_pin,
                     },
                 )
+            if fetch is not None:
+                row = await _set_fetch(conn, row, fetch, actor) or row
             return RepoInfo(**dict(row))
         if by_name is not None:
             if discovered or Path(by_name["path"]).exists():
@@ -138,25 +159,34 @@ async def add_repo(
             # the registered path is gone: the repo moved here
             row = await conn.fetchrow(
                 """update repos set path = $2, default_branch = $3, branch_pinned = $4,
-                          last_error = null
+                          last_error = null, remote = $5, remote_url = $6, remote_key = $7,
+                          managed = $8
                    where id = $1 returning *""",
                 by_name["id"],
                 str(p),
                 default_branch,
                 pinned,
+                *remote_cols,
+                managed,
             )
             await events.record(
                 conn, None, actor, EventKind.REPO_MOVED, {"repo": name, "path": str(p)}
             )
+            if fetch is not None:
+                row = await _set_fetch(conn, row, fetch, actor) or row
             return RepoInfo(**dict(row))
         row = await conn.fetchrow(
-            """insert into repos (name, path, default_branch, branch_pinned, discovered)
-               values ($1, $2, $3, $4, $5) returning *""",
+            """insert into repos (name, path, default_branch, branch_pinned, discovered,
+                                  fetch_enabled, managed, remote, remote_url, remote_key)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning *""",
             name,
             str(p),
             default_branch,
             pinned,
             discovered,
+            fetch is not False,
+            managed,
+            *remote_cols,
         )
         await conn.execute("delete from repo_skips where path = $1", str(p))
         await events.record(
@@ -170,9 +200,82 @@ async def add_repo(
                 "branch": default_branch,
                 "pinned": pinned,
                 "discovered": discovered,
+                "fetch": fetch is not False,
+                "remote": remote.url if remote else None,
             },
         )
         return RepoInfo(**dict(row))
+
+
+async def add_remote_repo(
+    backlog: Backlog,
+    url: str,
+    actor: Actor,
+    *,
+    name: str | None = None,
+    branch: str | None = None,
+    follow: bool = False,
+    fetch: bool | None = None,
+) -> RepoInfo:
+    """Register a repository the operator does not keep locally: ob keeps a bare clone of
+    `url` under its data dir (clones/NAME.git) and fetches it like any other repo."""
+    require_operator(actor, "add repositories")
+    key = normalise_url(url)
+    name = (name or repo_name_for(Path(key.rsplit("/", 1)[-1] or "repo"))).strip()
+    if not NAME_RE.match(name):
+        raise Invalid(
+            f"repo name {name[:60]!r} is not valid: letters, digits, . _ / - (at most 100)"
+        )
+    target = (backlog.settings.data_dir / "clones" / f"{name}.git").resolve()
+    known = await backlog.pool.fetchrow("select path, managed from repos where name = $1", name)
+    if known is not None and Path(known["path"]) != target:
+        raise Invalid(f"a repo named {name!r} exists at {known['path']}; choose another --name")
+    if not target.exists():
+        try:
+            await clone_bare(url, target, backlog.settings.fetch_timeout * 10)
+        except CloneError as err:
+            raise Invalid(str(err)) from None
+    else:
+        remote = await asyncio.to_thread(default_remote, target, None)
+        if remote is None or remote.key != key:
+            raise Invalid(
+                f"{target} holds a clone of {remote.url if remote else 'nothing'}, not {url};"
+                " choose another --name"
+            )
+    return await add_repo(
+        backlog, target, actor, name=name, branch=branch, follow=follow, fetch=fetch, managed=True
+    )
+
+
+async def set_fetch(backlog: Backlog, name: str, enabled: bool, actor: Actor) -> RepoInfo:
+    """Turn fetching a repo's remote on or off (`ob repo set NAME --fetch/--no-fetch`)."""
+    require_operator(actor, "change repositories")
+    async with backlog.transaction() as conn:
+        row = await conn.fetchrow("select * from repos where name = $1 for update", name)
+        if row is None:
+            raise NotFound(f"no repo named {name!r}; see `ob repo list`")
+        return RepoInfo(**dict(await _set_fetch(conn, row, enabled, actor) or row))
+
+
+async def _set_fetch(
+    conn: asyncpg.Connection, row: asyncpg.Record, enabled: bool, actor: Actor
+) -> asyncpg.Record | None:
+    """The repo row after turning fetching on or off (an event), or None if unchanged. Off
+    clears the last fetch failure: nothing will retry it."""
+    if row["fetch_enabled"] == enabled:
+        return None
+    new = await conn.fetchrow(
+        "update repos set fetch_enabled = $2,"
+        " fetch_error = case when $2 then fetch_error end,"
+        " fetch_error_at = case when $2 then fetch_error_at end"
+        " where id = $1 returning *",
+        row["id"],
+        enabled,
+    )
+    await events.record(
+        conn, None, actor, EventKind.REPO_FETCH_SET, {"repo": row["name"], "fetch": enabled}
+    )
+    return new
 
 
 async def list_repos(backlog: Backlog) -> list[RepoInfo]:
