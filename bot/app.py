@@ -20,6 +20,7 @@ from bot import (
     approvals,
     capture,
     charts,
+    crossrepo,
     documents,
     drain,
     newtask,
@@ -72,6 +73,7 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
     dp.include_routers(
         newtask.router.build(),
         approvals.router.build(),
+        crossrepo.router.build(),
         drain.router.build(),
         shaping.router.build(),
         views.router.build(),

@@ -118,3 +118,15 @@ class DigestCB(CallbackData, prefix="g"):
     """A digest button that starts a drain mode."""
 
     mode: DrainMode
+
+
+class CrossRepoAction(StrEnum):
+    CLOSE = "cl"
+    IGNORE = "ig"
+
+
+class CrossRepoCB(CallbackData, prefix="x"):
+    """An answer to "another repo's commit says it closes this task" (the question's id)."""
+
+    action: CrossRepoAction
+    ask: int

@@ -16,6 +16,8 @@ from bot.callbacks import (
     CaptureCB,
     CardAction,
     CardCB,
+    CrossRepoAction,
+    CrossRepoCB,
     DigestCB,
     DrainAction,
     DrainCB,
@@ -194,6 +196,18 @@ def digest() -> InlineKeyboardMarkup:
                 button("📥 Inbox", DigestCB(mode=DrainMode.INBOX)),
                 button("🔎 Triage", DigestCB(mode=DrainMode.TRIAGE)),
                 button("⚖️ Decide", DigestCB(mode=DrainMode.DECIDE)),
+            ]
+        ]
+    )
+
+
+def cross_repo(ask: int) -> InlineKeyboardMarkup:
+    """[Close it] [Ignore] on a notice that another repo's commit says it closes a task."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                button("✅ Close it", CrossRepoCB(action=CrossRepoAction.CLOSE, ask=ask)),
+                button("🙈 Ignore", CrossRepoCB(action=CrossRepoAction.IGNORE, ask=ask)),
             ]
         ]
     )

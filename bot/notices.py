@@ -19,6 +19,7 @@ from core.models import OutboxKind, Status, Task
 from core.notices import (
     ClosedByCommit,
     ClosedWhileClaimed,
+    CrossRepoClose,
     DefaultBranchChanged,
     DraftFiled,
     EvidenceLost,
@@ -123,7 +124,10 @@ def task_completed(p: TaskCompleted, task: Task, tz: ZoneInfo) -> Notice:
     else:
         evidence = "⚠️ no commit given: nothing can verify it"
     note = f"\n<i>{esc(p.note, 1500)}</i>" if p.note else ""
-    return Notice(_head("🏁", task, f"completed by {esc(actor_label(p.by))}\n{evidence}{note}"))
+    after = f" (commit <code>{esc(p.closed_by[:10])}</code> had closed it)" if p.closed_by else ""
+    return Notice(
+        _head("🏁", task, f"completed by {esc(actor_label(p.by))}{after}\n{evidence}{note}")
+    )
 
 
 @renders(OutboxKind.HANDOFF)
@@ -194,9 +198,28 @@ def closed_by_commit(p: ClosedByCommit, task: Task, tz: ZoneInfo) -> Notice:
     who = p.agent or p.author
     by = f" by {esc(who)}" if who else ""
     subject = f"\n<i>{esc(p.subject, 300)}</i>" if p.subject else ""
+    confirmed = f", confirmed by {esc(actor_label(p.confirmed_by))}" if p.confirmed_by else ""
     return Notice(
-        _head("🏁", task, f"closed by {_by_commit(p)}{by} · verified ✔{subject}"),
+        _head("🏁", task, f"closed by {_by_commit(p)}{by}{confirmed} · verified ✔{subject}"),
     )
+
+
+@renders(OutboxKind.CROSS_REPO_CLOSE)
+def cross_repo_close(p: CrossRepoClose, task: Task, tz: ZoneInfo) -> Notice:
+    """Another repo's commit says it closes the task: nothing closed by itself; one tap."""
+    who = p.agent or p.author
+    by = f" by {esc(who)}" if who else ""
+    subject = f"\n<i>{esc(p.subject, 300)}</i>" if p.subject else ""
+    text = _head(
+        "❓",
+        task,
+        f"commit <code>{esc(p.sha[:10])}</code> in <b>{esc(p.repo)}</b>{by} says it closes this "
+        f"{esc(p.task_repo or '')} task{subject}\nA commit closes only its own repo's tasks: "
+        "close it with that commit as evidence, or ignore it?",
+    )
+    if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+        return Notice(text + f"\n(it is {esc(task.status.value)} already)")
+    return Notice(text, markup=keyboards.cross_repo(p.ask))
 
 
 @renders(OutboxKind.CLOSED_WHILE_CLAIMED)

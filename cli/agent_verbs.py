@@ -186,6 +186,16 @@ def done(
 ) -> None:
     """Complete a task (unverified until git shows the commits on the default branch)."""
     res = _fenced(key, "complete", epoch, as_json, commits=commit or [], note=note)
+    closed_by = res.get("already_closed_by")
+    if closed_by:
+        check = "verified" if res.get("verified_at") else "unverified"
+        _show(
+            res,
+            as_json,
+            f"{res['key']} was already closed by commit {closed_by[:10]} ({check}); your note"
+            " and commits are recorded",
+        )
+        return
     _show(res, as_json, f"{res['key']} done (unverified until git confirms)")
 
 

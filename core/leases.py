@@ -229,6 +229,30 @@ where {_FENCE}
 returning l.task_id
 """
 
+# A done task that a commit closed while this agent held it at this epoch (the holder's late
+# `done`, on refusal only), locked. $1 number, $2 holder, $3 epoch
+CLOSED_UNDER_SQL = """
+select t.id, e.details ->> 'sha' as sha from tasks t join events e on e.task_id = t.id
+where t.number = $1 and t.status = 'done' and e.kind = 'closed_while_claimed'
+  and e.details ->> 'holder' = $2 and e.details ->> 'epoch' = $3::text
+order by e.id desc limit 1
+for no key update of t
+"""
+
+# Its note and the commits it names that the task does not have yet (by SHA or prefix).
+# $1 task id, $2 commits, $3 note
+LATE_COMPLETION_SQL = """
+update tasks t set
+    completion_note = coalesce($3::text, t.completion_note),
+    commits = t.commits || array(
+        select c from unnest($2::text[]) as c
+        where not exists (select 1 from unnest(t.commits) as x
+                          where x like c || '%' or c like x || '%')),
+    updated_at = now()
+where t.id = $1
+returning t.number, t.title, t.repo, t.commits, t.verified_at is not null as verified
+"""
+
 # This agent's last write of a kind on a task at an epoch (a replay check, on refusal only).
 LAST_WRITE_SQL = """
 select e.task_id, e.details from events e
@@ -415,12 +439,51 @@ class Leases:
                 if data.pop("has_dependents"):  # after the commit: see the other finishes too
                     await announce_unblocked(conn, self.prefix, [data["id"]])
         except _Refused:
+            late = await self._completed_after_close(number, actor, epoch, shas, note)
+            if late is not None:
+                return late
             same = {"commits": shas, "note": note}
             return await self._refused(
                 number, actor, epoch, "complete", EventKind.COMPLETED, same, Lane.AUTONOMOUS
             )
         await self.backlog.wake()
         return task_from_row(data, self.prefix)
+
+    async def _completed_after_close(
+        self, number: int, actor: Actor, epoch: int, shas: list[str], note: str | None
+    ) -> Task | None:
+        """The holder's `done` after a commit closed the task under its lease (the same agent
+        and epoch): its note and commits are recorded (`completed`, and a notice with the
+        note), the lease is over already; the task says which commit closed it. None when
+        that is not what happened."""
+        async with self.backlog.transaction(wake=True) as conn:
+            row = await conn.fetchrow(CLOSED_UNDER_SQL, number, actor.name, str(epoch))
+            if row is None or await conn.fetchrow(
+                LAST_WRITE_SQL, number, EventKind.COMPLETED, str(actor), str(epoch)
+            ):
+                return None  # (recorded already: a retry is answered as a replay, or refused)
+            t = await conn.fetchrow(LATE_COMPLETION_SQL, row["id"], shas, note)
+            details = {"commits": shas, "note": note, "epoch": epoch, "closed_by": row["sha"]}
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.COMPLETED,
+                {**details, "verified": t["verified"]},
+                notify=OutboxKind.TASK_COMPLETED,
+                payload={
+                    "key": format_key(self.prefix, number),
+                    "title": t["title"],
+                    "repo": t["repo"],
+                    "by": str(actor),
+                    "commits": list(t["commits"]),
+                    "note": note,
+                    "verified": t["verified"],
+                    "closed_by": row["sha"],
+                },
+            )
+            task = await fetch_task(conn, row["id"], self.prefix)
+        return task.model_copy(update={"already_closed_by": row["sha"]})
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:
         agent_id = _require_agent(actor)

@@ -185,7 +185,9 @@ class EventKind(StrEnum):
     REPO_BRANCH_SET = "repo_branch_set"
     REPO_SKIPPED = "repo_skipped"
     REPO_FETCH_SET = "repo_fetch_set"  # fetching a repo's remote turned on or off
-    CROSS_REPO_IGNORED = "cross_repo_ignored"  # the operator: another repo's commit does not close it
+    CROSS_REPO_IGNORED = (
+        "cross_repo_ignored"  # the operator: another repo's commit does not close it
+    )
 
 
 class OutboxKind(StrEnum):
@@ -265,6 +267,9 @@ class Task(BaseModel):
     # True on the answer to a retried write (complete, findings, release, hand-off) that had
     # already happened: the same agent, epoch and payload, whose first answer was lost.
     replayed: bool = False
+    # On the answer to the holder's completion after a commit closed the task under its lease:
+    # that commit (the note and commits were recorded; the lease had ended).
+    already_closed_by: str | None = None
 
     @property
     def blocked(self) -> bool:

@@ -58,6 +58,7 @@ class TaskCompleted(TaskPayload):
     commits: list[str] = []
     note: str | None = None
     verified: bool = False
+    closed_by: str | None = None  # the holder's report after this commit had closed the task
 
 
 class Handoff(TaskPayload):
@@ -90,12 +91,25 @@ class ClosedByCommit(TaskPayload):
     author: str | None = None
     subject: str | None = None
     held_by: str | None = None
+    confirmed_by: str | None = None  # another repo's commit: the operator confirmed it closes
 
 
 class ClosedWhileClaimed(TaskPayload):
     holder: str | None = None
     sha: str
     repo: str
+
+
+class CrossRepoClose(TaskPayload):
+    """A commit of one repo says it closes a task of another: the operator decides."""
+
+    task_repo: str | None = None
+    repo: str  # the commit's repo
+    sha: str
+    agent: str | None = None
+    author: str | None = None
+    subject: str | None = None
+    ask: int  # the question's id, for the [Close it] / [Ignore] buttons
 
 
 class TaskVerified(TaskPayload):
@@ -145,6 +159,7 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.DEFAULT_BRANCH_CHANGED: DefaultBranchChanged,
     OutboxKind.TODO_IMPORTED: TodoImported,
     OutboxKind.TASK_EDITED: TaskEdited,
+    OutboxKind.CROSS_REPO_CLOSE: CrossRepoClose,
 }
 
 

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     )
     reconcile_every: int = Field(300, ge=10, description="seconds between git reconciliations")
     fetch_timeout: int = Field(
-        60, ge=1, le=3600, description="seconds one repository's fetch may take before it is stopped"
+        60,
+        ge=1,
+        le=3600,
+        description="seconds one repository's fetch may take before it is stopped",
     )
     fetch_concurrency: int = Field(
         8, ge=1, le=64, description="repositories fetched and read at the same time"

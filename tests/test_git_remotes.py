@@ -41,7 +41,7 @@ async def test_a_pushed_closing_commit_closes_without_a_manual_fetch(
     backlog: Backlog, pool: asyncpg.Pool, make_forge
 ) -> None:
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP)
+    await add_repo(backlog, mine.path, OP, name="svc")
     key = await file(backlog, "batch inserts", repo="svc")
     rec = Reconciler(backlog)
     await scan(rec)
@@ -120,7 +120,7 @@ async def test_the_holders_done_after_a_commit_closed_the_task_is_accepted(
 ) -> None:
     codex, _ = await make_agent("codex")
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP)
+    await add_repo(backlog, mine.path, OP, name="svc")
     key = await file(backlog, "batch inserts", repo="svc")
     lease = await leases.claim(codex)
     assert lease is not None

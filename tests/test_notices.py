@@ -36,6 +36,7 @@ SAYS = {
     OutboxKind.DEFAULT_BRANCH_CHANGED: "the default branch is now <b>trunk</b>",
     OutboxKind.TODO_IMPORTED: "drafts</b> imported from",
     OutboxKind.TASK_EDITED: "sharper idea",
+    OutboxKind.CROSS_REPO_CLOSE: "says it closes this api task",
 }
 # Notices about no single task name what they are about instead.
 NEWS_NAMES = {OutboxKind.DEFAULT_BRANCH_CHANGED: "<b>web</b>", OutboxKind.TODO_IMPORTED: "TODO.md"}
@@ -97,8 +98,10 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     held = await backlog.file(make_spec(title="held", repo="web"), OP, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
     assert lease is not None and lease.key == held.key
-    repo.commit(f"Fix it\n\nCloses: {held.key}")
+    elsewhere = await backlog.file(make_spec(title="api side", repo="api"), OP)
+    repo.commit(f"Fix it\n\nCloses: {held.key}\nCloses: {elsewhere.key}")
     await Reconciler(backlog).run()  # task_closed_by_commit + closed_while_claimed
+    # (+ cross_repo_close: a web commit names an api task)
 
     repo.git("revert", "--no-edit", sha)
     await Reconciler(backlog).run()  # evidence_lost (the shipped task's commit is reverted)

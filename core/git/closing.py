@@ -6,6 +6,12 @@ branch, in any repo; `task_commits`' primary key makes linking idempotent. A clo
 (`closed_by_commit` + outbox `task_closed_by_commit`; an agent holding the task loses its
 lease: `closed_while_claimed`); a done task without confirmed evidence is verified by such a
 commit (`verified`). A revert never closes: it links to the tasks it names, as a revert.
+
+A commit closes only tasks of its own repo, and tasks of no repo. A closing reference to
+another repo's unfinished task closes nothing: it is linked, and the operator gets a notice
+(`cross_repo_close`, one `cross_repo_asks` row per task and commit) to close it with one tap or
+ignore it (crossrepo.py); the closing commit is then the task's evidence, in that repo
+(`tasks.evidence_repo`), and loses its verification like any other if it is reverted there.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ returning tc.task_id, tc.sha, tc.closes, tc.on_default, tc.agent, tc.author_emai
           tc.reverts, (xmax = 0) as fresh
 """
 
-# $1 task ids, $2 shas, $3 agents, $4 author emails, $5 subjects, $6 repo, $7 key prefix
+# $1 task ids, $2 shas, $3 agents, $4 author emails, $5 subjects, $6 repo, $7 key prefix,
+# $8 the evidence's repo when it is not the task's own (a cross-repo close the operator
+# confirmed, $9: who), else null
 _CLOSE = f"""
 with c as (
     select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
@@ -61,6 +69,7 @@ upd as (
         commits = case when c.sha = any(t.commits) then t.commits else t.commits || c.sha end,
         verified_at = now(),
         evidence_lost = null,
+        evidence_repo = $8::text,
         status_at = now(),
         updated_at = now()
     from c join prev p on p.id = c.task_id
@@ -70,12 +79,15 @@ upd as (
 ),
 ev as (
     insert into events (task_id, actor, kind, details)
-    select u.id, case when u.agent is null then 'git' else 'git:' || u.agent end, v.kind, v.details
+    select u.id, coalesce($9::text, case when u.agent is null then 'git' else 'git:' || u.agent end),
+           v.kind, v.details
     from upd u cross join lateral (values
         (1, 'closed_by_commit',
          jsonb_build_object('sha', u.sha, 'repo', $6::text, 'agent', u.agent,
                             'author', u.author_email, 'subject', u.subject,
-                            'previous_status', u.prev_status, 'verified', true)),
+                            'previous_status', u.prev_status, 'verified', true)
+         || case when $9::text is null then '{{}}'::jsonb
+                 else jsonb_build_object('cross_repo', true, 'confirmed_by', $9::text) end),
         (2, case when u.prev_status = 'claimed' then 'closed_while_claimed' end,
          jsonb_build_object('holder', u.holder, 'epoch', u.prev_epoch, 'sha', u.sha,
                             'repo', $6::text))
@@ -88,8 +100,10 @@ ob as (
            jsonb_build_object('key', task_key($7, u.number), 'title', u.title, 'sha', u.sha,
                               'repo', $6::text, 'agent', u.agent, 'author', u.author_email,
                               'subject', u.subject, 'held_by', u.holder,
+                              'confirmed_by', $9::text,
                               'text', 'closed by commit ' || left(u.sha, 7) || ' in ' || $6::text
-                                      || coalesce(', by ' || u.agent, ''))
+                                      || coalesce(', by ' || u.agent, '')
+                                      || coalesce(', confirmed by ' || $9::text, ''))
     from upd u
     union all
     select 'closed_while_claimed', u.id,
@@ -116,7 +130,7 @@ prev as (
 ),
 upd as (
     update tasks t set commits = array[c.sha], verified_at = now(), evidence_lost = null,
-                       updated_at = now()
+                       evidence_repo = null, updated_at = now()
     from c join prev p on p.id = c.task_id
     where t.id = c.task_id
     returning t.id, t.number, t.title, t.repo, t.completed_by, p.commits as before, c.sha,
@@ -139,6 +153,37 @@ ob as (
 select id from upd
 """
 
+# Whose tasks closing references name: a commit closes tasks of its own repo (or of none).
+_OWNERS = "select id, repo from tasks where id = any($1::bigint[])"
+
+# Another repo's unfinished tasks that a closing reference names: ask the operator, once per
+# task and commit. $1 task ids, $2 shas, $3 agents, $4 author emails, $5 subjects, $6 repo id,
+# $7 repo name, $8 key prefix
+_ASK = """
+with c as (
+    select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+        as c(task_id, sha, agent, author_email, subject)
+),
+a as (
+    insert into cross_repo_asks (task_id, repo_id, sha, agent, author_email, subject)
+    select c.task_id, $6, c.sha, c.agent, c.author_email, c.subject
+    from c join tasks t on t.id = c.task_id
+    where t.status in ('draft', 'open')
+    on conflict (task_id, repo_id, sha) do nothing
+    returning id, task_id, sha, agent, author_email, subject
+)
+insert into outbox (kind, task_id, payload)
+select 'cross_repo_close', a.task_id,
+       jsonb_build_object('key', task_key($8, t.number), 'title', t.title, 'task_repo', t.repo,
+                          'repo', $7::text, 'sha', a.sha, 'agent', a.agent,
+                          'author', a.author_email, 'subject', a.subject, 'ask', a.id,
+                          'text', 'commit ' || left(a.sha, 7) || ' in ' || $7::text
+                                  || ' says it closes this ' || t.repo
+                                  || ' task; close it, or ignore it?')
+from a join tasks t on t.id = a.task_id
+returning task_id
+"""
+
 _LINKED_EVENTS = """
 insert into events (task_id, actor, kind, details)
 select task_id, actor, 'commit_linked', details::jsonb
@@ -154,6 +199,7 @@ class Linked:
     closed: int = 0
     closed_while_claimed: int = 0
     reverified: int = 0  # done tasks a closing commit verified (again)
+    asked: int = 0  # another repo's tasks a closing reference names: the operator is asked
     unknown_keys: int = 0
 
 
@@ -201,18 +247,19 @@ async def link_and_close(
             if cur is None or seq.get(link["sha"], 0) > seq.get(cur["sha"], 0):
                 closing[link["task_id"]] = link
     closed: set[tuple[int, str]] = set()
+    asked: set[int] = set()
     if closing:
-        cs = sorted(closing.values(), key=lambda c: c["task_id"])
-        done = await conn.fetch(
-            _CLOSE,
-            [c["task_id"] for c in cs],
-            [c["sha"] for c in cs],
-            [c["agent"] for c in cs],
-            [c["author_email"] for c in cs],
-            [c["subject"] for c in cs],
-            repo,
-            prefix,
+        owners = {r["id"]: r["repo"] for r in await conn.fetch(_OWNERS, list(closing))}
+        cross = [c for t, c in closing.items() if owners.get(t) not in (None, repo)]
+        if cross:
+            rows = await conn.fetch(_ASK, *_columns(cross), repo_id, repo, prefix)
+            asked = {r["task_id"] for r in rows}
+            res.asked = len(asked)
+        cs = sorted(
+            (c for t, c in closing.items() if owners.get(t) in (None, repo)),
+            key=lambda c: c["task_id"],
         )
+        done = await close_tasks(conn, prefix, repo, cs) if cs else []
         ids = {d["id"] for d in done}
         res.closed = len(ids)
         res.closed_while_claimed = sum(1 for d in done if d["prev_status"] == "claimed")
@@ -255,8 +302,30 @@ async def link_and_close(
             details["reverts"] = list(link["reverts"])
         if link["sha"] in reverted:
             details["reverted"] = True
+        if link["task_id"] in asked and link["closes"] and link["on_default"]:
+            details["asks_operator"] = True  # another repo's task: the operator decides
         ev_details.append(json.dumps(details))
     if ev_ids:
         await conn.execute(_LINKED_EVENTS, ev_ids, ev_actors, ev_details)
     res.linked = len(ev_ids)
     return res
+
+
+def _columns(rows: list[asyncpg.Record]) -> list[list[Any]]:
+    """Task ids, SHAs, agents, author emails and subjects of closing links, as columns."""
+    return [[r[c] for r in rows] for c in ("task_id", "sha", "agent", "author_email", "subject")]
+
+
+async def close_tasks(
+    conn: asyncpg.Connection,
+    prefix: str,
+    repo: str,
+    closing: list[asyncpg.Record],
+    *,
+    evidence_repo: str | None = None,
+    confirmed_by: str | None = None,
+) -> list[asyncpg.Record]:
+    """Close the unfinished tasks these closing links (commits of `repo`) name, verified, with
+    the commit as evidence; (id, prev_status) of each task closed. `evidence_repo` and
+    `confirmed_by`: the operator confirmed that another repo's commit closes it."""
+    return await conn.fetch(_CLOSE, *_columns(closing), repo, prefix, evidence_repo, confirmed_by)

@@ -21,11 +21,15 @@ from core.models import Task, format_key
 from core.settings import Settings
 from core.tasks import BLOCKED_COLUMN, TASK_COLUMNS, TASK_FROM, task_from_row
 
-# a stored default-branch commit matching a SHA or prefix c.sha, in the task's repo (any repo
-# for a task without one), whose change is still on the branch (not reverted)
-_LIVE = """
+# the repo a task's evidence is in: the task's own, unless the operator confirmed that another
+# repo's commit closes it (null: any repo, for a task without one)
+_EVIDENCE_REPO = "coalesce(t.evidence_repo, t.repo)"
+
+# a stored default-branch commit matching a SHA or prefix c.sha, in the evidence's repo, whose
+# change is still on the branch (not reverted)
+_LIVE = f"""
 exists (select 1 from git_commits g join repos r on r.id = g.repo_id
-        where (t.repo is null or r.name = t.repo)
+        where ({_EVIDENCE_REPO} is null or r.name = {_EVIDENCE_REPO})
           and g.sha >= (c.sha collate "C") and g.sha < ((c.sha || 'z') collate "C")
           and g.reverted_by is null)
 """
@@ -58,7 +62,7 @@ ob as (
 select number from upd order by number
 """
 
-# Done, verified tasks of repo $3 (or of none) with a commit among $1 (SHAs that left the
+# Done, verified tasks whose evidence is in repo $3 (or in any repo) with a commit among $1 (SHAs that left the
 # branch or were reverted; tasks name commits by SHA or prefix, so every prefix of 7-40 digits
 # of a suspect is joined, by hash), and for each of their commits: still live? reverted by what
 # (in repo $2)?
@@ -71,10 +75,10 @@ hit as (
     select distinct t.id
     from tasks t cross join lateral unnest(t.commits) as c(sha) join s on s.p = c.sha
     where t.status = 'done' and t.verified_at is not null
-      and (t.repo is null or t.repo = $3)
+      and ({_EVIDENCE_REPO} is null or {_EVIDENCE_REPO} = $3)
 ),
 t as (
-    select t.id, t.number, t.title, t.repo, t.commits, t.completed_by
+    select t.id, t.number, t.title, t.repo, t.evidence_repo, t.commits, t.completed_by
     from tasks t where t.id in (select id from hit)
     order by t.id
     for no key update of t

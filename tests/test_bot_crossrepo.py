@@ -1,0 +1,90 @@
+"""A commit in one repo that says it closes another repo's task: the notice with [Close it] /
+[Ignore], through the real Dispatcher and the notifier (real PostgreSQL, real git)."""
+
+from __future__ import annotations
+
+from bot.callbacks import CrossRepoAction, CrossRepoCB
+from bot.notifier import Notifier
+from core.backlog import Backlog
+from core.git.reconcile import Reconciler
+from core.git.repos import add_repo
+from core.models import Status
+from tests.filing import OP as CLI, file, kinds
+from tests.test_bot_dispatcher import OP, make_env
+
+
+async def test_close_it_and_ignore_through_the_dispatcher(backlog: Backlog, make_repo) -> None:
+    env = make_env(backlog)
+    ingest, web = make_repo("nexus-ingest"), make_repo("web")
+    ingest.commit("init")
+    web.commit("init")
+    await add_repo(backlog, ingest.path, CLI)
+    await add_repo(backlog, web.path, CLI)
+    k1 = await file(backlog, "pool exhaustion", repo="nexus-ingest")
+    k2 = await file(backlog, "retry storms", repo="nexus-ingest")
+    rec = Reconciler(backlog)
+    await rec.run()
+    sha = web.commit(f"Client retries\n\nCloses {k1}\nFixes {k2}\n")
+    (res,) = [r for r in (await rec.run()).repos if r.name == "web"]
+    assert res.closed == 0 and res.asked == 2
+    assert (await backlog.get(k1)).status is Status.OPEN
+
+    notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
+    assert await notifier.drain_once() == 2
+    sent = env.session.of("SendMessage")
+    assert len(sent) == 2
+    assert f"<b>{k1}</b>" in sent[0].text and "in <b>web</b>" in sent[0].text
+    assert "says it closes this nexus-ingest task" in sent[0].text
+    close = env.buttons(sent[0].reply_markup)["✅ Close it"]
+    ignore = env.buttons(sent[1].reply_markup)["🙈 Ignore"]
+    assert CrossRepoCB.unpack(close).action is CrossRepoAction.CLOSE
+
+    await env.tap(close, message_id=1)
+    assert env.session.answers()[-1] == f"{k1} closed"
+    task = await backlog.get(k1)
+    assert task.status is Status.DONE and task.verified_at is not None and task.commits == [sha]
+    hist = await backlog.history(k1)
+    assert hist[-1].kind == "closed_by_commit" and hist[-1].actor == f"operator:tg:{OP}"
+    assert hist[-1].details["cross_repo"] is True and hist[-1].details["repo"] == "web"
+    edited = env.session.of("EditMessageText")[-1]
+    assert "closed by you with commit" in edited.text and edited.reply_markup is None
+    await env.tap(close, message_id=1)  # a second tap: already decided, nothing more happens
+    assert "already closed by" in env.session.answers()[-1]
+    assert (await kinds(backlog, k1)).count("closed_by_commit") == 1
+
+    await env.tap(ignore, message_id=2)
+    assert env.session.answers()[-1] == f"Ignored; {k2} stays as it is"
+    assert (await backlog.get(k2)).status is Status.OPEN
+    assert (await kinds(backlog, k2))[-1] == "cross_repo_ignored"
+
+    # git decides: reverting the commit in web costs k1 its verification
+    web.git("revert", "--no-edit", sha)
+    (res,) = [r for r in (await rec.run()).repos if r.name == "web"]
+    assert res.evidence_lost == 1
+    task = await backlog.get(k1)
+    assert task.status is Status.DONE and task.verified_at is None
+
+
+async def test_close_it_after_the_commit_was_reverted_closes_nothing(
+    backlog: Backlog, make_repo
+) -> None:
+    env = make_env(backlog)
+    ingest, web = make_repo("nexus-ingest"), make_repo("web")
+    ingest.commit("init")
+    web.commit("init")
+    await add_repo(backlog, ingest.path, CLI)
+    await add_repo(backlog, web.path, CLI)
+    key = await file(backlog, "pool exhaustion", repo="nexus-ingest")
+    sha = web.commit(f"Closes {key}")
+    rec = Reconciler(backlog)
+    await rec.run()
+    notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
+    await notifier.drain_once()
+    close = env.buttons()["✅ Close it"]
+    web.git("revert", "--no-edit", sha)
+    await rec.run()
+    await env.tap(close)
+    assert "was reverted by" in env.session.answers()[-1]
+    assert (await backlog.get(key)).status is Status.OPEN
+    await env.tap(CrossRepoCB(action=CrossRepoAction.CLOSE, ask=999).pack())
+    assert "no such question" in env.session.answers()[-1]
