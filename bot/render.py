@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.digest import Digest, LaneLoad
+from core.git.repos import TruthAge
 from core.models import Event, Status, Task
 from core.spec import Spec
 
@@ -204,6 +205,24 @@ def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:
     return out
 
 
+def truth_lines(t: TruthAge, now: datetime) -> list[str]:
+    """The truth's age: repos whose last good fetch is older than OB_TRUTH_MAX_AGE, and why."""
+    if not t.stale_total:
+        return []
+    hours = f"{t.max_age / 3600:g} h" if t.max_age >= 3600 else f"{t.max_age // 60} min"
+    out = [
+        "",
+        f"🕰 <b>Truth age</b>: {t.stale_total} of {t.fetched} repo(s) not fetched for over {hours}",
+    ]
+    for r in t.stale:
+        good = (
+            f"last good fetch {age(r.last_fetch_at, now)}" if r.last_fetch_at else "never fetched"
+        )
+        why = f": {esc(r.fetch_error, 160)}" if r.fetch_error else ""
+        out.append(f"• {esc(r.name)} ({good}){why}")
+    return out
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
@@ -256,6 +275,7 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
             f"• {flag}{esc(u.task.key)} {esc(u.task.title, 60)} "
             f"({esc(actor_label(u.task.completed_by))}, {esc(u.evidence)})"
         )
+    out += truth_lines(d.truth, now)
     n = d.notices
     if n.dead:
         out += ["", f"⚠️ <b>{n.dead} notice(s) could not be delivered</b>: ob outbox --dead"]

@@ -135,17 +135,25 @@ def next_(
     )
     for i, step in enumerate(task["steps"], 1):
         console().print(f"  {i}. {step}")
-    _print_drift(res["lease"].get("drift"))
+    print_drift(res["lease"].get("drift"))
     console().print(res["message"])
 
 
-def _print_drift(drift: dict[str, Any] | None) -> None:
-    """What moved on the default branch since the plan was approved: re-check before acting."""
+def print_drift(drift: dict[str, Any] | None) -> None:
+    """What moved on the default branch since the plan was approved: re-check before acting
+    (and how fresh that is: the last fetch of the repo's remote)."""
     if not drift:
         return
     if "error" in drift:
         console().print(f"[yellow]drift unknown:[/yellow] {drift['error']}")
         return
+    if drift.get("fetched_at"):
+        from datetime import datetime
+
+        from cli.output import ago
+
+        fetched = ago(datetime.fromisoformat(drift["fetched_at"]))
+        console().print(f"[dim]as of the last fetch of {drift.get('repo')}, {fetched}[/dim]")
     if drift.get("base_left_branch"):
         console().print(
             f"[yellow]{drift.get('warning') or 'the plan base left the branch'}[/yellow]"

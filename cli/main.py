@@ -257,16 +257,19 @@ def list_cmd(
 
 @app.command(rich_help_panel="Operator")
 def show(key: KeyArg, as_json: JsonOpt = False) -> None:
-    """Show one task: its spec, status, lease and blockers."""
+    """Show one task: its spec, status, lease, blockers and its plan's drift."""
 
     async def main(b: Backlog) -> None:
         task = await b.get(key)
         if as_json:
             print_json(task)
-        else:
-            from cli.output import task_card
+            return
+        from cli.agent_verbs import print_drift
+        from cli.output import task_card
+        from core.git.drift import task_drift
 
-            console().print(task_card(task))
+        console().print(task_card(task))
+        print_drift(await task_drift(b, task.key))
 
     run_backlog(main)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from core.backlog import Backlog
     from core.git.evidence import UnverifiedReport
     from core.git.reconcile import ReconcileSummary, RepoResult
-    from core.git.repos import SkippedFolder
+    from core.git.repos import RepoInfo, SkippedFolder
 
 TODO_FILE = "TODO.md"  # for help texts; core.git.todo reads and writes it
 
@@ -25,7 +25,14 @@ repo_app = typer.Typer(help="The repository registry (git is the truth).", no_ar
 
 @repo_app.command("add")
 def repo_add(
-    path: Annotated[Path, typer.Argument(help="Path of a git work tree or bare repository.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Path of a git work tree or bare repository, or the URL of one ob should keep"
+            " a bare clone of (https://..., git@host:owner/repo.git, ssh://...).",
+            show_default=False,
+        ),
+    ],
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Registry name (default: folder name).")
     ] = None,
@@ -42,19 +49,65 @@ def repo_add(
         bool,
         typer.Option("--follow", help="Drop a --branch pin: follow the repository's default."),
     ] = False,
+    fetch: Annotated[
+        bool | None,
+        typer.Option(
+            "--fetch/--no-fetch",
+            help="Fetch its remote before each reconcile (the default), or never.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Register a repository (re-adding its path updates name or branch)."""
+    """Register a repository by path, or by URL (ob keeps a bare clone under its data dir);
+    re-adding a path updates its name, branch or fetching."""
     from core.git import repos as core_repos
+    from core.git.remotes import looks_like_url
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.add_repo(
-            b, path, operator(), name=name, branch=branch, follow=follow
-        )
+        if looks_like_url(path):
+            with err_console().status(f"cloning {path} (bare) ..."):
+                info = await core_repos.add_remote_repo(
+                    b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+                )
+        else:
+            info = await core_repos.add_repo(
+                b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+            )
         how = "pinned" if info.branch_pinned else "followed"
         console().print(
             f"repo [bold]{info.name}[/bold] at {info.path}"
-            f" (default branch {info.default_branch}, {how})"
+            f" (default branch {info.default_branch}, {how}; {_fetching(info)})"
         )
+
+    run_backlog(main)
+
+
+def _fetching(info: RepoInfo) -> str:
+    if info.remote is None:
+        return "no remote: read as it is"
+    if not info.fetch_enabled:
+        return f"{info.remote} not fetched (--no-fetch)"
+    return f"fetches {info.remote} before each reconcile"
+
+
+@repo_app.command("set")
+def repo_set(
+    name: Annotated[str, typer.Argument(help="Registry name (see `ob repo list`).")],
+    fetch: Annotated[
+        bool,
+        typer.Option(
+            "--fetch/--no-fetch",
+            help="Fetch its remote before each reconcile, or never.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Change a registered repo: whether ob fetches its remote."""
+    from core.git import repos as core_repos
+
+    async def main(b: Backlog) -> None:
+        info = await core_repos.set_fetch(b, name, fetch, operator())
+        console().print(f"repo [bold]{info.name}[/bold]: {_fetching(info)}")
 
     run_backlog(main)
 
@@ -77,22 +130,52 @@ def repo_list(as_json: JsonOpt = False) -> None:
             console().print("no repos yet; `ob repo add PATH` registers one (or set OB_REPO_ROOTS)")
         else:
             table = plain_table(
-                "repo", "branch", "head", "commits", "last scan", "path", "problem", overflow="fold"
+                "repo",
+                "branch",
+                "head",
+                "commits",
+                "last scan",
+                "last fetch",
+                "path",
+                "problem",
+                overflow="fold",
             )
             for r in infos:
+                problems = [p for p in (r.last_error, _fetch_problem(r)) if p]
                 table.add_row(
                     r.name + (" *" if r.discovered else ""),
                     (r.default_branch or "-") + (" (pinned)" if r.branch_pinned else ""),
                     (r.cursor_sha or "")[:10],
                     str(r.commits_seen),
                     ago(r.last_scan_at) or "never",
-                    r.path,
-                    Text(r.last_error or "", style="red"),
+                    _last_fetch(r),
+                    r.path + (" (ob's clone)" if r.managed else ""),
+                    Text("; ".join(problems), style="red"),
                 )
             console().print(table)
         print_skipped(skipped)
 
     run_backlog(main)
+
+
+def _last_fetch(r: RepoInfo) -> str:
+    from cli.output import ago
+
+    if r.remote is None:
+        return "no remote"
+    if not r.fetch_enabled:
+        return "off (--no-fetch)"
+    return ago(r.last_fetch_at) or "never"
+
+
+def _fetch_problem(r: RepoInfo) -> str | None:
+    """A failing fetch: why, and how old the truth is."""
+    if not r.fetch_error:
+        return None
+    from cli.output import ago
+
+    good = f"last good fetch {ago(r.last_fetch_at)}" if r.last_fetch_at else "never fetched"
+    return f"fetch failed {ago(r.fetch_error_at)} ({good}): {r.fetch_error}"
 
 
 def print_skipped(skipped: list[SkippedFolder]) -> None:
@@ -112,12 +195,18 @@ def print_skipped(skipped: list[SkippedFolder]) -> None:
 
 def _status(r: RepoResult) -> str:
     notes = []
+    if r.fetch_error:
+        notes.append(f"fetch failed: {r.fetch_error}")
     if r.branch_changed_from:
         notes.append(f"branch {r.branch_changed_from} -> {r.branch}")
     if r.rewritten:
         notes.append(f"rewritten, {r.left_default} left {r.branch or 'the branch'}")
     if r.evidence_lost:
         notes.append(f"{r.evidence_lost} lost evidence")
+    if r.asked:
+        notes.append(f"{r.asked} other repo's task(s): asked you")
+    if r.deepened:
+        notes.append("deeper history: read again")
     return r.status + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -132,7 +221,10 @@ def summary_table(summary: ReconcileSummary) -> Table:
         status = _status(r)
         table.add_row(
             r.name,
-            Text(status if not r.error else f"error: {r.error}", style="red" if r.error else ""),
+            Text(
+                status if not r.error else f"error: {r.error}",
+                style="red" if r.error or r.fetch_error else "",
+            ),
             str(r.commits_read),
             str(r.new_on_default),
             str(r.linked),
@@ -148,9 +240,16 @@ def reconcile_cmd(
     repo: Annotated[
         list[str] | None, typer.Argument(help="Only these repos (default: all).")
     ] = None,
+    fetch: Annotated[
+        bool,
+        typer.Option(
+            "--fetch/--no-fetch", help="Fetch the remotes first (--no-fetch: this run reads as is)."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reconcile now: read new commits, link and close tasks, verify completions."""
+    """Reconcile now: fetch the remotes, read new commits, link and close tasks, verify
+    completions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from core.git.reconcile import Reconciler
@@ -158,7 +257,7 @@ def reconcile_cmd(
     async def main(b: Backlog) -> ReconcileSummary:
         rec = Reconciler(b)
         if as_json:
-            return await rec.run(repo or None)
+            return await rec.run(repo or None, fetch=fetch)
         with Progress(
             TextColumn("[bold]reconciling"),
             BarColumn(),
@@ -176,7 +275,7 @@ def reconcile_cmd(
             def done(res: RepoResult) -> None:
                 progress.update(bar, advance=1, description=res.name)
 
-            return await rec.run(repo or None, on_start=start, on_progress=done)
+            return await rec.run(repo or None, fetch=fetch, on_start=start, on_progress=done)
 
     summary = run_backlog(main)
     if as_json:
@@ -206,6 +305,11 @@ def reconcile_cmd(
             + (f", [red]{lost} lost their evidence[/red]" if lost else "")
             + f", {summary.total('unknown_keys')} unknown key(s), "
             f"{len(summary.errors)} error(s)"
+            + (
+                f", [red]{len(summary.fetch_errors)} fetch(es) failed[/red]"
+                if summary.fetch_errors
+                else ""
+            )
             + (f", {len(summary.skipped)} folder(s) skipped" if summary.skipped else "")
         )
     if summary.errors:

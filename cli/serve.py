@@ -16,14 +16,16 @@ from fastapi import FastAPI
 
 from core.backlog import open_backlog
 from core.db import resolve_url, wait_for_postgres
-from core.git.reconcile import Reconciler
+from core.git.reconcile import Reconciler, ReconcileSummary
+from core.git.refresh import Refresher
 from core.leases import Leases
 from core.settings import Settings
-from core.supervise import Supervisor
+from core.supervise import Supervisor, worker_name
 from gateway.app import create_app
 from gateway.server import serving
 
 log = logging.getLogger("ob.serve")
+FORGE_PART = "forge hooks"  # the loop that fetches and reads what forges' webhooks name
 
 
 async def sweep_expired_leases(leases: Leases) -> str:
@@ -36,20 +38,28 @@ async def sweep_expired_leases(leases: Leases) -> str:
     return f"{n} expired lease(s) recorded, {ready} late ready notice(s)"
 
 
-async def reconcile_repos(reconciler: Reconciler) -> str:
-    summary = await reconciler.run()
-    changed = [r for r in summary.repos if r.status == "ok"]
-    text = (
-        f"{len(summary.repos)} repo(s): {len(changed)} changed, {summary.total('closed')} closed,"
-        f" {summary.total('linked')} linked, {len(summary.verified)} verified,"
-        f" {len(summary.discovered)} discovered, {len(summary.errors)} with errors"
-        + (f", {len(summary.skipped)} folder(s) skipped (ob repo list)" if summary.skipped else "")
-    )
-    if changed or summary.verified or summary.discovered:
+async def reconcile_repos(reconciler: Reconciler, every: int) -> str:
+    """The scheduled round: fetch and read every repo, in one `ob serve` process per round."""
+    summary = await reconciler.scheduled(worker_name(), every / 2)
+    if summary is None:
+        return "another ob serve ran this round"
+    text = describe_round(summary)
+    if any(r.status == "ok" for r in summary.repos) or summary.verified or summary.discovered:
         log.info("reconciled %s", text)
     for bad in summary.errors:
         log.warning("reconcile %s: %s", bad.name, bad.error)
     return text
+
+
+def describe_round(summary: ReconcileSummary) -> str:
+    changed = [r for r in summary.repos if r.status == "ok"]
+    return (
+        f"{len(summary.repos)} repo(s): {len(changed)} changed, {summary.total('closed')} closed,"
+        f" {summary.total('linked')} linked, {len(summary.verified)} verified,"
+        f" {len(summary.discovered)} discovered, {len(summary.errors)} with errors"
+        + (f", {len(summary.fetch_errors)} fetch(es) failed" if summary.fetch_errors else "")
+        + (f", {len(summary.skipped)} folder(s) skipped (ob repo list)" if summary.skipped else "")
+    )
 
 
 # Libraries whose INFO lines are chatter to an operator (initdb and pg_ctl transcripts, every
@@ -100,7 +110,7 @@ async def serve_forever(settings: Settings) -> None:
             supervisor.job("reconcile", reconcile_repos),
             "interval",
             seconds=settings.reconcile_every,
-            args=[Reconciler(backlog, concurrency=4)],
+            args=[Reconciler(backlog), settings.reconcile_every],
             id="reconcile",
             max_instances=1,
             coalesce=True,
@@ -114,9 +124,17 @@ async def serve_forever(settings: Settings) -> None:
         else:
             supervisor.off("bot", "OB_BOT_TOKEN is not set")
         webhook = bot.webhook if bot is not None else None
+        refresher = None
+        if settings.forge_secret is not None:
+            refresher = Refresher(
+                backlog,
+                on_round=lambda s: supervisor.beat(FORGE_PART, "last push: " + describe_round(s)),
+            )
+        else:
+            supervisor.off(FORGE_PART, "OB_FORGE_SECRET is not set (forge webhooks off)")
 
         def make_app() -> FastAPI:
-            app = create_app(backlog, board=supervisor.board)
+            app = create_app(backlog, board=supervisor.board, refresher=refresher)
             if webhook is not None:  # Telegram posts updates to the gateway's server
                 app.add_route(
                     webhook.path, webhook.handle, methods=["POST"], include_in_schema=False
@@ -126,6 +144,8 @@ async def serve_forever(settings: Settings) -> None:
         async with serving(make_app, settings.gateway_host, settings.gateway_port) as gateway:
             supervisor.beat("gateway", gateway.url)
             supervisor.spawn("gateway", partial(gateway.run, supervisor.stopping))
+            if refresher is not None:
+                supervisor.spawn(FORGE_PART, partial(refresher.run, supervisor.stopping))
             supervisor.start()
             if bot is not None:
                 await bot.start()

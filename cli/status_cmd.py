@@ -11,6 +11,7 @@ from cli.app import JsonOpt, console, print_json, run_backlog
 
 if TYPE_CHECKING:
     from core.backlog import Backlog
+    from core.git.repos import TruthAge
     from core.outbox import Notice, OutboxStats
     from core.supervise import WorkerStatus
 
@@ -23,17 +24,21 @@ STATE_STYLE = {"running": "green", "ok": "green", "failing": "red", "stopped": "
 
 
 def status(as_json: JsonOpt = False) -> None:
-    """Is `ob serve` running, and is each of its parts well? Plus the notices waiting."""
+    """Is `ob serve` running, and is each of its parts well? Plus the notices waiting, and how
+    fresh the truth is (repos whose fetch fails or is too old)."""
+    from core.git.repos import truth_age
     from core.outbox import outbox_stats
     from core.supervise import read_boards
 
-    async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats]:
-        return await read_boards(b), await outbox_stats(b)
+    async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats, TruthAge]:
+        truth = await truth_age(b.pool, b.settings.truth_max_age)
+        return await read_boards(b), await outbox_stats(b), truth
 
-    boards, outbox = run_backlog(main)
+    boards, outbox, truth = run_backlog(main)
     if as_json:
-        print_json({"database": "ok", "processes": boards, "outbox": outbox})
+        print_json({"database": "ok", "processes": boards, "outbox": outbox, "truth": truth})
         return
+    from rich.markup import escape
     from rich.text import Text
 
     from cli.output import ago, plain_table
@@ -60,6 +65,21 @@ def status(as_json: JsonOpt = False) -> None:
             )
         out.print(table)
     out.print("\n" + outbox_line(outbox))
+    out.print(truth_line(truth))
+    for r in truth.stale:
+        good = f"last good fetch {ago(r.last_fetch_at)}" if r.last_fetch_at else "never fetched"
+        why = f" [red]{escape(r.fetch_error)}[/red]" if r.fetch_error else ""
+        out.print(f"  {escape(r.name)}: {good}{why}", highlight=False)
+
+
+def truth_line(t: TruthAge) -> str:
+    line = f"git: {t.fetched} repo(s) fetched"
+    if t.stale_total:
+        line += (
+            f", [red]{t.stale_total} not fetched for over {t.max_age}s[/red] (OB_TRUTH_MAX_AGE;"
+            " `ob repo list` says why)"
+        )
+    return line
 
 
 def outbox_line(s: OutboxStats) -> str:

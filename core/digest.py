@@ -2,7 +2,8 @@
 
 Per-lane counts and oldest age, drafts awaiting approval, tasks back from a snooze (their trigger
 date is the digest's day), work in progress by agent, work done in the last 24 hours by agent with
-its evidence, blocked chains, drifted plans and unverified completions. Each section is one indexed query; `build_digest` runs them on one connection.
+its evidence, blocked chains, drifted plans, unverified completions and the truth's age (repos
+whose last good fetch is too old). Each section is one indexed query; `build_digest` runs them on one connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from core.backlog import Backlog
 from core.git.drift import DriftedPlans, drifted_plans
 from core.git.evidence import UnverifiedReport, unverified_report
+from core.git.repos import TruthAge, truth_age
 from core.models import Lane, format_key
 from core.outbox import OutboxStats, outbox_stats_on
 from core.shaping import local_today
@@ -60,6 +62,7 @@ class Digest(BaseModel):
     drifted: DriftedPlans
     unverified: UnverifiedReport
     notices: OutboxStats
+    truth: TruthAge  # repos whose last good fetch is older than OB_TRUTH_MAX_AGE
 
 
 # Open work per lane (tasks_digest_lane_age_idx) and the drafts, with their oldest.
@@ -164,6 +167,7 @@ async def build_digest(
         no_evidence = await conn.fetchval(_NO_EVIDENCE)
         drifted = await drifted_plans(conn, prefix, limit)
         notices = await outbox_stats_on(conn)
+        truth = await truth_age(conn, backlog.settings.truth_max_age, limit)
 
     def key(n: int) -> str:
         return format_key(prefix, n)
@@ -218,4 +222,5 @@ async def build_digest(
         drifted=drifted,
         unverified=unverified,
         notices=notices,
+        truth=truth,
     )

@@ -20,12 +20,14 @@ from core.auth import Authenticator
 from core.backlog import Backlog
 from core.db import UNAVAILABLE
 from core.errors import BacklogError
+from core.git.refresh import Refresher
 from core.leases import Heartbeat, Leases
 from core.models import Actor, Task
 from core.outbox import OutboxStats, outbox_stats
 from core.spec import REPO_RE, SpecError
 from core.supervise import Board, PartState
 from gateway.asgi import UNAVAILABLE_MESSAGE, BodyLimit, unavailable_headers
+from gateway.hooks import HOOK_PREFIX, MAX_HOOK_BYTES, forge_hooks
 from gateway.mcp import build_mcp
 from gateway.schemas import (
     KEY_PATTERN,
@@ -83,9 +85,16 @@ def problem(
     )
 
 
-def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool = True) -> FastAPI:
+def create_app(
+    backlog: Backlog,
+    *,
+    board: Board | None = None,
+    with_mcp: bool = True,
+    refresher: Refresher | None = None,
+) -> FastAPI:
     """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp. `board` is
-    the status board of the `ob serve` this runs in (for the health endpoint)."""
+    the status board of the `ob serve` this runs in (for the health endpoint); `refresher`
+    fetches the repos forges' push webhooks name (gateway/hooks.py)."""
     leases = Leases(backlog)
     settings = backlog.settings
 
@@ -117,7 +126,9 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
         ),
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_request_bytes, larger={HOOK_PREFIX: MAX_HOOK_BYTES}
+    )
     app.state.authenticate = authenticator
 
     @app.exception_handler(BacklogError)
@@ -239,6 +250,7 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
             )
         return problem(404, "not_found", f"no action {action[:30]!r}")
 
+    app.include_router(forge_hooks(backlog, refresher))
     if mcp is not None:
         app.mount("/mcp", mcp.app)
     return app

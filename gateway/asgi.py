@@ -36,19 +36,23 @@ def unavailable_headers() -> dict[str, str]:
 
 class BodyLimit:
     """Refuse request bodies over `limit` bytes with 413, declared or chunked: the body is read
-    (up to the limit) before the app sees it, then handed over whole."""
+    (up to the limit) before the app sees it, then handed over whole. `larger`: paths (by
+    prefix) allowed a larger body (a forge's push webhook)."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((n for p, n in self.larger.items() if path.startswith(p)), self.limit)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -59,9 +63,9 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             more = message.get("more_body", False)
-            if size > self.limit:
+            if size > limit:
                 await self._drain(receive, more)
-                await self._refuse(send)
+                await self._refuse(send, limit)
                 return
             chunks.append(chunk)
             if not more:
@@ -88,11 +92,11 @@ class BodyLimit:
             drained += len(message.get("body", b""))
             more = message.get("more_body", False)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         await send_problem(
             send,
             413,
             "too_large",
-            f"request body over {self.limit} bytes; send a smaller spec",
+            f"request body over {limit} bytes; send a smaller spec",
             headers={"Connection": "close"},
         )

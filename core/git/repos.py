@@ -283,6 +283,59 @@ async def list_repos(backlog: Backlog) -> list[RepoInfo]:
     return [RepoInfo(**dict(r)) for r in rows]
 
 
+class StaleRepo(BaseModel):
+    """A repo whose last good fetch is older than OB_TRUTH_MAX_AGE: ob plans against old news."""
+
+    name: str
+    last_fetch_at: datetime | None  # None: never fetched
+    fetch_error: str | None
+    fetch_error_at: datetime | None
+
+
+class TruthAge(BaseModel):
+    """How fresh the truth is: the repos ob fetches, and those whose last good fetch is too
+    old (`ob status`, the digest), oldest first."""
+
+    max_age: int  # seconds (OB_TRUTH_MAX_AGE)
+    fetched: int  # repos with a remote that ob fetches
+    stale_total: int
+    stale: list[StaleRepo]
+
+
+_FETCHED = "select count(*) from repos where fetch_enabled and remote is not null"
+_STALE = """
+select name, last_fetch_at, fetch_error, fetch_error_at, count(*) over () as total
+from repos
+where fetch_enabled and remote is not null
+  and coalesce(last_fetch_at, created_at) < now() - make_interval(secs => $1)
+order by last_fetch_at nulls first, name
+limit $2
+"""
+
+
+async def truth_age(
+    db: asyncpg.Pool | asyncpg.Connection, max_age: int, limit: int = 20
+) -> TruthAge:
+    """Repos whose last good fetch (or registration, for one never fetched) is older than
+    `max_age` seconds."""
+    rows = await db.fetch(_STALE, max_age, limit)
+    fetched = await db.fetchval(_FETCHED)
+    return TruthAge(
+        max_age=max_age,
+        fetched=fetched,
+        stale_total=rows[0]["total"] if rows else 0,
+        stale=[
+            StaleRepo(
+                name=r["name"],
+                last_fetch_at=r["last_fetch_at"],
+                fetch_error=r["fetch_error"],
+                fetch_error_at=r["fetch_error_at"],
+            )
+            for r in rows
+        ],
+    )
+
+
 async def known_repo_names(backlog: Backlog, limit: int = 24) -> list[str]:
     """Registered repos and repos tasks name, alphabetically (the bot offers them as buttons)."""
     rows = await backlog.pool.fetch(
