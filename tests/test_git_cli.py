@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -107,3 +108,62 @@ def test_rewrites_skips_checklists_and_branches_as_the_user_sees_them(
     big.write_bytes(b"## big\n" + b"x" * (5 * 1024 * 1024))
     r = run("import-todo", str(big))
     assert r.returncode != 0 and "at most 4 MiB" in r.stderr
+
+
+def test_remotes_as_the_operator_sees_them(
+    cli_env: dict[str, str], tmp_path: Path, make_forge
+) -> None:
+    """`ob repo add URL` keeps a bare clone; fetching is on by default, off per repo or per
+    run; a fetch that fails says why and how old the truth is; `ob show` shows the drift."""
+    env = {**cli_env, "OB_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str):
+        return ob(*args, env=env, cwd=tmp_path)
+
+    forge = make_forge("nexus-ingest")
+    agent = forge.clone("agent")
+    agent.commit("init", files={"ingest/writer.py": "v1\n"})
+    agent.git("push", "-q", "origin", "main")
+    url = f"file://{forge.path}"
+    r = run("repo", "add", url)
+    assert r.returncode == 0, r.stderr
+    clone = tmp_path / "data" / "clones" / "origin.git"
+    assert f"repo origin at {clone}" in r.stdout and "fetches origin before each" in r.stdout
+    r = run("repo", "add", url, "--name", "ingest")
+    assert r.returncode == 0 and "ingest" in r.stdout, r.stderr
+    assert run("reconcile").returncode == 0
+    r = run(
+        "add", "Batch inserts", "-r", "ingest", "-l", "autonomous", "-s", "rewrite ingest/writer.py"
+    )
+    assert r.returncode == 0, r.stderr
+    agent.commit("writer: flush every 100 rows", files={"ingest/writer.py": "v2\n"})
+    agent.commit("Batch the inserts\n\nCloses: OB-9\n")
+    agent.git("push", "-q", "origin", "main")
+
+    r = run("reconcile", "--no-fetch")
+    assert r.returncode == 0 and "0 commit(s) read" in r.stdout, r.stdout
+    r = run("reconcile", "ingest")
+    assert r.returncode == 0 and "2 commit(s) read" in r.stdout, r.stdout
+    r = run("show", "OB-1")
+    assert "2 commit(s) on ingest since the plan was approved" in r.stdout, r.stdout
+    assert "ingest/writer.py" in r.stdout and "as of the last fetch of ingest" in r.stdout
+
+    r = run("repo", "set", "origin", "--no-fetch")
+    assert r.returncode == 0 and "origin not fetched (--no-fetch)" in r.stdout
+    shutil.rmtree(forge.path)  # the forge lost the repository
+    r = run("reconcile")
+    assert r.returncode == 0, r.stdout  # a failed fetch is shown; the round went on
+    assert "1 fetch(es) failed" in r.stdout and "fetch failed:" in r.stdout
+    r = run("repo", "list")
+    assert "fetch failed" in r.stdout and "last good fetch" in r.stdout, r.stdout
+    assert "off (--no-fetch)" in r.stdout and "(ob's clone)" in r.stdout
+    (ingest,) = [
+        i for i in json.loads(run("repo", "list", "--json").stdout) if i["name"] == "ingest"
+    ]
+    assert "does not appear to be a git repository" in ingest["fetch_error"]
+    assert ingest["last_fetch_at"] is not None
+    r = run("status")
+    assert "git: 1 repo(s) fetched" in r.stdout, r.stdout
+    r = run("repo", "add", "https://127.0.0.1:9/nothing/here.git", "--name", "gone")
+    assert r.returncode != 0 and "git clone" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "data" / "clones" / "gone.git").exists()
