@@ -21,6 +21,10 @@ For each it measures, in the same run:
 and, with --path, the same for an existing repository (e.g. a clone of git/git; it is read in
 place, and the commit (d) adds to its default branch is removed again afterwards).
 Then (e) the TODO.md import of 1,000 and 5,000 specs (linear: the ratio is at most ~5).
+
+`--profile fetch` (bench/reconcile_fetch.py): 100 repos with local bare remotes; an ob round
+(fetch + reconcile) against raw `git fetch --prune` of the same repos at the same parallelism,
+with nothing new and with one new commit, and push-to-closed through a forge webhook.
 Timings on a busy machine are noisy; the ratios are what to compare.
 """
 
@@ -457,6 +461,11 @@ async def main(args: argparse.Namespace) -> None:
                 results[p.name] = await measure(f"{p.name} ({p})", [p], 1000, args.rounds)
             finally:
                 subprocess.run(["git", "update-ref", f"refs/heads/{branch}", before], cwd=p)
+        if args.profile == "fetch":
+            from bench.reconcile_fetch import fetch_profile
+
+            await fetch_profile(root, args, GIT_ENV)
+            return
         if not args.no_todo:
             await bench_todo()
     finally:
@@ -475,7 +484,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--profile", choices=("simple", "realistic", "both"), default="both")
+    ap.add_argument("--profile", choices=("simple", "realistic", "both", "fetch"), default="both")
     ap.add_argument("--repos", type=int, default=100, help="simple profile: repos")
     ap.add_argument("--commits", type=int, default=2000, help="simple profile: commits each")
     ap.add_argument("--real-repos", type=int, default=1, help="realistic profile: repos")
@@ -484,6 +493,9 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=2, help="paired (a)/(b) rounds")
     ap.add_argument("--path", help="also measure this existing repository (it is not copied)")
     ap.add_argument("--no-todo", action="store_true", help="skip the TODO.md import part")
+    ap.add_argument("--fetch-repos", type=int, default=100, help="fetch profile: repos")
+    ap.add_argument("--fetch-commits", type=int, default=200, help="fetch: commits each")
+    ap.add_argument("--fetch-rounds", type=int, default=5, help="fetch: rounds of each kind")
     ap.add_argument("--child-full", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_full:

@@ -26,13 +26,12 @@ STATE_STYLE = {"running": "green", "ok": "green", "failing": "red", "stopped": "
 def status(as_json: JsonOpt = False) -> None:
     """Is `ob serve` running, and is each of its parts well? Plus the notices waiting, and how
     fresh the truth is (repos whose fetch fails or is too old)."""
-    from core.git.repos import truth_age
+    from core.git.repos import repos_truth
     from core.outbox import outbox_stats
     from core.supervise import read_boards
 
     async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats, TruthAge]:
-        truth = await truth_age(b.pool, b.settings.truth_max_age)
-        return await read_boards(b), await outbox_stats(b), truth
+        return await read_boards(b), await outbox_stats(b), await repos_truth(b)
 
     boards, outbox, truth = run_backlog(main)
     if as_json:

@@ -456,7 +456,7 @@ class Leases:
         and epoch): its note and commits are recorded (`completed`, and a notice with the
         note), the lease is over already; the task says which commit closed it. None when
         that is not what happened."""
-        async with self.backlog.transaction(wake=True) as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(CLOSED_UNDER_SQL, number, actor.name, str(epoch))
             if row is None or await conn.fetchrow(
                 LAST_WRITE_SQL, number, EventKind.COMPLETED, str(actor), str(epoch)
@@ -483,6 +483,7 @@ class Leases:
                 },
             )
             task = await fetch_task(conn, row["id"], self.prefix)
+        await self.backlog.wake()  # (its connection given back: a pool of one does not wait)
         return task.model_copy(update={"already_closed_by": row["sha"]})
 
     async def release(self, key: str, actor: Actor, epoch: int, reason: str | None = None) -> Task:

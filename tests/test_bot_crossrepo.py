@@ -9,7 +9,8 @@ from core.backlog import Backlog
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo
 from core.models import Status
-from tests.filing import OP as CLI, file, kinds
+from tests.filing import OP as CLI
+from tests.filing import file, kinds
 from tests.test_bot_dispatcher import OP, make_env
 
 

@@ -251,7 +251,9 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     local.commit(f"Closes {key}")
     summary = await rec.run()
     by = {r.name: r for r in summary.repos}
-    assert by["svc"].fetch_error and "does not appear to be a git repository" in by["svc"].fetch_error
+    assert (
+        by["svc"].fetch_error and "does not appear to be a git repository" in by["svc"].fetch_error
+    )
     assert by["svc"].error is None and by["svc"].status == "unchanged"  # read as it is
     assert by["local"].closed == 1 and not by["local"].fetched  # no remote: nothing to fetch
     info = {r.name: r for r in await list_repos(backlog)}["svc"]

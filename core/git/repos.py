@@ -336,6 +336,11 @@ async def truth_age(
     )
 
 
+async def repos_truth(backlog: Backlog, limit: int = 20) -> TruthAge:
+    """The truth's age against OB_TRUTH_MAX_AGE (`ob status`)."""
+    return await truth_age(backlog.pool, backlog.settings.truth_max_age, limit)
+
+
 async def known_repo_names(backlog: Backlog, limit: int = 24) -> list[str]:
     """Registered repos and repos tasks name, alphabetically (the bot offers them as buttons)."""
     rows = await backlog.pool.fetch(
