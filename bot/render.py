@@ -216,7 +216,7 @@ def truth_lines(t: TruthAge, now: datetime) -> list[str]:
     ]
     for r in t.stale:
         good = (
-            f"last good fetch {age(r.last_fetch_at, now)}" if r.last_fetch_at else "never fetched"
+            f"last good fetch {ago(r.last_fetch_at, now)}" if r.last_fetch_at else "never fetched"
         )
         why = f": {esc(r.fetch_error, 160)}" if r.fetch_error else ""
         out.append(f"• {esc(r.name)} ({good}){why}")

@@ -202,7 +202,8 @@ def create_app(
 
     @app.post("/v1/tasks/{key}/complete", tags=["work loop"], responses=errors)
     async def complete(key: Key, body: CompleteRequest, actor: Agent) -> Task:
-        """Finish an autonomous_safe task; unverified until git shows the commits."""
+        """Finish an autonomous_safe task; unverified until git shows the commits. After a
+        commit closed it under your lease (same epoch), 200 with `already_closed_by`."""
         return await leases.complete(key, actor, body.epoch, commits=body.commits, note=body.note)
 
     @app.post("/v1/tasks/{key}/release", tags=["work loop"], responses=errors)

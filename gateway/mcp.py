@@ -147,7 +147,9 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
 
     @server.tool(
         description="Complete an autonomous_safe task with the commit SHAs that did it. "
-        "It stays unverified until git shows the commits on the default branch."
+        "It stays unverified until git shows the commits on the default branch. If your "
+        "`Closes:` commit already closed it while you held it, the answer says so "
+        "(already_closed_by) and your note and commits are recorded."
     )
     @_tool_errors
     async def complete_task(

@@ -11,6 +11,7 @@ import shutil
 
 import asyncpg
 
+from bot.render import digest as render_digest
 from core.backlog import Backlog
 from core.digest import build_digest
 from core.git.reconcile import Reconciler
@@ -268,6 +269,9 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     assert age.stale[0].fetch_error == info.fetch_error
     digest = await build_digest(backlog)
     assert [s.name for s in digest.truth.stale] == ["svc"]
+    text = render_digest(digest, backlog.settings.tz)
+    assert "Truth age</b>: 1 of 1 repo(s) not fetched for over 1 h" in text
+    assert "• svc (last good fetch 2h ago): " in text and "does not appear to be a git" in text
 
 
 async def test_fetching_can_be_turned_off_per_repo_and_per_run(
