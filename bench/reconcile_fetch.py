@@ -184,15 +184,17 @@ async def fetch_profile(root: Path, args: argparse.Namespace, env: dict[str, str
             bases = [b for _, _, b in repos]
             raw_fetch_all(bases, CONCURRENCY)  # warm, like the ob clones
 
-            rows: list[dict[str, Any]] = []
-            for r in range(args.fetch_rounds):
+            async def paired(label: str, r: int) -> dict[str, Any]:
+                """(a) then (b), once; printed."""
                 a = raw_fetch_all(bases, CONCURRENCY)
                 b, counts = await ob_round(rec)
-                rows.append({"a": a, "b": b, **counts})
                 print(
-                    f"  nothing new, round {r + 1}: raw git fetch {a:.3f} s, ob round {b:.3f} s"
-                    f" (fetched {counts['fetched']}, read {counts['read']}), b/a {b / a:.2f}"
+                    f"  {label}, round {r + 1}: raw git fetch {a:.3f} s, ob round {b:.3f} s"
+                    f" {counts}, b/a {b / a:.2f}"
                 )
+                return {"a": a, "b": b, **counts}
+
+            rows = [await paired("nothing new", r) for r in range(args.fetch_rounds)]
             one: list[dict[str, Any]] = []
             for r in range(args.fetch_rounds):
                 i = (r * 13 + 5) % len(repos)
@@ -200,14 +202,7 @@ async def fetch_profile(root: Path, args: argparse.Namespace, env: dict[str, str
                     make_spec(title=f"one commit {r}", repo=names[i]), OP, lane=Lane.AUTONOMOUS
                 )
                 await asyncio.to_thread(add_commit, repos[i][0], f"Fix\n\nCloses {task.key}\n")
-                a = raw_fetch_all(bases, CONCURRENCY)
-                b, counts = await ob_round(rec)
-                one.append({"a": a, "b": b, **counts})
-                print(
-                    f"  one new commit, round {r + 1}: raw git fetch {a:.3f} s, ob round"
-                    f" {b:.3f} s (read {counts['read']}, closed {counts['closed']}), b/a"
-                    f" {b / a:.2f}"
-                )
+                one.append(await paired("one new commit", r))
             lat = await webhook_latency(backlog, repos, names, args.fetch_rounds)
         finally:
             await pool.close()

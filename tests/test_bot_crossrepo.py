@@ -7,20 +7,15 @@ from bot.callbacks import CrossRepoAction, CrossRepoCB
 from bot.notifier import Notifier
 from core.backlog import Backlog
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
 from core.models import Status
-from tests.filing import OP as CLI
 from tests.filing import file, kinds
 from tests.test_bot_dispatcher import OP, make_env
+from tests.test_git_remotes import ingest_and_web
 
 
 async def test_close_it_and_ignore_through_the_dispatcher(backlog: Backlog, make_repo) -> None:
     env = make_env(backlog)
-    ingest, web = make_repo("nexus-ingest"), make_repo("web")
-    ingest.commit("init")
-    web.commit("init")
-    await add_repo(backlog, ingest.path, CLI)
-    await add_repo(backlog, web.path, CLI)
+    ingest, web = await ingest_and_web(backlog, make_repo)
     k1 = await file(backlog, "pool exhaustion", repo="nexus-ingest")
     k2 = await file(backlog, "retry storms", repo="nexus-ingest")
     rec = Reconciler(backlog)
@@ -70,11 +65,7 @@ async def test_close_it_after_the_commit_was_reverted_closes_nothing(
     backlog: Backlog, make_repo
 ) -> None:
     env = make_env(backlog)
-    ingest, web = make_repo("nexus-ingest"), make_repo("web")
-    ingest.commit("init")
-    web.commit("init")
-    await add_repo(backlog, ingest.path, CLI)
-    await add_repo(backlog, web.path, CLI)
+    ingest, web = await ingest_and_web(backlog, make_repo)
     key = await file(backlog, "pool exhaustion", repo="nexus-ingest")
     sha = web.commit(f"Closes {key}")
     rec = Reconciler(backlog)

@@ -30,6 +30,15 @@ async def scan(rec: Reconciler, **kw):
     return summary
 
 
+async def ingest_and_web(backlog: Backlog, make_repo) -> tuple[GitRepo, GitRepo]:
+    """Two registered repos with a commit each: nexus-ingest and web."""
+    ingest, web = make_repo("nexus-ingest"), make_repo("web")
+    for repo in (ingest, web):
+        repo.commit("init")
+        await add_repo(backlog, repo.path, OP)
+    return ingest, web
+
+
 def seeded(make_forge, name: str = "svc"):
     """An origin with one commit, the operator's clone and an agent's clone."""
     forge = make_forge(name)
@@ -97,11 +106,7 @@ async def test_the_claim_reads_the_drift_from_git_not_from_the_last_reconcile(
 async def test_a_commit_in_another_repo_does_not_close_the_task(
     backlog: Backlog, pool: asyncpg.Pool, make_repo
 ) -> None:
-    ingest, web = make_repo("nexus-ingest"), make_repo("web")
-    ingest.commit("init")
-    web.commit("init")
-    await add_repo(backlog, ingest.path, OP)
-    await add_repo(backlog, web.path, OP)
+    ingest, web = await ingest_and_web(backlog, make_repo)
     key = await file(backlog, "pool exhaustion", repo="nexus-ingest")
     loose = await file(backlog, "no repo at all")
     rec = Reconciler(backlog)
