@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -255,16 +256,13 @@ class Reconciler:
         res = RepoResult(row["name"])
         t0 = time.perf_counter()
         try:
-            async with self.pool.acquire() as conn:
-                if not await self._lock(conn, row["id"], wait):
+            async with self._locked(row["id"], wait) as conn:
+                if conn is None:
                     res.status = "busy"  # another process is fetching or reading it right now
                     return res
-                try:
-                    if fetch and row["fetch_enabled"]:
-                        await self._fetch(conn, row, res)
-                    await self._read(conn, row, emails, unchanged, res)
-                finally:
-                    await conn.execute("select pg_advisory_unlock($1, $2)", REPO_LOCK, row["id"])
+                if fetch and row["fetch_enabled"]:
+                    await self._fetch(conn, row, res)
+                await self._read(conn, row, emails, unchanged, res)
         except Exception as err:  # one broken repo never stops the others
             res.status, res.error = "error", _describe(err, row["path"])
             log.warning("reconcile %s: %s", row["name"], res.error)
@@ -277,15 +275,23 @@ class Reconciler:
             res.seconds = time.perf_counter() - t0
         return res
 
-    async def _lock(self, conn: asyncpg.Connection, repo_id: int, wait: bool) -> bool:
-        """The repo's advisory lock (held by this connection until unlocked); a waiting caller
-        tries until a fetch and a scan could have finished twice over."""
+    @asynccontextmanager
+    async def _locked(self, repo_id: int, wait: bool) -> AsyncIterator[asyncpg.Connection | None]:
+        """A connection holding the repo's advisory lock, or None when another process holds
+        it. A waiting caller tries again (without holding a connection meanwhile) until a fetch
+        and a scan could have finished twice over."""
         deadline = time.monotonic() + 2 * self.settings.fetch_timeout + 60
         while True:
-            if await conn.fetchval("select pg_try_advisory_lock($1, $2)", REPO_LOCK, repo_id):
-                return True
+            async with self.pool.acquire() as conn:
+                if await conn.fetchval("select pg_try_advisory_lock($1, $2)", REPO_LOCK, repo_id):
+                    try:
+                        yield conn
+                    finally:
+                        await conn.execute("select pg_advisory_unlock($1, $2)", REPO_LOCK, repo_id)
+                    return
             if not wait or time.monotonic() > deadline:
-                return False
+                yield None
+                return
             await asyncio.sleep(LOCK_POLL)
 
     async def _fetch(self, conn: asyncpg.Connection, row: asyncpg.Record, res: RepoResult) -> None:
