@@ -36,12 +36,12 @@ from core.deps import announce_unblocked
 from core.git.closing import link_and_close
 from core.git.evidence import UnverifiedReport, bases_lost, lose_evidence, unverified_report, verify
 from core.git.fetch import fetch_remote
-from core.git.gitlog import GitError, rev_list
+from core.git.gitlog import GitError
 from core.git.refs import BranchGone, RepoGone, shallow_commits
 from core.git.remotes import Scanned, default_remote, read_default_branch
 from core.git.repos import SkippedFolder, discover_repos
 from core.git.reverts import Reverts
-from core.git.scan import POS_BLOCK, ScanState, read_other_branches, resync, store_default
+from core.git.scan import POS_BLOCK, ScanState, read_default, read_other_branches
 from core.models import EventKind, OutboxKind
 
 log = logging.getLogger(__name__)
@@ -377,7 +377,6 @@ class Reconciler:
             # everything stored (the commit count then matches `git rev-list --count`)
             cursor: str | None = None if res.deepened else locked["cursor_sha"]
             seen = list(locked["seen_tips"] or [])
-            st = ScanState(self.prefix, cursor, set(seen))
             old_branch = locked["default_branch"]
             if old_branch and old_branch != branch:
                 res.branch_changed_from = old_branch
@@ -398,44 +397,15 @@ class Reconciler:
                 )
 
             # 1. the default branch
-            next_pos, commits_seen = locked["next_pos"], locked["commits_seen"]
-            dropped: list[str] = []
+            st = ScanState(self.prefix, cursor, set(seen))
+            st, read = await read_default(conn, repo_id, path, tip, locked["next_pos"], st)
+            res.new_on_default, res.left_default = read.new, read.left
+            res.rewritten, res.resynced, dropped = read.rewritten, read.resynced, read.dropped
             if cursor is None:
-                await conn.execute("delete from git_commits where repo_id = $1", repo_id)
-                res.new_on_default = await store_default(conn, repo_id, path, [tip], next_pos, st)
-                commits_seen = res.new_on_default
-            elif tip != cursor:
-                try:
-                    res.new_on_default = await store_default(
-                        conn, repo_id, path, [tip, "--not", cursor], next_pos, st
-                    )
-                    if not st.cursor_is_parent:  # the cursor is not an ancestor of the tip
-                        res.rewritten = True
-                        dropped = await asyncio.to_thread(rev_list, path, cursor, "--not", tip)
-                except GitError as err:
-                    if not err.missing_object:
-                        raise
-                    st = ScanState(self.prefix, cursor, set(seen))
-                    res.rewritten = res.resynced = True
-                    res.new_on_default, dropped = await resync(
-                        conn, repo_id, path, tip, next_pos, st
-                    )
-                if dropped:
-                    status = await conn.execute(
-                        "delete from git_commits where repo_id = $1 and sha = any($2::text[])",
-                        repo_id,
-                        dropped,
-                    )
-                    res.left_default = int(status.rsplit(" ", 1)[1])
-                    await conn.execute(
-                        "update task_commits set on_default = false"
-                        " where repo_id = $1 and sha = any($2::text[]) and on_default",
-                        repo_id,
-                        dropped,
-                    )
-                commits_seen = commits_seen - res.left_default + res.new_on_default
-            if res.new_on_default:
-                next_pos += POS_BLOCK
+                commits_seen = read.new
+            else:
+                commits_seen = locked["commits_seen"] - read.left + read.new
+            next_pos = locked["next_pos"] + (POS_BLOCK if read.new else 0)
 
             # 2. the other branches: tips not seen before, minus everything read already
             await read_other_branches(path, refs, tip, cursor, st)

@@ -5,6 +5,8 @@
   positions (POS_BLOCK), newest last, so positions keep branch order without asking git to
   count or reverse first. If the cursor object is gone altogether (rewritten, then
   garbage-collected), the branch is compared with what is stored, commit by commit (`resync`);
+  if the cursor is not an ancestor of the tip (force-push, reset, another default branch), the
+  commits that left the branch are `git rev-list CURSOR --not TIP`, and are deleted;
 * the other branches: only tips not seen before, `--not` the default tip and every tip seen by
   earlier scans (`repos.seen_tips`), messages only. So a scan costs what is new: a no-op reads
   nothing, one new commit reads one commit, however many unmerged branches the repo has.
@@ -23,7 +25,15 @@ from typing import Any
 
 import asyncpg
 
-from core.git.gitlog import Commit, agent_trailer, log_args, rev_list, reverted_shas, stream_log
+from core.git.gitlog import (
+    Commit,
+    GitError,
+    agent_trailer,
+    log_args,
+    rev_list,
+    reverted_shas,
+    stream_log,
+)
 from core.git.keys import find_keys
 
 POS_BLOCK = 1 << 32  # positions per scan: more than any one read can return
@@ -226,3 +236,55 @@ async def read_other_branches(
     async for batch in stream_log(path, args):
         for c in batch:
             st.see(c, on_default=False)
+
+
+@dataclass
+class DefaultRead:
+    """What reading the default branch found."""
+
+    new: int = 0  # commits stored
+    dropped: list[str] = field(default_factory=list)  # stored commits no longer on the branch
+    left: int = 0  # of those, how many were deleted
+    rewritten: bool = False  # the cursor is not an ancestor of the tip
+    resynced: bool = False  # the cursor object was gone: compared commit by commit
+
+
+async def read_default(
+    conn: asyncpg.Connection, repo_id: int, path: str, tip: str, start: int, st: ScanState
+) -> tuple[ScanState, DefaultRead]:
+    """Store the default branch's new commits from `st.cursor` (None: all of them, replacing
+    what is stored) to `tip`, and delete the stored ones that left it; the scan state (a new
+    one after a resync) and what was found."""
+    out = DefaultRead()
+    cursor = st.cursor
+    if cursor is None:
+        await conn.execute("delete from git_commits where repo_id = $1", repo_id)
+        out.new = await store_default(conn, repo_id, path, [tip], start, st)
+        return st, out
+    if tip == cursor:
+        return st, out
+    try:
+        out.new = await store_default(conn, repo_id, path, [tip, "--not", cursor], start, st)
+        if not st.cursor_is_parent:  # the cursor is not an ancestor of the tip
+            out.rewritten = True
+            out.dropped = await asyncio.to_thread(rev_list, path, cursor, "--not", tip)
+    except GitError as err:
+        if not err.missing_object:
+            raise
+        st = ScanState(st.prefix, cursor, st.seen)
+        out.rewritten = out.resynced = True
+        out.new, out.dropped = await resync(conn, repo_id, path, tip, start, st)
+    if out.dropped:
+        status = await conn.execute(
+            "delete from git_commits where repo_id = $1 and sha = any($2::text[])",
+            repo_id,
+            out.dropped,
+        )
+        out.left = int(status.rsplit(" ", 1)[1])
+        await conn.execute(
+            "update task_commits set on_default = false"
+            " where repo_id = $1 and sha = any($2::text[]) and on_default",
+            repo_id,
+            out.dropped,
+        )
+    return st, out
