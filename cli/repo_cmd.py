@@ -1,4 +1,4 @@
-"""Git commands: `ob repo add|list`, `ob reconcile`, `ob replan`, `ob import-todo`,
+"""Git commands: `ob repo add|set|list`, `ob reconcile`, `ob replan`, `ob import-todo`,
 `ob export-todo`, and `ob list --unverified`."""
 
 from __future__ import annotations

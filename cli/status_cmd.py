@@ -65,19 +65,19 @@ def status(as_json: JsonOpt = False) -> None:
         out.print(table)
     out.print("\n" + outbox_line(outbox))
     out.print(truth_line(truth))
-    for r in truth.stale:
+    for r in truth.repos:
         good = f"last good fetch {ago(r.last_fetch_at)}" if r.last_fetch_at else "never fetched"
-        why = f" [red]{escape(r.fetch_error)}[/red]" if r.fetch_error else ""
-        out.print(f"  {escape(r.name)}: {good}{why}", highlight=False)
+        why = f": fetch failed {ago(r.fetch_error_at)}, {r.fetch_error}" if r.fetch_error else ""
+        stale = " (stale)" if r.stale else ""
+        out.print(f"  {escape(r.name)}{stale}: {good}{escape(why)}", style="red", highlight=False)
 
 
 def truth_line(t: TruthAge) -> str:
     line = f"git: {t.fetched} repo(s) fetched"
+    if t.failing_total:
+        line += f", [red]{t.failing_total} failing to fetch[/red]"
     if t.stale_total:
-        line += (
-            f", [red]{t.stale_total} not fetched for over {t.max_age}s[/red] (OB_TRUTH_MAX_AGE;"
-            " `ob repo list` says why)"
-        )
+        line += f", [red]{t.stale_total} not fetched for over {t.max_age}s[/red] (OB_TRUTH_MAX_AGE)"
     return line
 
 

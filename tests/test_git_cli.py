@@ -163,7 +163,8 @@ def test_remotes_as_the_operator_sees_them(
     assert "does not appear to be a git repository" in ingest["fetch_error"]
     assert ingest["last_fetch_at"] is not None
     r = run("status")
-    assert "git: 1 repo(s) fetched" in r.stdout, r.stdout
+    assert "git: 1 repo(s) fetched, 1 failing to fetch" in r.stdout, r.stdout
+    assert "ingest: last good fetch" in r.stdout and "fetch failed" in r.stdout
     r = run("repo", "add", "https://127.0.0.1:9/nothing/here.git", "--name", "gone")
     assert r.returncode != 0 and "git clone" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "data" / "clones" / "gone.git").exists()

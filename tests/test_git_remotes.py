@@ -267,7 +267,9 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     assert info.last_fetch_at == good  # the last good one is kept
 
     # the truth's age: stale after OB_TRUTH_MAX_AGE
-    assert (await truth_age(backlog.pool, 3600)).stale_total == 0
+    fresh = await truth_age(backlog.pool, 3600)  # failing, not stale yet: `ob status` says so
+    assert (fresh.stale_total, fresh.failing_total) == (0, 1) and fresh.stale == []
+    assert fresh.repos[0].name == "svc" and fresh.repos[0].fetch_error == info.fetch_error
     await backlog.pool.execute("update repos set last_fetch_at = now() - interval '2 hours'")
     age = await truth_age(backlog.pool, 3600)
     assert age.fetched == 1 and [s.name for s in age.stale] == ["svc"]

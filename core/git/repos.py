@@ -284,30 +284,41 @@ async def list_repos(backlog: Backlog) -> list[RepoInfo]:
 
 
 class StaleRepo(BaseModel):
-    """A repo whose last good fetch is older than OB_TRUTH_MAX_AGE: ob plans against old news."""
+    """A repo whose fetch is failing, or whose last good fetch is older than OB_TRUTH_MAX_AGE:
+    ob plans against old news there."""
 
     name: str
     last_fetch_at: datetime | None  # None: never fetched
-    fetch_error: str | None
+    fetch_error: str | None  # why the last fetch failed (None: it did not)
     fetch_error_at: datetime | None
+    stale: bool  # the last good fetch is older than OB_TRUTH_MAX_AGE
 
 
 class TruthAge(BaseModel):
-    """How fresh the truth is: the repos ob fetches, and those whose last good fetch is too
-    old (`ob status`, the digest), oldest first."""
+    """How fresh the truth is (`ob status`, the digest): how many repos ob fetches, and those
+    whose fetch fails or whose last good fetch is too old, oldest first."""
 
     max_age: int  # seconds (OB_TRUTH_MAX_AGE)
     fetched: int  # repos with a remote that ob fetches
     stale_total: int
-    stale: list[StaleRepo]
+    failing_total: int
+    repos: list[StaleRepo]
+
+    @property
+    def stale(self) -> list[StaleRepo]:
+        return [r for r in self.repos if r.stale]
 
 
 _FETCHED = "select count(*) from repos where fetch_enabled and remote is not null"
-_STALE = """
-select name, last_fetch_at, fetch_error, fetch_error_at, count(*) over () as total
-from repos
-where fetch_enabled and remote is not null
-  and coalesce(last_fetch_at, created_at) < now() - make_interval(secs => $1)
+_TRUTH = """
+with r as (
+    select name, last_fetch_at, fetch_error, fetch_error_at,
+           coalesce(last_fetch_at, created_at) < now() - make_interval(secs => $1) as stale
+    from repos where fetch_enabled and remote is not null
+)
+select *, count(*) filter (where stale) over () as stale_total,
+       count(*) filter (where fetch_error is not null) over () as failing_total
+from r where stale or fetch_error is not null
 order by last_fetch_at nulls first, name
 limit $2
 """
@@ -316,23 +327,17 @@ limit $2
 async def truth_age(
     db: asyncpg.Pool | asyncpg.Connection, max_age: int, limit: int = 20
 ) -> TruthAge:
-    """Repos whose last good fetch (or registration, for one never fetched) is older than
-    `max_age` seconds."""
-    rows = await db.fetch(_STALE, max_age, limit)
+    """Repos whose fetch fails, or whose last good fetch (or registration, for one never
+    fetched) is older than `max_age` seconds."""
+    rows = await db.fetch(_TRUTH, max_age, limit)
     fetched = await db.fetchval(_FETCHED)
+    fields = ("name", "last_fetch_at", "fetch_error", "fetch_error_at", "stale")
     return TruthAge(
         max_age=max_age,
         fetched=fetched,
-        stale_total=rows[0]["total"] if rows else 0,
-        stale=[
-            StaleRepo(
-                name=r["name"],
-                last_fetch_at=r["last_fetch_at"],
-                fetch_error=r["fetch_error"],
-                fetch_error_at=r["fetch_error_at"],
-            )
-            for r in rows
-        ],
+        stale_total=rows[0]["stale_total"] if rows else 0,
+        failing_total=rows[0]["failing_total"] if rows else 0,
+        repos=[StaleRepo(**{f: r[f] for f in fields}) for r in rows],
     )
 
 
