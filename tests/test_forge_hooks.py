@@ -64,15 +64,22 @@ class Hooks:
         raise AssertionError(f"{key} was not closed")
 
 
-@pytest.fixture
-async def hooks(pool: asyncpg.Pool, settings, clean, make_forge) -> AsyncIterator[Hooks]:
-    backlog = Backlog(pool, settings.model_copy(update={"forge_secret": SecretStr(SECRET)}))
+async def web_on_a_forge(backlog: Backlog, make_forge) -> tuple[Forge, GitRepo]:
+    """A bare origin with one commit, an agent's clone of it, and the operator's clone
+    registered as `web`."""
     forge = make_forge("web")
     agent = forge.clone("agent")
     agent.commit("init")
     agent.git("push", "-q", "origin", "main")
     mine = forge.clone("operator")
     await add_repo(backlog, mine.path, OP, name="web")
+    return forge, agent
+
+
+@pytest.fixture
+async def hooks(pool: asyncpg.Pool, settings, clean, make_forge) -> AsyncIterator[Hooks]:
+    backlog = Backlog(pool, settings.model_copy(update={"forge_secret": SecretStr(SECRET)}))
+    forge, agent = await web_on_a_forge(backlog, make_forge)
     refresher = Refresher(backlog)
     stop = asyncio.Event()
     loop = asyncio.create_task(refresher.run(stop))

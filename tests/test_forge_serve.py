@@ -5,24 +5,21 @@ in `ob status`), long before the next scheduled round."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
 
 from core.backlog import Backlog
 from core.db import create_pool
-from core.git.repos import add_repo
 from core.migrate import migrate
 from core.models import Status
 from core.settings import load_settings
 from tests.conftest import create_database, drop_database
-from tests.filing import OP, file
+from tests.filing import file
+from tests.test_forge_hooks import github_headers, github_push, web_on_a_forge
 from tests.test_restart import free_port
 
 SECRET = "a-forge-secret"
@@ -38,12 +35,7 @@ async def test_ob_serve_closes_a_task_from_a_push_webhook(
     serve = None
     try:
         backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
-        forge = make_forge("web")
-        agent = forge.clone("agent")
-        agent.commit("init")
-        agent.git("push", "-q", "origin", "main")
-        mine = forge.clone("operator")
-        await add_repo(backlog, mine.path, OP, name="web")
+        forge, agent = await web_on_a_forge(backlog, make_forge)
         key = await file(backlog, "ship it", repo="web")
 
         port = free_port()
@@ -67,19 +59,12 @@ async def test_ob_serve_closes_a_task_from_a_push_webhook(
 
         sha = agent.commit(f"Ship it\n\nCloses: {key}\n")
         agent.git("push", "-q", "origin", "main")
-        body = json.dumps(
-            {"ref": "refs/heads/main", "repository": {"name": "web", "clone_url": forge.url}}
-        ).encode()
-        signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        body = json.dumps(github_push(forge)).encode()
         async with httpx.AsyncClient(timeout=30) as c:
             r = await c.post(
                 f"http://127.0.0.1:{port}/v1/hooks/github",
                 content=body,
-                headers={
-                    "X-GitHub-Event": "push",
-                    "X-GitHub-Delivery": str(uuid.uuid4()),
-                    "X-Hub-Signature-256": f"sha256={signature}",
-                },
+                headers=github_headers(body, secret=SECRET),
             )
         assert r.status_code == 202, r.text
         for _ in range(600):
