@@ -56,12 +56,19 @@ def approval(number: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def task_actions(task: Task) -> InlineKeyboardMarkup | None:
-    """What the operator can do with the task now (None once it is done or rejected)."""
+def reopen(number: int) -> InlineKeyboardMarkup:
+    """A done or rejected task's one action: undo the decision."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[button("↩️ Reopen", CardCB(action=CardAction.REOPEN, number=number))]]
+    )
+
+
+def task_actions(task: Task) -> InlineKeyboardMarkup:
+    """What the operator can do with the task now."""
     if task.status == Status.DRAFT:
         return approval(task.number)
     if task.status not in (Status.OPEN, Status.CLAIMED):
-        return None
+        return reopen(task.number)
     kb = InlineKeyboardBuilder()
     for lane in Lane:
         if lane != task.lane:

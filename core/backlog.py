@@ -37,6 +37,41 @@ from tasks t join task_leases l on l.task_id = t.id where t.id = $1
 for update of t, l
 """
 
+# The unfinished tasks waiting on a prerequisite, locked with their leases.
+_WAITING_ON = f"""
+select t.id, t.number, t.title, t.lane, {STATUS_SQL} as status
+from task_deps d join tasks t on t.id = d.task_id join task_leases l on l.task_id = t.id
+where d.prereq_id = $1 and t.status in ('draft', 'open')
+order by t.id
+for update of t, l
+"""
+
+# Reopening: a done task is open again in lane $2 (else its own) with no completion (the
+# `reopened` event keeps it), its expiry count starts over; one that was never approved (a draft
+# closed by a commit) is a draft again. A rejected task is a draft again, undecided.
+_REOPEN_DONE = """
+with prev as (select * from tasks where id = $1),
+lease as (update task_leases set expiries = 0 where task_id = $1)
+update tasks t set
+    status = case when t.approved_at is null then 'draft' else 'open' end,
+    lane = coalesce($2, t.lane,
+                    case when t.approved_at is not null then 'requires_triage' end),
+    completed_by = null, completed_at = null,
+    commits = '{}', completion_note = null, verified_at = null, evidence_lost = null,
+    status_at = now(), updated_at = now()
+from prev where t.id = prev.id
+returning t.status, t.lane, prev.completed_by, prev.completed_at, prev.commits,
+          prev.completion_note, prev.verified_at
+"""
+_REOPEN_REJECTED = """
+with prev as (select * from tasks where id = $1)
+update tasks t set status = 'draft', lane = coalesce($2, t.lane), rejected_by = null,
+    rejected_reason = null, approved_by = null, approved_at = null, approved_lane = null,
+    status_at = now(), updated_at = now()
+from prev where t.id = prev.id
+returning t.lane, prev.rejected_by, prev.rejected_reason
+"""
+
 # A lane change gives a held task back to the queue (the holder's epoch goes stale) and starts
 # its expiry count again.
 _MOVE_LANE = f"""
@@ -224,7 +259,42 @@ class Backlog:
                 str(actor),
             )
             await self._decided(conn, row, actor, EventKind.REJECTED, {"reason": reason})
+            await self._hand_back_waiting(conn, row, actor, reason)
             return await fetch_task(conn, row["id"], self.prefix)
+
+    async def _hand_back_waiting(
+        self, conn: asyncpg.Connection, prereq: asyncpg.Record, actor: Actor, reason: str | None
+    ) -> None:
+        """The tasks waiting on a prerequisite just rejected would wait forever: each goes to
+        the operator's decision lane (an agent holding one loses its lease; a draft stays a
+        draft), with an event and a notice naming both."""
+        waiting = await conn.fetch(_WAITING_ON, prereq["id"])
+        for w in waiting:
+            moved = w["status"] != Status.DRAFT and w["lane"] != Lane.DECISION
+            if moved:
+                await conn.execute(_MOVE_LANE, w["id"], Lane.DECISION)
+            details = {
+                "prerequisite": self._key(prereq),
+                "reason": reason,
+                "from": w["lane"],
+                "to": Lane.DECISION.value if moved else w["lane"],
+                "lease_revoked": w["status"] == Status.CLAIMED,
+            }
+            await events.record(
+                conn,
+                w["id"],
+                actor,
+                EventKind.PREREQUISITE_REJECTED,
+                details,
+                notify=OutboxKind.PREREQUISITE_REJECTED,
+                payload={
+                    "key": self._key(w),
+                    "title": w["title"],
+                    "by": str(actor),
+                    "prerequisite_title": prereq["title"],
+                    **details,
+                },
+            )
 
     async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
         require_operator(actor, "change lanes")
@@ -250,6 +320,56 @@ class Backlog:
                 EventKind.LANE_CHANGED,
                 details,
                 notify=OutboxKind.LANE_CHANGED,
+                payload={"key": self._key(row), "by": str(actor), **details},
+            )
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def reopen(
+        self, key: str, actor: Actor, reason: str | None = None, *, lane: Lane | None = None
+    ) -> Task:
+        """Undo a decision: a done task is open again (in its lane, or `lane`), a rejected one
+        is a draft again (to be approved anew). What it was (the completion and its evidence,
+        or the rejection) stays in the history, in the `reopened` event; its cards show it as
+        it is now."""
+        require_operator(actor, "reopen tasks")
+        reason = free_text(reason, "reason", 1000)
+        async with self.transaction(wake=True) as conn:
+            row = await self._locked(conn, key)
+            if row["status"] == Status.DONE:
+                before = await conn.fetchrow(_REOPEN_DONE, row["id"], lane)
+                details: dict[str, Any] = {
+                    "from": Status.DONE.value,
+                    "to": before["status"],
+                    "lane": before["lane"],
+                    "completed_by": before["completed_by"],
+                    "completed_at": _jsonable(before["completed_at"]),
+                    "commits": list(before["commits"]),
+                    "note": before["completion_note"],
+                    "verified": before["verified_at"] is not None,
+                }
+            elif row["status"] == Status.REJECTED:
+                before = await conn.fetchrow(_REOPEN_REJECTED, row["id"], lane)
+                details = {
+                    "from": Status.REJECTED.value,
+                    "to": Status.DRAFT.value,
+                    "lane": before["lane"],
+                    "rejected_by": before["rejected_by"],
+                    "rejected_reason": before["rejected_reason"],
+                }
+            else:
+                raise InvalidTransition(
+                    f"cannot reopen {self._key(row)}: it is {row['status']}; only done and "
+                    "rejected tasks reopen",
+                    status=row["status"],
+                )
+            details["reason"] = reason
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.REOPENED,
+                details,
+                notify=OutboxKind.TASK_REOPENED,
                 payload={"key": self._key(row), "by": str(actor), **details},
             )
             return await fetch_task(conn, row["id"], self.prefix)

@@ -184,6 +184,10 @@ class EventKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"
     REPO_BRANCH_SET = "repo_branch_set"
     REPO_SKIPPED = "repo_skipped"
+    REOPENED = "reopened"
+    PREREQUISITE_REJECTED = "prerequisite_rejected"
+    AGENT_ROTATED = "agent_rotated"
+    REPO_REMOVED = "repo_removed"
 
 
 class OutboxKind(StrEnum):
@@ -205,6 +209,8 @@ class OutboxKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"  # about a repo, not a task
     TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
     TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
+    TASK_REOPENED = "task_reopened"  # done -> open or rejected -> draft: its cards show it again
+    PREREQUISITE_REJECTED = "prerequisite_rejected"  # a waiting task goes back to the operator
 
 
 def format_key(prefix: str, number: int) -> str:
@@ -259,6 +265,8 @@ class Task(BaseModel):
     completion_note: str | None
     verified_at: datetime | None
     base_sha: str | None
+    # a draft's likely duplicate: an unfinished, recently done or rejected task of the same title
+    duplicate_of: str | None = None
     # True on the answer to a retried write (complete, findings, release, hand-off) that had
     # already happened: the same agent, epoch and payload, whose first answer was lost.
     replayed: bool = False

@@ -24,7 +24,8 @@ TASK_COLUMNS = f"""
     t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
     greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
     t.approved_lane, t.rejected_by, t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
-    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha
+    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha,
+    t.duplicate_of
 """
 BLOCKED_COLUMN = """
     coalesce((select array_agg(p.number order by p.number)
@@ -45,6 +46,8 @@ def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
     data = dict(row)
     data["key"] = format_key(prefix, data["number"])
     data["blocked_by"] = [format_key(prefix, n) for n in data.pop("blocked_numbers", None) or []]
+    duplicate = data.get("duplicate_of")
+    data["duplicate_of"] = format_key(prefix, duplicate) if duplicate is not None else None
     data.setdefault("lease_holder", None)
     return Task.model_validate(data)
 

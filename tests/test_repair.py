@@ -1,0 +1,153 @@
+"""Repair and undo (issue 17): a rejected prerequisite hands its waiting tasks back to the
+operator, done and rejected tasks can be reopened, tokens rotate, edits refuse what they cannot
+do, and likely duplicates are marked."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from core.backlog import Backlog
+from core.deps import add_prerequisite
+from core.errors import InvalidTransition, NotFound
+from core.leases import Leases
+from core.models import Actor, Lane, Status
+from core.spec import make_spec
+from tests.filing import OP, file, kinds
+
+
+async def outbox(pool: asyncpg.Pool, kind: str) -> list[dict]:
+    rows = await pool.fetch("select payload from outbox where kind = $1 order by id", kind)
+    return [r["payload"] for r in rows]
+
+
+# ------------------------------------------------------------- 1. rejected prerequisites
+
+
+async def test_rejecting_a_prerequisite_hands_the_waiting_task_to_the_operator(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    parent = await file(backlog, "ship the report", priority=1)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == parent
+    _, prereq = await leases.handoff(parent, codex, lease.epoch, make_spec(title="get access"))
+    other = await file(backlog, "also waits", Lane.TRIAGE)
+    await add_prerequisite(backlog, other, prereq.key, OP)
+
+    await backlog.reject(prereq.key, OP, "we will not get access")
+
+    for key, before in ((parent, Lane.AUTONOMOUS), (other, Lane.TRIAGE)):
+        task = await backlog.get(key)
+        assert task.lane is Lane.DECISION and task.status is Status.OPEN, key
+        assert (await kinds(backlog, key))[-1] == "prerequisite_rejected"
+        (event,) = [e for e in await backlog.history(key) if e.kind == "prerequisite_rejected"]
+        assert event.details["prerequisite"] == prereq.key
+        assert event.details["from"] == before.value
+    notices = await outbox(backlog.pool, "prerequisite_rejected")
+    assert {(n["key"], n["prerequisite"]) for n in notices} == {
+        (parent, prereq.key),
+        (other, prereq.key),
+    }
+    assert all(n["reason"] == "we will not get access" for n in notices)
+    # no agent takes the waiting task meanwhile: it is the operator's to decide
+    assert await leases.claim(codex) is None
+
+
+async def test_a_waiting_task_already_in_decision_is_told_and_a_held_one_loses_its_lease(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    held = await file(backlog, "held")
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == held
+    deciding = await file(backlog, "deciding", Lane.DECISION)
+    prereq = await file(backlog, "prereq", Lane.TRIAGE)
+    await add_prerequisite(backlog, held, prereq, OP)
+    await add_prerequisite(backlog, deciding, prereq, OP)
+    await backlog.reject(prereq, OP)
+    task = await backlog.get(held)
+    assert task.lane is Lane.DECISION and task.lease_holder is None
+    assert "prerequisite_rejected" in await kinds(backlog, deciding)
+    assert (await backlog.get(deciding)).lane is Lane.DECISION
+    assert len(await outbox(backlog.pool, "prerequisite_rejected")) == 2
+
+
+async def test_dep_add_refuses_a_rejected_or_missing_prerequisite(backlog: Backlog) -> None:
+    waiting = await file(backlog, "waits")
+    gone = await file(backlog, "gone", Lane.TRIAGE)
+    await backlog.reject(gone, OP)
+    with pytest.raises(InvalidTransition, match=f"{gone} was rejected"):
+        await add_prerequisite(backlog, waiting, gone, OP)
+    with pytest.raises(NotFound, match="no task 'OB-99'"):
+        await add_prerequisite(backlog, waiting, "OB-99", OP)
+    assert (await backlog.get(waiting)).blocked_by == []
+
+
+# ------------------------------------------------------------------------- 2. reopen
+
+
+async def test_reopen_a_done_task_keeps_its_evidence_in_history(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    key = await file(backlog, "fix the cache", repo="web")
+    waiting = await file(backlog, "after the cache", Lane.TRIAGE)
+    await add_prerequisite(backlog, waiting, key, OP)
+    lease = await leases.claim(codex)
+    assert lease is not None
+    await leases.complete(key, codex, lease.epoch, commits=["abc1234"], note="typo close")
+    assert (await backlog.get(waiting)).blocked_by == []
+
+    task = await backlog.reopen(key, OP, "closed by a typo in a commit message")
+    assert (task.status, task.lane) == (Status.OPEN, Lane.AUTONOMOUS)
+    assert task.completed_by is None and task.commits == [] and task.verified_at is None
+    (event,) = [e for e in await backlog.history(key) if e.kind == "reopened"]
+    assert event.actor == "operator:test"
+    assert event.details["from"] == "done" and event.details["commits"] == ["abc1234"]
+    assert event.details["completed_by"] == "agent:codex"
+    assert event.details["reason"] == "closed by a typo in a commit message"
+    assert "completed" in await kinds(backlog, key)  # the completion stays in the history
+    (notice,) = await outbox(backlog.pool, "task_reopened")
+    assert notice["key"] == key and notice["from"] == "done"
+    # it waits again, and agents may take it again
+    assert (await backlog.get(waiting)).blocked_by == [key]
+    again = await leases.claim(codex)
+    assert again is not None and again.key == key and again.epoch == lease.epoch + 1
+    with pytest.raises(InvalidTransition, match=f"cannot reopen {key}: it is claimed"):
+        await backlog.reopen(key, OP)
+
+
+async def test_reopen_a_rejected_task_makes_it_a_draft_again(backlog: Backlog) -> None:
+    agent = Actor.agent("codex", 1)
+    draft = await backlog.file(make_spec(title="an idea", lane="autonomous"), agent)
+    await backlog.reject(draft.key, OP, "not now")
+    task = await backlog.reopen(draft.key, OP, "now is the time", lane=Lane.INVESTIGATION)
+    assert task.status is Status.DRAFT and task.lane is Lane.INVESTIGATION
+    assert task.rejected_by is None and task.rejected_reason is None
+    (event,) = [e for e in await backlog.history(draft.key) if e.kind == "reopened"]
+    assert event.details["from"] == "rejected" and event.details["rejected_reason"] == "not now"
+    approved = await backlog.approve(draft.key, OP, Lane.AUTONOMOUS)
+    assert approved.status is Status.OPEN
+    # an approved task rejected later comes back as a draft too: approved anew
+    await backlog.reject(draft.key, OP)
+    task = await backlog.reopen(draft.key, OP)
+    assert task.status is Status.DRAFT and task.approved_by is None
+
+
+async def test_only_done_and_rejected_tasks_reopen(backlog: Backlog) -> None:
+    key = await file(backlog, "still open")
+    with pytest.raises(InvalidTransition, match="only done and rejected tasks reopen"):
+        await backlog.reopen(key, OP)
+    with pytest.raises(NotFound):
+        await backlog.reopen("OB-77", OP)
+
+
+async def test_a_draft_closed_by_a_commit_reopens_as_a_draft(backlog: Backlog) -> None:
+    """Reopening never slips a task past the approval gate."""
+    draft = await backlog.file(make_spec(title="agent idea"), Actor.agent("codex", 1))
+    await backlog.pool.execute(  # what a `Closes OB-1` commit does to a draft
+        "update tasks set status = 'done', completed_at = now() where number = $1", draft.number
+    )
+    task = await backlog.reopen(draft.key, OP)
+    assert task.status is Status.DRAFT and task.approved_at is None
