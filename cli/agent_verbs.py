@@ -54,9 +54,14 @@ def _call(client: GatewayClient, as_json: bool, method: str, path: str, body: An
 
 
 def _epoch(client: GatewayClient, key: str, epoch: int | None) -> int:
+    from cli.gateway_client import GatewayError
+
     if epoch is not None:
         return epoch
-    known = client.epochs.get(key)
+    try:
+        known = client.remembered_epoch(key)
+    except GatewayError as err:
+        fail(str(err))
     if known is None:
         fail(f"no lease on {key.upper()} remembered here; pass --epoch N (from `ob next`)")
     return known
@@ -121,7 +126,8 @@ def next_(
         client, as_json, "POST", "/v1/claim", {"repos": repo or None, "lease_seconds": lease}
     )
     if res["lease"]:
-        client.epochs.remember(res["lease"]["key"], res["lease"]["epoch"])
+        lease = res["lease"]
+        client.epochs.remember(lease["key"], lease["epoch"], lease["task"]["lease_holder"])
     if as_json:
         print_json(res)
         return

@@ -70,6 +70,14 @@ class GatewayClient:
             self.sleep(delay)
         return self._once(method, path, body)
 
+    def remembered_epoch(self, key: str) -> int | None:
+        """The epoch `ob next` got for this task on this machine (with this token, or with
+        this agent's token before it was rotated)."""
+        epoch = self.epochs.get(key)
+        if epoch is None and self.epochs.held_elsewhere(key):
+            epoch = self.epochs.adopt(key, self.call("GET", "/v1/me")["agent"])
+        return epoch
+
     def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         request = urllib.request.Request(
             self.url + path,
@@ -115,6 +123,12 @@ def _problem(raw: bytes, status: int) -> dict[str, Any]:
 
 
 class EpochStore:
+    """The epochs this machine's claims got, per token: {token id: {KEY: epoch}}, and under
+    AGENTS {token id: agent name}, so that an agent whose token was rotated finds the epochs
+    its earlier token's claims got."""
+
+    AGENTS = "_agents"
+
     def __init__(self, path: Path, token_id: str):
         self.path = path
         self.token_id = token_id
@@ -133,9 +147,33 @@ class EpochStore:
             tmp.write_text(json.dumps(data))
             os.replace(tmp, self.path)
 
-    def remember(self, key: str, epoch: int) -> None:
+    def remember(self, key: str, epoch: int, agent: str | None = None) -> None:
         with self._locked() as data:
             data.setdefault(self.token_id, {})[key.upper()] = epoch
+            if agent:
+                data.setdefault(self.AGENTS, {})[self.token_id] = agent
+
+    def held_elsewhere(self, key: str) -> bool:
+        """Whether a claim made here with another token remembers this task."""
+        with self._locked() as data:
+            return any(
+                key.upper() in epochs
+                for tid, epochs in data.items()
+                if tid not in (self.token_id, self.AGENTS)
+            )
+
+    def adopt(self, key: str, agent: str) -> int | None:
+        """The epoch a claim of this same agent made with an earlier token (before `ob agent
+        rotate`), moved under the current token; None when there is none."""
+        with self._locked() as data:
+            names = data.get(self.AGENTS, {})
+            for tid in [t for t, name in names.items() if name == agent and t != self.token_id]:
+                epoch = data.get(tid, {}).pop(key.upper(), None)
+                if epoch is not None:
+                    data.setdefault(self.token_id, {})[key.upper()] = epoch
+                    names[self.token_id] = agent
+                    return int(epoch)
+            return None
 
     def forget(self, key: str) -> None:
         with self._locked() as data:

@@ -80,3 +80,30 @@ async def test_stale_epoch_exits_4_with_json_error(
     env["OB_AGENT_TOKEN"] = "ob_000000000000_" + "x" * 43
     code, _, err = await ob(env, "next")
     assert code == 1 and "invalid token" in err
+
+
+async def test_a_rotated_token_still_finds_the_epoch_its_claim_got(
+    gateway: str, backlog: Backlog, make_agent, tmp_path: Path
+) -> None:
+    """`ob agent rotate` keeps the leases: an agent given its new token finishes the task it
+    claimed with the old one, without passing --epoch."""
+    _, token = await make_agent("codex")
+    _, other = await make_agent("grok")
+    await backlog.file(make_spec(title="long job"), OP, lane=Lane.AUTONOMOUS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_URL=gateway, OB_AGENT_TOKEN=token, OB_DATA_DIR=str(tmp_path))
+    code, _, err = await ob(env, "next", "--json")
+    assert code == 0, err
+    operator = {**env, "OB_DATABASE_URL": backlog.settings.database_url or ""}
+    code, out, err = await ob(operator, "agent", "rotate", "codex")
+    assert code == 0, err
+    new = next(line for line in out.splitlines() if line.startswith("ob_"))
+    code, _, err = await ob(env, "heartbeat", "OB-1")
+    assert code == 1 and "invalid token" in err  # the old token is dead
+    # another agent on this machine does not get codex's epoch
+    code, _, err = await ob({**env, "OB_AGENT_TOKEN": other}, "done", "OB-1")
+    assert code == 1 and "no lease on OB-1 remembered here" in err
+    env["OB_AGENT_TOKEN"] = new
+    code, out, err = await ob(env, "done", "OB-1", "-c", "abc1234", "--json")
+    assert code == 0, err
+    assert json.loads(out)["completed_by"] == "agent:codex"

@@ -4,12 +4,16 @@ do, and likely duplicates are marked."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import httpx
 import pytest
 
+from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
 from core.backlog import Backlog
 from core.deps import add_prerequisite
-from core.errors import InvalidTransition, NotFound
+from core.errors import Invalid, InvalidTransition, NotFound
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -151,3 +155,51 @@ async def test_a_draft_closed_by_a_commit_reopens_as_a_draft(backlog: Backlog) -
     )
     task = await backlog.reopen(draft.key, OP)
     assert task.status is Status.DRAFT and task.approved_at is None
+
+
+# ------------------------------------------------------------------- 3. agent tokens
+
+
+async def test_rotate_kills_the_old_token_at_once_and_keeps_the_leases(
+    backlog: Backlog, gateway: str, make_agent
+) -> None:
+    _, old = await make_agent("codex")
+    key = await file(backlog, "long job")
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as c:
+        auth = {"Authorization": f"Bearer {old}"}
+        lease = (await c.post("/v1/claim", headers=auth)).json()["lease"]
+        assert (await c.get("/v1/me", headers=auth)).status_code == 200  # cached by now
+        info, new = await rotate_agent(backlog, "codex", OP)
+        assert info.name == "codex" and new != old
+        for _ in range(50):  # the rotation's NOTIFY clears the gateway's cache within moments
+            r = await c.get("/v1/me", headers=auth)
+            if r.status_code == 401:
+                break
+            await asyncio.sleep(0.02)
+        assert r.status_code == 401 and "ob agent rotate" in r.json()["message"]
+        # the lease is kept: the new token heartbeats and completes it with the same epoch
+        fresh = {"Authorization": f"Bearer {new}"}
+        r = await c.post(
+            f"/v1/tasks/{key}/heartbeat", headers=fresh, json={"epoch": lease["epoch"]}
+        )
+        assert r.status_code == 200, r.text
+        r = await c.post(f"/v1/tasks/{key}/complete", headers=fresh, json={"epoch": lease["epoch"]})
+        assert r.status_code == 200 and r.json()["status"] == "done"
+    assert "agent_rotated" in [
+        e["kind"] for e in await backlog.pool.fetch("select kind from events")
+    ]
+
+
+async def test_a_revoked_name_can_be_added_again_an_active_one_cannot(
+    backlog: Backlog, make_agent
+) -> None:
+    grok, _ = await make_agent("grok")
+    with pytest.raises(Invalid, match="ob agent rotate grok"):
+        await add_agent(backlog, "grok", OP)
+    await revoke_agent(backlog, "grok", OP)
+    with pytest.raises(NotFound, match="no active agent named 'grok'"):
+        await rotate_agent(backlog, "grok", OP)
+    info, token = await add_agent(backlog, "grok", OP, ["grok@example.com"])
+    assert info.revoked_at is None and info.git_emails == ["grok@example.com"]
+    again = await authenticate(backlog, token)
+    assert again.name == "grok" and again.agent_id == grok.agent_id  # one identity, one history
