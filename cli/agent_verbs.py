@@ -126,8 +126,8 @@ def next_(
         client, as_json, "POST", "/v1/claim", {"repos": repo or None, "lease_seconds": lease}
     )
     if res["lease"]:
-        lease = res["lease"]
-        client.epochs.remember(lease["key"], lease["epoch"], lease["task"]["lease_holder"])
+        got = res["lease"]
+        client.epochs.remember(got["key"], got["epoch"], got["task"]["lease_holder"])
     if as_json:
         print_json(res)
         return

@@ -134,7 +134,7 @@ class EpochStore:
         self.token_id = token_id
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, dict[str, int]]]:
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
