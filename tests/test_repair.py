@@ -5,6 +5,7 @@ do, and likely duplicates are marked."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -14,6 +15,8 @@ from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
 from core.backlog import Backlog
 from core.deps import add_prerequisite
 from core.errors import Invalid, InvalidTransition, NotFound
+from core.git.reconcile import Reconciler
+from core.git.repos import add_repo, list_repos, remote_key, remove_repo
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -203,3 +206,76 @@ async def test_a_revoked_name_can_be_added_again_an_active_one_cannot(
     assert info.revoked_at is None and info.git_emails == ["grok@example.com"]
     again = await authenticate(backlog, token)
     assert again.name == "grok" and again.agent_id == grok.agent_id  # one identity, one history
+
+
+# -------------------------------------------------------------------------- 4. repos
+
+
+def roots_backlog(backlog: Backlog, roots: Path) -> Backlog:
+    settings = backlog.settings.model_copy(update={"repo_roots": [roots]})
+    return Backlog(backlog.pool, settings)
+
+
+async def test_repo_rm_stops_scanning_and_its_tasks_keep_the_name(
+    backlog: Backlog, make_repo, tmp_path: Path
+) -> None:
+    repo = make_repo("web")
+    repo.commit("init")
+    b = roots_backlog(backlog, tmp_path / "repos")
+    assert (await Reconciler(b).run()).discovered == ["web"]
+    key = await file(b, "fix the login", repo="web")
+
+    removed = await remove_repo(b, "web", OP)
+    assert (removed.name, removed.path, removed.unfinished) == ("web", str(repo.path), 1)
+    repo.commit(f"Fix the login\n\nCloses: {key}")
+    summary = await Reconciler(b).run()
+    assert summary.discovered == [] and summary.repos == []  # not scanned, not found again
+    (skip,) = summary.skipped
+    assert skip.path == str(repo.path) and "ob repo rm" in skip.reason
+    task = await b.get(key)
+    assert task.status is Status.OPEN and task.repo == "web"
+    assert await list_repos(b) == []
+    events = await b.pool.fetch("select details from events where kind = 'repo_removed'")
+    assert [e["details"]["repo"] for e in events] == ["web"]
+    with pytest.raises(NotFound, match="no repo named 'web'"):
+        await remove_repo(b, "web", OP)
+
+    await add_repo(b, repo.path, OP)  # registered again on purpose: scanned again
+    summary = await Reconciler(b).run()
+    assert summary.skipped == [] and (await b.get(key)).status is Status.DONE
+
+
+async def test_a_second_clone_of_a_remote_under_the_roots_is_reported_not_registered(
+    backlog: Backlog, make_repo, tmp_path: Path
+) -> None:
+    source = make_repo("source")
+    source.commit("init")
+    roots = tmp_path / "roots"
+    for where, url in (("a/web", str(source.path)), ("b/web-copy", f"file://{source.path}/")):
+        (roots / where).parent.mkdir(parents=True, exist_ok=True)
+        source.git("clone", "-q", url, str(roots / where))
+    b = roots_backlog(backlog, roots)
+    summary = await Reconciler(b).run()
+    assert summary.discovered == ["web"]
+    (skip,) = summary.skipped
+    assert skip.path == str(roots / "b" / "web-copy")
+    assert "another clone of" in skip.reason and "registered as 'web'" in skip.reason
+    summary = await Reconciler(b).run()  # still reported, still not registered
+    assert summary.discovered == [] and len(summary.skipped) == 1
+    assert [r.name for r in await list_repos(b)] == ["web"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:acme/web.git",
+        "https://github.com/acme/web",
+        "https://user@GitHub.com/acme/web.git/",
+        "ssh://git@github.com:22/acme/web.git",
+        "git://github.com/acme/web",
+    ],
+)
+def test_remote_urls_of_one_repository_are_the_same_remote(url: str) -> None:
+    assert remote_key(url) == remote_key("git@github.com:acme/web")
+    assert remote_key(url) != remote_key("git@github.com:acme/web-api")
+    assert remote_key(url) != remote_key("git@gitlab.com:acme/web")

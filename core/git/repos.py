@@ -1,4 +1,5 @@
-"""The repo registry: repositories added by path or discovered under OB_REPO_ROOTS."""
+"""The repo registry: repositories added by path or discovered under OB_REPO_ROOTS (one clone of
+each remote), and removed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -159,6 +161,7 @@ async def add_repo(
             discovered,
         )
         await conn.execute("delete from repo_skips where path = $1", str(p))
+        await conn.execute("delete from repo_removals where path = $1", str(p))
         await events.record(
             conn,
             None,
@@ -173,6 +176,88 @@ async def add_repo(
             },
         )
         return RepoInfo(**dict(row))
+
+
+class RepoRemoved(BaseModel):
+    name: str
+    path: str
+    unfinished: int  # tasks that still name the repo
+
+
+async def remove_repo(backlog: Backlog, name: str, actor: Actor) -> RepoRemoved:
+    """Take a repository out of the registry: it is no longer scanned (nor found again under
+    OB_REPO_ROOTS), the commits read from it are forgotten, its tasks keep its name. `ob repo
+    add PATH` registers it again."""
+    async with backlog.transaction() as conn:
+        row = await conn.fetchrow("delete from repos where name = $1 returning name, path", name)
+        if row is None:
+            raise NotFound(f"no repo named {name[:100]!r}; see `ob repo list`")
+        await conn.execute(
+            """insert into repo_removals (path, name, removed_by) values ($1, $2, $3)
+               on conflict (path) do update
+                   set name = excluded.name, removed_by = excluded.removed_by,
+                       removed_at = now()""",
+            row["path"],
+            row["name"],
+            str(actor),
+        )
+        unfinished = await conn.fetchval(
+            "select count(*) from tasks where repo = $1 and status in ('draft', 'open')", name
+        )
+        details = {"repo": row["name"], "path": row["path"], "unfinished": unfinished}
+        await events.record(conn, None, actor, EventKind.REPO_REMOVED, details)
+    return RepoRemoved(name=row["name"], path=row["path"], unfinished=unfinished)
+
+
+_REMOTE_SECTION = re.compile(r'^\s*\[\s*remote\s+"([^"]*)"\s*\]')
+_URL_LINE = re.compile(r"^\s*url\s*=\s*(.*?)\s*$", re.IGNORECASE)
+_SCP_URL = re.compile(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$")  # git@host:owner/repo
+
+
+def remote_url(path: Path) -> str | None:
+    """The repository's origin URL (else its first remote's), read from its git config
+    without starting git; None when it has no remote."""
+    try:
+        _, common = git_dirs(path)
+        text = (common / "config").read_text("utf-8", errors="replace")
+    except (RepoGone, OSError):
+        return None
+    urls: dict[str, str] = {}
+    remote = None
+    for line in text.splitlines():
+        if line.lstrip().startswith("["):
+            m = _REMOTE_SECTION.match(line)
+            remote = m.group(1) if m else None
+        elif remote is not None and remote not in urls and (m := _URL_LINE.match(line)):
+            urls[remote] = m.group(1).strip('"')
+    return urls.get("origin") or next(iter(urls.values()), None)
+
+
+def remote_key(url: str, base: Path | None = None) -> str:
+    """One spelling of a remote however it is written (scp-like, ssh://, https:// with or
+    without a user, `.git` or a trailing slash; a local path, relative to `base`)."""
+    url = url.strip()
+    scp = _SCP_URL.match(url) if "://" not in url else None
+    if "://" in url and not url.lower().startswith("file:"):
+        parts = urlsplit(url)
+        host, path = (parts.hostname or "").lower(), parts.path
+    elif scp and not url.startswith(("/", ".", "~")):
+        host, path = scp.group(1).lower(), scp.group(2)
+    else:  # a local repository
+        local = Path(urlsplit(url).path if url.lower().startswith("file:") else url).expanduser()
+        host, path = "", str(((base or Path.cwd()) / local).resolve())
+    path = path.strip("/")
+    path = path.removesuffix(".git").rstrip("/")
+    return f"{host}/{path}" if host else f"/{path}"
+
+
+def _remote_keys(paths: list[Path]) -> dict[Path, str]:
+    keys = {}
+    for p in paths:
+        url = remote_url(p)
+        if url:
+            keys[p] = remote_key(url, p)
+    return keys
 
 
 async def list_repos(backlog: Backlog) -> list[RepoInfo]:
@@ -246,8 +331,34 @@ async def discover_repos(backlog: Backlog, roots: list[Path]) -> Discovery:
     rows = await backlog.pool.fetch("select path, name from repos")
     known = {r["path"]: r["name"] for r in rows}
     names = set(known.values())
-    for p in paths:
-        if str(p) in known:
+    removed = {
+        r["path"]: r
+        for r in await backlog.pool.fetch("select path, name, removed_at from repo_removals")
+    }
+    new = [p for p in paths if str(p) not in known]
+    # a repository is registered once, however many clones of it the roots hold
+    remotes = await asyncio.to_thread(_remote_keys, [Path(p) for p in known] + new) if new else {}
+    registered = {remotes[Path(p)]: (Path(p), n) for p, n in known.items() if Path(p) in remotes}
+    for p in new:
+        if str(p) in removed:
+            r = removed[str(p)]
+            problems.append(
+                (
+                    str(p),
+                    f"removed with `ob repo rm {r['name']}` on {r['removed_at']:%Y-%m-%d};"
+                    f" `ob repo add {p}` registers it again",
+                )
+            )
+            continue
+        if p in remotes and remotes[p] in registered:
+            first, first_name = registered[remotes[p]]
+            problems.append(
+                (
+                    str(p),
+                    f"another clone of {remote_url(p)} (registered as {first_name!r} at"
+                    f" {first}); `ob repo add {p} --name NAME` registers this one too",
+                )
+            )
             continue
         name = repo_name_for(p)
         if name in names:
@@ -267,6 +378,8 @@ async def discover_repos(backlog: Backlog, roots: list[Path]) -> Discovery:
             problems.append((str(p), str(err)))
             continue
         names.add(name)
+        if p in remotes:
+            registered[remotes[p]] = (p, name)
     out.skipped = await _record_skips(backlog, problems)
     return out
 
