@@ -102,6 +102,15 @@ async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
         await cq.answer(f"Rejected {key}")
 
 
+@router.callback_query(CardCB.filter(F.action == CardAction.DUPLICATE))
+async def reject_duplicate(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    key = backlog.key(callback_data.number)
+    decision = backlog.reject_duplicate(key, operator(cq.from_user.id))
+    if await _decided(cq, backlog, callback_data.number, decision):
+        task = await backlog.get(key)
+        await cq.answer(f"Rejected {key}: {task.rejected_reason}")
+
+
 @router.callback_query(CardCB.filter(F.action == CardAction.REOPEN))
 async def reopen(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
     """Undo a decision: a done task is open again, a rejected one a draft again; the notifier

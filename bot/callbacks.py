@@ -73,6 +73,7 @@ class DrainAction(StrEnum):
     APPROVE = "ok"
     MOVE = "mv"
     REJECT = "rj"
+    DUPLICATE = "du"  # reject the draft as a duplicate of the task it likely repeats
     SKIP = "skip"
     STOP = "stop"
 

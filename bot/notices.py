@@ -112,7 +112,7 @@ def draft_filed(p: DraftFiled, task: Task, tz: ZoneInfo) -> Notice:
         text += f"\n\n🤝 filed by a hand-off: {esc(p.prerequisite_of)} waits for it"
     if task.status != Status.DRAFT:
         return Notice(text)
-    return Notice(text, markup=keyboards.approval(task.number), card=CardKind.APPROVAL)
+    return Notice(text, markup=keyboards.task_actions(task), card=CardKind.APPROVAL)
 
 
 @renders(*CARD_UPDATES)

@@ -72,6 +72,24 @@ from prev where t.id = prev.id
 returning t.lane, prev.rejected_by, prev.rejected_reason
 """
 
+# A draft's likely duplicate: a task of the same title (case, spaces and punctuation aside) that
+# is unfinished (an earlier draft, or open), rejected, or done in the last DUPLICATE_DAYS days;
+# open work first, then the earliest. Written on the draft ($1) as its number, or null.
+DUPLICATE_DAYS = 30
+_MARK_DUPLICATE = f"""
+update tasks t set duplicate_of = (
+    select d.number from tasks d
+    where title_key(d.title) = title_key(t.title) and d.id <> t.id and title_key(t.title) <> ''
+      and (d.status in ('open', 'rejected')
+           or (d.status = 'draft' and d.number < t.number)
+           or (d.status = 'done' and d.completed_at > now() - interval '{DUPLICATE_DAYS} days'))
+    order by case d.status when 'open' then 0 when 'draft' then 1 when 'rejected' then 2
+             else 3 end, d.number
+    limit 1)
+where t.id = $1 and t.status = 'draft'
+returning t.duplicate_of
+"""
+
 # A lane change gives a held task back to the queue (the holder's epoch goes stale) and starts
 # its expiry count again.
 _MOVE_LANE = f"""
@@ -206,6 +224,10 @@ class Backlog:
             "repo": spec.repo,
             **(event_details or {}),
         }
+        if not approved:
+            duplicate = await self._mark_duplicate(conn, row["id"])
+            if duplicate:
+                details["duplicate_of"] = duplicate
         await events.record(
             conn,
             row["id"],
@@ -296,6 +318,27 @@ class Backlog:
                 },
             )
 
+    async def _mark_duplicate(self, conn: asyncpg.Connection, task_id: int) -> str | None:
+        """Mark a draft as the likely duplicate of another task (or clear the mark); returns
+        that task's key."""
+        number = await conn.fetchval(_MARK_DUPLICATE, task_id)
+        return self.key(number) if number is not None else None
+
+    async def reject_duplicate(self, key: str, actor: Actor) -> Task:
+        """Reject a draft marked as a likely duplicate, naming the task it repeats."""
+        async with self.pool.acquire() as conn:
+            task = await fetch_task(
+                conn, await task_id_for_key(conn, key, self.prefix), self.prefix
+            )
+        if task.status != Status.DRAFT or task.duplicate_of is None:
+            raise InvalidTransition(
+                f"{task.key} is not marked as a likely duplicate"
+                + ("" if task.status == Status.DRAFT else f" draft (it is {task.status})")
+            )
+        return await self.reject(
+            task.key, actor, f"duplicate of {task.duplicate_of}", drafts_only=True
+        )
+
     async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
         require_operator(actor, "change lanes")
         async with self.transaction(wake=True) as conn:
@@ -349,6 +392,7 @@ class Backlog:
                 }
             elif row["status"] == Status.REJECTED:
                 before = await conn.fetchrow(_REOPEN_REJECTED, row["id"], lane)
+                await self._mark_duplicate(conn, row["id"])
                 details = {
                     "from": Status.REJECTED.value,
                     "to": Status.DRAFT.value,
@@ -439,6 +483,8 @@ class Backlog:
                     row["id"],
                     *(getattr(new, f) for f in diff),
                 )
+                if "title" in diff and row["status"] == Status.DRAFT:
+                    await self._mark_duplicate(conn, row["id"])
                 await events.record(
                     conn,
                     row["id"],

@@ -82,3 +82,30 @@ async def test_reopen_a_task_closed_by_mistake_from_its_notice(env: BotEnv, make
     await leases.complete(key, codex, lease.epoch)
     await env.say(f"/task {key}")
     assert "↩️ Reopen" in env.buttons()
+
+
+async def test_a_likely_duplicate_is_rejected_as_one_in_one_tap(env: BotEnv, make_agent) -> None:
+    codex, _ = await make_agent("codex")
+    for _ in range(3):  # three identical `ob file` calls
+        await env.backlog.file(make_spec(title="Add retries to the uploader"), codex)
+    notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
+    await drain(notifier)
+    first, second, third = env.session.of("SendMessage")
+    assert "likely a duplicate" not in first.text
+    assert "♊ likely a duplicate of OB-1" in second.text
+    buttons = env.buttons(second.reply_markup)
+    assert "♊ Reject as duplicate of OB-1" not in env.buttons(first.reply_markup)
+    await env.tap(buttons["♊ Reject as duplicate of OB-1"], message_id=1001)
+    assert env.session.answers()[-1] == "Rejected OB-2: duplicate of OB-1"
+    task = await env.backlog.get("OB-2")
+    assert task.status is Status.REJECTED and task.rejected_reason == "duplicate of OB-1"
+
+    # the inbox drain offers the same tap on the duplicate's card
+    await env.say("/inbox")
+    assert "card 1 of 2" in env.session.texts()[-1]
+    await env.tap(env.buttons()["⏭ Skip"])
+    card = env.session.of("EditMessageText")[-1]
+    assert "♊ likely a duplicate of OB-1" in card.text
+    await env.tap(env.buttons(card.reply_markup)["♊ Reject as duplicate of OB-1"])
+    assert (await env.backlog.get("OB-3")).rejected_reason == "duplicate of OB-1"
+    assert "skipped 1, rejected 1" in env.session.of("EditMessageText")[-1].text

@@ -279,3 +279,36 @@ def test_remote_urls_of_one_repository_are_the_same_remote(url: str) -> None:
     assert remote_key(url) == remote_key("git@github.com:acme/web")
     assert remote_key(url) != remote_key("git@github.com:acme/web-api")
     assert remote_key(url) != remote_key("git@gitlab.com:acme/web")
+
+
+# ------------------------------------------------------------------ 6. likely duplicates
+
+
+async def test_drafts_repeating_a_title_are_marked_as_likely_duplicates(backlog: Backlog) -> None:
+    codex = Actor.agent("codex", 1)
+    first = await backlog.file(make_spec(title="Add retries to the uploader"), codex)
+    assert first.duplicate_of is None
+    again = await backlog.file(make_spec(title="add retries to the uploader."), codex)
+    third = await backlog.file(make_spec(title="  Add  retries -- to the Uploader"), codex)
+    assert again.duplicate_of == first.key and third.duplicate_of == first.key
+    (filed,) = [e for e in await backlog.history(again.key) if e.kind == "filed"]
+    assert filed.details["duplicate_of"] == first.key
+
+    # a rejected task is remembered: filing it again is marked
+    dropped = await file(backlog, "Rewrite it in Rust", Lane.TRIAGE)
+    await backlog.reject(dropped, OP, "no")
+    redo = await backlog.file(make_spec(title="rewrite it in rust"), codex)
+    assert redo.duplicate_of == dropped
+    # unrelated titles are not marked, in any script
+    assert (await backlog.file(make_spec(title="Rewrite it in Go"), codex)).duplicate_of is None
+    assert (await backlog.file(make_spec(title="数据库迁移"), codex)).duplicate_of is None
+    assert (await backlog.file(make_spec(title="数据库备份"), codex)).duplicate_of is None
+
+    # one call rejects it as a duplicate, naming the original
+    task = await backlog.reject_duplicate(third.key, OP)
+    assert task.status is Status.REJECTED and task.rejected_reason == f"duplicate of {first.key}"
+    with pytest.raises(InvalidTransition, match="not marked as a likely duplicate"):
+        await backlog.reject_duplicate(first.key, OP)
+    # an edit that changes a draft's title looks again
+    edited = await backlog.edit(first.key, OP, title="Rewrite it in Rust")
+    assert edited.task.duplicate_of == dropped
