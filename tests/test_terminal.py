@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_cli import cli_env, ob  # noqa: F401 - cli_env is a fixture
+from tests.test_cli import ob
 
 Env = dict[str, str]
 
