@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,13 +32,14 @@ from cli.app import (
     run_backlog,
     settings,
 )
+from cli.inbox_cmd import inbox
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
 from cli.status_cmd import register as register_status_commands
 
 if TYPE_CHECKING:
     from core.backlog import Backlog
-    from core.models import Lane
+    from core.models import Lane, Task
     from core.spec import Spec
 
 app = typer.Typer(
@@ -271,46 +273,126 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
     run_backlog(main)
 
 
+KeysArg = Annotated[
+    list[str], typer.Argument(help="Task keys, e.g. OB-12 OB-13.", show_default=False)
+]
+
+
+Decided = tuple["Task", str]  # the task, and the line that says what happened to it
+
+
+def _each(
+    keys: list[str], decide: Callable[[Backlog, str], Awaitable[Decided]], as_json: bool
+) -> None:
+    """Decide each task in turn; one that cannot be decided says why in a line and the others
+    go on. Exit status 1 when any failed."""
+    from core.errors import BacklogError
+
+    async def main(b: Backlog) -> tuple[list[Task], int]:
+        done, failed = [], 0
+        for key in keys:
+            try:
+                task, line = await decide(b, key)
+            except BacklogError as err:
+                failed += 1
+                typer.echo(typer.style("error:", fg="red") + f" {err.message}", err=True)
+                continue
+            done.append(task)
+            if not as_json:
+                console().print(line)
+        return done, failed
+
+    done, failed = run_backlog(main)
+    if as_json and done:
+        print_json(done if len(keys) > 1 else done[0])
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command(rich_help_panel="Operator")
 def approve(
-    key: KeyArg,
+    keys: KeysArg,
     lane: Annotated[
         str | None,
-        typer.Option("--lane", "-l", help="Lane (default: the draft's suggestion, else triage)."),
+        typer.Option(
+            "--lane",
+            "-l",
+            help="Lane (default: the one the draft's filer suggested, else triage; P0/P1 work "
+            "goes to autonomous only when you name it).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a draft into a lane."""
+    """Approve drafts into a lane (one key or several); says the lane each went to."""
+    from core.backlog import actor_name
+    from core.models import Status
+
     chosen = _lane(lane)
 
-    async def main(b: Backlog) -> None:
+    async def decide(b: Backlog, key: str) -> Decided:
+        draft = await b.get(key)
         task = await b.approve(key, operator(), chosen)
-        if as_json:
-            print_json(task)
-        else:
-            console().print(
-                f"approved [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
-            )
+        line = f"approved [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
+        if chosen is None and draft.status == Status.DRAFT:
+            if draft.lane is None:
+                line += " (no lane was suggested; --lane chooses)"
+            else:
+                who = actor_name(draft.created_by)
+                line += f" (the lane {who} suggested; --lane chooses)"
+        return task, line
 
-    run_backlog(main)
+    _each(keys, decide, as_json)
 
 
 @app.command(rich_help_panel="Operator")
 def reject(
-    key: KeyArg,
+    keys: KeysArg,
     reason: Annotated[
         str | None, typer.Option("--reason", "-m", help="Why (shown to agents).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reject a draft or an open task (an agent holding it loses its lease)."""
+    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease)."""
+
+    async def decide(b: Backlog, key: str) -> Decided:
+        task = await b.reject(key, operator(), reason)
+        return task, f"rejected [bold]{task.key}[/bold]"
+
+    _each(keys, decide, as_json)
+
+
+@app.command(rich_help_panel="Operator")
+def reopen(
+    key: KeyArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why (kept in the history).")
+    ] = None,
+    lane: Annotated[
+        str | None,
+        typer.Option("--lane", "-l", help="Reopen a done task into this lane (default: its own)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a decision: a done task is open again (agents may take it again), a rejected one is
+    a draft again. The completion or rejection stays in `ob log`."""
+    from core.models import Status
+
+    chosen = _lane(lane)
 
     async def main(b: Backlog) -> None:
-        task = await b.reject(key, operator(), reason)
+        task = await b.reopen(key, operator(), reason, lane=chosen)
         if as_json:
             print_json(task)
+        elif task.status == Status.DRAFT:
+            console().print(
+                f"reopened [bold]{task.key}[/bold]: a draft again; approve it with "
+                f"`ob approve {task.key} --lane LANE`"
+            )
         else:
-            console().print(f"rejected [bold]{task.key}[/bold]")
+            console().print(
+                f"reopened [bold]{task.key}[/bold]: open in {task.lane.value if task.lane else '-'}"
+                " again"
+            )
 
     run_backlog(main)
 
@@ -418,6 +500,7 @@ def spec_cmd(key: KeyArg) -> None:
     run_backlog(main)
 
 
+app.command("inbox", rich_help_panel="Operator")(inbox)
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_agent_verbs(app)

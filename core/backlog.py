@@ -32,10 +32,14 @@ from core.tasks import (
 
 # An operator action locks the task and its lease, and sees the status as the API shows it.
 _LOCKED = f"""
-select t.id, t.number, {STATUS_SQL} as status, t.lane, {", ".join(f"t.{f}" for f in EDITABLE)}
+select t.id, t.number, {STATUS_SQL} as status, t.lane, t.created_by,
+       {", ".join(f"t.{f}" for f in EDITABLE)}
 from tasks t join task_leases l on l.task_id = t.id where t.id = $1
 for update of t, l
 """
+
+# P0 and P1 work goes to agents unattended only when the operator names that lane.
+URGENT_PRIORITY = 1
 
 # The unfinished tasks waiting on a prerequisite, locked with their leases.
 _WAITING_ON = f"""
@@ -117,6 +121,12 @@ class Edited(BaseModel):
             else:
                 parts.append(field)
         return ", ".join(parts) or "nothing changed"
+
+
+def actor_name(actor: str) -> str:
+    """`agent:codex` -> `codex`; `operator:cli` -> `the operator`."""
+    kind, _, name = actor.partition(":")
+    return "the operator" if kind == "operator" else name or kind
 
 
 def require_operator(actor: Actor, what: str) -> None:
@@ -247,7 +257,7 @@ class Backlog:
             row = await self._locked(conn, key)
             if row["status"] != Status.DRAFT:
                 raise self._not_a_draft(row, "approve")
-            lane = lane or (Lane(row["lane"]) if row["lane"] else Lane.TRIAGE)
+            lane = lane or self._suggested_lane(row)
             await conn.execute(
                 """update tasks set status = 'open', lane = $2, approved_lane = $2, approved_by = $3,
                    approved_at = now(), status_at = now(), updated_at = now() where id = $1""",
@@ -258,6 +268,21 @@ class Backlog:
             await record_base(conn, row["id"], row["repo"])
             await self._decided(conn, row, actor, EventKind.APPROVED, {"lane": lane.value})
             return await fetch_task(conn, row["id"], self.prefix)
+
+    def _suggested_lane(self, row: asyncpg.Record) -> Lane:
+        """The lane a draft goes to when the operator names none: the one its filer suggested
+        (else triage), except that urgent work runs unattended only when the operator says so."""
+        if row["lane"] is None:
+            return Lane.TRIAGE
+        lane = Lane(row["lane"])
+        if lane == Lane.AUTONOMOUS and row["priority"] <= URGENT_PRIORITY:
+            key = self._key(row)
+            raise Invalid(
+                f"{key} is P{row['priority']} and {actor_name(row['created_by'])} suggests "
+                f"{lane.value}: name the lane yourself (`ob approve {key} --lane autonomous` "
+                "to let agents run it unattended, or another lane)"
+            )
+        return lane
 
     async def reject(
         self, key: str, actor: Actor, reason: str | None = None, *, drafts_only: bool = False

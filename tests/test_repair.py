@@ -312,3 +312,23 @@ async def test_drafts_repeating_a_title_are_marked_as_likely_duplicates(backlog:
     # an edit that changes a draft's title looks again
     edited = await backlog.edit(first.key, OP, title="Rewrite it in Rust")
     assert edited.task.duplicate_of == dropped
+
+
+# ------------------------------------------------------------- 8. the lane of an approval
+
+
+async def test_urgent_work_goes_autonomous_only_when_the_operator_says_so(
+    backlog: Backlog,
+) -> None:
+    codex = Actor.agent("codex", 1)
+    urgent = await backlog.file(
+        make_spec(title="rotate the credentials", priority="P0", lane="autonomous"), codex
+    )
+    with pytest.raises(Invalid, match="is P0 and codex suggests autonomous_safe"):
+        await backlog.approve(urgent.key, OP)
+    assert (await backlog.get(urgent.key)).status is Status.DRAFT
+    assert (await backlog.approve(urgent.key, OP, Lane.AUTONOMOUS)).lane is Lane.AUTONOMOUS
+    routine = await backlog.file(make_spec(title="bump a pin", lane="autonomous"), codex)
+    assert (await backlog.approve(routine.key, OP)).lane is Lane.AUTONOMOUS
+    urgent_idea = await backlog.file(make_spec(title="look at it", priority="P1"), codex)
+    assert (await backlog.approve(urgent_idea.key, OP)).lane is Lane.TRIAGE

@@ -4,16 +4,32 @@ line for every mistake."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from core.backlog import Backlog
+from core.db import create_pool
+from core.migrate import migrate
+from core.models import Actor, Lane, Status
+from core.settings import load_settings
+from core.spec import make_spec
+from core.tasks import TaskFilter
 from tests.test_cli import ob
 
 Env = dict[str, str]
+CODEX = Actor.agent("codex", 1)
 
 
 def run(env: Env, cwd: Path, *args: str, stdin: str | None = None):
     return ob(*args, env=env, cwd=cwd, stdin=stdin)
+
+
+async def arun(env: Env, cwd: Path, *args: str, stdin: str | None = None):
+    return await asyncio.to_thread(ob, *args, env=env, cwd=cwd, stdin=stdin)
 
 
 def test_repo_rm(cli_env: Env, tmp_path: Path, make_repo) -> None:
@@ -33,3 +49,89 @@ def test_repo_rm(cli_env: Env, tmp_path: Path, make_repo) -> None:
     )
     task = json.loads(run(cli_env, tmp_path, "show", "OB-1", "--json").stdout)
     assert task["repo"] == "web"
+
+
+@pytest.fixture
+async def cli_backlog(cli_env: Env) -> AsyncIterator[Backlog]:
+    """The backlog of the `ob` process's database, for what an agent would have done."""
+    url = cli_env["OB_DATABASE_URL"]
+    await migrate(url)
+    pool = await create_pool(url, max_size=4)
+    yield Backlog(pool, load_settings(database_url=url, _env_file=None))
+    await pool.close()
+
+
+async def drafts(backlog: Backlog, *specs: dict) -> None:
+    for spec in specs:
+        await backlog.file(make_spec(**spec), CODEX)
+
+
+async def test_bulk_decisions_say_where_each_went(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    await drafts(
+        cli_backlog,
+        {"title": "bump a pin", "lane": "autonomous"},
+        {"title": "rotate the credentials", "lane": "autonomous", "priority": "P0"},
+        {"title": "an idea"},
+        {"title": "another idea"},
+    )
+    r = await arun(cli_env, tmp_path, "approve", "OB-1", "OB-3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "approved OB-1 into autonomous_safe (the lane codex suggested; --lane chooses)",
+        "approved OB-3 into requires_triage (no lane was suggested; --lane chooses)",
+    ]
+    r = await arun(cli_env, tmp_path, "approve", "OB-2")
+    assert r.returncode == 1 and "OB-2 is P0 and codex suggests autonomous_safe" in r.stderr
+    r = await arun(cli_env, tmp_path, "approve", "OB-1", "OB-2", "--lane", "decision")
+    assert r.returncode == 1
+    assert r.stdout.strip() == "approved OB-2 into requires_decision"
+    assert "cannot approve OB-1: it is already approved" in r.stderr
+    r = await arun(cli_env, tmp_path, "reject", "OB-4", "OB-3", "-m", "dup", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(t["key"], t["status"], t["rejected_reason"]) for t in json.loads(r.stdout)] == [
+        ("OB-4", "rejected", "dup"),
+        ("OB-3", "rejected", "dup"),
+    ]
+    r = await arun(cli_env, tmp_path, "reopen", "OB-4", "-m", "wanted after all")
+    assert r.returncode == 0, r.stderr
+    assert "reopened OB-4: a draft again; approve it with `ob approve OB-4 --lane LANE`" in r.stdout
+    r = await arun(cli_env, tmp_path, "reopen", "OB-1")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "error: cannot reopen OB-1: it is open; only done and rejected tasks reopen"
+    )
+
+
+async def test_inbox_walks_the_drafts_one_key_per_decision(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    await drafts(
+        cli_backlog,
+        {"title": "Add retries", "lane": "autonomous"},
+        {"title": "add retries"},
+        {"title": "Cache the embeddings", "priority": "P0"},
+        {"title": "Drop the old API"},
+        {"title": "Write the docs"},
+    )
+    keys = "a\nx\nz\nm\nnot wanted now\ns\nq\n"
+    r = await arun(cli_env, tmp_path, "inbox", stdin=keys)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "card 1 of 5" in out and "card 5 of 5" in out
+    assert "→ approved OB-1 into autonomous_safe" in out
+    assert "likely a duplicate of OB-1 Add retries (open)" in out
+    assert "x dup of OB-1" in out
+    assert "→ rejected OB-2: duplicate of OB-1" in out
+    assert "unknown key 'z'" in out
+    assert "→ rejected OB-3" in out
+    assert out.rstrip().endswith("inbox: 1 approved, 2 rejected, 1 skipped; 1 left for next time")
+    tasks = {t.key: t for t in await cli_backlog.list(TaskFilter(include_closed=True))}
+    assert tasks["OB-1"].lane is Lane.AUTONOMOUS and tasks["OB-1"].status is Status.OPEN
+    assert tasks["OB-2"].rejected_reason == "duplicate of OB-1"
+    assert tasks["OB-3"].rejected_reason == "not wanted now"
+    assert tasks["OB-4"].status is Status.DRAFT and tasks["OB-5"].status is Status.DRAFT
+
+    r = await arun(cli_env, tmp_path, "inbox", stdin="")  # the end of the input stops it
+    assert r.returncode == 0 and "card 1 of 2" in r.stdout and "2 left for next time" in r.stdout
