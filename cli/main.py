@@ -36,6 +36,7 @@ from cli.inbox_cmd import inbox
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
 from cli.status_cmd import register as register_status_commands
+from cli.views_cmd import digest, feed
 
 if TYPE_CHECKING:
     from core.backlog import Backlog
@@ -501,6 +502,8 @@ def spec_cmd(key: KeyArg) -> None:
 
 
 app.command("inbox", rich_help_panel="Operator")(inbox)
+app.command("digest", rich_help_panel="Operator")(digest)
+app.command("feed", rich_help_panel="Operator")(feed)
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_agent_verbs(app)

@@ -15,6 +15,7 @@ from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
 from core.backlog import Backlog
 from core.deps import add_prerequisite
 from core.errors import Invalid, InvalidTransition, NotFound
+from core.feed import FeedFilter, Follower, recent_events
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo, list_repos, remote_key, remove_repo
 from core.leases import Leases
@@ -332,3 +333,60 @@ async def test_urgent_work_goes_autonomous_only_when_the_operator_says_so(
     assert (await backlog.approve(routine.key, OP)).lane is Lane.AUTONOMOUS
     urgent_idea = await backlog.file(make_spec(title="look at it", priority="P1"), codex)
     assert (await backlog.approve(urgent_idea.key, OP)).lane is Lane.TRIAGE
+
+
+# ----------------------------------------------------------------------------- 7. feed
+
+
+async def test_the_feed_filters_by_agent_and_repo(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    grok, _ = await make_agent("grok")
+    web = await file(backlog, "web work", repo="web")
+    await file(backlog, "api work", repo="api")
+    for agent in (codex, grok):
+        lease = await leases.claim(agent)
+        assert lease is not None
+        await leases.heartbeat(lease.key, agent, lease.epoch)
+    everything = await recent_events(backlog, FeedFilter())
+    assert [e.kind for e in everything][-2:] == ["claimed", "claimed"]
+    assert "heartbeat" not in [e.kind for e in everything]
+    by_codex = await recent_events(backlog, FeedFilter(agent="codex"))
+    assert [(e.kind, e.key) for e in by_codex] == [("agent_added", None), ("claimed", web)]
+    on_web = await recent_events(backlog, FeedFilter(repo="web", heartbeats=True))
+    assert [e.kind for e in on_web] == ["filed", "claimed", "heartbeat"]
+    assert all(e.repo == "web" and e.title == "web work" for e in on_web)
+    assert [e.kind for e in await recent_events(backlog, FeedFilter(), limit=1)] == ["claimed"]
+
+
+async def test_following_the_feed_misses_no_event_that_commits_late(
+    backlog: Backlog, pool: asyncpg.Pool
+) -> None:
+    key = await file(backlog, "a task")
+    follower = await Follower.from_now(backlog, FeedFilter())
+    follower.GRACE = 0  # (the moment between drawing an event's id and its writer's xid)
+    assert await follower.poll() == []
+    async with pool.acquire() as slow:
+        tx = slow.transaction()
+        await tx.start()  # an event written first, committed last
+        await slow.execute(
+            "insert into events (task_id, actor, kind) values (null, 'operator:x', 'agent_added')"
+        )
+        await backlog.edit(key, OP, priority=0)
+        assert [e.kind for e in await follower.poll()] == ["edited"]
+        assert [e.kind for e in await follower.poll()] == []
+        await tx.commit()
+    assert [e.kind for e in await follower.poll()] == ["agent_added"]
+    async with pool.acquire() as gone:  # a rolled-back event leaves a gap that closes
+        tx = gone.transaction()
+        await tx.start()
+        await gone.execute(
+            "insert into events (task_id, actor, kind) values (null, 'operator:x', 'agent_added')"
+        )
+        await backlog.edit(key, OP, priority=1)
+        assert [e.kind for e in await follower.poll()] == ["edited"]
+        await tx.rollback()
+    await backlog.edit(key, OP, priority=2)
+    assert [e.kind for e in await follower.poll()] == ["edited"]
+    assert await follower.poll() == [] and follower.gaps == {}

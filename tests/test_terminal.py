@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,52 @@ async def test_inbox_walks_the_drafts_one_key_per_decision(
 
     r = await arun(cli_env, tmp_path, "inbox", stdin="")  # the end of the input stops it
     assert r.returncode == 0 and "card 1 of 2" in r.stdout and "2 left for next time" in r.stdout
+
+
+async def test_digest_and_feed_in_the_terminal(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    await drafts(cli_backlog, {"title": "an agent idea", "repo": "web"})
+    await cli_backlog.file(make_spec(title="ours", repo="api"), Actor.operator("cli"))
+    r = await arun(cli_env, tmp_path, "digest")
+    assert r.returncode == 0, r.stderr
+    assert "Daily lane digest" in r.stdout and "Awaiting approval: 1" in r.stdout
+    assert "OB-1" in r.stdout and "an agent idea" in r.stdout and "nobody holds a task" in r.stdout
+    r = await arun(cli_env, tmp_path, "digest", "--json")
+    data = json.loads(r.stdout)
+    assert data["awaiting_approval"]["total"] == 1
+    assert {lane["lane"]: lane["total"] for lane in data["lanes"]}["requires_triage"] == 1
+
+    r = await arun(cli_env, tmp_path, "feed", "--agent", "codex")
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stdout.splitlines()
+    assert "agent:codex filed OB-1 an agent idea" in line
+    r = await arun(cli_env, tmp_path, "feed", "--repo", "api", "--json")
+    assert [(e["kind"], e["key"]) for e in json.loads(r.stdout)] == [("filed", "OB-2")]
+
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "feed",
+        "-f",
+        "--json",
+        "--every",
+        "0.2",
+        "--agent",
+        "codex",
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert follow.stdout is not None
+        first = json.loads(await asyncio.wait_for(follow.stdout.readline(), 30))
+        assert first["kind"] == "filed" and first["key"] == "OB-1"  # the recent ones first
+        await cli_backlog.approve("OB-1", Actor.operator("cli"), Lane.AUTONOMOUS)
+        await drafts(cli_backlog, {"title": "a second idea"})
+        new = json.loads(await asyncio.wait_for(follow.stdout.readline(), 30))
+        assert (new["kind"], new["key"], new["actor"]) == ("filed", "OB-3", "agent:codex")
+    finally:
+        follow.terminate()
+        await follow.wait()
