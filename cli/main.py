@@ -252,8 +252,9 @@ def list_cmd(
             console().print("no tasks match")
         else:
             from cli.output import task_table
+            from core.shaping import local_today
 
-            console().print(task_table(tasks))
+            console().print(task_table(tasks, local_today(b.settings.tz)))
 
     run_backlog(main)
 
@@ -268,8 +269,9 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
             print_json(task)
         else:
             from cli.output import task_card
+            from core.shaping import local_today
 
-            console().print(task_card(task))
+            console().print(task_card(task, local_today(b.settings.tz)))
 
     run_backlog(main)
 
@@ -429,8 +431,14 @@ def edit(
     step: Annotated[
         list[str] | None, typer.Option("--step", "-s", help="Replace the steps (repeat).")
     ] = None,
+    add_step: Annotated[
+        list[str] | None, typer.Option("--add-step", "-S", help="Append a step (repeat).")
+    ] = None,
     risk: Annotated[
         list[str] | None, typer.Option("--risk", help="Replace the risks (repeat).")
+    ] = None,
+    add_risk: Annotated[
+        list[str] | None, typer.Option("--add-risk", help="Append a risk (repeat).")
     ] = None,
     notes: Annotated[str | None, typer.Option()] = None,
     file: Annotated[
@@ -457,13 +465,13 @@ def edit(
         if v is not None
     }
     spec = _read_spec(file) if file is not None else None
-    if spec is None and not changes:
+    if spec is None and not changes and not add_step and not add_risk:
         fail("nothing to change; give flags such as --title or --priority, or --file")
 
     async def main(b: Backlog) -> None:
         done = await b.edit_from_spec(key, spec, operator()) if spec else None
-        if changes:
-            done = await b.edit(key, operator(), **changes)
+        if changes or add_step or add_risk:
+            done = await b.edit(key, operator(), add_steps=add_step, add_risks=add_risk, **changes)
         assert done is not None
         if as_json:
             print_json(done.task)

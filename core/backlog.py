@@ -27,6 +27,7 @@ from core.tasks import (
     count_tasks,
     fetch_task,
     list_tasks,
+    number_for_key,
     task_id_for_key,
 )
 
@@ -198,9 +199,17 @@ class Backlog:
         event_details: dict[str, Any] | None = None,
     ) -> int:
         """File a task inside the caller's transaction (with its event and, for a draft, the
-        approval card's outbox row); returns its id."""
+        approval card's outbox row); returns its id. `event_details` go into the `filed` event;
+        with `prerequisite_of` (a hand-off) the task is at least as urgent as that one."""
         approved = actor.is_operator if approve is None else approve
         lane = lane or spec.lane or (Lane.TRIAGE if approved else None)
+        waiting = (event_details or {}).get("prerequisite_of")
+        if waiting is not None:  # a hand-off's prerequisite: as urgent as the task it unblocks
+            priority = await conn.fetchval(
+                "select priority from tasks where number = $1", number_for_key(waiting, self.prefix)
+            )
+            if priority is not None and priority < spec.priority:
+                spec = spec.model_copy(update={"priority": priority})
         row = await conn.fetchrow(
             """
             insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
@@ -479,10 +488,18 @@ class Backlog:
 
     # ------------------------------------------------------------------ edits
 
-    async def edit(self, key: str, actor: Actor, **changes: Any) -> Edited:
-        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes);
-        returns the task and what changed (field: [before, after]). The `edited` event's outbox
-        row has the notifier refresh the task's cards."""
+    async def edit(
+        self,
+        key: str,
+        actor: Actor,
+        *,
+        add_steps: list[str] | None = None,
+        add_risks: list[str] | None = None,
+        **changes: Any,
+    ) -> Edited:
+        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes),
+        and append steps or risks; returns the task and what changed (field: [before, after]).
+        The `edited` event's outbox row has the notifier refresh the task's cards."""
         require_operator(actor, "edit tasks")
         unknown = set(changes) - set(EDITABLE)
         if unknown:
@@ -494,6 +511,9 @@ class Backlog:
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "edit")
             current = {f: row[f] for f in EDITABLE}
+            for field, more in (("steps", add_steps), ("risks", add_risks)):
+                if more:
+                    changes[field] = [*changes.get(field, current[field]), *more]
             new = make_spec(**{**current, **changes})
             diff = {
                 f: [_jsonable(current[f]), _jsonable(getattr(new, f))]

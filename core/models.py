@@ -279,6 +279,15 @@ class Task(BaseModel):
     def display_status(self) -> str:
         return "blocked" if self.blocked else self.status.value
 
+    def snoozed(self, today: date) -> bool:
+        """Unfinished, with a trigger date after `today`: out of the drains and agents' claims
+        until that day."""
+        return (
+            self.trigger_on is not None
+            and self.trigger_on > today
+            and self.status in (Status.DRAFT, Status.OPEN)
+        )
+
 
 class Event(BaseModel):
     id: int

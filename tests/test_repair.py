@@ -390,3 +390,34 @@ async def test_following_the_feed_misses_no_event_that_commits_late(
     await backlog.edit(key, OP, priority=2)
     assert [e.kind for e in await follower.poll()] == ["edited"]
     assert await follower.poll() == [] and follower.gaps == {}
+
+
+# --------------------------------------------------------------- 9. small hands
+
+
+async def test_add_steps_without_replacing_them(backlog: Backlog) -> None:
+    key = await file(backlog, "plan", steps=["measure"], risks=["noise"])
+    edited = await backlog.edit(key, OP, add_steps=["tune", "measure again"], add_risks=["time"])
+    assert edited.task.steps == ["measure", "tune", "measure again"]
+    assert edited.task.risks == ["noise", "time"]
+    assert edited.summary() == "steps 1 → 3, risks 1 → 2"
+    edited = await backlog.edit(key, OP, steps=["only this"], add_steps=["and this"])
+    assert edited.task.steps == ["only this", "and this"]
+
+
+async def test_a_hand_off_prerequisite_is_as_urgent_as_its_task(
+    backlog: Backlog, leases: Leases, make_agent
+) -> None:
+    codex, _ = await make_agent("codex")
+    urgent = await file(backlog, "urgent", priority=0)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == urgent
+    _, prereq = await leases.handoff(urgent, codex, lease.epoch, make_spec(title="first this"))
+    assert prereq.priority == 0
+    later = await file(backlog, "some day", priority=3)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == later
+    _, prereq = await leases.handoff(
+        later, codex, lease.epoch, make_spec(title="sooner", priority="P1")
+    )
+    assert prereq.priority == 1  # more urgent than its task: kept

@@ -185,3 +185,20 @@ async def test_digest_and_feed_in_the_terminal(
     finally:
         follow.terminate()
         await follow.wait()
+
+
+async def test_append_a_step_and_see_what_is_snoozed(cli_env: Env, tmp_path: Path) -> None:
+    r = await arun(cli_env, tmp_path, "add", "plan it", "-s", "measure")
+    assert r.returncode == 0, r.stderr
+    r = await arun(cli_env, tmp_path, "edit", "OB-1", "--add-step", "tune", "-S", "measure again")
+    assert r.returncode == 0 and "edited OB-1: steps 1 → 3" in r.stdout
+    r = await arun(cli_env, tmp_path, "spec", "OB-1")
+    assert "- measure\n- tune\n- measure again\n" in r.stdout
+    await arun(cli_env, tmp_path, "add", "later", "--trigger-on", "2999-01-01")
+    r = await arun(cli_env, tmp_path, "list")
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("OB-2")]
+    assert "snoozed" in row and "until 2999-01-01" in row
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("OB-1")]
+    assert "open" in row
+    r = await arun(cli_env, tmp_path, "show", "OB-2")
+    assert "snoozed until 2999-01-01" in r.stdout
