@@ -111,8 +111,12 @@ def migrate_cmd() -> None:
 def serve() -> None:
     """Run the main job: migrations, the agent gateway, the bot and the scheduler."""
     from cli.serve import serve_forever
+    from gateway.server import CannotListen
 
-    run(serve_forever(settings()), fast_loop=True)
+    try:
+        run(serve_forever(settings()), fast_loop=True)
+    except CannotListen as err:
+        fail(str(err))
 
 
 # ----------------------------------------------------------------- operator

@@ -23,7 +23,8 @@ STATE_STYLE = {"running": "green", "ok": "green", "failing": "red", "stopped": "
 
 
 def status(as_json: JsonOpt = False) -> None:
-    """Is `ob serve` running, and is each of its parts well? Plus the notices waiting."""
+    """Is `ob serve` running, and is each of its parts well? Plus the notices waiting. Exits
+    with status 1 when no `ob serve` is running."""
     from core.outbox import outbox_stats
     from core.supervise import read_boards
 
@@ -31,9 +32,16 @@ def status(as_json: JsonOpt = False) -> None:
         return await read_boards(b), await outbox_stats(b)
 
     boards, outbox = run_backlog(main)
+    running = any(not w.gone for w in boards)
     if as_json:
         print_json({"database": "ok", "processes": boards, "outbox": outbox})
-        return
+    else:
+        show_status(boards, outbox)
+    if not running:  # scripts and health checks rely on it
+        raise typer.Exit(1)
+
+
+def show_status(boards: list[WorkerStatus], outbox: OutboxStats) -> None:
     from rich.text import Text
 
     from cli.output import ago, plain_table

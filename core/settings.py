@@ -11,12 +11,17 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.models import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
 
 ENV_PREFIX = "OB_"
+
+
+# What aiogram accepts as a bot token: the bot's id, a colon, the secret (no spaces).
+BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]+$")
+SECRETS = {"bot_token", "webhook_secret", "agent_token"}
 
 
 class SettingsError(Exception):
@@ -84,6 +89,23 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="how much `ob serve` logs; DEBUG adds the libraries' own chatter"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: object) -> object:
+        """`OB_BOT_TOKEN=` (a .env copied from .env.example leaves such lines) means unset."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not BOT_TOKEN_RE.match(v.get_secret_value().strip()):
+            raise ValueError(
+                "not a Telegram bot token; tokens look like 123456789:AAE... (from @BotFather)"
+            )
+        return SecretStr(v.get_secret_value().strip()) if v is not None else None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -159,10 +181,14 @@ class Settings(BaseSettings):
 
 
 def describe_error(err: ValidationError) -> str:
+    """Each problem on a line naming its variable (a secret's value is never repeated)."""
     lines = []
     for e in err.errors():
-        name = ENV_PREFIX + "_".join(str(p) for p in e["loc"]).upper()
-        lines.append(f"{name}: {e['msg']} (got {e.get('input')!r})")
+        field = "_".join(str(p) for p in e["loc"])
+        got = "" if field in SECRETS else f" (got {e.get('input')!r})"
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {e['msg']}{got}")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
