@@ -542,7 +542,27 @@ class Backlog:
             return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:
-        """Replace a task's spec with a text-form spec (its lane/key/status lines are ignored)."""
+        """Replace a task's spec with a text-form spec. A key line must name this task; lane and
+        status lines must say what the task is (their verbs change them: the refusal says
+        which)."""
+        task = await self.get(key)
+        if spec.key and spec.key != task.key:
+            raise Invalid(
+                f"the spec is {spec.key}'s (key: {spec.key}); you are editing {task.key}: edit "
+                f"{spec.key} instead, or remove the key line"
+            )
+        if spec.lane and spec.lane != task.lane:
+            verb = (
+                f"`ob approve {task.key} --lane {spec.lane.short}`"
+                if task.status == Status.DRAFT
+                else f"`ob lane {task.key} {spec.lane.short}`"
+            )
+            raise Invalid(f"an edit does not move a task: move {task.key} with {verb}")
+        if spec.status and spec.status != task.status:
+            raise Invalid(
+                f"an edit does not change a status ({task.key} is {task.status}): "
+                f"{_status_verb(task.key, spec.status)}"
+            )
         return await self.edit(key, actor, **{f: getattr(spec, f) for f in EDITABLE})
 
     # ------------------------------------------------------------------ views
@@ -581,6 +601,18 @@ async def open_backlog(
         settings, run_migrations=run_migrations, max_size=max_size, url=url
     ) as db:
         yield Backlog(db.pool, settings, url=db.url)
+
+
+def _status_verb(key: str, status: Status) -> str:
+    """What changes a task's status to `status`."""
+    return {
+        Status.DRAFT: f"a rejected task becomes a draft again with `ob reopen {key}`",
+        Status.OPEN: f"approve a draft with `ob approve {key} --lane LANE`, reopen a done or "
+        f"rejected one with `ob reopen {key}`",
+        Status.CLAIMED: "agents claim tasks (`ob next`)",
+        Status.DONE: f"agents finish tasks (`ob done`), or a commit says `Closes: {key}`",
+        Status.REJECTED: f"`ob reject {key} -m WHY`",
+    }[status]
 
 
 def _jsonable(value: Any) -> Any:

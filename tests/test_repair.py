@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
-from core.backlog import Backlog
+from core.backlog import Backlog, spec_of
 from core.deps import add_prerequisite
 from core.errors import Invalid, InvalidTransition, NotFound
 from core.feed import FeedFilter, Follower, recent_events
@@ -421,3 +421,25 @@ async def test_a_hand_off_prerequisite_is_as_urgent_as_its_task(
         later, codex, lease.epoch, make_spec(title="sooner", priority="P1")
     )
     assert prereq.priority == 1  # more urgent than its task: kept
+
+
+# -------------------------------------------------------- 13. what an edit cannot do
+
+
+async def test_an_edit_from_a_spec_refuses_another_key_and_lifecycle_lines(
+    backlog: Backlog,
+) -> None:
+    a = await file(backlog, "first", Lane.TRIAGE)
+    b = await file(backlog, "second", Lane.TRIAGE)
+    theirs = spec_of(await backlog.get(a))
+    with pytest.raises(Invalid, match=f"the spec is {a}'s .key: {a}.; you are editing {b}"):
+        await backlog.edit_from_spec(b, theirs, OP)
+    assert (await backlog.get(b)).title == "second"
+    ours = spec_of(await backlog.get(b))
+    with pytest.raises(Invalid, match=f"`ob lane {b} decision`"):
+        await backlog.edit_from_spec(b, ours.model_copy(update={"lane": Lane.DECISION}), OP)
+    with pytest.raises(Invalid, match=f"`ob reject {b}"):
+        await backlog.edit_from_spec(b, ours.model_copy(update={"status": Status.REJECTED}), OP)
+    # the spec as `ob spec` prints it (its own key, status and lane) edits the task
+    edited = await backlog.edit_from_spec(b, ours.model_copy(update={"title": "2nd"}), OP)
+    assert edited.changes == {"title": ["second", "2nd"]}

@@ -202,3 +202,21 @@ async def test_append_a_step_and_see_what_is_snoozed(cli_env: Env, tmp_path: Pat
     assert "open" in row
     r = await arun(cli_env, tmp_path, "show", "OB-2")
     assert "snoozed until 2999-01-01" in r.stdout
+
+
+async def test_edit_refuses_another_tasks_spec(cli_env: Env, tmp_path: Path) -> None:
+    for title in ("thirty-two", "thirty-three"):
+        assert (await arun(cli_env, tmp_path, "add", title)).returncode == 0
+    spec = (await arun(cli_env, tmp_path, "spec", "OB-1")).stdout
+    (tmp_path / "s.txt").write_text(spec)
+    r = await arun(cli_env, tmp_path, "edit", "OB-2", "-f", str(tmp_path / "s.txt"))
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        "error: the spec is OB-1's (key: OB-1); you are editing OB-2: edit OB-1 instead, or "
+        "remove the key line"
+    ]
+    (tmp_path / "s.txt").write_text(spec.replace("lane: requires_triage", "lane: decision"))
+    r = await arun(cli_env, tmp_path, "edit", "OB-1", "-f", str(tmp_path / "s.txt"))
+    assert r.returncode == 1 and "`ob lane OB-1 decision`" in r.stderr
+    assert json.loads((await arun(cli_env, tmp_path, "show", "OB-2", "--json")).stdout)[
+        "title"
+    ] == ("thirty-three")
