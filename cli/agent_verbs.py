@@ -5,13 +5,12 @@ agent's identity comes from the token, never from a flag."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import JsonOpt, KeyArg, console, fail, print_json, settings
+from cli.app import JsonOpt, KeyArg, console, fail, print_json, read_text, settings
 
 if TYPE_CHECKING:
     from cli.gateway_client import GatewayClient
@@ -104,8 +103,7 @@ def _spec_body(
     lane: str | None,
 ) -> dict[str, Any]:
     if spec_file is not None:
-        text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text("utf-8")
-        return {"text": text}
+        return {"text": read_text(spec_file)}
     if not title:
         fail("give a title, or a spec with --file")
     return {"spec": {"title": title, "steps": steps or [], "repo": repo, "lane": lane}}
@@ -252,6 +250,6 @@ def findings(
 ) -> None:
     """Finish an investigation with findings; the operator decides what happens next."""
     if text is None or text == "-":
-        text = sys.stdin.read()
+        text = read_text(Path("-"))
     res = _fenced(key, "findings", epoch, as_json, text=text)
     _show(res, as_json, f"{res['key']} moved to requires_decision with your findings")

@@ -27,6 +27,7 @@ from cli.app import (
     fail,
     operator,
     print_json,
+    read_text,
     reported,
     run,
     run_backlog,
@@ -71,13 +72,7 @@ def _read_spec(path: Path) -> Spec:
     """A text-form spec from a file, or from stdin for '-'."""
     from core.spec import parse
 
-    if str(path) == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            fail(f"cannot read {path}: {err}")
+    text = read_text(path)
     with reported():
         return parse(text)
 
@@ -523,7 +518,22 @@ register_git_commands(app)
 register_status_commands(app)
 
 
+def check_argv(args: list[str]) -> None:
+    """Each argument is text: bytes that are not UTF-8 are said to be so, once."""
+    for i, arg in enumerate(args, 1):
+        if any("\udc80" <= ch <= "\udcff" for ch in arg):  # bytes that did not decode
+            shown = repr(os.fsencode(arg))[2:-1]
+            fail(
+                f"argument {i} is not UTF-8 text ('{shown[:80]}'); ob reads its command line as "
+                "UTF-8 (check the terminal's encoding, or LANG)"
+            )
+
+
 def main() -> None:
+    try:
+        check_argv(sys.argv[1:])
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
     app()
 
 

@@ -14,7 +14,7 @@ import pytest
 from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
 from core.backlog import Backlog, spec_of
 from core.deps import add_prerequisite
-from core.errors import Invalid, InvalidTransition, NotFound
+from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
 from core.feed import FeedFilter, Follower, recent_events
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo, list_repos, remote_key, remove_repo
@@ -443,3 +443,41 @@ async def test_an_edit_from_a_spec_refuses_another_key_and_lifecycle_lines(
     # the spec as `ob spec` prints it (its own key, status and lane) edits the task
     edited = await backlog.edit_from_spec(b, ours.model_copy(update={"title": "2nd"}), OP)
     assert edited.changes == {"title": ["second", "2nd"]}
+
+
+# ------------------------------------------------------- 14. refusals that say what is wrong
+
+
+async def test_each_refusal_says_what_is_actually_wrong(
+    backlog: Backlog, leases: Leases, make_agent, pool: asyncpg.Pool
+) -> None:
+    codex, _ = await make_agent("codex")
+    claude, _ = await make_agent("claude-code")
+    key = await file(backlog, "x")
+    assert (await leases.claim(claude)).epoch == 1  # type: ignore[union-attr]
+
+    async def refusal(call) -> str:
+        with pytest.raises(LeaseError) as err:
+            await call
+        return err.value.message
+
+    # another agent presenting the holder's epoch does not hold the task: nothing is stale
+    said = await refusal(leases.complete(key, codex, 1))
+    assert said == (
+        f"cannot complete {key}: you do not hold it; claude-code does (epoch 1). Stop work on "
+        "it and run `ob next`."
+    )
+    # the holder with an epoch no claim of its gave: nobody else holds it
+    said = await refusal(leases.heartbeat(key, claude, 7))
+    assert said.startswith(f"cannot heartbeat {key}: epoch 7 is not one your claims got")
+    assert "you hold it at epoch 1" in said and "holds it now" not in said
+    # the holder that claimed it again since: its older epoch is stale
+    await pool.execute("update task_leases set lease_expires_at = now() - interval '1 s'")
+    assert (await leases.claim(claude)).epoch == 2  # type: ignore[union-attr]
+    said = await refusal(leases.release(key, claude, 1))
+    assert "epoch 1 is stale: you claimed it again since and hold it at epoch 2" in said
+    # a former holder whose lease was taken over: stale, and who holds it now
+    await pool.execute("update task_leases set lease_expires_at = now() - interval '1 s'")
+    assert (await leases.claim(codex)).epoch == 3  # type: ignore[union-attr]
+    said = await refusal(leases.complete(key, claude, 2))
+    assert "your lease (epoch 2) is stale; codex holds it now (epoch 3)" in said

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -220,3 +221,30 @@ async def test_edit_refuses_another_tasks_spec(cli_env: Env, tmp_path: Path) -> 
     assert json.loads((await arun(cli_env, tmp_path, "show", "OB-2", "--json")).stdout)[
         "title"
     ] == ("thirty-three")
+
+
+async def test_bytes_that_are_not_utf8_are_said_to_be_so(cli_env: Env, tmp_path: Path) -> None:
+    r = await arun(cli_env, tmp_path, "add", "caf\udcff")  # the shell passed b"caf\xff"
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        "error: argument 2 is not UTF-8 text ('caf\\xff'); ob reads its command line as UTF-8 "
+        "(check the terminal's encoding, or LANG)"
+    ]
+    (tmp_path / "latin1.txt").write_bytes("Café au lait\nsteps:\n- öffnen\n".encode("latin-1"))
+    r = await arun(cli_env, tmp_path, "add", "-f", str(tmp_path / "latin1.txt"))
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        f"error: {tmp_path / 'latin1.txt'} is not UTF-8 text (byte 0xe9 on line 1); save it as "
+        "UTF-8"
+    ]
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", "add", "-f", "-"],
+        env=cli_env,
+        cwd=tmp_path,
+        input=b"x\xff\n",
+        capture_output=True,
+    )
+    assert r.returncode == 1 and r.stderr.decode().splitlines() == [
+        "error: the standard input is not UTF-8 text (byte 0xff on line 1); save it as UTF-8"
+    ]
+    r = await arun(cli_env, tmp_path, "list", "--json")
+    assert json.loads(r.stdout) == []
