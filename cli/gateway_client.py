@@ -1,8 +1,9 @@
 """The agent verbs' side of the gateway: HTTP calls, and the lease epochs this machine holds.
 
 Standard library only (urllib), so an agent's `ob heartbeat` starts fast. A 503 (the database
-is restarting) or a refused connection (`ob serve` is restarting) is retried with backoff: the
-request did nothing, so trying again is safe. Epochs are remembered per token in
+is restarting) is retried with backoff for about half a minute, a refused connection (`ob serve`
+is restarting, or is not running) for a moment: the request did nothing, so trying again is
+safe. Epochs are remembered per token in
 `<data dir>/leases.json` so that a plain `ob done OB-12` presents the epoch its `ob next`
 received.
 """
@@ -25,7 +26,8 @@ from core.tokens import token_id
 if TYPE_CHECKING:
     from core.settings import Settings
 
-RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)  # about half a minute in all
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)  # about half a minute in all, while the gateway says 503
+REFUSED_DELAYS = (0.3, 0.7)  # nothing listening: a moment for a restart, then say so
 TIMEOUT = 30.0
 
 
@@ -38,7 +40,11 @@ class GatewayError(Exception):
     @property
     def retryable(self) -> bool:
         """The request did nothing: the database was restarting, or nobody was listening."""
-        return self.status == 503 or self.body.get("error") == "refused"
+        return self.status == 503 or self.refused
+
+    @property
+    def refused(self) -> bool:
+        return self.body.get("error") == "refused"
 
 
 class GatewayClient:
@@ -53,22 +59,24 @@ class GatewayClient:
                 },
             )
         self.token = settings.agent_token.get_secret_value()
-        self.url = settings.url.rstrip("/")
+        self.url = settings.gateway_url
         self.sleep = sleep
         self.epochs = EpochStore(
             settings.data_dir / "leases.json", token_id(self.token) or "default"
         )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry)."""
-        for delay in RETRY_DELAYS:
+        """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry:
+        a 503 for about half a minute, nothing listening for a moment)."""
+        waited = {False: iter(RETRY_DELAYS), True: iter(REFUSED_DELAYS)}
+        while True:
             try:
                 return self._once(method, path, body)
             except GatewayError as err:
-                if not err.retryable:
+                delay = next(waited[err.refused], None) if err.retryable else None
+                if delay is None:
                     raise
             self.sleep(delay)
-        return self._once(method, path, body)
 
     def remembered_epoch(self, key: str) -> int | None:
         """The epoch `ob next` got for this task on this machine (with this token, or with
@@ -96,13 +104,16 @@ class GatewayClient:
             raise GatewayError(err.code, _problem(err.read(), err.code)) from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            refused = isinstance(reason, ConnectionRefusedError)
+            if isinstance(reason, ConnectionRefusedError):
+                error, message = "refused", f"nothing is listening at {self.url}"
+            else:
+                error, message = "unreachable", f"cannot reach the gateway at {self.url} ({reason})"
             raise GatewayError(
                 0,
                 {
-                    "error": "refused" if refused else "unreachable",
-                    "message": f"cannot reach the gateway at {self.url} ({reason}); is "
-                    "`ob serve` running, and is OB_URL right?",
+                    "error": error,
+                    "message": f"{message} (is `ob serve` running? The URL is OB_URL, else "
+                    "OB_GATEWAY_HOST and OB_GATEWAY_PORT)",
                 },
             ) from None
         try:

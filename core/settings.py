@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
     gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
-    url: str = Field("http://127.0.0.1:8765", description="gateway URL for the agent verbs")
+    url: str | None = Field(
+        None,
+        description="gateway URL for the agent verbs; unset = OB_GATEWAY_HOST:OB_GATEWAY_PORT",
+    )
     agent_token: SecretStr | None = Field(None, description="this agent's gateway token")
     max_request_bytes: int = Field(256 * 1024, ge=1024, description="largest gateway request")
     repo_roots: Annotated[list[Path], NoDecode] = Field(
@@ -178,6 +181,18 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the agent verbs find the gateway: OB_URL, else where `ob serve` listens."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = self.gateway_host
+        if host in ("0.0.0.0", "::"):  # listening everywhere: this machine is one of them
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.gateway_port}"
 
 
 def describe_error(err: ValidationError) -> str:
