@@ -27,6 +27,7 @@ from core.tasks import (
     count_tasks,
     fetch_task,
     list_tasks,
+    no_task,
     number_for_key,
     task_id_for_key,
 )
@@ -572,6 +573,15 @@ class Backlog:
             return await fetch_task(
                 conn, await task_id_for_key(conn, key, self.prefix), self.prefix
             )
+
+    async def get_for(self, key: str, actor: Actor) -> Task:
+        """A task as `actor` may see it: an agent sees approved work and what it filed itself;
+        another's draft (or one rejected without being approved) is no task to it."""
+        task = await self.get(key)
+        hidden = task.status in (Status.DRAFT, Status.REJECTED) and task.approved_at is None
+        if actor.kind == "agent" and hidden and task.created_by != str(actor):
+            raise no_task(key, self.prefix)
+        return task
 
     async def get_by_id(self, task_id: int) -> Task:
         async with self.pool.acquire() as conn:

@@ -76,7 +76,8 @@ class TaskFilter(BaseModel):
         return v
 
 
-def _no_task(key: str, prefix: str) -> NotFound:
+def no_task(key: str, prefix: str) -> NotFound:
+    """The answer for a key that names no task (that the asker may see)."""
     return NotFound(
         f"no task {key.strip()[:40]!r}; keys look like {prefix}-12 (see `ob list`)", key=key
     )
@@ -86,7 +87,7 @@ def number_for_key(key: str, prefix: str) -> int:
     """The number of a key with this prefix (`OB-12` -> 12); NotFound when it is not one."""
     number = parse_key(key, prefix)
     if number is None:
-        raise _no_task(key, prefix)
+        raise no_task(key, prefix)
     return number
 
 
@@ -94,7 +95,7 @@ async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> in
     number = number_for_key(key, prefix)
     task_id = await conn.fetchval("select id from tasks where number = $1", number)
     if task_id is None:
-        raise _no_task(key, prefix)
+        raise no_task(key, prefix)
     return task_id
 
 

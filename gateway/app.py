@@ -243,8 +243,8 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
 
     @app.get("/v1/tasks/{key}", tags=["tasks"], responses=errors)
     async def show(key: Key, actor: Agent) -> Task:
-        """One task with its spec, status and lease."""
-        return await backlog.get(key)
+        """One task with its spec, status and lease (another agent's draft is no task)."""
+        return await backlog.get_for(key, actor)
 
     @app.get("/v1/tasks", tags=["tasks"], responses=errors)
     async def ready(

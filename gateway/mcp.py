@@ -236,8 +236,7 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @server.tool(description="Show one task: spec, status, lease, blockers.")
     @_tool_errors
     async def show_task(ctx: Context, key: Key) -> dict[str, Any]:
-        await agent(ctx)
-        return (await backlog.get(key)).model_dump(mode="json")
+        return (await backlog.get_for(key, await agent(ctx))).model_dump(mode="json")
 
     @server.tool(description="List ready work in the agent lanes, best first.")
     @_tool_errors

@@ -72,3 +72,32 @@ async def test_mcp_arguments_of_the_wrong_type_get_rests_plain_message(
         res = await session.call_tool("heartbeat", {"key": "OB-1", "epoch": 2})
         text = res.content[0].text
         assert res.is_error and "not one your claims got: you hold it at epoch 1" in text, text
+
+
+async def test_a_draft_is_seen_only_by_the_agent_that_filed_it(
+    gateway: str, backlog: Backlog, make_agent
+) -> None:
+    _, codex = await make_agent("codex")
+    _, grok = await make_agent("grok")
+    async with client(gateway, codex) as c, client(gateway, grok) as g:
+        r = await c.post("/v1/tasks", json={"spec": {"title": "my idea"}})
+        key = r.json()["key"]
+        assert (await c.get(f"/v1/tasks/{key}")).json()["status"] == "draft"
+        said = problem(await g.get(f"/v1/tasks/{key}"), 404, "not_found")
+        assert said == problem(await g.get("/v1/tasks/OB-99"), 404, "not_found").replace(
+            "OB-99", key
+        )
+        await backlog.approve(key, OP, Lane.TRIAGE)
+        assert (await g.get(f"/v1/tasks/{key}")).json()["status"] == "open"
+        dropped = (await c.post("/v1/tasks", json={"spec": {"title": "dropped"}})).json()["key"]
+        await backlog.reject(dropped, OP)
+        problem(await g.get(f"/v1/tasks/{dropped}"), 404, "not_found")
+        assert (await c.get(f"/v1/tasks/{dropped}")).json()["status"] == "rejected"
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {grok}"}, timeout=30)
+    async with (
+        streamable_http_client(f"{gateway}/mcp/", http_client=http) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        res = await session.call_tool("show_task", {"key": dropped})
+        assert res.is_error and res.content[0].text.startswith("not_found: no task")
