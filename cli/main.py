@@ -218,16 +218,21 @@ def list_cmd(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include done and rejected tasks.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+    limit: Annotated[int, typer.Option(help="At most this many rows (1 to 10,000).")] = 200,
     unverified: Annotated[
         bool, typer.Option("--unverified", help="Done tasks git has not confirmed yet.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks (open work by default), by priority then age."""
-    from core.models import parse_lane, parse_status
-    from core.tasks import TaskFilter
+    from pydantic import ValidationError
 
+    from core.errors import plain_problems
+    from core.models import parse_lane, parse_status
+    from core.tasks import MAX_LIMIT, TaskFilter
+
+    if not 1 <= limit <= MAX_LIMIT:
+        fail(f"--limit must be between 1 and {MAX_LIMIT:,} (got {limit:,})")
     if unverified:
         return show_unverified(as_json, limit)
     try:
@@ -240,6 +245,8 @@ def list_cmd(
             include_closed=all_,
             limit=limit,
         )
+    except ValidationError as err:
+        fail("; ".join(plain_problems(err.errors())))
     except ValueError as err:
         fail(str(err))
 

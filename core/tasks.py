@@ -52,6 +52,9 @@ def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
     return Task.model_validate(data)
 
 
+MAX_LIMIT = 10_000  # the most tasks one list returns
+
+
 class TaskFilter(BaseModel):
     status: list[Status] | None = None
     lane: list[Lane] | None = None
@@ -60,7 +63,7 @@ class TaskFilter(BaseModel):
     blocked: bool | None = None
     due_by: date | None = None  # only tasks whose trigger date is not after this day
     include_closed: bool = False
-    limit: int = Field(200, ge=1, le=10_000)
+    limit: int = Field(200, ge=1, le=MAX_LIMIT)
 
     @field_validator("text")
     @classmethod

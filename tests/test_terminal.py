@@ -248,3 +248,14 @@ async def test_bytes_that_are_not_utf8_are_said_to_be_so(cli_env: Env, tmp_path:
     ]
     r = await arun(cli_env, tmp_path, "list", "--json")
     assert json.loads(r.stdout) == []
+
+
+async def test_list_options_out_of_range_are_one_clear_line(cli_env: Env, tmp_path: Path) -> None:
+    r = await arun(cli_env, tmp_path, "list", "--limit", "100000")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["error: --limit must be between 1 and 10,000 (got 100,000)"]
+    r = await arun(cli_env, tmp_path, "list", "-r", "not a repo")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["error: repo: 'not a repo' is not a repository name"]
+    r = await arun(cli_env, tmp_path, "list", "--unverified", "--limit", "0")
+    assert r.returncode == 1 and "--limit must be between 1 and 10,000" in r.stderr
