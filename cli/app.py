@@ -82,6 +82,10 @@ def read_text(path: Path) -> str:
         )
 
 
+def warn(message: str) -> None:
+    typer.echo(typer.style("warning:", fg="yellow") + f" {message}", err=True)
+
+
 def settings() -> Settings:
     from core.settings import SettingsError, get_settings
 

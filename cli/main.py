@@ -32,6 +32,7 @@ from cli.app import (
     run,
     run_backlog,
     settings,
+    warn,
 )
 from cli.inbox_cmd import inbox
 from cli.repo_cmd import register as register_git_commands
@@ -193,6 +194,8 @@ def add(
     chosen_lane = _lane(lane)
 
     async def main(b: Backlog) -> None:
+        from core.git.repos import unregistered_repo
+
         task = await b.file(spec, operator(), lane=chosen_lane)
         if as_json:
             print_json(task)
@@ -200,6 +203,8 @@ def add(
             console().print(
                 f"filed [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
             )
+        if warning := await unregistered_repo(b, task):
+            warn(warning)
 
     run_backlog(main)
 
@@ -483,6 +488,11 @@ def edit(
             print_json(done.task)
         else:
             console().print(f"edited [bold]{done.task.key}[/bold]: {done.summary()}")
+        if "repo" in done.changes:
+            from core.git.repos import unregistered_repo
+
+            if warning := await unregistered_repo(b, done.task):
+                warn(warning)
 
     run_backlog(main)
 

@@ -259,3 +259,24 @@ async def test_list_options_out_of_range_are_one_clear_line(cli_env: Env, tmp_pa
     assert r.stderr.splitlines() == ["error: repo: 'not a repo' is not a repository name"]
     r = await arun(cli_env, tmp_path, "list", "--unverified", "--limit", "0")
     assert r.returncode == 1 and "--limit must be between 1 and 10,000" in r.stderr
+
+
+async def test_a_repo_nobody_registered_is_warned_about(
+    cli_env: Env, tmp_path: Path, make_repo
+) -> None:
+    repo = make_repo("nexus-ingest")
+    repo.commit("init")
+    assert (await arun(cli_env, tmp_path, "repo", "add", str(repo.path))).returncode == 0
+    r = await arun(cli_env, tmp_path, "add", "Migrate the workers", "-r", "nexus-ingst")
+    assert r.returncode == 0 and "filed OB-1" in r.stdout  # filed all the same
+    assert r.stderr.splitlines() == [
+        "warning: no repo named 'nexus-ingst' is registered (did you mean nexus-ingest?): git "
+        "will not verify OB-1 or show its drift; `ob edit OB-1 -r NAME` fixes the name, "
+        "`ob repo add PATH` registers it"
+    ]
+    r = await arun(cli_env, tmp_path, "edit", "OB-1", "-r", "nexus-ingest")
+    assert r.returncode == 0 and r.stderr == ""
+    r = await arun(cli_env, tmp_path, "edit", "OB-1", "-r", "web")
+    assert "warning: no repo named 'web' is registered:" in r.stderr
+    r = await arun(cli_env, tmp_path, "add", "no repo at all")
+    assert r.returncode == 0 and r.stderr == ""

@@ -4,6 +4,7 @@ each remote), and removed."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from core import events
 from core.backlog import Backlog
 from core.errors import Invalid, NotFound
 from core.git.refs import RepoGone, detect_default_branch, git_dirs
-from core.models import SYSTEM, Actor, EventKind
+from core.models import SYSTEM, Actor, EventKind, Task
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[^\x00-\x20~^:?*\[\\]{1,200}$")
@@ -258,6 +259,23 @@ def _remote_keys(paths: list[Path]) -> dict[Path, str]:
         if url:
             keys[p] = remote_key(url, p)
     return keys
+
+
+async def unregistered_repo(backlog: Backlog, task: Task) -> str | None:
+    """A warning when the task names a repo nobody registered (git cannot verify it or measure
+    its drift), naming the closest registered one; None when all is well."""
+    if task.repo is None:
+        return None
+    names = [r["name"] for r in await backlog.pool.fetch("select name from repos")]
+    if task.repo in names:
+        return None
+    close = difflib.get_close_matches(task.repo, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (
+        f"no repo named {task.repo!r} is registered{hint}: git will not verify {task.key} or "
+        f"show its drift; `ob edit {task.key} -r NAME` fixes the name, `ob repo add PATH` "
+        "registers it"
+    )
 
 
 async def list_repos(backlog: Backlog) -> list[RepoInfo]:
