@@ -281,11 +281,13 @@ class Backlog:
 
     def _suggested_lane(self, row: asyncpg.Record) -> Lane:
         """The lane a draft goes to when the operator names none: the one its filer suggested
-        (else triage), except that urgent work runs unattended only when the operator says so."""
+        (else triage), except that urgent work runs unattended only when the operator says so
+        (here, or in a spec of their own, such as an imported TODO.md)."""
         if row["lane"] is None:
             return Lane.TRIAGE
         lane = Lane(row["lane"])
-        if lane == Lane.AUTONOMOUS and row["priority"] <= URGENT_PRIORITY:
+        operators = row["created_by"].partition(":")[0] == "operator"
+        if lane == Lane.AUTONOMOUS and row["priority"] <= URGENT_PRIORITY and not operators:
             key = self._key(row)
             raise Invalid(
                 f"{key} is P{row['priority']} and {actor_name(row['created_by'])} suggests "

@@ -54,13 +54,14 @@ select * from (select {_COLUMNS} from {_FROM} order by e.id desc) x
 where x.shown limit $4
 """
 
-# Every event above $4 (shown or not: the ids tell the gaps), oldest first, with the snapshot's
-# horizon: transactions below xmin have ended; those from xmax on had not begun.
+# The events above $4 (the highest id read) and those whose ids were gaps ($5), shown or not
+# (the ids tell the gaps), oldest first, with the snapshot's horizon: the transactions below
+# xmin have ended; those from xmax on had not begun.
 _AFTER = f"""
 select {_COLUMNS},
        pg_snapshot_xmin(pg_current_snapshot())::text::bigint as xmin,
        pg_snapshot_xmax(pg_current_snapshot())::text::bigint as xmax
-from {_FROM} where e.id > $4 order by e.id limit $5
+from {_FROM} where e.id > $4 or e.id = any($5::bigint[]) order by e.id limit $6
 """
 _HORIZON = """
 select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as xmin,
@@ -95,17 +96,21 @@ class Follower:
     # A transaction takes its id (xid) when it first writes, a moment after the event's id was
     # drawn: a gap also waits this long, so that its writer has an xid the snapshot counts.
     GRACE = 2.0
+    # A gap is given up after this long whatever the snapshot says (a session that keeps a
+    # transaction open for hours holds the horizon back for everyone), and so are the oldest
+    # gaps beyond MAX_GAPS.
+    MAX_AGE = 600.0
+    MAX_GAPS = 10_000
 
     def __init__(self, backlog: Backlog, flt: FeedFilter, after: int):
         self.backlog = backlog
         self.flt = flt
-        self.floor = after  # every event up to here has been seen (or never will be)
-        self.seen: set[int] = set()  # ids above the floor already seen
+        self.top = after  # the highest id read
         self.gaps: dict[int, tuple[int, float]] = {}  # missing id -> (xmax, time) when noticed
 
     @classmethod
     async def from_now(cls, backlog: Backlog, flt: FeedFilter) -> Follower:
-        """A follower of what commits from now on: what is committed now counts as seen, what
+        """A follower of what commits from now on: what is committed now counts as read, what
         is in flight now is a gap it keeps looking at."""
         last = await backlog.pool.fetchval("select coalesce(max(id), 0) from events")
         follower = cls(backlog, flt, max(0, last - cls.BATCH))
@@ -114,24 +119,31 @@ class Follower:
 
     async def poll(self) -> list[FeedItem]:
         rows = await self.backlog.pool.fetch(
-            _AFTER, self.flt.agent, self.flt.repo, self.flt.heartbeats, self.floor, self.BATCH
+            _AFTER,
+            self.flt.agent,
+            self.flt.repo,
+            self.flt.heartbeats,
+            self.top,
+            list(self.gaps),
+            self.BATCH,
         )
-        fresh = [r for r in rows if r["id"] not in self.seen]
-        self.seen.update(r["id"] for r in fresh)
         if rows:
             xmin, xmax = rows[0]["xmin"], rows[0]["xmax"]
         else:
             horizon = await self.backlog.pool.fetchrow(_HORIZON)
             xmin, xmax = horizon["xmin"], horizon["xmax"]
         now = time.monotonic()
-        top = max([self.floor, *self.seen])
-        for missing in range(self.floor + 1, top):
-            if missing not in self.seen:
-                self.gaps.setdefault(missing, (xmax, now))
+        read = {r["id"] for r in rows}
+        new_top = max([self.top, *read])
+        for missing in range(self.top + 1, new_top):
+            if missing not in read:
+                self.gaps[missing] = (xmax, now)
+        self.top = new_top
         for missing, (noticed, at) in list(self.gaps.items()):
-            # seen now, or every transaction running when it was noticed has ended
-            if missing in self.seen or (xmin >= noticed and now - at >= self.GRACE):
+            # read now; or every transaction running when it was noticed has ended; or too old
+            ended = xmin >= noticed and now - at >= self.GRACE
+            if missing in read or ended or now - at >= self.MAX_AGE:
                 del self.gaps[missing]
-        self.floor = min(self.gaps) - 1 if self.gaps else top
-        self.seen = {i for i in self.seen if i > self.floor}
-        return [_item(r, self.backlog.prefix) for r in fresh if r["shown"]]
+        for missing in sorted(self.gaps)[: max(0, len(self.gaps) - self.MAX_GAPS)]:
+            del self.gaps[missing]
+        return [_item(r, self.backlog.prefix) for r in rows if r["shown"]]

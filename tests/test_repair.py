@@ -389,6 +389,9 @@ async def test_following_the_feed_misses_no_event_that_commits_late(
         await tx.rollback()
     await backlog.edit(key, OP, priority=2)
     assert [e.kind for e in await follower.poll()] == ["edited"]
+    # the rolled-back id is given up once the horizon passes it (other sessions on a shared
+    # server may hold that back), or once it is old
+    follower.MAX_AGE = 0
     assert await follower.poll() == [] and follower.gaps == {}
 
 
