@@ -367,11 +367,10 @@ class Backlog:
             task = await fetch_task(
                 conn, await task_id_for_key(conn, key, self.prefix), self.prefix
             )
-        if task.status != Status.DRAFT or task.duplicate_of is None:
-            raise InvalidTransition(
-                f"{task.key} is not marked as a likely duplicate"
-                + ("" if task.status == Status.DRAFT else f" draft (it is {task.status})")
-            )
+        if task.status != Status.DRAFT:
+            raise InvalidTransition(f"{task.key} is {task.status}: only a draft is rejected so")
+        if task.duplicate_of is None:
+            raise InvalidTransition(f"{task.key} is not marked as a likely duplicate")
         return await self.reject(
             task.key, actor, f"duplicate of {task.duplicate_of}", drafts_only=True
         )

@@ -606,7 +606,12 @@ class Leases:
             "your_epoch": epoch,
         }
         holder, current = row["holder"], row["epoch"]
-        held = epoch != current and await self._last_write(number, actor, epoch, EventKind.CLAIMED)
+        # did this agent ever hold the task at the epoch it presents?
+        held = (
+            row["status"] == Status.CLAIMED
+            and epoch != current
+            and await self._last_write(number, actor, epoch, EventKind.CLAIMED) is not None
+        )
         if row["status"] == Status.CLAIMED and holder != actor.name:
             what = (
                 f"your lease (epoch {epoch}) is stale; {holder} holds it now (epoch {current})"
