@@ -339,20 +339,15 @@ class Backlog:
                 "to": Lane.DECISION.value if moved else w["lane"],
                 "lease_revoked": w["status"] == Status.CLAIMED,
             }
-            await events.record(
+            await self._told(
                 conn,
-                w["id"],
+                w,
                 actor,
                 EventKind.PREREQUISITE_REJECTED,
+                OutboxKind.PREREQUISITE_REJECTED,
                 details,
-                notify=OutboxKind.PREREQUISITE_REJECTED,
-                payload={
-                    "key": self._key(w),
-                    "title": w["title"],
-                    "by": str(actor),
-                    "prerequisite_title": prereq["title"],
-                    **details,
-                },
+                title=w["title"],
+                prerequisite_title=prereq["title"],
             )
 
     async def _mark_duplicate(self, conn: asyncpg.Connection, task_id: int) -> str | None:
@@ -392,14 +387,8 @@ class Backlog:
             details = {"from": row["lane"], "to": lane.value}
             if row["status"] == Status.CLAIMED:
                 details["lease_revoked"] = True
-            await events.record(
-                conn,
-                row["id"],
-                actor,
-                EventKind.LANE_CHANGED,
-                details,
-                notify=OutboxKind.LANE_CHANGED,
-                payload={"key": self._key(row), "by": str(actor), **details},
+            await self._told(
+                conn, row, actor, EventKind.LANE_CHANGED, OutboxKind.LANE_CHANGED, details
             )
             return await fetch_task(conn, row["id"], self.prefix)
 
@@ -443,14 +432,8 @@ class Backlog:
                     status=row["status"],
                 )
             details["reason"] = reason
-            await events.record(
-                conn,
-                row["id"],
-                actor,
-                EventKind.REOPENED,
-                details,
-                notify=OutboxKind.TASK_REOPENED,
-                payload={"key": self._key(row), "by": str(actor), **details},
+            await self._told(
+                conn, row, actor, EventKind.REOPENED, OutboxKind.TASK_REOPENED, details
             )
             return await fetch_task(conn, row["id"], self.prefix)
 
@@ -462,15 +445,21 @@ class Backlog:
         kind: EventKind,
         details: dict[str, Any],
     ) -> None:
-        await events.record(
-            conn,
-            row["id"],
-            actor,
-            kind,
-            details,
-            notify=OutboxKind.TASK_DECIDED,
-            payload={"key": self._key(row), "decision": kind, "by": str(actor), **details},
-        )
+        await self._told(conn, row, actor, kind, OutboxKind.TASK_DECIDED, details, decision=kind)
+
+    async def _told(
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        actor: Actor,
+        kind: EventKind,
+        notify: OutboxKind,
+        details: dict[str, Any],
+        **more: Any,
+    ) -> None:
+        """The operator's change to a task: its event, and the notice that updates its cards."""
+        payload = {"key": self._key(row), "by": str(actor), **more, **details}
+        await events.record(conn, row["id"], actor, kind, details, notify=notify, payload=payload)
 
     def _not_a_draft(self, row: asyncpg.Record, verb: str) -> InvalidTransition:
         key, status = self._key(row), row["status"]
