@@ -102,6 +102,32 @@ async def reject(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
         await cq.answer(f"Rejected {key}")
 
 
+@router.callback_query(CardCB.filter(F.action == CardAction.DUPLICATE))
+async def reject_duplicate(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    key = backlog.key(callback_data.number)
+    decision = backlog.reject_duplicate(key, operator(cq.from_user.id))
+    if await _decided(cq, backlog, callback_data.number, decision):
+        task = await backlog.get(key)
+        await cq.answer(f"Rejected {key}: {task.rejected_reason}")
+
+
+@router.callback_query(CardCB.filter(F.action == CardAction.REOPEN))
+async def reopen(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
+    """Undo a decision: a done task is open again, a rejected one a draft again; the notifier
+    then shows it so on every card."""
+    key = backlog.key(callback_data.number)
+    try:
+        task = await backlog.reopen(key, operator(cq.from_user.id))
+    except InvalidTransition as err:
+        await cq.answer(str(err)[:200], show_alert=True)
+        return
+    except NotFound:
+        await _missing(cq, backlog, callback_data.number)
+        return
+    where = f"open in {task.lane.short}" if task.lane and task.status == Status.OPEN else "a draft"
+    await cq.answer(f"Reopened {key}: it is {where} again")
+
+
 async def _ask(
     cq: CallbackQuery,
     number: int,

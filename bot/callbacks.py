@@ -19,6 +19,8 @@ class CardAction(StrEnum):
     REJECT_WITH_REASON = "rr"  # a draft, asking why
     DROP = "dp"  # an approved, unfinished task (on a task card)
     EDIT = "ed"
+    REOPEN = "ro"  # a done task (open again) or a rejected one (a draft again)
+    DUPLICATE = "du"  # reject a draft as a duplicate of the task it likely repeats
 
 
 class CardCB(CallbackData, prefix="c"):
@@ -71,6 +73,7 @@ class DrainAction(StrEnum):
     APPROVE = "ok"
     MOVE = "mv"
     REJECT = "rj"
+    DUPLICATE = "du"  # reject the draft as a duplicate of the task it likely repeats
     SKIP = "skip"
     STOP = "stop"
 

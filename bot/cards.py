@@ -26,9 +26,9 @@ def card_kind(task: Task) -> CardKind:
 
 
 def markup_for(card: CardKind, task: Task) -> InlineKeyboardMarkup | None:
-    """An approval card keeps its buttons only while the task is a draft; a task card always
-    shows what can be done with the task now."""
-    if card == CardKind.APPROVAL and task.status != Status.DRAFT:
+    """An approval card keeps its buttons while the task is a draft, and offers to reopen it
+    once it is rejected or done; a task card always shows what can be done with it now."""
+    if card == CardKind.APPROVAL and task.status in (Status.OPEN, Status.CLAIMED):
         return None
     return keyboards.task_actions(task)
 

@@ -194,6 +194,16 @@ async def reject(
     await _decide(cq, d, "rejected", decision, bot, backlog, state)
 
 
+@router.callback_query(DrainCB.filter(F.action == DrainAction.DUPLICATE))
+async def reject_duplicate(
+    cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext
+) -> None:
+    if (d := await current(cq, callback_data.mode, callback_data.number, state)) is None:
+        return
+    key, who = backlog.key(callback_data.number), operator(cq.from_user.id)
+    await _decide(cq, d, "rejected", backlog.reject_duplicate(key, who), bot, backlog, state)
+
+
 @router.callback_query(DrainCB.filter(F.action == DrainAction.SKIP))
 async def skip(
     cq: CallbackQuery, callback_data: DrainCB, bot: Bot, backlog: Backlog, state: FSMContext

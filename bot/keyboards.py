@@ -40,7 +40,9 @@ def button(text: str, data: CallbackData) -> InlineKeyboardButton:
     return InlineKeyboardButton(text=text, callback_data=packed)
 
 
-def approval(number: int) -> InlineKeyboardMarkup:
+def approval(number: int, duplicate_of: str | None = None) -> InlineKeyboardMarkup:
+    """A draft's card: approve into a lane, edit, reject; a likely duplicate also offers to
+    reject it as one."""
     rows = [
         [
             button(f"✅ {lane.short}", CardCB(action=CardAction.APPROVE, number=number, lane=lane))
@@ -55,15 +57,28 @@ def approval(number: int) -> InlineKeyboardMarkup:
             button("❌ + reason", CardCB(action=CardAction.REJECT_WITH_REASON, number=number)),
         ]
     )
+    if duplicate_of:
+        rows.append([duplicate(duplicate_of, CardCB(action=CardAction.DUPLICATE, number=number))])
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def task_actions(task: Task) -> InlineKeyboardMarkup | None:
-    """What the operator can do with the task now (None once it is done or rejected)."""
+def duplicate(original: str, data: CallbackData) -> InlineKeyboardButton:
+    return button(f"♊ Reject as duplicate of {original}", data)
+
+
+def reopen(number: int) -> InlineKeyboardMarkup:
+    """A done or rejected task's one action: undo the decision."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[button("↩️ Reopen", CardCB(action=CardAction.REOPEN, number=number))]]
+    )
+
+
+def task_actions(task: Task) -> InlineKeyboardMarkup:
+    """What the operator can do with the task now."""
     if task.status == Status.DRAFT:
-        return approval(task.number)
+        return approval(task.number, task.duplicate_of)
     if task.status not in (Status.OPEN, Status.CLAIMED):
-        return None
+        return reopen(task.number)
     kb = InlineKeyboardBuilder()
     for lane in Lane:
         if lane != task.lane:
@@ -184,6 +199,9 @@ def drain(mode: DrainMode, task: Task) -> InlineKeyboardMarkup:
     ):
         kb.add(button(label, DrainCB(mode=mode, action=action, number=task.number)))
     kb.adjust(2, 2, 3)
+    if draft and task.duplicate_of:
+        dup = DrainCB(mode=mode, action=DrainAction.DUPLICATE, number=task.number)
+        kb.row(duplicate(task.duplicate_of, dup))
     for row in shaping(task, mode):
         kb.row(*row)
     return kb.as_markup()

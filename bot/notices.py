@@ -28,13 +28,23 @@ from core.notices import (
     LaneChanged,
     LeaseExpired,
     Payload,
+    PrerequisiteRejected,
     TaskCompleted,
     TaskDecided,
     TaskEdited,
+    TaskReopened,
     TaskUnblocked,
     TaskVerified,
     TodoImported,
     parse_payload,
+)
+
+# The kinds that edit a task's cards to show it as it is now (sent nowhere else).
+CARD_UPDATES = (
+    OutboxKind.TASK_DECIDED,
+    OutboxKind.LANE_CHANGED,
+    OutboxKind.TASK_EDITED,
+    OutboxKind.TASK_REOPENED,
 )
 
 
@@ -103,13 +113,15 @@ def draft_filed(p: DraftFiled, task: Task, tz: ZoneInfo) -> Notice:
         text += f"\n\n🤝 filed by a hand-off: {esc(p.prerequisite_of)} waits for it"
     if task.status != Status.DRAFT:
         return Notice(text)
-    return Notice(text, markup=keyboards.approval(task.number), card=CardKind.APPROVAL)
+    return Notice(text, markup=keyboards.task_actions(task), card=CardKind.APPROVAL)
 
 
-@renders(OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
-def card_update(p: TaskDecided | LaneChanged | TaskEdited, task: Task, tz: ZoneInfo) -> Notice:
-    """The operator decided, moved or edited the task (here, in the CLI, anywhere): its cards
-    show it as it is now."""
+@renders(*CARD_UPDATES)
+def card_update(
+    p: TaskDecided | LaneChanged | TaskEdited | TaskReopened, task: Task, tz: ZoneInfo
+) -> Notice:
+    """The operator decided, moved, edited or reopened the task (here, in the CLI, anywhere):
+    its cards show it as it is now."""
     return Notice(render.card(task, tz), delivery=Delivery.EDIT_CARDS)
 
 
@@ -126,7 +138,9 @@ def task_completed(p: TaskCompleted, task: Task, tz: ZoneInfo) -> Notice:
     note = f"\n<i>{esc(p.note, 1500)}</i>" if p.note else ""
     after = f" (commit <code>{esc(p.closed_by[:10])}</code> had closed it)" if p.closed_by else ""
     return Notice(
-        _head("🏁", task, f"completed by {esc(actor_label(p.by))}{after}\n{evidence}{note}")
+        _head("🏁", task, f"completed by {esc(actor_label(p.by))}{after}\n{evidence}{note}"),
+        markup=keyboards.task_actions(task),
+        card=card_kind(task),
     )
 
 
@@ -141,6 +155,30 @@ def handoff(p: Handoff, task: Task, tz: ZoneInfo) -> Notice:
             f"handed off by {esc(actor_label(p.by))}: it now waits for "
             f"<b>{esc(p.prerequisite)}</b> {esc(p.prerequisite_title, 200)}{status}{reason}",
         )
+    )
+
+
+@renders(OutboxKind.PREREQUISITE_REJECTED)
+def prerequisite_rejected(p: PrerequisiteRejected, task: Task, tz: ZoneInfo) -> Notice:
+    """A task waited on a prerequisite the operator rejected: it would wait forever."""
+    reason = f" ({esc(p.reason, 300)})" if p.reason else ""
+    if task.status == Status.DRAFT:
+        now = "it is still a draft"
+    else:
+        now = "it moved to decision for you" if p.from_lane != p.to_lane else "it waits in decision"
+    held = "; its lease was revoked" if p.lease_revoked else ""
+    key, prereq = esc(task.key), esc(p.prerequisite)
+    return Notice(
+        _head(
+            "⛔",
+            task,
+            f"its prerequisite <b>{prereq}</b> {esc(p.prerequisite_title, 200)} was rejected by "
+            f"{esc(actor_label(p.by))}{reason}, so it would wait forever: {now}{held}.\n"
+            f"Go on without it (<code>ob dep rm {key} {prereq}</code>), bring the prerequisite "
+            f"back (<code>ob reopen {prereq}</code>) or reject {key} too.",
+        ),
+        markup=keyboards.task_actions(task),
+        card=card_kind(task),
     )
 
 
@@ -201,6 +239,8 @@ def closed_by_commit(p: ClosedByCommit, task: Task, tz: ZoneInfo) -> Notice:
     confirmed = f", confirmed by {esc(actor_label(p.confirmed_by))}" if p.confirmed_by else ""
     return Notice(
         _head("🏁", task, f"closed by {_by_commit(p)}{by}{confirmed} · verified ✔{subject}"),
+        markup=keyboards.task_actions(task),
+        card=card_kind(task),
     )
 
 
@@ -264,9 +304,10 @@ def evidence_lost(p: EvidenceLost, task: Task, tz: ZoneInfo) -> Notice:
             "⚠️",
             task,
             f"its evidence <code>{shas}</code> in {esc(p.repo)} {why}: it stays done but is no "
-            "longer verified. Reopen it with a new task if the work is undone.",
+            "longer verified. Reopen it if the work is undone.",
         ),
         markup=keyboards.task_actions(task),
+        card=card_kind(task),
     )
 
 

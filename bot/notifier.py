@@ -27,7 +27,7 @@ from aiogram.exceptions import (
 from aiogram.types import Message
 
 from bot import cards, render
-from bot.notices import Delivery, Notice, notice_for
+from bot.notices import CARD_UPDATES, Delivery, Notice, notice_for
 from bot.patience import outbox_delivery
 from core.backlog import Backlog
 from core.botstore import BotStore
@@ -39,8 +39,6 @@ from core.outbox import Outbox, OutboxRow, backoff
 from core.supervise import Supervisor, describe, worker_name
 
 log = logging.getLogger("ob.bot.notifier")
-# Kinds that edit a task's cards: they wait until the task's approval card has gone out.
-CARD_UPDATES = (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
 
 
 class Defer(Exception):
@@ -164,6 +162,7 @@ class Notifier:
         if row.task_id is None:  # news about a repo or an import
             await self._send_all(row, None, notice_for(row.kind, row.payload, None, tz))
             return
+        # a card update waits until the task's approval card has gone out
         if row.kind in CARD_UPDATES and (
             await self.outbox.undelivered_for_task(row.task_id, OutboxKind.DRAFT_FILED, row.id)
         ):

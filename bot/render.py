@@ -160,6 +160,8 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
     if task.status == Status.DRAFT:
         head = f"🆕 {head}"
     tail: list[str] = []
+    if task.status == Status.DRAFT and task.duplicate_of:
+        tail.append(f"♊ likely a duplicate of {esc(task.duplicate_of)} (the same title)")
     if task.blocked_by:
         tail.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
     if task.status == Status.CLAIMED:

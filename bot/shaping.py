@@ -9,6 +9,8 @@ on it, a snooze moves on to the next card.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Bot, F
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery
@@ -34,7 +36,7 @@ async def _where(cq: CallbackQuery, cb: ShapeCB, state: FSMContext) -> tuple[boo
     return walk is not None, walk
 
 
-async def _edit(cq: CallbackQuery, cb: ShapeCB, backlog: Backlog, **change: object) -> Task | None:
+async def _edit(cq: CallbackQuery, cb: ShapeCB, backlog: Backlog, **change: Any) -> Task | None:
     """The tap's change to the task through core; a refusal is answered with its reason."""
     try:
         return (

@@ -5,13 +5,12 @@ agent's identity comes from the token, never from a flag."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import JsonOpt, KeyArg, console, fail, print_json, settings
+from cli.app import JsonOpt, KeyArg, console, fail, print_json, read_text, settings
 
 if TYPE_CHECKING:
     from cli.gateway_client import GatewayClient
@@ -54,9 +53,14 @@ def _call(client: GatewayClient, as_json: bool, method: str, path: str, body: An
 
 
 def _epoch(client: GatewayClient, key: str, epoch: int | None) -> int:
+    from cli.gateway_client import GatewayError
+
     if epoch is not None:
         return epoch
-    known = client.epochs.get(key)
+    try:
+        known = client.remembered_epoch(key)
+    except GatewayError as err:
+        fail(str(err))
     if known is None:
         fail(f"no lease on {key.upper()} remembered here; pass --epoch N (from `ob next`)")
     return known
@@ -99,8 +103,7 @@ def _spec_body(
     lane: str | None,
 ) -> dict[str, Any]:
     if spec_file is not None:
-        text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text("utf-8")
-        return {"text": text}
+        return {"text": read_text(spec_file)}
     if not title:
         fail("give a title, or a spec with --file")
     return {"spec": {"title": title, "steps": steps or [], "repo": repo, "lane": lane}}
@@ -121,7 +124,8 @@ def next_(
         client, as_json, "POST", "/v1/claim", {"repos": repo or None, "lease_seconds": lease}
     )
     if res["lease"]:
-        client.epochs.remember(res["lease"]["key"], res["lease"]["epoch"])
+        got = res["lease"]
+        client.epochs.remember(got["key"], got["epoch"], got["task"]["lease_holder"])
     if as_json:
         print_json(res)
         return
@@ -264,6 +268,6 @@ def findings(
 ) -> None:
     """Finish an investigation with findings; the operator decides what happens next."""
     if text is None or text == "-":
-        text = sys.stdin.read()
+        text = read_text(Path("-"))
     res = _fenced(key, "findings", epoch, as_json, text=text)
     _show(res, as_json, f"{res['key']} moved to requires_decision with your findings")

@@ -1,4 +1,4 @@
-"""`ob agent add|list|revoke` (operator) and `ob dep add|rm`."""
+"""`ob agent add|rotate|list|revoke` (operator) and `ob dep add|rm`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def agent_add(
         typer.Option("--git-email", help="Commit author email of this agent (repeat)."),
     ] = None,
 ) -> None:
-    """Register an agent and print its token (shown once; store it in the agent's env)."""
+    """Register an agent (or a revoked one again) and print its token (shown once; store it in
+    the agent's env)."""
 
     from core import agents
 
@@ -33,6 +34,24 @@ def agent_add(
         console().print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
         print(token)
         console().print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
+
+    run_backlog(main)
+
+
+@agent_app.command("rotate")
+def agent_rotate(name: str) -> None:
+    """Give an agent a new token: the old one stops working at once; its leases are kept."""
+
+    from core import agents
+
+    async def main(b: Backlog) -> None:
+        info, token = await agents.rotate_agent(b, name, operator())
+        console().print(f"agent [bold]{info.name}[/bold] has a new token (shown only now):")
+        print(token)
+        console().print(
+            "the old token no longer works; give this one to the agent as OB_AGENT_TOKEN "
+            "(the tasks it holds stay its own)"
+        )
 
     run_backlog(main)
 

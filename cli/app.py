@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -62,6 +63,27 @@ def print_json(value: Any) -> None:
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(typer.style("error:", fg="red") + f" {message}", err=True)
     raise typer.Exit(code)
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, or the standard input for '-'; anything else is one clear line."""
+    name = "the standard input" if str(path) == "-" else str(path)
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as err:
+        fail(f"cannot read {name}: {err.strerror or err}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        fail(
+            f"{name} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save it "
+            "as UTF-8"
+        )
+
+
+def warn(message: str) -> None:
+    typer.echo(typer.style("warning:", fg="yellow") + f" {message}", err=True)
 
 
 def settings() -> Settings:

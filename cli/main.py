@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,18 +27,22 @@ from cli.app import (
     fail,
     operator,
     print_json,
+    read_text,
     reported,
     run,
     run_backlog,
     settings,
+    warn,
 )
+from cli.inbox_cmd import inbox
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
 from cli.status_cmd import register as register_status_commands
+from cli.views_cmd import digest, feed
 
 if TYPE_CHECKING:
     from core.backlog import Backlog
-    from core.models import Lane
+    from core.models import Lane, Task
     from core.spec import Spec
 
 app = typer.Typer(
@@ -68,13 +73,7 @@ def _read_spec(path: Path) -> Spec:
     """A text-form spec from a file, or from stdin for '-'."""
     from core.spec import parse
 
-    if str(path) == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            fail(f"cannot read {path}: {err}")
+    text = read_text(path)
     with reported():
         return parse(text)
 
@@ -108,8 +107,12 @@ def migrate_cmd() -> None:
 def serve() -> None:
     """Run the main job: migrations, the agent gateway, the bot and the scheduler."""
     from cli.serve import serve_forever
+    from gateway.server import CannotListen
 
-    run(serve_forever(settings()), fast_loop=True)
+    try:
+        run(serve_forever(settings()), fast_loop=True)
+    except CannotListen as err:
+        fail(str(err))
 
 
 # ----------------------------------------------------------------- operator
@@ -191,6 +194,8 @@ def add(
     chosen_lane = _lane(lane)
 
     async def main(b: Backlog) -> None:
+        from core.git.repos import unregistered_repo
+
         task = await b.file(spec, operator(), lane=chosen_lane)
         if as_json:
             print_json(task)
@@ -198,6 +203,8 @@ def add(
             console().print(
                 f"filed [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
             )
+        if warning := await unregistered_repo(b, task):
+            warn(warning)
 
     run_backlog(main)
 
@@ -216,16 +223,21 @@ def list_cmd(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include done and rejected tasks.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+    limit: Annotated[int, typer.Option(help="At most this many rows (1 to 10,000).")] = 200,
     unverified: Annotated[
         bool, typer.Option("--unverified", help="Done tasks git has not confirmed yet.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks (open work by default), by priority then age."""
-    from core.models import parse_lane, parse_status
-    from core.tasks import TaskFilter
+    from pydantic import ValidationError
 
+    from core.errors import plain_problems
+    from core.models import parse_lane, parse_status
+    from core.tasks import MAX_LIMIT, TaskFilter
+
+    if not 1 <= limit <= MAX_LIMIT:
+        fail(f"--limit must be between 1 and {MAX_LIMIT:,} (got {limit:,})")
     if unverified:
         return show_unverified(as_json, limit)
     try:
@@ -238,6 +250,8 @@ def list_cmd(
             include_closed=all_,
             limit=limit,
         )
+    except ValidationError as err:
+        fail("; ".join(plain_problems(err.errors())))
     except ValueError as err:
         fail(str(err))
 
@@ -249,8 +263,9 @@ def list_cmd(
             console().print("no tasks match")
         else:
             from cli.output import task_table
+            from core.shaping import local_today
 
-            console().print(task_table(tasks))
+            console().print(task_table(tasks, local_today(b.settings.tz)))
 
     run_backlog(main)
 
@@ -267,53 +282,134 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
         from cli.agent_verbs import print_drift
         from cli.output import task_card
         from core.git.drift import task_drift
+        from core.shaping import local_today
 
-        console().print(task_card(task))
+        console().print(task_card(task, local_today(b.settings.tz)))
         print_drift(await task_drift(b, task.key))
 
     run_backlog(main)
 
 
+KeysArg = Annotated[
+    list[str], typer.Argument(help="Task keys, e.g. OB-12 OB-13.", show_default=False)
+]
+
+
+Decided = tuple["Task", str]  # the task, and the line that says what happened to it
+
+
+def _each(
+    keys: list[str], decide: Callable[[Backlog, str], Awaitable[Decided]], as_json: bool
+) -> None:
+    """Decide each task in turn; one that cannot be decided says why in a line and the others
+    go on. Exit status 1 when any failed."""
+    from core.errors import BacklogError
+
+    async def main(b: Backlog) -> tuple[list[Task], int]:
+        done, failed = [], 0
+        for key in keys:
+            try:
+                task, line = await decide(b, key)
+            except BacklogError as err:
+                failed += 1
+                typer.echo(typer.style("error:", fg="red") + f" {err.message}", err=True)
+                continue
+            done.append(task)
+            if not as_json:
+                console().print(line)
+        return done, failed
+
+    done, failed = run_backlog(main)
+    if as_json and done:
+        print_json(done if len(keys) > 1 else done[0])
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command(rich_help_panel="Operator")
 def approve(
-    key: KeyArg,
+    keys: KeysArg,
     lane: Annotated[
         str | None,
-        typer.Option("--lane", "-l", help="Lane (default: the draft's suggestion, else triage)."),
+        typer.Option(
+            "--lane",
+            "-l",
+            help="Lane (default: the one the draft's filer suggested, else triage; P0/P1 work "
+            "goes to autonomous only when you name it).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a draft into a lane."""
+    """Approve drafts into a lane (one key or several); says the lane each went to."""
+    from core.backlog import actor_name
+    from core.models import Status
+
     chosen = _lane(lane)
 
-    async def main(b: Backlog) -> None:
+    async def decide(b: Backlog, key: str) -> Decided:
+        draft = await b.get(key)
         task = await b.approve(key, operator(), chosen)
-        if as_json:
-            print_json(task)
-        else:
-            console().print(
-                f"approved [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
-            )
+        line = f"approved [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
+        if chosen is None and draft.status == Status.DRAFT:
+            if draft.lane is None:
+                line += " (no lane was suggested; --lane chooses)"
+            else:
+                who = actor_name(draft.created_by)
+                line += f" (the lane {who} suggested; --lane chooses)"
+        return task, line
 
-    run_backlog(main)
+    _each(keys, decide, as_json)
 
 
 @app.command(rich_help_panel="Operator")
 def reject(
-    key: KeyArg,
+    keys: KeysArg,
     reason: Annotated[
         str | None, typer.Option("--reason", "-m", help="Why (shown to agents).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reject a draft or an open task (an agent holding it loses its lease)."""
+    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease)."""
+
+    async def decide(b: Backlog, key: str) -> Decided:
+        task = await b.reject(key, operator(), reason)
+        return task, f"rejected [bold]{task.key}[/bold]"
+
+    _each(keys, decide, as_json)
+
+
+@app.command(rich_help_panel="Operator")
+def reopen(
+    key: KeyArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why (kept in the history).")
+    ] = None,
+    lane: Annotated[
+        str | None,
+        typer.Option("--lane", "-l", help="Reopen a done task into this lane (default: its own)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a decision: a done task is open again (agents may take it again), a rejected one is
+    a draft again. The completion or rejection stays in `ob log`."""
+    from core.models import Status
+
+    chosen = _lane(lane)
 
     async def main(b: Backlog) -> None:
-        task = await b.reject(key, operator(), reason)
+        task = await b.reopen(key, operator(), reason, lane=chosen)
         if as_json:
             print_json(task)
+        elif task.status == Status.DRAFT:
+            console().print(
+                f"reopened [bold]{task.key}[/bold]: a draft again; approve it with "
+                f"`ob approve {task.key} --lane LANE`"
+            )
         else:
-            console().print(f"rejected [bold]{task.key}[/bold]")
+            console().print(
+                f"reopened [bold]{task.key}[/bold]: open in {task.lane.value if task.lane else '-'}"
+                " again"
+            )
 
     run_backlog(main)
 
@@ -349,8 +445,14 @@ def edit(
     step: Annotated[
         list[str] | None, typer.Option("--step", "-s", help="Replace the steps (repeat).")
     ] = None,
+    add_step: Annotated[
+        list[str] | None, typer.Option("--add-step", "-S", help="Append a step (repeat).")
+    ] = None,
     risk: Annotated[
         list[str] | None, typer.Option("--risk", help="Replace the risks (repeat).")
+    ] = None,
+    add_risk: Annotated[
+        list[str] | None, typer.Option("--add-risk", help="Append a risk (repeat).")
     ] = None,
     notes: Annotated[str | None, typer.Option()] = None,
     file: Annotated[
@@ -377,18 +479,23 @@ def edit(
         if v is not None
     }
     spec = _read_spec(file) if file is not None else None
-    if spec is None and not changes:
+    if spec is None and not changes and not add_step and not add_risk:
         fail("nothing to change; give flags such as --title or --priority, or --file")
 
     async def main(b: Backlog) -> None:
         done = await b.edit_from_spec(key, spec, operator()) if spec else None
-        if changes:
-            done = await b.edit(key, operator(), **changes)
+        if changes or add_step or add_risk:
+            done = await b.edit(key, operator(), add_steps=add_step, add_risks=add_risk, **changes)
         assert done is not None
         if as_json:
             print_json(done.task)
         else:
             console().print(f"edited [bold]{done.task.key}[/bold]: {done.summary()}")
+        if "repo" in done.changes:
+            from core.git.repos import unregistered_repo
+
+            if warning := await unregistered_repo(b, done.task):
+                warn(warning)
 
     run_backlog(main)
 
@@ -421,6 +528,9 @@ def spec_cmd(key: KeyArg) -> None:
     run_backlog(main)
 
 
+app.command("inbox", rich_help_panel="Operator")(inbox)
+app.command("digest", rich_help_panel="Operator")(digest)
+app.command("feed", rich_help_panel="Operator")(feed)
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_agent_verbs(app)
@@ -428,7 +538,22 @@ register_git_commands(app)
 register_status_commands(app)
 
 
+def check_argv(args: list[str]) -> None:
+    """Each argument is text: bytes that are not UTF-8 are said to be so, once."""
+    for i, arg in enumerate(args, 1):
+        if any("\udc80" <= ch <= "\udcff" for ch in arg):  # bytes that did not decode
+            shown = repr(os.fsencode(arg))[2:-1]
+            fail(
+                f"argument {i} is not UTF-8 text ('{shown[:80]}'); ob reads its command line as "
+                "UTF-8 (check the terminal's encoding, or LANG)"
+            )
+
+
 def main() -> None:
+    try:
+        check_argv(sys.argv[1:])
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
     app()
 
 

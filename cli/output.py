@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rich.panel import Panel
@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "claimed": "cyan",
     "done": "dim",
     "rejected": "dim red",
+    "snoozed": "blue",
 }
 
 
@@ -48,12 +49,20 @@ def plain_table(*columns: str, **column_options: Any) -> Table:
     return table
 
 
-def task_table(tasks: Sequence[Task]) -> Table:
+def shown_status(task: Task, today: date | None) -> str:
+    """The status a person reads: blocked and snoozed tasks say so."""
+    if today is not None and not task.blocked and task.snoozed(today):
+        return "snoozed"
+    return task.display_status
+
+
+def task_table(tasks: Sequence[Task], today: date | None = None) -> Table:
+    """Tasks, one a row; with `today`, tasks snoozed past it show as snoozed, until when."""
     table = plain_table()
     for col in ("key", "P", "status", "lane", "repo", "title", "holder", "age"):
         table.add_column(col, no_wrap=col != "title", overflow="fold")
     for t in tasks:
-        status = t.display_status
+        status = shown_status(t, today)
         table.add_row(
             t.key,
             f"P{t.priority}",
@@ -62,15 +71,17 @@ def task_table(tasks: Sequence[Task]) -> Table:
             t.repo or "",
             t.title,
             t.lease_holder or "",
-            ago(t.status_at),
+            f"until {t.trigger_on}" if status == "snoozed" else ago(t.status_at),
         )
     return table
 
 
-def task_card(task: Task) -> Panel:
+def task_card(task: Task, today: date | None = None) -> Panel:
     lines = Text()
-    status = task.display_status
+    status = shown_status(task, today)
     lines.append(f"{status}", style=STATUS_STYLE.get(status, ""))
+    if status == "snoozed":
+        lines.append(f" until {task.trigger_on} (agents and the drains leave it until then)")
     lines.append(f" since {task.status_at:%Y-%m-%d %H:%M} UTC ({ago(task.status_at)})")
     if task.lane:
         lines.append(f" · lane {task.lane.value}")

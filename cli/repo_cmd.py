@@ -1,4 +1,4 @@
-"""Git commands: `ob repo add|set|list`, `ob reconcile`, `ob replan`, `ob import-todo`,
+"""Git commands: `ob repo add|set|rm|list`, `ob reconcile`, `ob replan`, `ob import-todo`,
 `ob export-todo`, and `ob list --unverified`."""
 
 from __future__ import annotations
@@ -108,6 +108,31 @@ def repo_set(
     async def main(b: Backlog) -> None:
         info = await core_repos.set_fetch(b, name, fetch, operator())
         console().print(f"repo [bold]{info.name}[/bold]: {_fetching(info)}")
+
+    run_backlog(main)
+
+
+@repo_app.command("rm")
+def repo_rm(
+    name: Annotated[str, typer.Argument(help="Registry name (see `ob repo list`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a repository from the registry: it is no longer scanned (nor discovered again
+    under OB_REPO_ROOTS); its tasks keep its name."""
+    from core.git import repos as core_repos
+
+    async def main(b: Backlog) -> None:
+        gone = await core_repos.remove_repo(b, name, operator())
+        if as_json:
+            print_json(gone)
+            return
+        console().print(f"removed repo [bold]{gone.name}[/bold] ({gone.path}); it is not scanned")
+        if gone.unfinished:
+            console().print(
+                f"{gone.unfinished} unfinished task(s) still name {gone.name}: git no longer"
+                " verifies them or measures their drift"
+            )
+        console().print(f"`ob repo add {gone.path}` registers it again")
 
     run_backlog(main)
 

@@ -5,9 +5,11 @@ jobs and, when a bot token is set, the Telegram bot, in one asyncio process unti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
+import socket
 from datetime import UTC, datetime
 from functools import partial
 
@@ -22,7 +24,7 @@ from core.leases import Leases
 from core.settings import Settings
 from core.supervise import Supervisor, worker_name
 from gateway.app import create_app
-from gateway.server import serving
+from gateway.server import listen, serving
 
 log = logging.getLogger("ob.serve")
 FORGE_PART = "forge hooks"  # the loop that fetches and reads what forges' webhooks name
@@ -84,6 +86,13 @@ def settle_heap() -> None:
 
 
 async def serve_forever(settings: Settings) -> None:
+    # first of all: a port that is taken is said at once (CannotListen), before anything starts
+    sock = listen(settings.gateway_host, settings.gateway_port)
+    with contextlib.closing(sock):
+        await _serve(settings, sock)
+
+
+async def _serve(settings: Settings, sock: socket.socket) -> None:
     configure_logging(settings.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -141,7 +150,7 @@ async def serve_forever(settings: Settings) -> None:
                 )
             return app
 
-        async with serving(make_app, settings.gateway_host, settings.gateway_port) as gateway:
+        async with serving(make_app, settings.gateway_host, settings.gateway_port, sock) as gateway:
             supervisor.beat("gateway", gateway.url)
             supervisor.spawn("gateway", partial(gateway.run, supervisor.stopping))
             if refresher is not None:
@@ -154,6 +163,8 @@ async def serve_forever(settings: Settings) -> None:
             log.info("agent gateway on %s (REST /v1, MCP /mcp, docs /docs)", gateway.url)
             log.info("ob serve is running; Ctrl-C stops it")
             await stop.wait()
+            # from here on a part that ends is stopping, not failing
+            supervisor.stopping.set()
             scheduler.shutdown(wait=False)
             if bot is not None:
                 await bot.stop()

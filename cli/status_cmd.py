@@ -25,7 +25,8 @@ STATE_STYLE = {"running": "green", "ok": "green", "failing": "red", "stopped": "
 
 def status(as_json: JsonOpt = False) -> None:
     """Is `ob serve` running, and is each of its parts well? Plus the notices waiting, and how
-    fresh the truth is (repos whose fetch fails or is too old)."""
+    fresh the truth is (repos whose fetch fails or is too old). Exits with status 1 when no
+    `ob serve` is running."""
     from core.git.repos import repos_truth
     from core.outbox import outbox_stats
     from core.supervise import read_boards
@@ -34,9 +35,16 @@ def status(as_json: JsonOpt = False) -> None:
         return await read_boards(b), await outbox_stats(b), await repos_truth(b)
 
     boards, outbox, truth = run_backlog(main)
+    running = any(not w.gone for w in boards)
     if as_json:
         print_json({"database": "ok", "processes": boards, "outbox": outbox, "truth": truth})
-        return
+    else:
+        show_status(boards, outbox, truth)
+    if not running:  # scripts and health checks rely on it
+        raise typer.Exit(1)
+
+
+def show_status(boards: list[WorkerStatus], outbox: OutboxStats, truth: TruthAge) -> None:
     from rich.markup import escape
     from rich.text import Text
 

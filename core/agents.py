@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import asyncpg
 from pydantic import BaseModel
 
 from core import events
@@ -17,7 +16,7 @@ from core.tasks import REVOKE_SQL
 from core.tokens import new_token, secret_matches, token_id
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
-AGENTS_CHANNEL = "ob_agents"  # NOTIFY on revocation: gateways drop their cached tokens
+AGENTS_CHANNEL = "ob_agents"  # NOTIFY on revocation, rotation: gateways drop cached tokens
 
 
 class Unauthorized(BacklogError):
@@ -52,22 +51,51 @@ async def add_agent(
     emails = sorted({e.strip().lower() for e in git_emails or [] if e.strip()})
     token, token_id, digest = new_token()
     async with backlog.transaction() as conn:
-        try:
-            row = await conn.fetchrow(
-                "insert into agents (name, token_id, token_hash, git_emails) values ($1, $2, $3, $4)"
-                " returning name, created_at, revoked_at, git_emails",
-                name,
-                token_id,
-                digest,
-                emails,
-            )
-        except asyncpg.UniqueViolationError:
+        row = await conn.fetchrow(_ADD, name, token_id, digest, emails)
+        if row is None:
             raise Invalid(
-                f"an agent named {name!r} exists; revoke it first or choose another name"
-            ) from None
-        await events.record(
-            conn, None, actor, EventKind.AGENT_ADDED, {"agent": name, "git_emails": emails}
+                f"an agent named {name!r} is active; `ob agent rotate {name}` gives it a new "
+                "token, or choose another name"
+            )
+        details = {"agent": name, "git_emails": emails, "again": not row["fresh"]}
+        await events.record(conn, None, actor, EventKind.AGENT_ADDED, details)
+    return AgentInfo(**{k: row[k] for k in AgentInfo.model_fields if k in row}), token
+
+
+# A new agent, or a revoked one registered again under its name (the same identity, so its
+# history stays one); an active agent of that name is left alone (no row returned).
+_ADD = """
+insert into agents as a (name, token_id, token_hash, git_emails) values ($1, $2, $3, $4)
+on conflict (name) do update
+    set token_id = excluded.token_id, token_hash = excluded.token_hash,
+        git_emails = excluded.git_emails, revoked_at = null
+    where a.revoked_at is not null
+returning name, created_at, revoked_at, git_emails, (xmax = 0) as fresh
+"""
+
+
+async def rotate_agent(backlog: Backlog, name: str, actor: Actor) -> tuple[AgentInfo, str]:
+    """Give an active agent a new token: the old one stops working at once (gateways drop
+    their cached tokens), the leases it holds are kept. Returns the agent and its new token."""
+    require_operator(actor, "rotate agent tokens")
+    name = name.strip().lower()
+    token, token_id, digest = new_token()
+    async with backlog.transaction() as conn:
+        row = await conn.fetchrow(
+            "update agents set token_id = $2, token_hash = $3"
+            " where name = $1 and revoked_at is null"
+            " returning name, created_at, revoked_at, git_emails",
+            name,
+            token_id,
+            digest,
         )
+        if row is None:
+            raise NotFound(
+                f"no active agent named {name[:50]!r}; `ob agent add {name[:50]}` registers it"
+                " (again)"
+            )
+        await events.record(conn, None, actor, EventKind.AGENT_ROTATED, {"agent": name})
+        await conn.execute("select pg_notify($1, $2)", AGENTS_CHANNEL, name)
     return AgentInfo(**dict(row)), token
 
 
@@ -144,7 +172,10 @@ async def authenticate(backlog: Backlog, token: str | None) -> Actor:
         "select id, name, token_hash, revoked_at from agents where token_id = $1", tid
     )
     if not secret_matches(row["token_hash"] if row else None, token) or row is None:
-        raise Unauthorized("invalid token; ask the operator for a new one (`ob agent add`)")
+        raise Unauthorized(
+            "invalid token (a rotated token is dead at once); ask the operator for the "
+            "current one (`ob agent rotate NAME`)"
+        )
     if row["revoked_at"] is not None:
         raise Unauthorized(f"the token of agent {row['name']!r} was revoked")
     return Actor.agent(row["name"], row["id"])

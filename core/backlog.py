@@ -27,14 +27,73 @@ from core.tasks import (
     count_tasks,
     fetch_task,
     list_tasks,
+    no_task,
+    number_for_key,
     task_id_for_key,
 )
 
 # An operator action locks the task and its lease, and sees the status as the API shows it.
 _LOCKED = f"""
-select t.id, t.number, {STATUS_SQL} as status, t.lane, {", ".join(f"t.{f}" for f in EDITABLE)}
+select t.id, t.number, {STATUS_SQL} as status, t.lane, t.created_by,
+       {", ".join(f"t.{f}" for f in EDITABLE)}
 from tasks t join task_leases l on l.task_id = t.id where t.id = $1
 for update of t, l
+"""
+
+# P0 and P1 work goes to agents unattended only when the operator names that lane.
+URGENT_PRIORITY = 1
+
+# The unfinished tasks waiting on a prerequisite, locked with their leases.
+_WAITING_ON = f"""
+select t.id, t.number, t.title, t.lane, {STATUS_SQL} as status
+from task_deps d join tasks t on t.id = d.task_id join task_leases l on l.task_id = t.id
+where d.prereq_id = $1 and t.status in ('draft', 'open')
+order by t.id
+for update of t, l
+"""
+
+# Reopening: a done task is open again in lane $2 (else its own) with no completion (the
+# `reopened` event keeps it), its expiry count starts over; one that was never approved (a draft
+# closed by a commit) is a draft again. A rejected task is a draft again, undecided.
+_REOPEN_DONE = """
+with prev as (select * from tasks where id = $1),
+lease as (update task_leases set expiries = 0 where task_id = $1)
+update tasks t set
+    status = case when t.approved_at is null then 'draft' else 'open' end,
+    lane = coalesce($2, t.lane,
+                    case when t.approved_at is not null then 'requires_triage' end),
+    completed_by = null, completed_at = null,
+    commits = '{}', completion_note = null, verified_at = null, evidence_lost = null,
+    status_at = now(), updated_at = now()
+from prev where t.id = prev.id
+returning t.status, t.lane, prev.completed_by, prev.completed_at, prev.commits,
+          prev.completion_note, prev.verified_at
+"""
+_REOPEN_REJECTED = """
+with prev as (select * from tasks where id = $1)
+update tasks t set status = 'draft', lane = coalesce($2, t.lane), rejected_by = null,
+    rejected_reason = null, approved_by = null, approved_at = null, approved_lane = null,
+    status_at = now(), updated_at = now()
+from prev where t.id = prev.id
+returning t.lane, prev.rejected_by, prev.rejected_reason
+"""
+
+# A draft's likely duplicate: a task of the same title (case, spaces and punctuation aside) that
+# is unfinished (an earlier draft, or open), rejected, or done in the last DUPLICATE_DAYS days;
+# open work first, then the earliest. Written on the draft ($1) as its number, or null.
+DUPLICATE_DAYS = 30
+_MARK_DUPLICATE = f"""
+update tasks t set duplicate_of = (
+    select d.number from tasks d
+    where title_key(d.title) = title_key(t.title) and d.id <> t.id and title_key(t.title) <> ''
+      and (d.status in ('open', 'rejected')
+           or (d.status = 'draft' and d.number < t.number)
+           or (d.status = 'done' and d.completed_at > now() - interval '{DUPLICATE_DAYS} days'))
+    order by case d.status when 'open' then 0 when 'draft' then 1 when 'rejected' then 2
+             else 3 end, d.number
+    limit 1)
+where t.id = $1 and t.status = 'draft'
+returning t.duplicate_of
 """
 
 # A lane change gives a held task back to the queue (the holder's epoch goes stale) and starts
@@ -64,6 +123,12 @@ class Edited(BaseModel):
             else:
                 parts.append(field)
         return ", ".join(parts) or "nothing changed"
+
+
+def actor_name(actor: str) -> str:
+    """`agent:codex` -> `codex`; `operator:cli` -> `the operator`."""
+    kind, _, name = actor.partition(":")
+    return "the operator" if kind == "operator" else name or kind
 
 
 def require_operator(actor: Actor, what: str) -> None:
@@ -135,9 +200,17 @@ class Backlog:
         event_details: dict[str, Any] | None = None,
     ) -> int:
         """File a task inside the caller's transaction (with its event and, for a draft, the
-        approval card's outbox row); returns its id."""
+        approval card's outbox row); returns its id. `event_details` go into the `filed` event;
+        with `prerequisite_of` (a hand-off) the task is at least as urgent as that one."""
         approved = actor.is_operator if approve is None else approve
         lane = lane or spec.lane or (Lane.TRIAGE if approved else None)
+        waiting = (event_details or {}).get("prerequisite_of")
+        if waiting is not None:  # a hand-off's prerequisite: as urgent as the task it unblocks
+            priority = await conn.fetchval(
+                "select priority from tasks where number = $1", number_for_key(waiting, self.prefix)
+            )
+            if priority is not None and priority < spec.priority:
+                spec = spec.model_copy(update={"priority": priority})
         row = await conn.fetchrow(
             """
             insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
@@ -171,6 +244,10 @@ class Backlog:
             "repo": spec.repo,
             **(event_details or {}),
         }
+        if not approved:
+            duplicate = await self._mark_duplicate(conn, row["id"])
+            if duplicate:
+                details["duplicate_of"] = duplicate
         await events.record(
             conn,
             row["id"],
@@ -190,7 +267,7 @@ class Backlog:
             row = await self._locked(conn, key)
             if row["status"] != Status.DRAFT:
                 raise self._not_a_draft(row, "approve")
-            lane = lane or (Lane(row["lane"]) if row["lane"] else Lane.TRIAGE)
+            lane = lane or self._suggested_lane(row)
             await conn.execute(
                 """update tasks set status = 'open', lane = $2, approved_lane = $2, approved_by = $3,
                    approved_at = now(), status_at = now(), updated_at = now() where id = $1""",
@@ -201,6 +278,23 @@ class Backlog:
             await record_base(conn, row["id"], row["repo"])
             await self._decided(conn, row, actor, EventKind.APPROVED, {"lane": lane.value})
             return await fetch_task(conn, row["id"], self.prefix)
+
+    def _suggested_lane(self, row: asyncpg.Record) -> Lane:
+        """The lane a draft goes to when the operator names none: the one its filer suggested
+        (else triage), except that urgent work runs unattended only when the operator says so
+        (here, or in a spec of their own, such as an imported TODO.md)."""
+        if row["lane"] is None:
+            return Lane.TRIAGE
+        lane = Lane(row["lane"])
+        operators = row["created_by"].partition(":")[0] == "operator"
+        if lane == Lane.AUTONOMOUS and row["priority"] <= URGENT_PRIORITY and not operators:
+            key = self._key(row)
+            raise Invalid(
+                f"{key} is P{row['priority']} and {actor_name(row['created_by'])} suggests "
+                f"{lane.value}: name the lane yourself (`ob approve {key} --lane autonomous` "
+                "to let agents run it unattended, or another lane)"
+            )
+        return lane
 
     async def reject(
         self, key: str, actor: Actor, reason: str | None = None, *, drafts_only: bool = False
@@ -224,7 +318,57 @@ class Backlog:
                 str(actor),
             )
             await self._decided(conn, row, actor, EventKind.REJECTED, {"reason": reason})
+            await self._hand_back_waiting(conn, row, actor, reason)
             return await fetch_task(conn, row["id"], self.prefix)
+
+    async def _hand_back_waiting(
+        self, conn: asyncpg.Connection, prereq: asyncpg.Record, actor: Actor, reason: str | None
+    ) -> None:
+        """The tasks waiting on a prerequisite just rejected would wait forever: each goes to
+        the operator's decision lane (an agent holding one loses its lease; a draft stays a
+        draft), with an event and a notice naming both."""
+        waiting = await conn.fetch(_WAITING_ON, prereq["id"])
+        for w in waiting:
+            moved = w["status"] != Status.DRAFT and w["lane"] != Lane.DECISION
+            if moved:
+                await conn.execute(_MOVE_LANE, w["id"], Lane.DECISION)
+            details = {
+                "prerequisite": self._key(prereq),
+                "reason": reason,
+                "from": w["lane"],
+                "to": Lane.DECISION.value if moved else w["lane"],
+                "lease_revoked": w["status"] == Status.CLAIMED,
+            }
+            await self._told(
+                conn,
+                w,
+                actor,
+                EventKind.PREREQUISITE_REJECTED,
+                OutboxKind.PREREQUISITE_REJECTED,
+                details,
+                title=w["title"],
+                prerequisite_title=prereq["title"],
+            )
+
+    async def _mark_duplicate(self, conn: asyncpg.Connection, task_id: int) -> str | None:
+        """Mark a draft as the likely duplicate of another task (or clear the mark); returns
+        that task's key."""
+        number = await conn.fetchval(_MARK_DUPLICATE, task_id)
+        return self.key(number) if number is not None else None
+
+    async def reject_duplicate(self, key: str, actor: Actor) -> Task:
+        """Reject a draft marked as a likely duplicate, naming the task it repeats."""
+        async with self.pool.acquire() as conn:
+            task = await fetch_task(
+                conn, await task_id_for_key(conn, key, self.prefix), self.prefix
+            )
+        if task.status != Status.DRAFT:
+            raise InvalidTransition(f"{task.key} is {task.status}: only a draft is rejected so")
+        if task.duplicate_of is None:
+            raise InvalidTransition(f"{task.key} is not marked as a likely duplicate")
+        return await self.reject(
+            task.key, actor, f"duplicate of {task.duplicate_of}", drafts_only=True
+        )
 
     async def move_lane(self, key: str, lane: Lane, actor: Actor) -> Task:
         require_operator(actor, "change lanes")
@@ -243,14 +387,53 @@ class Backlog:
             details = {"from": row["lane"], "to": lane.value}
             if row["status"] == Status.CLAIMED:
                 details["lease_revoked"] = True
-            await events.record(
-                conn,
-                row["id"],
-                actor,
-                EventKind.LANE_CHANGED,
-                details,
-                notify=OutboxKind.LANE_CHANGED,
-                payload={"key": self._key(row), "by": str(actor), **details},
+            await self._told(
+                conn, row, actor, EventKind.LANE_CHANGED, OutboxKind.LANE_CHANGED, details
+            )
+            return await fetch_task(conn, row["id"], self.prefix)
+
+    async def reopen(
+        self, key: str, actor: Actor, reason: str | None = None, *, lane: Lane | None = None
+    ) -> Task:
+        """Undo a decision: a done task is open again (in its lane, or `lane`), a rejected one
+        is a draft again (to be approved anew). What it was (the completion and its evidence,
+        or the rejection) stays in the history, in the `reopened` event; its cards show it as
+        it is now."""
+        require_operator(actor, "reopen tasks")
+        reason = free_text(reason, "reason", 1000)
+        async with self.transaction(wake=True) as conn:
+            row = await self._locked(conn, key)
+            if row["status"] == Status.DONE:
+                before = await conn.fetchrow(_REOPEN_DONE, row["id"], lane)
+                details: dict[str, Any] = {
+                    "from": Status.DONE.value,
+                    "to": before["status"],
+                    "lane": before["lane"],
+                    "completed_by": before["completed_by"],
+                    "completed_at": _jsonable(before["completed_at"]),
+                    "commits": list(before["commits"]),
+                    "note": before["completion_note"],
+                    "verified": before["verified_at"] is not None,
+                }
+            elif row["status"] == Status.REJECTED:
+                before = await conn.fetchrow(_REOPEN_REJECTED, row["id"], lane)
+                await self._mark_duplicate(conn, row["id"])
+                details = {
+                    "from": Status.REJECTED.value,
+                    "to": Status.DRAFT.value,
+                    "lane": before["lane"],
+                    "rejected_by": before["rejected_by"],
+                    "rejected_reason": before["rejected_reason"],
+                }
+            else:
+                raise InvalidTransition(
+                    f"cannot reopen {self._key(row)}: it is {row['status']}; only done and "
+                    "rejected tasks reopen",
+                    status=row["status"],
+                )
+            details["reason"] = reason
+            await self._told(
+                conn, row, actor, EventKind.REOPENED, OutboxKind.TASK_REOPENED, details
             )
             return await fetch_task(conn, row["id"], self.prefix)
 
@@ -262,15 +445,21 @@ class Backlog:
         kind: EventKind,
         details: dict[str, Any],
     ) -> None:
-        await events.record(
-            conn,
-            row["id"],
-            actor,
-            kind,
-            details,
-            notify=OutboxKind.TASK_DECIDED,
-            payload={"key": self._key(row), "decision": kind, "by": str(actor), **details},
-        )
+        await self._told(conn, row, actor, kind, OutboxKind.TASK_DECIDED, details, decision=kind)
+
+    async def _told(
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        actor: Actor,
+        kind: EventKind,
+        notify: OutboxKind,
+        details: dict[str, Any],
+        **more: Any,
+    ) -> None:
+        """The operator's change to a task: its event, and the notice that updates its cards."""
+        payload = {"key": self._key(row), "by": str(actor), **more, **details}
+        await events.record(conn, row["id"], actor, kind, details, notify=notify, payload=payload)
 
     def _not_a_draft(self, row: asyncpg.Record, verb: str) -> InvalidTransition:
         key, status = self._key(row), row["status"]
@@ -290,10 +479,18 @@ class Backlog:
 
     # ------------------------------------------------------------------ edits
 
-    async def edit(self, key: str, actor: Actor, **changes: Any) -> Edited:
-        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes);
-        returns the task and what changed (field: [before, after]). The `edited` event's outbox
-        row has the notifier refresh the task's cards."""
+    async def edit(
+        self,
+        key: str,
+        actor: Actor,
+        *,
+        add_steps: list[str] | None = None,
+        add_risks: list[str] | None = None,
+        **changes: Any,
+    ) -> Edited:
+        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes),
+        and append steps or risks; returns the task and what changed (field: [before, after]).
+        The `edited` event's outbox row has the notifier refresh the task's cards."""
         require_operator(actor, "edit tasks")
         unknown = set(changes) - set(EDITABLE)
         if unknown:
@@ -305,6 +502,9 @@ class Backlog:
             if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
                 raise self._closed(row, "edit")
             current = {f: row[f] for f in EDITABLE}
+            for field, more in (("steps", add_steps), ("risks", add_risks)):
+                if more:
+                    changes[field] = [*changes.get(field, current[field]), *more]
             new = make_spec(**{**current, **changes})
             diff = {
                 f: [_jsonable(current[f]), _jsonable(getattr(new, f))]
@@ -319,6 +519,8 @@ class Backlog:
                     row["id"],
                     *(getattr(new, f) for f in diff),
                 )
+                if "title" in diff and row["status"] == Status.DRAFT:
+                    await self._mark_duplicate(conn, row["id"])
                 await events.record(
                     conn,
                     row["id"],
@@ -331,7 +533,27 @@ class Backlog:
             return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:
-        """Replace a task's spec with a text-form spec (its lane/key/status lines are ignored)."""
+        """Replace a task's spec with a text-form spec. A key line must name this task; lane and
+        status lines must say what the task is (their verbs change them: the refusal says
+        which)."""
+        task = await self.get(key)
+        if spec.key and spec.key != task.key:
+            raise Invalid(
+                f"the spec is {spec.key}'s (key: {spec.key}); you are editing {task.key}: edit "
+                f"{spec.key} instead, or remove the key line"
+            )
+        if spec.lane and spec.lane != task.lane:
+            verb = (
+                f"`ob approve {task.key} --lane {spec.lane.short}`"
+                if task.status == Status.DRAFT
+                else f"`ob lane {task.key} {spec.lane.short}`"
+            )
+            raise Invalid(f"an edit does not move a task: move {task.key} with {verb}")
+        if spec.status and spec.status != task.status:
+            raise Invalid(
+                f"an edit does not change a status ({task.key} is {task.status}): "
+                f"{_status_verb(task.key, spec.status)}"
+            )
         return await self.edit(key, actor, **{f: getattr(spec, f) for f in EDITABLE})
 
     # ------------------------------------------------------------------ views
@@ -341,6 +563,15 @@ class Backlog:
             return await fetch_task(
                 conn, await task_id_for_key(conn, key, self.prefix), self.prefix
             )
+
+    async def get_for(self, key: str, actor: Actor) -> Task:
+        """A task as `actor` may see it: an agent sees approved work and what it filed itself;
+        another's draft (or one rejected without being approved) is no task to it."""
+        task = await self.get(key)
+        hidden = task.status in (Status.DRAFT, Status.REJECTED) and task.approved_at is None
+        if actor.kind == "agent" and hidden and task.created_by != str(actor):
+            raise no_task(key, self.prefix)
+        return task
 
     async def get_by_id(self, task_id: int) -> Task:
         async with self.pool.acquire() as conn:
@@ -370,6 +601,18 @@ async def open_backlog(
         settings, run_migrations=run_migrations, max_size=max_size, url=url
     ) as db:
         yield Backlog(db.pool, settings, url=db.url)
+
+
+def _status_verb(key: str, status: Status) -> str:
+    """What changes a task's status to `status`."""
+    return {
+        Status.DRAFT: f"a rejected task becomes a draft again with `ob reopen {key}`",
+        Status.OPEN: f"approve a draft with `ob approve {key} --lane LANE`, reopen a done or "
+        f"rejected one with `ob reopen {key}`",
+        Status.CLAIMED: "agents claim tasks (`ob next`)",
+        Status.DONE: f"agents finish tasks (`ob done`), or a commit says `Closes: {key}`",
+        Status.REJECTED: f"`ob reject {key} -m WHY`",
+    }[status]
 
 
 def _jsonable(value: Any) -> Any:

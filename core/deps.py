@@ -7,7 +7,7 @@ import asyncpg
 from core import events
 from core.backlog import Backlog, require_operator
 from core.errors import Invalid, InvalidTransition
-from core.models import Actor, EventKind, Task
+from core.models import Actor, EventKind, Status, Task
 from core.tasks import fetch_task, task_id_for_key
 
 
@@ -89,6 +89,12 @@ async def add_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor: A
         prereq_id = await task_id_for_key(conn, prereq_key, backlog.prefix)
         if task_id == prereq_id:
             raise Invalid("a task cannot be its own prerequisite")
+        prereq = await fetch_task(conn, prereq_id, backlog.prefix)
+        if prereq.status == Status.REJECTED:
+            raise InvalidTransition(
+                f"{prereq.key} was rejected, so nothing can wait on it; bring it back first "
+                f"(`ob reopen {prereq.key} -m WHY`) or link another task"
+            )
         if await conn.fetchval(_REACHES, prereq_id, task_id):
             raise InvalidTransition(
                 f"{prereq_key.upper()} already waits (directly or through others) on "
@@ -101,7 +107,6 @@ async def add_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor: A
             prereq_id,
         )
         if added:
-            prereq = await fetch_task(conn, prereq_id, backlog.prefix)
             await events.record(
                 conn, task_id, actor, EventKind.DEP_ADDED, {"prerequisite": prereq.key}
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class BacklogError(Exception):
     """Base class; `code` is a stable machine-readable name for interfaces."""
@@ -34,3 +37,18 @@ class LeaseError(BacklogError):
 
 class Invalid(BacklogError):
     code = "invalid"
+
+
+def plain_problems(errors: Iterable[Any], skip: tuple[str, ...] = ("body",)) -> list[str]:
+    """A pydantic validation error's problems as people read them, one per field:
+    `epoch: Input should be a valid integer` (no input dump, no documentation link)."""
+    out = []
+    for e in errors:
+        where = ".".join(str(p) for p in e["loc"] if p not in skip)
+        if e["type"] == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "")
+            out.append(f"the body is not valid JSON ({reason} at position {where or 0})")
+            continue
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        out.append(f"{where}: {msg}" if where else msg)
+    return out

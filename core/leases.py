@@ -669,13 +669,32 @@ class Leases:
             "epoch": row["epoch"],
             "your_epoch": epoch,
         }
-        mine = row["holder"] == actor.name and row["epoch"] == epoch
-        if row["status"] == Status.CLAIMED and not mine:
-            return LeaseError(
-                f"cannot {verb} {key}: your lease (epoch {epoch}) is stale; {row['holder']} "
-                f"holds it now (epoch {row['epoch']}). Stop work on it and run `ob next`.",
-                **details,
+        holder, current = row["holder"], row["epoch"]
+        # did this agent ever hold the task at the epoch it presents?
+        held = (
+            row["status"] == Status.CLAIMED
+            and epoch != current
+            and await self._last_write(number, actor, epoch, EventKind.CLAIMED) is not None
+        )
+        if row["status"] == Status.CLAIMED and holder != actor.name:
+            what = (
+                f"your lease (epoch {epoch}) is stale; {holder} holds it now (epoch {current})"
+                if held
+                else f"you do not hold it; {holder} does (epoch {current})"
             )
+            return LeaseError(
+                f"cannot {verb} {key}: {what}. Stop work on it and run `ob next`.", **details
+            )
+        if row["status"] == Status.CLAIMED and epoch != current:
+            what = (
+                f"epoch {epoch} is stale: you claimed it again since and hold it at epoch "
+                f"{current}; only the newest claim may write (if another session of yours "
+                "works on it, stop this one)"
+                if held
+                else f"epoch {epoch} is not one your claims got: you hold it at epoch {current}"
+                " (the epoch your claim returned)"
+            )
+            return LeaseError(f"cannot {verb} {key}: {what}", **details)
         if row["status"] == Status.CLAIMED and row["expired"]:
             return LeaseError(
                 f"cannot {verb} {key}: your lease expired at {row['lease_expires_at']:%H:%M:%S} "

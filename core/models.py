@@ -188,6 +188,10 @@ class EventKind(StrEnum):
     CROSS_REPO_IGNORED = (
         "cross_repo_ignored"  # the operator: another repo's commit does not close it
     )
+    REOPENED = "reopened"
+    PREREQUISITE_REJECTED = "prerequisite_rejected"
+    AGENT_ROTATED = "agent_rotated"
+    REPO_REMOVED = "repo_removed"
 
 
 class OutboxKind(StrEnum):
@@ -210,6 +214,8 @@ class OutboxKind(StrEnum):
     TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
     TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
     CROSS_REPO_CLOSE = "cross_repo_close"  # another repo's commit says it closes: [Close it]?
+    TASK_REOPENED = "task_reopened"  # done -> open or rejected -> draft: its cards show it again
+    PREREQUISITE_REJECTED = "prerequisite_rejected"  # a waiting task goes back to the operator
 
 
 def format_key(prefix: str, number: int) -> str:
@@ -264,6 +270,8 @@ class Task(BaseModel):
     completion_note: str | None
     verified_at: datetime | None
     base_sha: str | None
+    # a draft's likely duplicate: an unfinished, recently done or rejected task of the same title
+    duplicate_of: str | None = None
     # True on the answer to a retried write (complete, findings, release, hand-off) that had
     # already happened: the same agent, epoch and payload, whose first answer was lost.
     replayed: bool = False
@@ -278,6 +286,15 @@ class Task(BaseModel):
     @property
     def display_status(self) -> str:
         return "blocked" if self.blocked else self.status.value
+
+    def snoozed(self, today: date) -> bool:
+        """Unfinished, with a trigger date after `today`: out of the drains and agents' claims
+        until that day."""
+        return (
+            self.trigger_on is not None
+            and self.trigger_on > today
+            and self.status in (Status.DRAFT, Status.OPEN)
+        )
 
 
 class Event(BaseModel):

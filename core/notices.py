@@ -52,6 +52,13 @@ class TaskEdited(TaskPayload):
     fields: list[str] = []  # the spec fields that changed
 
 
+class TaskReopened(TaskPayload):
+    by: str
+    from_status: str = Field(alias="from")  # "done" | "rejected"
+    to_status: str = Field(alias="to")  # "open" | "draft"
+    reason: str | None = None
+
+
 class TaskCompleted(TaskPayload):
     by: str
     repo: str | None = None
@@ -67,6 +74,16 @@ class Handoff(TaskPayload):
     prerequisite_title: str | None = None
     prerequisite_status: str | None = None
     reason: str | None = None
+
+
+class PrerequisiteRejected(TaskPayload):
+    by: str
+    prerequisite: str
+    prerequisite_title: str | None = None
+    reason: str | None = None
+    from_lane: Lane | None = Field(None, alias="from")
+    to_lane: Lane | None = Field(None, alias="to")
+    lease_revoked: bool = False
 
 
 class LeaseExpired(TaskPayload):
@@ -160,6 +177,8 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.TODO_IMPORTED: TodoImported,
     OutboxKind.TASK_EDITED: TaskEdited,
     OutboxKind.CROSS_REPO_CLOSE: CrossRepoClose,
+    OutboxKind.PREREQUISITE_REJECTED: PrerequisiteRejected,
+    OutboxKind.TASK_REOPENED: TaskReopened,
 }
 
 

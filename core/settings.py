@@ -11,12 +11,17 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.models import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
 
 ENV_PREFIX = "OB_"
+
+
+# What aiogram accepts as a bot token: the bot's id, a colon, the secret (no spaces).
+BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]+$")
+SECRETS = {"bot_token", "webhook_secret", "agent_token"}
 
 
 class SettingsError(Exception):
@@ -67,7 +72,10 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field("127.0.0.1", description="agent gateway bind address")
     gateway_port: int = Field(8765, ge=0, le=65535, description="agent gateway port")
-    url: str = Field("http://127.0.0.1:8765", description="gateway URL for the agent verbs")
+    url: str | None = Field(
+        None,
+        description="gateway URL for the agent verbs; unset = OB_GATEWAY_HOST:OB_GATEWAY_PORT",
+    )
     agent_token: SecretStr | None = Field(None, description="this agent's gateway token")
     max_request_bytes: int = Field(256 * 1024, ge=1024, description="largest gateway request")
     repo_roots: Annotated[list[Path], NoDecode] = Field(
@@ -101,6 +109,23 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="how much `ob serve` logs; DEBUG adds the libraries' own chatter"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: object) -> object:
+        """`OB_BOT_TOKEN=` (a .env copied from .env.example leaves such lines) means unset."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not BOT_TOKEN_RE.match(v.get_secret_value().strip()):
+            raise ValueError(
+                "not a Telegram bot token; tokens look like 123456789:AAE... (from @BotFather)"
+            )
+        return SecretStr(v.get_secret_value().strip()) if v is not None else None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -174,12 +199,28 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def gateway_url(self) -> str:
+        """Where the agent verbs find the gateway: OB_URL, else where `ob serve` listens."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = self.gateway_host
+        if host in ("0.0.0.0", "::"):  # listening everywhere: this machine is one of them
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.gateway_port}"
+
 
 def describe_error(err: ValidationError) -> str:
+    """Each problem on a line naming its variable (a secret's value is never repeated)."""
     lines = []
     for e in err.errors():
-        name = ENV_PREFIX + "_".join(str(p) for p in e["loc"]).upper()
-        lines.append(f"{name}: {e['msg']} (got {e.get('input')!r})")
+        field = "_".join(str(p) for p in e["loc"])
+        got = "" if field in SECRETS else f" (got {e.get('input')!r})"
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {e['msg']}{got}")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -24,7 +24,8 @@ TASK_COLUMNS = f"""
     t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
     greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
     t.approved_lane, t.rejected_by, t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
-    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha
+    t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha,
+    t.duplicate_of
 """
 BLOCKED_COLUMN = """
     coalesce((select array_agg(p.number order by p.number)
@@ -45,8 +46,13 @@ def task_from_row(row: asyncpg.Record | dict[str, Any], prefix: str) -> Task:
     data = dict(row)
     data["key"] = format_key(prefix, data["number"])
     data["blocked_by"] = [format_key(prefix, n) for n in data.pop("blocked_numbers", None) or []]
+    duplicate = data.get("duplicate_of")
+    data["duplicate_of"] = format_key(prefix, duplicate) if duplicate is not None else None
     data.setdefault("lease_holder", None)
     return Task.model_validate(data)
+
+
+MAX_LIMIT = 10_000  # the most tasks one list returns
 
 
 class TaskFilter(BaseModel):
@@ -57,7 +63,7 @@ class TaskFilter(BaseModel):
     blocked: bool | None = None
     due_by: date | None = None  # only tasks whose trigger date is not after this day
     include_closed: bool = False
-    limit: int = Field(200, ge=1, le=10_000)
+    limit: int = Field(200, ge=1, le=MAX_LIMIT)
 
     @field_validator("text")
     @classmethod
@@ -73,7 +79,8 @@ class TaskFilter(BaseModel):
         return v
 
 
-def _no_task(key: str, prefix: str) -> NotFound:
+def no_task(key: str, prefix: str) -> NotFound:
+    """The answer for a key that names no task (that the asker may see)."""
     return NotFound(
         f"no task {key.strip()[:40]!r}; keys look like {prefix}-12 (see `ob list`)", key=key
     )
@@ -83,7 +90,7 @@ def number_for_key(key: str, prefix: str) -> int:
     """The number of a key with this prefix (`OB-12` -> 12); NotFound when it is not one."""
     number = parse_key(key, prefix)
     if number is None:
-        raise _no_task(key, prefix)
+        raise no_task(key, prefix)
     return number
 
 
@@ -91,7 +98,7 @@ async def task_id_for_key(conn: asyncpg.Connection, key: str, prefix: str) -> in
     number = number_for_key(key, prefix)
     task_id = await conn.fetchval("select id from tasks where number = $1", number)
     if task_id is None:
-        raise _no_task(key, prefix)
+        raise no_task(key, prefix)
     return task_id
 
 

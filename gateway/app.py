@@ -14,12 +14,13 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.agents import Unauthorized
 from core.auth import Authenticator
 from core.backlog import Backlog
 from core.db import UNAVAILABLE
-from core.errors import BacklogError
+from core.errors import BacklogError, plain_problems
 from core.git.refresh import Refresher
 from core.leases import Heartbeat, Leases
 from core.models import Actor, Task
@@ -72,6 +73,19 @@ async def current_agent(request: Request) -> Actor:
 
 Agent = Annotated[Actor, Depends(current_agent)]
 Key = Annotated[str, KEY_PATH]
+
+
+def unreadable_body(cause: BaseException | None) -> str:
+    """Why a request body could not be read, and what to send instead."""
+    if isinstance(cause, UnicodeDecodeError):
+        bad = cause.object[cause.start : cause.start + 1].hex()
+        return (
+            f"the body is not UTF-8 text (byte 0x{bad} at position {cause.start}); "
+            "send JSON encoded as UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply to read; send a flatter JSON body"
+    return "the body could not be read as JSON; send a JSON object"
 
 
 def problem(
@@ -147,13 +161,23 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
-            for e in exc.errors()
-        ]
+        problems = plain_problems(exc.errors())
         return problem(
             422, "invalid_request", "; ".join(problems)[:2000], {"problems": problems[:20]}
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own refusals (a body it cannot read, no such route) in the API's
+        error shape."""
+        where = f"{request.method} {request.url.path[:200]}"
+        if exc.status_code == 400:
+            return problem(400, "invalid_body", unreadable_body(exc.__cause__))
+        if exc.status_code == 404:
+            return problem(404, "not_found", f"no such endpoint: {where}; see /docs")
+        if exc.status_code == 405:
+            return problem(405, "method_not_allowed", f"{where} is not allowed; see /docs")
+        return problem(exc.status_code, "http_error", str(exc.detail)[:500])
 
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422)
@@ -231,8 +255,8 @@ def create_app(
 
     @app.get("/v1/tasks/{key}", tags=["tasks"], responses=errors)
     async def show(key: Key, actor: Agent) -> Task:
-        """One task with its spec, status and lease."""
-        return await backlog.get(key)
+        """One task with its spec, status and lease (another agent's draft is no task)."""
+        return await backlog.get_for(key, actor)
 
     @app.get("/v1/tasks", tags=["tasks"], responses=errors)
     async def ready(

@@ -14,13 +14,13 @@ from functools import wraps
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from pydantic import Field, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.agents import Unauthorized
 from core.db import UNAVAILABLE
-from core.errors import BacklogError
+from core.errors import BacklogError, plain_problems
 from core.leases import Leases
 from core.models import Actor
 from core.spec import MAX_SPEC_BYTES, SpecError, parse
@@ -45,8 +45,9 @@ Operator Backlog: the operator's approved work for coding agents. The loop:
    `Closes: KEY` in the commit message), report_findings(key, epoch, text) for
    requires_investigation tasks, hand_off(key, epoch, prerequisite) if something else must be
    done first, or release_task(key, epoch) to give it back.
-Every write must present the epoch of your claim; a refused write means another agent holds the
-task now: stop working on it. New ideas go in with file_draft; the operator approves them.
+Every write must present the epoch of your claim. A refused write says why: another agent holds
+the task now (stop working on it), your lease expired (claim again), or the epoch is not your
+claim's. New ideas go in with file_draft; the operator approves them.
 """
 
 P = ParamSpec("P")
@@ -111,11 +112,31 @@ def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+class _Server(MCPServer[Any]):
+    """The MCP server, with REST's plain messages: an argument of the wrong type reads
+    `invalid_request: epoch: Input should be a valid integer` (not pydantic's dump with a
+    link), a refusal reads as the backlog says it (without the SDK's prefix)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as err:
+            cause = err.__cause__
+            if isinstance(cause, ValidationError):
+                problems = "; ".join(plain_problems(cause.errors()))
+                raise ToolError(f"invalid_request: {problems}"[:2000]) from cause
+            if isinstance(cause, ToolError):  # raised by _tool_errors: already plain
+                raise ToolError(str(cause)) from cause.__cause__
+            raise
+
+
 def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     backlog = leases.backlog
-    server: MCPServer[Any] = MCPServer(
-        name="operator-backlog", instructions=INSTRUCTIONS, version="1"
-    )
+    server = _Server(name="operator-backlog", instructions=INSTRUCTIONS, version="1")
 
     async def agent(ctx: Context) -> Actor:
         headers = ctx.headers or {}
@@ -217,8 +238,7 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @server.tool(description="Show one task: spec, status, lease, blockers.")
     @_tool_errors
     async def show_task(ctx: Context, key: Key) -> dict[str, Any]:
-        await agent(ctx)
-        return (await backlog.get(key)).model_dump(mode="json")
+        return (await backlog.get_for(key, await agent(ctx))).model_dump(mode="json")
 
     @server.tool(description="List ready work in the agent lanes, best first.")
     @_tool_errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,47 @@ class _Embedded(uvicorn.Server):
         yield
 
 
+class CannotListen(Exception):
+    """The gateway cannot listen where the settings say; the message names what to change."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0 picks a free one); CannotListen says why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then,
+    # and without it every response waits ~40 ms on Nagle + delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as err:
+        sock.close()
+        raise CannotListen(_why(err, host, port)) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _why(err: OSError, host: str, port: int) -> str:
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (another ob serve?); stop that, or set "
+            "OB_GATEWAY_PORT to a free port"
+        )
+    if err.errno == errno.EACCES:
+        return (
+            f"not allowed to listen on port {port} of {host} (ports below 1024 need "
+            "privileges); set OB_GATEWAY_PORT to 1024 or above"
+        )
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
+        return (
+            f"cannot listen on {host}: not an address of this machine; set OB_GATEWAY_HOST "
+            "(127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+        )
+    reason = err.strerror or str(err)
+    return f"cannot listen on {host}:{port} ({reason}); check OB_GATEWAY_HOST and OB_GATEWAY_PORT"
+
+
 class Gateway:
     """The gateway's HTTP server on a socket bound once, for the life of the process.
 
@@ -29,15 +71,14 @@ class Gateway:
     server stopped serving by itself, and when called again after that serves anew on the same
     socket; `close` shuts the server down gracefully."""
 
-    def __init__(self, make_app: Callable[[], FastAPI], host: str, port: int):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then,
-        # and without it every response waits ~40 ms on Nagle + delayed ACK.
-        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(1024)
-        self._sock.setblocking(False)
+    def __init__(
+        self,
+        make_app: Callable[[], FastAPI],
+        host: str,
+        port: int,
+        sock: socket.socket | None = None,
+    ):
+        self._sock = sock or listen(host, port)
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
         self._make_app = make_app
         self._server: _Embedded | None = None
@@ -88,10 +129,12 @@ class Gateway:
 
 
 @asynccontextmanager
-async def serving(make_app: Callable[[], FastAPI], host: str, port: int) -> AsyncIterator[Gateway]:
-    """Serve the app `make_app` builds until the block exits (port 0 picks a free port);
-    yields the gateway, whose `url` is its base URL."""
-    gateway = Gateway(make_app, host, port)
+async def serving(
+    make_app: Callable[[], FastAPI], host: str, port: int, sock: socket.socket | None = None
+) -> AsyncIterator[Gateway]:
+    """Serve the app `make_app` builds until the block exits, on `sock` or a socket listening
+    on host:port (port 0 picks a free port); yields the gateway, whose `url` is its base URL."""
+    gateway = Gateway(make_app, host, port, sock)
     try:
         await gateway.start()
         yield gateway

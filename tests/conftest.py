@@ -127,6 +127,16 @@ async def gateway(backlog: Backlog):
 
 
 @pytest.fixture
+async def cli_env(admin_url: str) -> AsyncIterator[dict[str, str]]:
+    """The environment of an `ob` process over a fresh database of its own."""
+    url = await create_database(admin_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_DATABASE_URL=url, COLUMNS="200")
+    yield env
+    await drop_database(admin_url, url)
+
+
+@pytest.fixture
 def make_repo(tmp_path: Path):
     """make_repo("web") -> a real git repository (tests/test_git_helpers.GitRepo) under
     tmp_path/repos."""

@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
-
-from tests.conftest import create_database, drop_database
 
 
 def ob(
@@ -27,15 +24,6 @@ def ob(
         text=True,
         timeout=120,
     )
-
-
-@pytest.fixture
-async def cli_env(admin_url: str, tmp_path: Path):
-    url = await create_database(admin_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
-    env.update(OB_DATABASE_URL=url, COLUMNS="200")
-    yield env
-    await drop_database(admin_url, url)
 
 
 def test_operator_tour(cli_env: dict[str, str], tmp_path: Path) -> None:

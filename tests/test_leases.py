@@ -107,8 +107,8 @@ async def test_stale_holder_is_refused_everywhere(
         with pytest.raises(LeaseError, match="claude-code holds it now \\(epoch 2\\)") as err:
             await call
         assert err.value.details["holder"] == "claude-code"
-    # the same agent with an old epoch is stale too
-    with pytest.raises(LeaseError, match="stale"):
+    # the holder presenting an epoch its claims never got is refused too, and told so
+    with pytest.raises(LeaseError, match="epoch 1 is not one your claims got"):
         await leases.heartbeat(key, claude, 1)
     task = await backlog.get(key)
     assert task.status is Status.CLAIMED and task.lease_holder == "claude-code"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.notices import RENDERERS, Delivery, notice_for
+from bot.notices import CARD_UPDATES, RENDERERS, Delivery, notice_for
 from core.backlog import Backlog
+from core.deps import add_prerequisite
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo
 from core.git.todo import import_todo
@@ -37,6 +38,10 @@ SAYS = {
     OutboxKind.TODO_IMPORTED: "drafts</b> imported from",
     OutboxKind.TASK_EDITED: "sharper idea",
     OutboxKind.CROSS_REPO_CLOSE: "says it closes this api task",
+    OutboxKind.PREREQUISITE_REJECTED: (
+        "was rejected by you (CLI) (no access), so it would wait forever: it moved to decision"
+    ),
+    OutboxKind.TASK_REOPENED: "· open ·",  # the card shows the task closed by mistake open again
 }
 # Notices about no single task name what they are about instead.
 NEWS_NAMES = {OutboxKind.DEFAULT_BRANCH_CHANGED: "<b>web</b>", OutboxKind.TODO_IMPORTED: "TODO.md"}
@@ -57,6 +62,10 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     await backlog.move_lane(draft.key, Lane.TRIAGE, OP)  # lane_changed
     dropped = await backlog.file(make_spec(title="not wanted"), codex)
     await backlog.reject(dropped.key, OP, "not now")  # task_decided (rejected)
+    waits = await backlog.file(make_spec(title="waits on access"), OP, lane=Lane.TRIAGE)
+    access = await backlog.file(make_spec(title="get access"), OP, lane=Lane.TRIAGE)
+    await add_prerequisite(backlog, waits.key, access.key, OP)
+    await backlog.reject(access.key, OP, "no access")  # prerequisite_rejected
 
     done = await backlog.file(make_spec(title="ship it", repo="web"), OP, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
@@ -111,6 +120,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     todo = tmp_path / "TODO.md"
     todo.write_text("".join(f"## idea {i}\n\n" for i in range(25)))
     await import_todo(backlog, todo, OP)  # todo_imported (one notice for 25 drafts)
+    await backlog.reopen(held.key, OP, "that commit did not fix it")  # task_reopened
 
 
 async def test_every_kind_core_emits_reads_well(
@@ -128,8 +138,4 @@ async def test_every_kind_core_emits_reads_well(
         says = SAYS[kind] if isinstance(SAYS[kind], tuple) else (SAYS[kind],)
         assert any(s in notice.text for s in says), (kind, notice.text)
         assert "None" not in notice.text and "{" not in notice.text, (kind, notice.text)
-        assert notice.delivery == (
-            Delivery.EDIT_CARDS
-            if kind in (OutboxKind.TASK_DECIDED, OutboxKind.LANE_CHANGED, OutboxKind.TASK_EDITED)
-            else Delivery.SEND
-        )
+        assert notice.delivery == (Delivery.EDIT_CARDS if kind in CARD_UPDATES else Delivery.SEND)

@@ -1,9 +1,10 @@
 """The repo registry: repositories added by path, by URL (ob keeps a bare clone under its data
-dir) or discovered under OB_REPO_ROOTS."""
+dir) or discovered under OB_REPO_ROOTS (one clone of each remote), and removed."""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from core.errors import Invalid, NotFound
 from core.git.fetch import CloneError, clone_bare
 from core.git.refs import RepoGone, detect_default_branch, git_dirs
 from core.git.remotes import Remote, default_remote, normalise_url
-from core.models import SYSTEM, Actor, EventKind
+from core.models import SYSTEM, Actor, EventKind, Task
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[^\x00-\x20~^:?*\[\\]{1,200}$")
@@ -189,6 +190,7 @@ async def add_repo(
             *remote_cols,
         )
         await conn.execute("delete from repo_skips where path = $1", str(p))
+        await conn.execute("delete from repo_removals where path = $1", str(p))
         await events.record(
             conn,
             None,
@@ -276,6 +278,67 @@ async def _set_fetch(
         conn, None, actor, EventKind.REPO_FETCH_SET, {"repo": row["name"], "fetch": enabled}
     )
     return new
+
+
+class RepoRemoved(BaseModel):
+    name: str
+    path: str
+    unfinished: int  # tasks that still name the repo
+
+
+async def remove_repo(backlog: Backlog, name: str, actor: Actor) -> RepoRemoved:
+    """Take a repository out of the registry: it is no longer scanned (nor found again under
+    OB_REPO_ROOTS), the commits read from it are forgotten, its tasks keep its name. `ob repo
+    add PATH` registers it again."""
+    async with backlog.transaction() as conn:
+        row = await conn.fetchrow("delete from repos where name = $1 returning name, path", name)
+        if row is None:
+            raise NotFound(f"no repo named {name[:100]!r}; see `ob repo list`")
+        await conn.execute(
+            """insert into repo_removals (path, name, removed_by) values ($1, $2, $3)
+               on conflict (path) do update
+                   set name = excluded.name, removed_by = excluded.removed_by,
+                       removed_at = now()""",
+            row["path"],
+            row["name"],
+            str(actor),
+        )
+        unfinished = await conn.fetchval(
+            "select count(*) from tasks where repo = $1 and status in ('draft', 'open')", name
+        )
+        details = {"repo": row["name"], "path": row["path"], "unfinished": unfinished}
+        await events.record(conn, None, actor, EventKind.REPO_REMOVED, details)
+    return RepoRemoved(name=row["name"], path=row["path"], unfinished=unfinished)
+
+
+def _remotes(paths: list[Path]) -> dict[Path, Remote]:
+    """Each repository's remote (that of its default branch), read from its git config."""
+    out = {}
+    for p in paths:
+        try:
+            remote = default_remote(p, None)
+        except (RepoGone, OSError):
+            continue
+        if remote is not None and remote.key:
+            out[p] = remote
+    return out
+
+
+async def unregistered_repo(backlog: Backlog, task: Task) -> str | None:
+    """A warning when the task names a repo nobody registered (git cannot verify it or measure
+    its drift), naming the closest registered one; None when all is well."""
+    if task.repo is None:
+        return None
+    names = [r["name"] for r in await backlog.pool.fetch("select name from repos")]
+    if task.repo in names:
+        return None
+    close = difflib.get_close_matches(task.repo, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (
+        f"no repo named {task.repo!r} is registered{hint}: git will not verify {task.key} or "
+        f"show its drift; `ob edit {task.key} -r NAME` fixes the name, `ob repo add PATH` "
+        "registers it"
+    )
 
 
 async def list_repos(backlog: Backlog) -> list[RepoInfo]:
@@ -412,8 +475,36 @@ async def discover_repos(backlog: Backlog, roots: list[Path]) -> Discovery:
     rows = await backlog.pool.fetch("select path, name from repos")
     known = {r["path"]: r["name"] for r in rows}
     names = set(known.values())
-    for p in paths:
-        if str(p) in known:
+    removed = {
+        r["path"]: r
+        for r in await backlog.pool.fetch("select path, name, removed_at from repo_removals")
+    }
+    new = [p for p in paths if str(p) not in known]
+    # a repository is registered once, however many clones of it the roots hold
+    remotes = await asyncio.to_thread(_remotes, [Path(p) for p in known] + new) if new else {}
+    registered = {
+        remotes[Path(p)].key: (Path(p), n) for p, n in known.items() if Path(p) in remotes
+    }
+    for p in new:
+        if str(p) in removed:
+            r = removed[str(p)]
+            problems.append(
+                (
+                    str(p),
+                    f"removed with `ob repo rm {r['name']}` on {r['removed_at']:%Y-%m-%d};"
+                    f" `ob repo add {p}` registers it again",
+                )
+            )
+            continue
+        if p in remotes and remotes[p].key in registered:
+            first, first_name = registered[remotes[p].key]
+            problems.append(
+                (
+                    str(p),
+                    f"another clone of {remotes[p].url} (registered as {first_name!r} at"
+                    f" {first}); `ob repo add {p} --name NAME` registers this one too",
+                )
+            )
             continue
         name = repo_name_for(p)
         if name in names:
@@ -433,6 +524,8 @@ async def discover_repos(backlog: Backlog, roots: list[Path]) -> Discovery:
             problems.append((str(p), str(err)))
             continue
         names.add(name)
+        if p in remotes:
+            registered[remotes[p].key] = (p, name)
     out.skipped = await _record_skips(backlog, problems)
     return out
 
