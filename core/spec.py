@@ -17,7 +17,6 @@ valid spec:
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -50,13 +49,16 @@ class SpecError(ValueError):
         super().__init__("invalid spec: " + "; ".join(problems))
 
 
+# Unicode categories Cc (controls) and Cs (surrogates), tab and newline aside.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _check_chars(value: str, what: str) -> None:
-    for ch in value:
-        if ch in "\t\n":
-            continue
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cs"):
-            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}; remove it")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(
+            f"{what} contains the control character U+{ord(bad.group()):04X}; remove it"
+        )
 
 
 def _one_line(value: str, what: str, limit: int) -> str:

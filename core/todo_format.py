@@ -186,19 +186,21 @@ def classify(lines: list[str]) -> list[Line]:
         if _SETEXT.match(s) and out and out[-1].kind == Kind.HEADING and out[-1].n == n - 1:
             out.append(Line(n, raw, Kind.DECOR))
             continue
-        if s.startswith("|"):
+        first = s[0]
+        if first == "|":
             out.append(Line(n, raw, Kind.TABLE, indent))
-        elif s.startswith(">"):
+        elif first == ">":
             out.append(Line(n, raw, Kind.QUOTE, indent))
-        elif _HTML.match(s):
+        elif first == "<" and _HTML.match(s):
             out.append(Line(n, raw, Kind.HTML, indent))
-        elif _link_only(s, anchors_only=False) and not _LIST.match(raw):
+        elif first in "[!" and "](" in s and _link_only(s, anchors_only=False):
             out.append(Line(n, raw, Kind.LINK, indent))
-        elif (li := _LIST.match(raw)) is not None:
+        elif (li := _LIST.match(raw) if first in "-*+•0123456789" else None) is not None:
             text = (li.group("text") or "").strip()
-            kind = Kind.LINK if text and _link_only(text, anchors_only=True) else Kind.LIST
+            anchors = "](#" in text and _link_only(text, anchors_only=True)
+            kind = Kind.LINK if anchors else Kind.LIST
             out.append(Line(n, raw, kind, indent, 0, text, li.group("marker"), li.group("box")))
-        elif unindented and words.is_last_updated(s):
+        elif unindented and not first.isdigit() and words.is_last_updated(s):
             out.append(Line(n, raw, Kind.DECOR))
         else:
             out.append(Line(n, raw, Kind.TEXT, indent))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
+from functools import lru_cache
 from typing import NamedTuple
 
 from core.models import Status
@@ -26,6 +27,7 @@ from core.models import Status
 # ---------------------------------------------------------------- normalising
 
 
+@lru_cache(maxsize=8192)
 def norm(text: str) -> str:
     """A word or label for lookups: case-folded, emoji and punctuation at the ends dropped,
     runs of spaces, dashes and underscores made one space, curly apostrophes straight."""
@@ -303,6 +305,7 @@ _EMPHASIS = re.compile(r"^(\*\*|__|\*|_)")
 _NAME = re.compile(r"^[^\W\d_][\w '’/&.-]{0,39}$")
 
 
+@lru_cache(maxsize=8192)
 def read_label(line: str) -> Label | None:
     """`Name: value` in any of the decorations people use (`**Name:** value`, `- Name: value`,
     `__Name__: value`, `Name：value`), or a heading or bold name alone (`### Steps`,

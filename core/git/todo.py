@@ -439,12 +439,11 @@ async def import_todo(
         if new:
             specs = [spec for _, spec in new]
             ids = await _write(conn, backlog, specs, actor, approve, str(p), on_progress)
-            created = await tasks_by_number(conn, ids.values(), backlog.prefix)
             result.created = [format_key(backlog.prefix, n) for n in ids.values()]
             for (item, spec), number in zip(new, ids.values(), strict=True):
-                task = created[number]
-                item.key = task.key
-                records.append((task.number, file_view(spec, spec.repo), task_view(task)))
+                item.key = format_key(backlog.prefix, number)
+                view = file_view(spec, spec.repo)  # the task holds what the file says
+                records.append((number, view, view))
         await _record(conn, str(p), records)
     return result
 
