@@ -121,15 +121,16 @@ class Backlog:
 
     @staticmethod
     def check_new(spec: Spec) -> None:
-        """A spec for a new task: it has no key yet, and is not done or dropped already (its
-        status as written, `planned — 2026-11-20`, is kept)."""
+        """A spec for a new task: it has no key yet, and its lifecycle is the approval gate's
+        to decide; a status word awaiting the operator (`planned — 2026-11-20`) is kept."""
         if spec.key:
             raise Invalid("a new task has no key yet; remove the `key:` line from the spec")
-        if spec.status in (Status.DONE, Status.REJECTED, Status.CLAIMED):
+        if spec.status not in (None, Status.DRAFT):
             said = spec.status_word or spec.status.value
             raise Invalid(
-                f"the spec says it is {said!r}: a new task is filed as a draft or open; remove"
-                " the status line (or change it) to file it"
+                f"the spec says it is {said!r}, but a new task's status is decided by the"
+                " approval gate (yours are open at once, agents' are drafts): remove the status"
+                " line, or give a word such as `planned` or `blocked`"
             )
 
     async def file(self, spec: Spec, actor: Actor, *, lane: Lane | None = None) -> Task:

@@ -267,6 +267,7 @@ class _OpenSpec:
     heading: Line | None  # None: a part between rules, titled by its first line
     lines: list[Line]
     context: _Context
+    listed: bool = False  # a task heading over a plain list: its items are steps
 
 
 def _cut(text: str, limit: int) -> str:
@@ -426,6 +427,12 @@ class _DocReader:
             self.part(first, heading_body=True)
         elif self._signals(first) and not self._free_checkboxes(first):
             self.open = _OpenSpec(line.level, line, first, self.context())
+        elif (
+            words.is_task_heading(name)
+            and not (nxt is not None and nxt.level > line.level)
+            and any(ln.kind == Kind.LIST for ln in first)
+        ):
+            self.open = _OpenSpec(line.level, line, first, self.context(), listed=True)
         elif (
             any(ln.kind == Kind.LIST for ln in first)
             or (nxt is not None and nxt.level > line.level)
@@ -594,12 +601,18 @@ class _DocReader:
         while lines and lines[-1].kind == Kind.BLANK:
             lines.pop()
         raws = ["" if ln.kind == Kind.COMMENT else ln.raw for ln in lines]
+        done_notes: list[str] = []
+        if spec.listed:
+            raws, done_notes = self._item_body(lines)
         if spec.heading is not None:
             first, title = spec.heading.n, spec.heading.text
         else:
             first, title, raws = lines[0].n, lines[0].raw.strip(), raws[1:]
         item = Item(first, lines[-1].n if lines else first, "spec", title, level=spec.level)
         reading = read([title, *raws], first)
+        if done_notes:
+            notes = reading.fields.get("notes") or ""
+            reading.fields["notes"] = "\n".join(p for p in (notes, *done_notes) if p)
         self.finish(item, reading, spec.context, None, [title, *raws])
 
     def finish(

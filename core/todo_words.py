@@ -448,6 +448,26 @@ def heading_status(text: str) -> StatusLine | None:
     return None
 
 
+# English verbs that open a task's title ("Add an index", "Fix the login timeout"): a heading
+# that reads so, with a list under it, is a task with steps, not a group of tasks.
+TASK_VERBS = frozenset(
+    """add allow avoid bump cache change check clean close collect configure convert create cut
+    debug decide delete deploy deprecate disable document drop enable ensure expose extract fix
+    handle implement improve increase install integrate introduce investigate limit make measure
+    merge migrate monitor move optimise optimize port prevent profile reduce refactor remove
+    rename renew replace restore retry revisit rewrite rotate schedule send set ship sign
+    simplify speed split stop store support switch tidy track tune update upgrade use validate
+    verify warm write""".split()
+)
+
+
+def is_task_heading(text: str) -> bool:
+    """A heading that reads as a task's title: an imperative verb and something it acts on."""
+    parts = re.sub(r"^[\d.]+\s+|^(?:task|step)\s+[\d.]+\s*[:：]\s*", "", text.strip(), flags=re.I)
+    tokens = parts.split()
+    return len(tokens) >= 2 and tokens[0].casefold() in TASK_VERBS
+
+
 def is_group_heading(text: str) -> bool:
     w = norm(text)
     return (

@@ -68,6 +68,39 @@ def test_specs_by_heading_and_rule() -> None:
     assert doc.items[2].spec is not None and doc.items[2].spec.repo == "other"
 
 
+@pytest.mark.parametrize(
+    ("text", "tasks"),
+    [
+        (
+            "## Add an index\n- create it\n\n## Warm the cache\n",
+            [
+                ("Add an index", ["create it"]),
+                ("Warm the cache", []),
+            ],
+        ),
+        (
+            "## Proxies\n- SOCKS5 support\n- honour no_proxy\n",
+            [
+                ("SOCKS5 support", []),
+                ("honour no_proxy", []),
+            ],
+        ),
+        (
+            "## Add dark mode\n- [ ] a toggle\n- [x] css variables\n",
+            [("Add dark mode", ["a toggle"])],
+        ),
+        ("## Build\n### Todo\n- drop autotools\n", [("drop autotools", [])]),
+        ("## idea 1\n\n## idea 2\n", [("idea 1", []), ("idea 2", [])]),
+        ("## Review\n\n## Done\n- shipped\n", []),
+    ],
+)
+def test_a_heading_is_a_task_or_a_group_as_it_reads(
+    text: str, tasks: list[tuple[str, list[str]]]
+) -> None:
+    doc = read_document(text)
+    assert [(i.spec.title, i.spec.steps) for i in doc.tasks if i.spec] == tasks
+
+
 def test_a_broken_item_is_named_with_its_file_line_and_the_rest_reads() -> None:
     doc = read_document("# TODO\n\n## fine\nsteps:\n- a\n\n## broken\npriority: P9\n## also fine\n")
     assert [i.title for i in doc.tasks] == ["fine", "also fine"]
