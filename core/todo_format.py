@@ -8,7 +8,8 @@ block quotes are structure. Then:
   * a heading with spec fields under it (status, priority, trigger, steps, risks, … in any
     decoration) is one spec: the heading is its title; headings naming a spec section
     (`### Steps`) and deeper headings without fields of their own belong to it;
-  * a heading with list items under it is a group: each item is a task; a group named after a
+  * a heading with list items under it is a group: each item is a task (unless the heading
+    reads as a task's title, `## Add an index`: then the items are its steps); a group named after a
     priority (`### Low`, `## 高优先级`) or a status (`## In progress`, `## Blocked`) gives its
     items that priority or status word, a done section (`## Done`, `# --- Done ---`) marks them
     done; headings with sub-headings are groups too;
