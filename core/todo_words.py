@@ -450,14 +450,14 @@ def heading_status(text: str) -> StatusLine | None:
 
 # English verbs that open a task's title ("Add an index", "Fix the login timeout"): a heading
 # that reads so, with a list under it, is a task with steps, not a group of tasks.
-TASK_VERBS = frozenset(
-    """add allow avoid bump cache change check clean close collect configure convert create cut
-    debug decide delete deploy deprecate disable document drop enable ensure expose extract fix
-    handle implement improve increase install integrate introduce investigate limit make measure
-    merge migrate monitor move optimise optimize port prevent profile reduce refactor remove
-    rename renew replace restore retry revisit rewrite rotate schedule send set ship sign
-    simplify speed split stop store support switch tidy track tune update upgrade use validate
-    verify warm write""".split()
+TASK_VERBS = _table(
+    "add|allow|avoid|bump|cache|change|check|clean|close|collect|configure|convert|create|cut"
+    "|debug|decide|delete|deploy|deprecate|disable|document|drop|enable|ensure|expose|extract|fix"
+    "|handle|implement|improve|increase|install|integrate|introduce|investigate|limit|make"
+    "|measure|merge|migrate|monitor|move|optimise|optimize|port|prevent|profile|reduce|refactor"
+    "|remove|rename|renew|replace|restore|retry|revisit|rewrite|rotate|schedule|send|set|ship"
+    "|sign|simplify|speed|split|stop|store|support|switch|tidy|track|tune|update|upgrade|use"
+    "|validate|verify|warm|write"
 )
 
 
