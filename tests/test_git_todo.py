@@ -494,3 +494,36 @@ async def test_an_oversized_todo_is_refused_before_anything_is_written(
         "line 4: huge: this item is 160,012 bytes; a spec holds at most 65,536: split it with"
         " `---` lines or headings"
     ]
+
+
+async def test_export_keeps_crlf_files_byte_for_byte_around_the_owned_spec(
+    backlog: Backlog, tmp_path: Path
+) -> None:
+    hand = (CORPUS / "editor_todo.md").read_text("utf-8").replace("\n", "\r\n").rstrip("\r\n")
+    todo = tmp_path / "TODO.md"
+    todo.write_bytes(hand.encode())
+    res = await import_todo(backlog, todo, OP, repo="ed")
+    assert len(res.created) == 7
+    # the person keys one item, so that ob owns it
+    keyed = hand.replace(
+        "- [ ] Keybinding cheat sheet", "- [ ] Keybinding cheat sheet\r\n  key: OB-7"
+    )
+    todo.write_bytes(keyed.encode())
+    await import_todo(backlog, todo, OP, repo="ed")
+    await backlog.file(make_spec(title="Print preview", repo="ed"), OP)
+    await backlog.edit("OB-7", OP, steps=["list every default binding"])
+    out = await export_todo(backlog, "ed", todo)
+    assert out.rewritten == ["OB-7"] and out.appended == ["OB-8"]
+    after = todo.read_bytes().decode()
+    before_lines, after_lines = keyed.split("\r\n"), after.split("\r\n")
+    owned = before_lines.index("- [ ] Keybinding cheat sheet")
+    assert after_lines[:owned] == before_lines[:owned]  # every line before it, as it was
+    rest = before_lines[owned + 2 :]
+    at = after_lines.index(rest[0])
+    assert after_lines[at : at + len(rest)] == rest  # and every line after it
+    assert after_lines[owned : owned + 2] == ["- [ ] Keybinding cheat sheet", "  key: OB-7"]
+    assert "  - list every default binding" in after_lines[owned:at]
+    assert "\n" not in after.replace("\r\n", "")  # the file's line endings throughout
+    assert "- [x] Recent files menu\r\n\r\n## Print preview\r\nkey: OB-8\r\n" in after
+    doc = read_document(after)
+    assert [i.key for i in doc.items if i.key] == ["OB-7", "OB-8"]
