@@ -697,12 +697,16 @@ def _todo_txt_items(lines: list[Line]) -> list[Item]:
     return out
 
 
+# A file's lines with their endings (\r\n, \n or a lone \r; nothing else ends a line).
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def read_document(text: str, name: str = "") -> TodoDocument:
     """Every item of a TODO file: the tasks, the skipped items and why, the items that do not
     read and why, with their lines. Never raises for what the file holds."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines(keepends=True)
+    lines = _LINES.findall(text)
     classified = classify([ln.rstrip("\r\n") for ln in lines])
     if _is_todo_txt(classified, name):
         return TodoDocument(_todo_txt_items(classified), lines)

@@ -10,8 +10,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from core.todo_format import Item, TodoDocument, read_document
+from core.spec import parse, render
+from core.todo_format import Item, TodoDocument, read_document, rewrite
 
 CORPUS = Path(__file__).parent / "todo_corpus"
 FILES = sorted(p for p in CORPUS.iterdir() if not p.name.endswith(".json"))
@@ -79,3 +82,52 @@ def test_the_corpus_reads_as_a_person_means_it(path: Path) -> None:
     assert len(unreadable) == len(want["unreadable"]), unreadable
     for (line, problem), u in zip(unreadable, want["unreadable"], strict=True):
         assert line == u["line"] and u["reason_contains"] in (problem or ""), (line, problem)
+
+
+PIECES = st.sampled_from(
+    [
+        "# T",
+        "## A task",
+        "### Steps",
+        "- [ ] x",
+        "- [x] y",
+        "  - nested",
+        "status: planned 2026-01-02",
+        "**Priority:** P1",
+        "---",
+        "```",
+        "# comment",
+        "| a | b |",
+        "<!-- c",
+        "-->",
+        "%%",
+        "Label:",
+        "prose: text",
+        "1. one",
+        "\t- tab",
+        "",
+        "key: OB-3",
+        "TODO: z",
+        "steps:",
+        "notes:",
+        "  indented",
+        "~~struck~~",
+        "* [-] c",
+        "x\x00y",
+        "\x0c",
+    ]
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(PIECES | st.text(max_size=30), max_size=40).map("\n".join))
+def test_any_text_reads_without_raising_and_a_rewrite_of_nothing_changes_nothing(
+    text: str,
+) -> None:
+    doc = read_document(text)
+    for item in doc.items:
+        assert (item.spec is None) != (item.problem is None) or item.skip is not None
+        if item.spec is not None:
+            assert parse(render(item.spec)) == item.spec
+    if text.strip():
+        assert rewrite(doc, {}, [], title="x") == text.removeprefix("\ufeff")
