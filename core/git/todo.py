@@ -46,7 +46,7 @@ from core.git.base import current_head
 from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
 from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError
 from core.tasks import TaskFilter, numbers_by_title, tasks_by_number
-from core.todo_format import Item, TodoDocument, read_document, rewrite
+from core.todo_format import TodoDocument, read_document, rewrite
 
 TODO_FILE = "TODO.md"
 IMPORT_LOCK = 0x0B_70D0
@@ -661,18 +661,3 @@ def _replace_file(target: Path, old: str, new: str) -> str | None:
         Path(tmp).unlink(missing_ok=True)
         raise
     return backup
-
-
-__all__ = [
-    "MAX_TODO_BYTES",
-    "MAX_TODO_SPECS",
-    "TODO_FILE",
-    "ExportResult",
-    "ImportResult",
-    "Item",
-    "Planned",
-    "export_todo",
-    "import_todo",
-    "plan_items",
-    "repo_todo_paths",
-]
