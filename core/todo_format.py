@@ -144,6 +144,8 @@ def classify(lines: list[str]) -> list[Line]:
         if i <= front_end:
             out.append(Line(n, raw, Kind.FRONT))
             continue
+        if fence is not None and s and indent < fence_indent:
+            fence = None  # an unclosed fence ends with the item (or notes) it was indented in
         if fence is not None:
             out.append(Line(n, raw, Kind.FENCE, fence_indent))
             if s.startswith(fence) and not s.strip(fence[0]):

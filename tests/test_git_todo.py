@@ -19,7 +19,7 @@ from core.git.todo import MAX_TODO_BYTES, MAX_TODO_SPECS, export_todo, import_to
 from core.models import Actor, EventKind, Lane, Status
 from core.spec import make_spec
 from core.tasks import TaskFilter
-from core.todo_format import read_document
+from core.todo_format import read_document, render_new
 
 OP = Actor.operator("test")
 CORPUS = Path(__file__).parent / "todo_corpus"
@@ -99,6 +99,16 @@ def test_a_heading_is_a_task_or_a_group_as_it_reads(
 ) -> None:
     doc = read_document(text)
     assert [(i.spec.title, i.spec.steps) for i in doc.tasks if i.spec] == tasks
+
+
+def test_an_unclosed_fence_in_notes_ends_with_them() -> None:
+    spec = make_spec(title="First", key="OB-1", notes="```\nunclosed code")
+    text = render_new([spec, make_spec(title="Second", key="OB-2")])
+    doc = read_document("".join(text))
+    assert [(i.title, i.spec == s) for i, s in zip(doc.items, [spec], strict=False)] == [
+        ("First", True)
+    ]
+    assert [i.key for i in doc.items] == ["OB-1", "OB-2"]
 
 
 def test_a_broken_item_is_named_with_its_file_line_and_the_rest_reads() -> None:
