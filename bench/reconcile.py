@@ -20,7 +20,8 @@ For each it measures, in the same run:
       repo: time and commits read (the target: 0 and 1, whatever the number of branches);
 and, with --path, the same for an existing repository (e.g. a clone of git/git; it is read in
 place, and the commit (d) adds to its default branch is removed again afterwards).
-Then (e) the TODO.md import of 1,000 and 5,000 specs (linear: the ratio is at most ~5).
+Then (e) the TODO.md import of 1,000 and 5,000 specs (linear: the ratio is at most ~5), and
+the same file imported again (every spec matched by title and compared, nothing filed).
 
 `--profile fetch` (bench/reconcile_fetch.py): 100 repos with local bare remotes; an ob round
 (fetch + reconcile) against raw `git fetch --prune` of the same repos at the same parallelism,
@@ -386,8 +387,8 @@ async def measure(name: str, paths: list[Path], n_tasks: int, rounds: int) -> di
 
 
 async def bench_todo() -> None:
-    """TODO.md import: 1,000 and 5,000 `## Task N` specs into an empty backlog."""
-    times, sizes = {}, {}
+    """TODO.md import: 1,000 and 5,000 `## Task N` specs into an empty backlog, then again."""
+    times, sizes, again = {}, {}, {}
     for n in (1_000, 5_000):
         text = "# TODO\n\n" + "\n".join(
             f"## Task {i}\npriority: P2\nsteps:\n- first step of {i}\n- second step\n"
@@ -404,10 +405,17 @@ async def bench_todo() -> None:
                 res = await import_todo(Backlog(pool, settings), path, OP)
                 times[n] = time.perf_counter() - t
                 assert len(res.created) == n
+                t = time.perf_counter()  # again: every spec matched and compared, none filed
+                res = await import_todo(Backlog(pool, settings), path, OP)
+                again[n] = time.perf_counter() - t
+                assert len(res.existing) == n
                 await pool.close()
     print("\n== TODO.md import (drafts, one transaction, batched)")
     for n, s in times.items():
-        print(f"  {n:5d} specs ({sizes[n] / 1e6:.2f} MB): {s:6.2f} s  ({s / n * 1000:.2f} ms/spec)")
+        print(
+            f"  {n:5d} specs ({sizes[n] / 1e6:.2f} MB): {s:6.2f} s  ({s / n * 1000:.2f} ms/spec);"
+            f" again (all in the backlog, synced): {again[n]:6.2f} s"
+        )
     print(f"  ratio 5,000 / 1,000 = {times[5_000] / times[1_000]:.1f}   (linear: <= 5)")
 
 

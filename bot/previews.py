@@ -89,17 +89,31 @@ def _head(c: Capture) -> str:
 
 
 def _left_out(d: Draft) -> list[str]:
+    """What a preview leaves out or changes besides the new specs, as `ob import-todo
+    --dry-run` says it."""
     out = []
+    if d.updates:
+        out.append("<b>Updates</b> (the document changed them):")
+        for u in d.updates[:10]:
+            fields = ", ".join(f.replace("_", " ") for f in u.changes)
+            out.append(f"• {render.esc(u.key)} (line {u.line}): {render.esc(fields)}")
     if d.existing:
         out.append(f"Already in the backlog: {render.esc(', '.join(d.existing[:20]))}")
     if d.skipped:
-        out.append(f"Marked done or rejected, left out: {len(d.skipped)}")
+        out.append(f"Marked done, dropped or checked, left out: {len(d.skipped)}")
+        out += [f"  {render.esc(s, 120)}" for s in d.skipped[:5]]
+        if len(d.skipped) > 5:
+            out.append(f"  … and {len(d.skipped) - 5} more")
+    if d.unreadable:
+        out.append(f"⚠️ <b>Could not read {len(d.unreadable)}</b> (the rest is fine):")
+        out += [f"  {render.esc(u, 200)}" for u in d.unreadable[:10]]
+    out += [f"⚠️ {render.esc(w, 300)}" for w in d.warnings[:5]]
     return out
 
 
 def text_of(captured: Captured) -> str:
     c, d = captured.capture, captured.draft
-    if len(d.specs) == 1:
+    if len(d.specs) == 1 and not d.updates:
         return render.fit("\n".join([_head(c), "", *render.spec_body(d.specs[0]), *_left_out(d)]))
     lines = [f"{_head(c)} · <b>{len(d.specs)} ideas</b>", ""]
     for n, spec in enumerate(d.specs[:SUMMARY_ITEMS], 1):
@@ -118,8 +132,9 @@ def _idea_line(title: str, priority: int, repo: str | None, steps: int) -> str:
 
 
 def markup_of(captured: Captured) -> InlineKeyboardMarkup:
-    lane = captured.draft.specs[0].lane if len(captured.draft.specs) == 1 else None
-    return keyboards.capture(captured.capture.id, lane, ideas=len(captured.draft.specs))
+    d = captured.draft
+    lane = d.specs[0].lane if len(d.specs) == 1 else None
+    return keyboards.capture(captured.capture.id, lane, ideas=len(d.specs) + len(d.updates))
 
 
 async def show(

@@ -7,10 +7,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.digest import Digest, LaneLoad
+from core.digest import Digest, Item, LaneLoad
 from core.git.repos import TruthAge
 from core.models import Event, Status, Task
 from core.spec import Spec
+from core.todo_words import describe_status
 
 TELEGRAM_LIMIT = 4096
 SAFE_LIMIT = 4000
@@ -104,6 +105,9 @@ def spec_body(spec: Spec | Task) -> list[str]:
     if spec.lane:
         meta.append(f"lane {esc(spec.lane.short)}")
     lines = [f"<b>{esc(spec.title, 200)}</b>", " · ".join(meta)]
+    said = describe_status(spec.status_word, spec.status_date, spec.status_reason)
+    if said:
+        lines.append(f"📌 {esc(said, 300)}")
     if spec.trigger:
         lines.append(f"trigger: {esc(spec.trigger, 300)}")
     if spec.trigger_on:
@@ -225,6 +229,11 @@ def truth_lines(t: TruthAge, now: datetime) -> list[str]:
     return out
 
 
+def _said(it: Item) -> str:
+    """The status as written, after a digest line: ` · 📌 blocked since 2026-11-18`."""
+    return f" · 📌 {esc(it.said, 100)}" if it.said else ""
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
@@ -234,13 +243,14 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
     for it in aw.items:
         out.append(
             f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, {age(it.at, now)})"
+            + _said(it)
         )
     back = d.back_today
     if back.total:
         out += ["", f"💤 <b>Back today</b> (snoozed until today): {back.total}"]
         for it in back.items:
             lane = f" · {esc(it.lane.short)}" if it.lane else ""
-            out.append(f"• {esc(it.key)} {esc(it.title, 80)}{lane}")
+            out.append(f"• {esc(it.key)} {esc(it.title, 80)}{lane}{_said(it)}")
     out += ["", "<b>In progress</b>"]
     if not d.in_progress:
         out.append("nobody holds a task")
@@ -258,7 +268,9 @@ def digest(d: Digest, tz: ZoneInfo) -> str:
         out.append(f"⚠️ {d.done_without_evidence} completed without a commit")
     out += ["", f"<b>Blocked</b>: {d.blocked.total}"]
     for it in d.blocked.items:
-        out.append(f"• {esc(it.key)} {esc(it.title, 60)} ← {esc(', '.join(it.blocked_by))}")
+        out.append(
+            f"• {esc(it.key)} {esc(it.title, 60)} ← {esc(', '.join(it.blocked_by))}{_said(it)}"
+        )
     out += ["", f"<b>Drifted plans</b>: {d.drifted.total}"]
     for p in d.drifted.items:
         out.append(

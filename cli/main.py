@@ -24,6 +24,7 @@ from cli.app import (
     JsonOpt,
     KeyArg,
     console,
+    err_console,
     fail,
     operator,
     print_json,
@@ -69,13 +70,37 @@ def _lane(value: str | None) -> Lane | None:
         raise typer.BadParameter(str(err)) from None
 
 
-def _read_spec(path: Path) -> Spec:
-    """A text-form spec from a file, or from stdin for '-'."""
-    from core.spec import parse
+def _read_specs(path: Path) -> list[Spec]:
+    """The text-form specs of a file, or of stdin for '-': one, or several separated by `---`
+    lines or `## Title` headings (all of them read, or none)."""
+    from core.spec import SpecError, parse
+    from core.todo_format import split_specs
 
     text = read_text(path)
+    chunks = split_specs(text)
     with reported():
-        return parse(text)
+        if len(chunks) < 2:
+            return [parse(text)]
+        specs, problems = [], []
+        for n, chunk in enumerate(chunks, 1):
+            try:
+                specs.append(parse(chunk.text))
+            except SpecError as err:
+                problems += [f"spec {n} (line {chunk.line}): {p}" for p in err.problems]
+        if problems:
+            raise SpecError(problems[:20])
+        return specs
+
+
+def _read_spec(path: Path) -> Spec:
+    """Exactly one text-form spec from a file (or stdin for '-')."""
+    specs = _read_specs(path)
+    if len(specs) > 1:
+        fail(
+            f"that file holds {len(specs)} specs (separated by `---` lines or `## Title`"
+            " headings); give one"
+        )
+    return specs[0]
 
 
 # ----------------------------------------------------------------- setup
@@ -148,21 +173,23 @@ def add(
 ) -> None:
     """File a task. You are the operator, so it is approved at once into its lane.
 
-    Give a title and flags, or a whole spec in the text form with --file (or on stdin):
+    Give a title and flags, or a whole spec in the text form with --file (or on stdin); a file
+    holding several specs (separated by `---` lines or `## Title` headings) files each of them.
+    For a TODO.md as people write it (checklists, prose, done items), use `ob import-todo`.
 
     \b
       ob add "Migrate ingest workers to asyncpg" -r nexus-ingest -p P1 -l autonomous \\
           -s "swap psycopg2 for asyncpg" -s "run the 10k-row load test"
       ob add -f spec.txt
     """
-    from core.spec import make_spec
+    from core.spec import make_spec, status_warning
 
     if file is None and title is None and not sys.stdin.isatty():
         file = Path("-")
     if file is not None:
         if title or step or risk:
             fail("give either --file or a title with flags, not both")
-        spec = _read_spec(file)
+        specs = _read_specs(file)
         overrides = {
             k: v
             for k, v in {
@@ -176,35 +203,42 @@ def add(
         }
         if overrides:
             with reported():
-                spec = make_spec(**{**spec.model_dump(), **overrides})
+                specs = [make_spec(**{**s.model_dump(), **overrides}) for s in specs]
     elif title is None:
         fail('give a title (ob add "Fix the login timeout") or a spec with --file')
     else:
         with reported():
-            spec = make_spec(
-                title=title,
-                repo=repo,
-                priority=priority or 2,
-                trigger=trigger,
-                trigger_on=trigger_on,
-                steps=step or [],
-                risks=risk or [],
-                notes=notes or "",
-            )
+            specs = [
+                make_spec(
+                    title=title,
+                    repo=repo,
+                    priority=priority or 2,
+                    trigger=trigger,
+                    trigger_on=trigger_on,
+                    steps=step or [],
+                    risks=risk or [],
+                    notes=notes or "",
+                )
+            ]
     chosen_lane = _lane(lane)
+    for s in specs:
+        warning = status_warning(s)
+        if warning:
+            err_console().print(f"[yellow]warning:[/yellow] {s.title[:60]}: {warning}")
 
     async def main(b: Backlog) -> None:
         from core.git.repos import unregistered_repo
 
-        task = await b.file(spec, operator(), lane=chosen_lane)
+        tasks = await b.file_many(specs, operator(), lane=chosen_lane)
         if as_json:
-            print_json(task)
+            print_json(tasks[0] if len(tasks) == 1 else tasks)
         else:
-            console().print(
-                f"filed [bold]{task.key}[/bold] into {task.lane.value if task.lane else '-'}"
-            )
-        if warning := await unregistered_repo(b, task):
-            warn(warning)
+            lanes = sorted({t.lane.value if t.lane else "-" for t in tasks})
+            keys = ", ".join(f"[bold]{t.key}[/bold]" for t in tasks)
+            console().print(f"filed {keys} into {', '.join(lanes)}")
+        for task in tasks:
+            if warning := await unregistered_repo(b, task):
+                warn(warning)
 
     run_backlog(main)
 

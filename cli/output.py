@@ -10,9 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from core.backlog import spec_of
+from core.backlog import shows_written_status, spec_of
 from core.models import Event, Task
 from core.spec import render
+from core.todo_words import describe_status
 
 STATUS_STYLE = {
     "draft": "yellow",
@@ -63,10 +64,11 @@ def task_table(tasks: Sequence[Task], today: date | None = None) -> Table:
         table.add_column(col, no_wrap=col != "title", overflow="fold")
     for t in tasks:
         status = shown_status(t, today)
+        said = f" ({t.status_word})" if t.status_word and shows_written_status(t) else ""
         table.add_row(
             t.key,
             f"P{t.priority}",
-            Text(status, style=STATUS_STYLE.get(status, "")),
+            Text(status + said, style=STATUS_STYLE.get(status, "")),
             t.lane.short if t.lane else "-",
             t.repo or "",
             t.title,
@@ -85,6 +87,11 @@ def task_card(task: Task, today: date | None = None) -> Panel:
     lines.append(f" since {task.status_at:%Y-%m-%d %H:%M} UTC ({ago(task.status_at)})")
     if task.lane:
         lines.append(f" · lane {task.lane.value}")
+    written = describe_status(task.status_word, task.status_date, task.status_reason)
+    if written:
+        lines.append(
+            f"\nstatus as written: {written}", style="bold" if shows_written_status(task) else "dim"
+        )
     lines.append(f"\nfiled by {task.created_by} {ago(task.created_at)}")
     if task.approved_by:
         lines.append(f" · approved by {task.approved_by}")
@@ -105,7 +112,8 @@ def task_card(task: Task, today: date | None = None) -> Panel:
         if task.completion_note:
             lines.append(f"\nnote: {task.completion_note}")
     lines.append("\n\n")
-    lines.append(render(spec_of(task).model_copy(update={"key": None, "status": None})))
+    bare = {"key": None, "status": None, "status_word": None, "status_date": None}
+    lines.append(render(spec_of(task).model_copy(update={**bare, "status_reason": None})))
     return Panel(lines, title=f"[bold]{task.key}[/bold] {task.title}", title_align="left")
 
 

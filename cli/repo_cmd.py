@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from core.git.evidence import UnverifiedReport
     from core.git.reconcile import ReconcileSummary, RepoResult
     from core.git.repos import RepoInfo, SkippedFolder
+    from core.git.todo import ExportResult, ImportResult
 
 TODO_FILE = "TODO.md"  # for help texts; core.git.todo reads and writes it
 
@@ -367,12 +368,25 @@ def import_todo_cmd(
     repo: Annotated[
         str | None, typer.Option("--repo", "-r", help="Repo of specs without a repo line.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Show what would be filed, updated and skipped, and why; write nothing.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import specs from TODO.md files: drafts (or approved), idempotent by repo and title.
+    """Import TODO.md files as people write them: new items become drafts (or approved), keyed
+    specs update their task, nothing is filed twice.
 
-    A file holds several specs in the spec text form, separated by `---` lines or started by
-    `## Title` headings; `status: done|rejected` specs are not filed.
+    Specs (a heading with status/priority/steps/… lines, or parts between `---` lines),
+    checklists and bullet lists are read; done, dropped and checked items are skipped and
+    counted; an item that does not read is listed with its line and why, and the rest is
+    imported. A spec is matched by its `key:`, else by its title within the repo; a field changed
+    in the file since the last sync updates the task, one changed in the backlog too is a
+    conflict (reported, not resolved).
     """
     from rich.progress import (
         BarColumn,
@@ -388,13 +402,14 @@ def import_todo_cmd(
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
 
-    async def main(b: Backlog) -> list[Any]:
+    async def main(b: Backlog) -> list[ImportResult]:
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
             targets += await repo_todo_paths(b)
         if as_json:
             return [
-                await import_todo(b, p, operator(), approve=approve, repo=r) for r, p in targets
+                await import_todo(b, p, operator(), approve=approve, repo=r, dry_run=dry_run)
+                for r, p in targets
             ]
         out = []
         with Progress(
@@ -414,30 +429,69 @@ def import_todo_cmd(
                     )
 
                 out.append(
-                    await import_todo(b, p, operator(), approve=approve, repo=r, on_progress=step)
+                    await import_todo(
+                        b, p, operator(), approve=approve, repo=r, dry_run=dry_run, on_progress=step
+                    )
                 )
                 progress.remove_task(bar)
         return out
 
     results = run_backlog(main)
     if as_json:
-        print_json([vars(r) for r in results])
+        print_json([r.model_dump(mode="json") for r in results])
         return
     for r in results:
-        created = ", ".join(r.created[:20]) + (", ..." if len(r.created) > 20 else "")
-        why = []
-        if r.checked:
-            why.append(f"{r.checked} checked item(s)")
-        if len(r.skipped) > r.checked:
-            why.append(f"{len(r.skipped) - r.checked} done or rejected")
-        console().print(
-            f"{r.path}: {len(r.created)} filed"
-            + (f" ({created})" if r.created else "")
-            + f", {len(r.existing)} already in the backlog, {len(r.skipped)} skipped"
-            + (f" ({', '.join(why)})" if why else "")
-        )
+        print_import(r)
     if not results:
         console().print("no TODO.md files found")
+
+
+def _listed(keys: list[str], limit: int = 20) -> str:
+    return ", ".join(keys[:limit]) + (", ..." if len(keys) > limit else "")
+
+
+def print_import(r: ImportResult) -> None:
+    """One import's outcome: a summary line, then what needs the operator's eyes (updates,
+    conflicts, unreadable items, warnings); a dry run shows every item and what it would do."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    from cli.output import plain_table
+
+    verb = "would be filed" if r.dry_run else "filed"
+    why = []
+    if r.checked:
+        why.append(f"{r.checked} checked item(s)")
+    if len(r.skipped) > r.checked:
+        why.append(f"{len(r.skipped) - r.checked} done, dropped or repeated")
+    line = (
+        f"{escape(r.path)}: {len(r.created)} {verb}"
+        + (f" ({escape(_listed(r.created))})" if r.created and not r.dry_run else "")
+        + (f", {len(r.updated)} updated ({_listed(r.updated)})" if r.updated else "")
+        + f", {len(r.existing)} already in the backlog, {len(r.skipped)} skipped"
+        + (f" ({', '.join(why)})" if why else "")
+        + (f", [red]{len(r.conflicts)} conflict(s)[/red]" if r.conflicts else "")
+        + (f", [yellow]{len(r.unreadable)} could not be read[/yellow]" if r.unreadable else "")
+    )
+    console().print(line)
+    if r.dry_run:
+        table = plain_table("line", "would", "key", "title", "why", overflow="fold")
+        for p in r.items:
+            what = {"file": "file", "update": "update", "same": "-", "backlog_newer": "-"}.get(
+                p.action, p.action
+            )
+            detail = p.why or ", ".join(f"{f}" for f in p.changes)
+            style = {"conflict": "red", "unreadable": "yellow", "update": "cyan"}.get(p.action, "")
+            table.add_row(str(p.line), Text(what, style=style), p.key or "", p.title, detail)
+        console().print(table)
+        console().print("dry run: nothing was written")
+        return
+    for c in r.conflicts:
+        console().print(Text(f"  conflict {c}", style="red"))
+    for u in r.unreadable:
+        console().print(Text(f"  not read: {u}", style="yellow"))
+    for w in r.warnings[:20]:
+        console().print(Text(f"  warning {w}", style="yellow"))
 
 
 def export_todo_cmd(
@@ -448,28 +502,58 @@ def export_todo_cmd(
             "--output", "-o", help=f"Where to write ('-' = stdout; default the repo's {TODO_FILE})."
         ),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show the diff; write nothing.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also rewrite keyed specs edited in the file since the last sync."
+        ),
+    ] = False,
 ) -> None:
-    """Write a repo's unfinished tasks as TODO.md, in the spec text form."""
+    """Write a repo's tasks into its TODO.md, keeping everything a person wrote.
+
+    Specs that carry a `key:` line are rewritten in place from the backlog (in their own shape:
+    a heading spec stays one, a checklist item stays one); the repo's unfinished tasks the file
+    does not hold are appended; every other line is kept byte for byte. A keyed spec edited in
+    the file since the last sync is left as it is (import it first, or --force). The previous
+    file is kept as TODO.md.orig.
+    """
     from core.git import repos as core_repos
     from core.git.todo import export_todo
 
-    async def main(b: Backlog) -> tuple[str, Path | None]:
-        info = await core_repos.get_repo(b, repo)
-        text = await export_todo(b, repo)
-        if output is not None and str(output) == "-":
-            return text, None
-        return text, output or Path(info.path) / TODO_FILE
+    to_stdout = output is not None and str(output) == "-"
 
-    text, target = run_backlog(main)
-    if target is None:
-        print(text, end="")
+    async def main(b: Backlog) -> ExportResult:
+        info = await core_repos.get_repo(b, repo)
+        target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
+        return await export_todo(b, repo, target, dry_run=dry_run, force=force)
+
+    res = run_backlog(main)
+    if to_stdout:
+        print(res.text, end="")
         return
-    try:
-        target.write_text(text, "utf-8")
-    except OSError as err:
-        fail(f"cannot write {target}: {err}")
-    n = sum(1 for line in text.splitlines() if line.startswith("## "))
-    console().print(f"wrote {n} task(s) to {target}")
+    if dry_run:
+        print(res.diff, end="")
+    for k in res.kept:
+        err_console().print(f"[yellow]kept as written:[/yellow] {k}")
+    if res.by_title:
+        console().print(
+            f"{len(res.by_title)} task(s) are in the file without their key (matched by title):"
+            f" left as written ({_listed(res.by_title)}); add `key: OB-n` under one to let ob"
+            " update it"
+        )
+    what = f"{len(res.rewritten)} rewritten, {len(res.appended)} appended" + (
+        f" ({_listed(res.appended)})" if res.appended else ""
+    )
+    if not res.changed:
+        console().print(f"{res.path}: up to date ({what})")
+    elif dry_run:
+        console().print(f"{res.path}: would change ({what}); dry run, nothing written")
+    else:
+        kept = f"; the previous file is {res.backup}" if res.backup else ""
+        console().print(f"wrote {res.path}: {what}{kept}")
 
 
 def show_unverified(as_json: bool, limit: int) -> None:

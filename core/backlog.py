@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,7 @@ from core.errors import Forbidden, Invalid, InvalidTransition
 from core.git.base import record_base
 from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
 from core.settings import Settings
-from core.spec import EDITABLE, Spec, SpecError, free_text, make_spec
+from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError, free_text, make_spec
 from core.tasks import (
     REVOKE_SQL,
     STATUS_SQL,
@@ -31,14 +32,17 @@ from core.tasks import (
     number_for_key,
     task_id_for_key,
 )
+from core.todo_words import lifecycle_of
 
 # An operator action locks the task and its lease, and sees the status as the API shows it.
 _LOCKED = f"""
 select t.id, t.number, {STATUS_SQL} as status, t.lane, t.created_by,
-       {", ".join(f"t.{f}" for f in EDITABLE)}
+       {", ".join(f"t.{f}" for f in (*EDITABLE, *WRITTEN_STATUS))}
 from tasks t join task_leases l on l.task_id = t.id where t.id = $1
 for update of t, l
 """
+# What an edit may change: the spec's fields and the status as written (a TODO.md import).
+_EDIT_FIELDS = (*EDITABLE, *WRITTEN_STATUS)
 
 # P0 and P1 work goes to agents unattended only when the operator names that lane.
 URGENT_PRIORITY = 1
@@ -118,8 +122,11 @@ class Edited(BaseModel):
                 parts.append(f"priority P{before} → P{after}")
             elif isinstance(after, list):
                 parts.append(f"{field} {len(before or [])} → {len(after)}")
-            elif field in ("repo", "trigger_on") and (before or after):
-                parts.append(f"{field} {before or '-'} → {after or '-'}")
+            elif field in ("repo", "trigger_on", "status_word") and (before or after):
+                name = "status" if field == "status_word" else field
+                parts.append(f"{name} {before or '-'} → {after or '-'}")
+            elif field in WRITTEN_STATUS:
+                parts.append(field.replace("_", " "))
             else:
                 parts.append(field)
         return ", ".join(parts) or "nothing changed"
@@ -178,16 +185,31 @@ class Backlog:
 
     @staticmethod
     def check_new(spec: Spec) -> None:
-        """A spec for a new task: it has no key or status yet."""
-        if spec.key or spec.status:
-            raise Invalid("a new task has no key or status yet; remove those lines from the spec")
+        """A spec for a new task: it has no key yet, and its lifecycle is the approval gate's
+        to decide; a status word awaiting the operator (`planned — 2026-11-20`) is kept."""
+        if spec.key:
+            raise Invalid("a new task has no key yet; remove the `key:` line from the spec")
+        if spec.status not in (None, Status.DRAFT):
+            said = spec.status_word or spec.status.value
+            raise Invalid(
+                f"the spec says it is {said!r}, but a new task's status is decided by the"
+                " approval gate (yours are open at once, agents' are drafts): remove the status"
+                " line, or give a word such as `planned` or `blocked`"
+            )
 
     async def file(self, spec: Spec, actor: Actor, *, lane: Lane | None = None) -> Task:
         """Operator-filed tasks are open in a lane at once; anything an agent files is a draft."""
-        self.check_new(spec)
+        return (await self.file_many([spec], actor, lane=lane))[0]
+
+    async def file_many(
+        self, specs: list[Spec], actor: Actor, *, lane: Lane | None = None
+    ) -> list[Task]:
+        """File several specs in one transaction: all of them, or (a spec refused) none."""
+        for spec in specs:
+            self.check_new(spec)
         async with self.transaction(wake=not actor.is_operator) as conn:
-            task_id = await self.insert_task(conn, spec, actor, lane=lane)
-            return await fetch_task(conn, task_id, self.prefix)
+            ids = [await self.insert_task(conn, spec, actor, lane=lane) for spec in specs]
+            return [await fetch_task(conn, task_id, self.prefix) for task_id in ids]
 
     async def insert_task(
         self,
@@ -215,10 +237,11 @@ class Backlog:
             """
             insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
                                risks, notes, findings, created_by, approved_by, approved_at,
-                               approved_lane)
+                               approved_lane, status_word, status_date, status_reason, status_at)
             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                     case when $13::text is null then null else now() end,
-                    case when $13::text is null then null else $4 end)
+                    case when $13::text is null then null else $4 end, $14, $15, $16,
+                    coalesce($17::date::timestamptz, now()))
             returning id, number
             """,
             spec.title,
@@ -234,6 +257,8 @@ class Backlog:
             spec.findings,
             str(actor),
             str(actor) if approved else None,
+            *written_status(spec).values(),
+            spec.status_date,
         )
         if approved and spec.repo:  # the plan is approved against the repo's HEAD (drift)
             await record_base(conn, row["id"], spec.repo)
@@ -488,49 +513,69 @@ class Backlog:
         add_risks: list[str] | None = None,
         **changes: Any,
     ) -> Edited:
-        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes),
-        and append steps or risks; returns the task and what changed (field: [before, after]).
+        """Change spec fields (title, repo, priority, trigger, trigger_on, steps, risks, notes,
+        and the status as written), and append steps or risks; returns the task and what
+        changed (field: [before, after]).
         The `edited` event's outbox row has the notifier refresh the task's cards."""
         require_operator(actor, "edit tasks")
-        unknown = set(changes) - set(EDITABLE)
+        async with self.transaction(wake=True) as conn:
+            return await self.edit_in(
+                conn, key, actor, changes, add_steps=add_steps, add_risks=add_risks
+            )
+
+    async def edit_in(
+        self,
+        conn: asyncpg.Connection,
+        key: str,
+        actor: Actor,
+        changes: dict[str, Any],
+        details: dict[str, Any] | None = None,
+        *,
+        add_steps: list[str] | None = None,
+        add_risks: list[str] | None = None,
+    ) -> Edited:
+        """An edit inside the caller's transaction; `details` go into the `edited` event (a
+        TODO.md import says which file and line asked for it)."""
+        require_operator(actor, "edit tasks")
+        unknown = set(changes) - set(_EDIT_FIELDS)
         if unknown:
             raise Invalid(
                 f"cannot edit {', '.join(sorted(unknown))}; editable fields: {', '.join(EDITABLE)}"
             )
-        async with self.transaction(wake=True) as conn:
-            row = await self._locked(conn, key)
-            if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
-                raise self._closed(row, "edit")
-            current = {f: row[f] for f in EDITABLE}
-            for field, more in (("steps", add_steps), ("risks", add_risks)):
-                if more:
-                    changes[field] = [*changes.get(field, current[field]), *more]
-            new = make_spec(**{**current, **changes})
-            diff = {
-                f: [_jsonable(current[f]), _jsonable(getattr(new, f))]
-                for f in EDITABLE
-                if current[f] != getattr(new, f)
-                and not (current[f] is None and not getattr(new, f))
-            }
-            if diff:
-                sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(diff, 2))
-                await conn.execute(
-                    f"update tasks set {sets}, updated_at = now() where id = $1",  # noqa: S608 - column names are from EDITABLE
-                    row["id"],
-                    *(getattr(new, f) for f in diff),
-                )
-                if "title" in diff and row["status"] == Status.DRAFT:
-                    await self._mark_duplicate(conn, row["id"])
-                await events.record(
-                    conn,
-                    row["id"],
-                    actor,
-                    EventKind.EDITED,
-                    {"changes": diff},
-                    notify=OutboxKind.TASK_EDITED,
-                    payload={"key": self._key(row), "by": str(actor), "fields": list(diff)},
-                )
-            return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
+        row = await self._locked(conn, key)
+        if row["status"] not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+            raise self._closed(row, "edit")
+        current = {f: row[f] for f in _EDIT_FIELDS}
+        changes = dict(changes)
+        for field, more in (("steps", add_steps), ("risks", add_risks)):
+            if more:
+                changes[field] = [*changes.get(field, current[field]), *more]
+        new = make_spec(**{**current, **changes})
+        after = {**{f: getattr(new, f) for f in EDITABLE}, **written_status(new)}
+        diff = {
+            f: [_jsonable(current[f]), _jsonable(after[f])]
+            for f in _EDIT_FIELDS
+            if current[f] != after[f] and not (current[f] is None and not after[f])
+        }
+        if diff:
+            sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(diff, 2))
+            await conn.execute(
+                f"update tasks set {sets}, updated_at = now() where id = $1",  # noqa: S608 - column names are from _EDIT_FIELDS
+                row["id"],
+                *(after[f] for f in diff),
+            )
+            if "title" in diff and row["status"] == Status.DRAFT:
+                await self._mark_duplicate(conn, row["id"])
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.EDITED,
+                {"changes": diff, **(details or {})},
+                notify=OutboxKind.TASK_EDITED,
+                payload={"key": self._key(row), "by": str(actor), "fields": list(diff)},
+            )
+        return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:
         """Replace a task's spec with a text-form spec. A key line must name this task; lane and
@@ -621,8 +666,49 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def written_status(spec: Spec) -> dict[str, Any]:
+    """The status as written, as a task keeps it: a word that is not a lifecycle name, with its
+    date and reason; a lifecycle name only with a reason (`open — waiting for the vendor`). A
+    bare lifecycle line (`status: draft 2026-11-20`, as an export writes it) is ob's own: it
+    gives the task its status date only."""
+    word = spec.status_word or (spec.status.value if spec.status and spec.status_reason else None)
+    if word is None:
+        return {"status_word": None, "status_date": None, "status_reason": None}
+    return {
+        "status_word": word,
+        "status_date": spec.status_date,
+        "status_reason": spec.status_reason,
+    }
+
+
+def shows_written_status(task: Task) -> bool:
+    """Whether the status as written still says what the task is: a word meaning a task awaiting
+    the operator on a draft or an open task, a done word on a done task, a dropped word on a
+    rejected one, `claimed` on a claimed one. Otherwise the lifecycle speaks."""
+    if not task.status_word:
+        return False
+    meant = lifecycle_of(task.status_word)
+    if task.status in (Status.DRAFT, Status.OPEN):
+        return meant in (None, Status.DRAFT, Status.OPEN)
+    return meant == task.status
+
+
 def spec_of(task: Task) -> Spec:
-    """The text-form spec of a stored task (key and status included)."""
+    """The text-form spec of a stored task (key and status included): the status as the person
+    wrote it while it still says what the task is, else the lifecycle with its date."""
+    if shows_written_status(task):
+        status: dict[str, Any] = {
+            "status_word": task.status_word,
+            "status_date": task.status_date,
+            "status_reason": task.status_reason,
+        }
+    else:
+        reason = task.rejected_reason if task.status == Status.REJECTED else None
+        status = {
+            "status": task.status,
+            "status_date": task.status_at.astimezone(UTC).date(),
+            "status_reason": " ".join(reason.split())[:500] if reason else None,
+        }
     try:
         return make_spec(
             title=task.title,
@@ -636,7 +722,7 @@ def spec_of(task: Task) -> Spec:
             notes=task.notes,
             findings=task.findings,
             key=task.key,
-            status=task.status,
+            **status,
         )
     except SpecError as err:  # stored data always passed validation once
         raise Invalid(str(err)) from err

@@ -3,8 +3,9 @@
 A capture is one preview in the chat. Plain messages sent in a row join the open capture
 (within a window the bot sets), a `/plan` session collects messages into one, and a TODO.md
 document is one. What a capture would file (its `Draft`) is read from its text every time:
-several ideas in a text (core.ideas) or several specs in a document (core.git.todo) give several
-specs, saved in one transaction, or split into one capture per idea to be reviewed one by one.
+several ideas in a text (core.ideas) or the items of a document (read by core.todo_format and
+matched with the backlog as `ob import-todo` matches them) give several specs, saved in one
+transaction, or split into one capture per idea to be reviewed one by one.
 A forwarded message's origin goes into the notes of every spec, a document's repo is the default
 repo of its specs, and photos go onto every task filed.
 
@@ -16,20 +17,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
 from core.backlog import Backlog
 from core.errors import Invalid, InvalidTransition, NotFound
-from core.git.todo import parse_todo
+from core.git.todo import plan_items
 from core.ideas import read_ideas, with_context
-from core.models import Actor, Lane, Status, Task
+from core.models import Actor, Lane, Task
 from core.shaping import Amendment, amend_spec
-from core.spec import Spec, SpecError, parse, render
-from core.tasks import fetch_task, numbers_by_title
+from core.spec import Spec, SpecError, parse, render, status_warning
+from core.tasks import fetch_task
+from core.todo_format import read_document
 
 MAX_CAPTURE_BYTES = 1024 * 1024  # a planning session or a document, all of it
+TODO_NAME = "TODO.md"  # how a document is read (a todo.txt is read line by line)
 
 
 class CaptureKind(StrEnum):
@@ -84,12 +88,23 @@ class CaptureDecided(InvalidTransition):
         self.capture = capture
 
 
+class DraftUpdate(BaseModel):
+    """A task a document's keyed spec changes (saved with the rest)."""
+
+    key: str
+    line: int
+    changes: dict[str, Any]
+
+
 class Draft(BaseModel):
     """What saving a capture would file, and what it leaves out."""
 
     specs: list[Spec]
     existing: list[str] = []  # keys of tasks the backlog has already (a document re-sent)
-    skipped: list[str] = []  # titles a document marks done or rejected
+    skipped: list[str] = []  # a document's items marked done, dropped or checked: "line 4: x (why)"
+    updates: list[DraftUpdate] = []  # a document's keyed specs that change their task
+    unreadable: list[str] = []  # a document's items that do not read: "line 15: why"
+    warnings: list[str] = []  # "line 3: status 'x' is not a word ob knows…"
 
 
 class Captured(BaseModel):
@@ -130,6 +145,11 @@ def _origins(old: str, new: str) -> str:
 
 
 def _check_size(text: str) -> None:
+    if "\x00" in text:
+        raise Invalid(
+            "that text contains a NUL character (U+0000), which cannot be stored; remove it"
+            " and send it again"
+        )
     size = len(text.encode())
     if size > MAX_CAPTURE_BYTES:
         raise Invalid(f"that is {size:,} bytes of text; a capture holds at most 1 MiB")
@@ -151,32 +171,37 @@ class Captures:
         specs = [with_context(s, origin=c.origin, repo=c.repo) for s in specs]
         for s in specs:
             Backlog.check_new(s)
-        return Draft(specs=specs)
+        warnings = [w for s in specs if (w := status_warning(s))]
+        return Draft(specs=specs, warnings=warnings)
 
     async def _document(self, conn: asyncpg.Connection, c: Capture) -> Draft:
-        """A TODO.md read as `ob import-todo` reads it: specs marked done or rejected are left
-        out, and so are those the backlog already has (same repo, same title)."""
-        found = parse_todo(c.text)
-        if not found:
-            raise SpecError(["no specs in that document (a title line, or `## Title` headings)"])
-        draft = Draft(specs=[])
-        todo = []
-        for spec in found:
-            if spec.status in (Status.DONE, Status.REJECTED):
-                draft.skipped.append(spec.title)
+        """A TODO.md read and matched as `ob import-todo` reads and matches it: new specs to
+        file, keyed specs that change their task, and what is left out and why."""
+        doc = read_document(c.text, TODO_NAME)
+        if not doc.items:
+            raise SpecError(
+                ["no specs in that document (a title line, `## Title` headings, or a checklist)"]
+            )
+        planned, new, matches = await plan_items(conn, self.backlog, doc, c.repo, None)
+        draft = Draft(specs=[with_context(spec, origin=c.origin, repo=c.repo) for _, spec in new])
+        for m in matches:
+            if m.apply:
+                key = m.task.key
+                draft.updates.append(DraftUpdate(key=key, line=m.item.line, changes=m.apply))
             else:
-                fresh = spec.model_copy(update={"key": None, "status": None})
-                todo.append(with_context(fresh, origin=c.origin, repo=c.repo))
-        have = await numbers_by_title(conn, (s.title for s in todo))
-        for spec in todo:
-            number = have.get((spec.repo, spec.title.lower()))
-            if number is None:
-                draft.specs.append(spec)
-            else:
-                draft.existing.append(self.backlog.key(number))
-        if not draft.specs:
+                draft.existing.append(m.task.key)
+        for p in planned:
+            if p.action in ("skip", "duplicate"):
+                draft.skipped.append(f"line {p.line}: {p.title} ({p.why})")
+            elif p.action == "unreadable":
+                draft.unreadable.append(f"line {p.line}: {p.why}")
+            draft.warnings += [f"line {p.line}: {w}" for w in p.warnings]
+        if not draft.specs and not draft.updates:
             known = ", ".join(draft.existing[:20])
-            raise Invalid(f"nothing new in that document: the backlog has every spec ({known})")
+            why = f" ({len(draft.unreadable)} item(s) do not read)" if draft.unreadable else ""
+            raise Invalid(
+                f"nothing new in that document: the backlog has every spec ({known or '-'}){why}"
+            )
         return draft
 
     async def get(self, capture_id: int, user_id: int) -> Capture | None:
@@ -431,6 +456,12 @@ class Captures:
                         outcome=CaptureOutcome.SAVED,
                         task_key=task.key,
                     )
+            for update in draft.updates:
+                details = {"todo": c.origin or "a document sent to the bot", "line": update.line}
+                edited = await self.backlog.edit_in(
+                    conn, update.key, actor, update.changes, details
+                )
+                tasks.append(edited.task)
             await conn.execute(
                 "update bot_captures set outcome = 'saved', task_key = $2, decided_at = now()"
                 " where id = $1",
@@ -444,6 +475,12 @@ class Captures:
         async with self.backlog.transaction() as conn:
             c = await self._locked(conn, capture_id, user_id)
             draft = await self._draft(conn, c)
+            if draft.updates:
+                keys = ", ".join(u.key for u in draft.updates[:10])
+                raise Invalid(
+                    f"that document also changes {keys}; save it whole, or send it again without"
+                    " those specs to review the new ones one by one"
+                )
             if len(draft.specs) < 2:
                 raise Invalid("that preview holds one idea; save, edit or discard it")
             ideas = [

@@ -20,6 +20,7 @@ from core.git.repos import TruthAge, truth_age
 from core.models import Lane, format_key
 from core.outbox import OutboxStats, outbox_stats_on
 from core.shaping import local_today
+from core.todo_words import describe_status
 
 LIST_LIMIT = 10
 
@@ -42,6 +43,7 @@ class Item(BaseModel):
     verified: bool | None = None
     blocked_by: list[str] = []
     lane: Lane | None = None
+    said: str | None = None  # the status as written (`blocked since 2026-11-18 — finance`)
 
 
 class Section(BaseModel):
@@ -80,11 +82,12 @@ union all
 select null, count(*), 0, min(created_at) from tasks where status = 'draft'
 """
 _DRAFTS = """
-select number, title, created_by, created_at, count(*) over () as total
+select number, title, created_by, created_at, status_word, status_date, status_reason,
+       count(*) over () as total
 from tasks where status = 'draft' order by created_at, id limit $1
 """
 _BACK_TODAY = """
-select number, title, lane, count(*) over () as total
+select number, title, lane, status_word, status_date, status_reason, count(*) over () as total
 from tasks where trigger_on = $2 and status in ('draft', 'open', 'claimed')
 order by priority, id limit $1
 """
@@ -115,7 +118,8 @@ with b as (
     from task_deps d join tasks p on p.id = d.prereq_id
     where p.status <> 'done' group by d.task_id
 )
-select t.number, t.title, b.prereqs, count(*) over () as total
+select t.number, t.title, b.prereqs, t.status_word, t.status_date, t.status_reason,
+       count(*) over () as total
 from b join tasks t on t.id = b.task_id join task_leases l on l.task_id = t.id
 where t.status in ('draft', 'open') and l.lease_agent_id is null
 order by t.priority, t.id limit $1
@@ -172,6 +176,9 @@ async def build_digest(
     def key(n: int) -> str:
         return format_key(prefix, n)
 
+    def said(r: asyncpg.Record) -> str | None:
+        return describe_status(r["status_word"], r["status_date"], r["status_reason"])
+
     in_progress: dict[str, list[Item]] = {}
     for r in prog:
         in_progress.setdefault(r["name"], []).append(
@@ -195,14 +202,21 @@ async def build_digest(
             total=drafts[0]["total"] if drafts else 0,
             items=[
                 Item(
-                    key=key(r["number"]), title=r["title"], who=r["created_by"], at=r["created_at"]
+                    key=key(r["number"]),
+                    title=r["title"],
+                    who=r["created_by"],
+                    at=r["created_at"],
+                    said=said(r),
                 )
                 for r in drafts
             ],
         ),
         back_today=Section(
             total=back[0]["total"] if back else 0,
-            items=[Item(key=key(r["number"]), title=r["title"], lane=r["lane"]) for r in back],
+            items=[
+                Item(key=key(r["number"]), title=r["title"], lane=r["lane"], said=said(r))
+                for r in back
+            ],
         ),
         in_progress=in_progress,
         done_24h=done_by,
@@ -215,6 +229,7 @@ async def build_digest(
                     key=key(r["number"]),
                     title=r["title"],
                     blocked_by=[key(n) for n in r["prereqs"]],
+                    said=said(r),
                 )
                 for r in blocked
             ],

@@ -2,7 +2,7 @@
 is read as task specs (DESIGN §5, conversational planning).
 
 A text holds several ideas when
-  * `---` lines or `## Title` headings separate specs (the TODO.md rules, core.git.todo);
+  * `---` lines or `## Title` headings separate specs (core.todo_format.split_specs);
   * it is a numbered or bulleted list and nothing else (`- fix login`, `2) dark mode`);
   * it has an "ideas:" / "todo:" block: a line naming ideas, todos or tasks and ending with a
     colon, then one idea per line or list item up to a blank line. Lines indented under an item
@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from core.git.todo import split_specs
 from core.spec import Spec, SpecError, make_spec, parse
+from core.todo_format import split_specs
 
 MAX_IDEAS = 200
 

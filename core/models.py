@@ -243,6 +243,10 @@ class Task(BaseModel):
     repo: str | None
     status: Status
     status_at: datetime
+    # the status as the person wrote it (a TODO.md or a spec's status line), kept and shown
+    status_word: str | None = None
+    status_date: date | None = None
+    status_reason: str | None = None
     lane: Lane | None
     priority: int
     trigger: str | None

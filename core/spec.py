@@ -1,19 +1,29 @@
 """The task spec and its one text form (DESIGN §1).
 
-Parsing is forgiving for humans (headings, bullets `-`/`*`/`1.`, any case, blank lines,
-free text after the title becomes notes) and strict about limits. `parse(render(s)) == s`
-for every valid spec.
+Parsing is forgiving for humans and strict about limits, and `parse(render(s)) == s` for every
+valid spec:
+  * field labels in any case, bold, bulleted or as headings (`**Priority:** P0`, `- Status: …`,
+    `### Steps`), singular or plural (`step:`/`steps:`, `risk:`/`risks:`), in English and in
+    the languages of core.todo_words;
+  * a status line carries a word, a date and a reason in the forms people write
+    (`status: blocked (2026-11-18) — waiting for finance`); the word is kept as written and
+    mapped to the lifecycle by core.todo_words;
+  * prose stays prose: free text, `Label: value` lines ob does not know and sections it does not
+    know (`## Background`, `**Description:**`) go into the notes as written, and so does fenced
+    code; only a near miss of a field name (`prority: P1`) is refused, naming the field;
+  * the first line is the title; a first line that is a field label has no title and is refused.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from core import todo_words as words
 from core.models import Lane, Status, parse_lane, parse_priority, parse_status
 
 MAX_SPEC_BYTES = 64 * 1024
@@ -26,6 +36,8 @@ MAX_TRIGGER = 500
 
 # The fields of a stored task's spec that an edit may change (lane, key and status are not edits).
 EDITABLE = ("title", "repo", "priority", "trigger", "trigger_on", "steps", "risks", "notes")
+# The status as the person wrote it: kept beside the lifecycle, shown and exported.
+WRITTEN_STATUS = ("status_word", "status_date", "status_reason")
 REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
@@ -37,13 +49,16 @@ class SpecError(ValueError):
         super().__init__("invalid spec: " + "; ".join(problems))
 
 
+# Unicode categories Cc (controls) and Cs (surrogates), tab and newline aside.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _check_chars(value: str, what: str) -> None:
-    for ch in value:
-        if ch in "\t\n":
-            continue
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cs"):
-            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}; remove it")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(
+            f"{what} contains the control character U+{ord(bad.group()):04X}; remove it"
+        )
 
 
 def _one_line(value: str, what: str, limit: int) -> str:
@@ -86,6 +101,39 @@ class Spec(BaseModel):
     findings: str = ""
     key: str | None = None
     status: Status | None = None
+    # The status line as written: the word (None when it is a lifecycle name: `status` says it),
+    # its date and its reason. The word decides `status` (core.todo_words.lifecycle_of).
+    status_word: str | None = None
+    status_date: date | None = None
+    status_reason: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_status(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        word = data.get("status_word")
+        if isinstance(word, str) and word.strip():
+            word = words.check_word(word)
+            meant = words.lifecycle_of(word)
+            given = data.get("status")
+            given = parse_status(given) if isinstance(given, str) and given.strip() else given
+            if given is not None and given != meant:
+                means = meant.value if meant else "a task awaiting the operator"
+                raise ValueError(f"status word {word!r} means {means}, not {given}")
+            data["status"] = meant
+            data["status_word"] = (
+                None if meant is not None and word.casefold() == meant.value else word
+            )
+        else:
+            data["status_word"] = None
+        if isinstance(data.get("status_reason"), str):
+            data["status_reason"] = words.check_reason(data["status_reason"])
+        has_status = data["status_word"] or data.get("status") not in (None, "")
+        if not has_status and (data.get("status_date") or data.get("status_reason")):
+            raise ValueError("a status date or reason needs a status word (`status: planned …`)")
+        return data
 
     @field_validator("title", mode="before")
     @classmethod
@@ -137,17 +185,24 @@ class Spec(BaseModel):
             return None
         return _one_line(str(v), "trigger", MAX_TRIGGER) or None
 
-    @field_validator("trigger_on", mode="before")
+    @field_validator("trigger_on", "status_date", mode="before")
     @classmethod
-    def _trigger_on(cls, v: Any) -> Any:
+    def _date(cls, v: Any, info: Any) -> Any:
         if isinstance(v, str):
             v = v.strip()
             if not v:
                 return None
-            try:
-                return date.fromisoformat(v)
-            except ValueError:
-                raise ValueError(f"trigger_on {v[:40]!r} is not a date like 2026-12-01") from None
+            day = words.parse_date(v)
+            if day is None:
+                raise ValueError(f"{info.field_name} {v[:40]!r} is not a date like 2026-12-01")
+            return day
+        return v
+
+    @field_validator("status_reason")
+    @classmethod
+    def _reason(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_chars(v, "status reason")
         return v
 
     @field_validator("steps", "risks", mode="before")
@@ -221,60 +276,16 @@ def _describe(e: Any) -> str:
 
 # ---------------------------------------------------------------- text form
 
-_FIELDS = {
-    "repo": "repo",
-    "repository": "repo",
-    "priority": "priority",
-    "prio": "priority",
-    "lane": "lane",
-    "trigger": "trigger",
-    "trigger_on": "trigger_on",
-    "trigger_date": "trigger_on",
-    "key": "key",
-    "status": "status",
-}
-_SECTIONS = {
-    "steps": "steps",
-    "plan": "steps",
-    "risks": "risks",
-    "notes": "notes",
-    "note": "notes",
-    "findings": "findings",
-}
 _LIST_SECTIONS = ("steps", "risks")
 _TEXT_SECTIONS = ("notes", "findings")
-
+_PROSE = "prose"  # a section ob does not know: its lines go into the notes as written
 _BULLET = re.compile(r"^(?:[-*+•]|\d{1,3}[.)])(?:[ \t]+(.*))?$")
-_SECTION = re.compile(
-    r"^#*[ \t]*[*_]{0,2}([A-Za-z][A-Za-z _-]{0,30}?)[*_]{0,2}[ \t]*(:[ \t]*(.*))?$"
-)
-_FIELD = re.compile(r"^([A-Za-z][A-Za-z _-]{0,30}?)[ \t]*:(?:[ \t]+(.*)|)$")
+_FENCE = re.compile(r"^(`{3,}|~{3,})")
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[ \t-]+", "_", name.strip().lower())
-
-
-def _section_of(line: str) -> tuple[str | None, str, bool]:
-    """(known section, inline rest, looks like a section header at all)."""
-    m = _SECTION.match(line)
-    if not m:
-        return None, "", False
-    is_heading = line.startswith("#") or bool(re.fullmatch(r"(\*\*|__).+(\*\*|__):?", line))
-    has_colon = m.group(2) is not None
-    rest = (m.group(3) or "").strip()
-    name = _norm(m.group(1))
-    if name in _SECTIONS and (is_heading or has_colon):
-        return _SECTIONS[name], rest, True
-    # "Background:" alone, or "## Background", is a header of a section we do not know.
-    return None, "", is_heading or (has_colon and not rest)
-
-
-def _field_of(line: str) -> tuple[str, str] | None:
-    m = _FIELD.match(line)
-    if not m:
-        return None
-    return _norm(m.group(1)), (m.group(2) or "").strip()
+def _indent(raw: str) -> int:
+    head = raw[: len(raw) - len(raw.lstrip(" \t"))]
+    return len(head.expandtabs(4))
 
 
 def _check_size(text: str) -> None:
@@ -283,116 +294,229 @@ def _check_size(text: str) -> None:
         raise SpecError([f"the spec is {size:,} bytes; at most {MAX_SPEC_BYTES:,}"])
 
 
+def check_lines(lines: list[str], first: int = 1) -> list[str]:
+    """A problem for each line holding a control character (tabs aside), numbered from
+    `first`."""
+    problems = []
+    for n, line in enumerate(lines, first):
+        try:
+            _check_chars(line, f"line {n}")
+        except ValueError as err:
+            problems.append(str(err))
+    return problems
+
+
+@dataclass
+class Reading:
+    """A spec text read into raw field values (not validated yet), with the line each field was
+    written on, and the problems found while reading."""
+
+    title: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self, first: int):
+        self.first = first
+        self.out = Reading()
+        self.lists: dict[str, list[str]] = {"steps": [], "risks": []}
+        self.texts: dict[str, list[str]] = {"notes": [], "findings": []}
+        self.current: str | None = None
+        self.list_indent: int | None = None  # a list opened by a bulleted header (`- Steps:`)
+        self.blank_after_item = False
+        self.fence: str | None = None
+
+    def text_target(self) -> list[str]:
+        return self.texts[self.current] if self.current in _TEXT_SECTIONS else self.texts["notes"]
+
+    def set_field(self, name: str, value: str, n: int) -> None:
+        if name in self.out.lines:
+            self.out.problems.append(f"line {n}: {name} is given twice")
+            return
+        self.out.lines[name] = n
+        if name == "status":
+            line = words.parse_status_line(value)
+            if line is not None:
+                for key, v in zip(WRITTEN_STATUS, line, strict=True):
+                    self.out.fields[key] = v
+                    self.out.lines[key] = n
+            return
+        if name == "priority":
+            word = words.priority_word(value)
+            self.out.fields[name] = value if word is None else word
+            return
+        self.out.fields[name] = value
+
+    def open_section(self, section: str, value: str, n: int, bulleted_at: int | None) -> None:
+        self.current = section
+        self.list_indent = bulleted_at
+        self.blank_after_item = False
+        self.out.lines.setdefault(section, n)
+        if value:
+            if section in _LIST_SECTIONS:
+                self.lists[section].append(value)
+            else:
+                self.texts[section].append(value)
+
+    def line(self, n: int, raw: str) -> None:
+        stripped = raw.strip()
+        indented = raw[:1] in (" ", "\t")
+        if self.fence is not None:
+            self.text_target().append(raw)
+            if stripped.startswith(self.fence) and not stripped.strip(self.fence[0]):
+                self.fence = None
+            return
+        if self.current in _TEXT_SECTIONS and (indented or not stripped):
+            self.texts[self.current].append(re.sub(r"^ {1,2}", "", raw))
+            return
+        if not stripped:
+            if self.current == _PROSE:
+                self.texts["notes"].append("")
+            self.blank_after_item = self.current in _LIST_SECTIONS
+            return
+        fence = _FENCE.match(stripped) if not indented else None
+        if fence:
+            self.fence = fence.group(1)
+            self.text_target().append(raw)
+            return
+        label = words.read_label(stripped)
+        in_list = self.current in _LIST_SECTIONS
+        # a bullet in a list is an item, unless the list was opened by a bulleted header
+        # (`- Steps:`) and this bullet is no deeper than that header
+        deeper = self.list_indent is None or _indent(raw) > self.list_indent
+        if label and label.bulleted and in_list and deeper:
+            label = None
+        name = words.field_of(label) if label else None
+        section = words.section_of(label) if label else None
+        if label and name:
+            self.set_field(name, label.value, n)
+            self.current = None
+            return
+        if label and section:
+            at = _indent(raw) if label.bulleted else None
+            self.open_section(section, label.value, n, at)
+            return
+        bullet = _BULLET.match(stripped)
+        if bullet and self.current not in _TEXT_SECTIONS and self.current != _PROSE:
+            item = (bullet.group(1) or "").strip()
+            if item:
+                if not in_list:
+                    self.open_section("steps", "", n, None)
+                self.lists[self.current or "steps"].append(item)
+                self.blank_after_item = False
+            return
+        if label and self.current not in _TEXT_SECTIONS:
+            typo = words.typo_of(label.name)
+            if typo and not label.header:
+                self.out.problems.append(
+                    f"line {n}: unknown field {label.name!r}; did you mean {typo}?"
+                )
+                return
+            if label.header:  # a section ob does not know: prose follows
+                self.current = _PROSE
+                self.texts["notes"].append(raw)
+                return
+            self.texts["notes"].append(raw)  # `Label: value` prose
+            return
+        if self.current in _TEXT_SECTIONS:
+            self.texts[self.current].append(raw)
+        elif self.current == _PROSE:
+            self.texts["notes"].append(raw)
+        elif in_list and not (self.blank_after_item and not indented):
+            assert self.current is not None
+            items = self.lists[self.current]
+            if indented and items:
+                items[-1] += " " + stripped
+            else:
+                items.append(stripped)
+        else:
+            self.current = None
+            self.texts["notes"].append(raw)
+
+    def finish(self) -> Reading:
+        out = self.out
+        out.fields["steps"] = self.lists["steps"]
+        out.fields["risks"] = self.lists["risks"]
+        out.fields["notes"] = "\n".join(self.texts["notes"])
+        out.fields["findings"] = "\n".join(self.texts["findings"])
+        return out
+
+
+def read(lines: list[str], first: int = 1) -> Reading:
+    """Read spec text lines (numbered from `first`, for the problems) into raw fields. The
+    first non-blank line is the title."""
+    r = _Reader(first)
+    for n, raw in enumerate(lines, first):
+        if r.out.title is None:
+            if raw.strip():
+                r.out.title = _title_of(raw.strip(), n, r.out.problems)
+                r.out.lines["title"] = n
+            continue
+        r.line(n, raw)
+    return r.finish()
+
+
+def build(reading: Reading) -> Spec:
+    """The spec of a reading; SpecError naming the line of each field the rules refuse."""
+    if reading.title is None:
+        raise SpecError(["the spec is empty; write a title on the first line"])
+    try:
+        return Spec(title=reading.title, **reading.fields)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = str(e["loc"][0]) if e["loc"] else ""
+            msg = e["msg"].removeprefix("Value error, ")
+            where = reading.lines.get(loc) or reading.lines.get("status_word" if not loc else "")
+            if where is not None and loc != "title":  # the title's line is the first, always
+                problems.append(f"line {where}: {msg}")
+            else:
+                problems.append(f"{loc}: {msg}" if loc else msg)
+        raise SpecError(problems) from None
+
+
 def parse(text: str) -> Spec:
     """Parse the spec text form. Raises SpecError listing every problem found."""
     if not isinstance(text, str):
         raise SpecError(["a spec must be text"])
     _check_size(text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    problems: list[str] = []
-    lines = text.split("\n")
-    for n, line in enumerate(lines, 1):
-        try:
-            _check_chars(line, f"line {n}")
-        except ValueError as err:
-            problems.append(str(err))
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    problems = check_lines(lines)
     if problems:
         raise SpecError(problems[:5])
-
-    title: str | None = None
-    fields: dict[str, str] = {}
-    lists: dict[str, list[str]] = {"steps": [], "risks": []}
-    texts: dict[str, list[str]] = {"notes": [], "findings": []}
-    current: str | None = None
-    for n, raw in enumerate(lines, 1):
-        stripped = raw.strip()
-        if title is None:
-            if not stripped:
-                continue
-            title = _title_of(stripped, n, problems)
-            continue
-        indented = raw[:1] in (" ", "\t")
-
-        if current in _TEXT_SECTIONS and (indented or not stripped):
-            texts[current].append(re.sub(r"^ {1,2}", "", raw))
-            continue
-        if not stripped:
-            continue
-
-        bullet = _BULLET.match(stripped)
-        if bullet and current not in _TEXT_SECTIONS:
-            item = (bullet.group(1) or "").strip()
-            if item:
-                lists[current if current in _LIST_SECTIONS else "steps"].append(item)
-                current = current if current in _LIST_SECTIONS else "steps"
-            continue
-
-        section, rest, looks_like_header = _section_of(stripped)
-        if section:
-            current = section
-            if rest:
-                if section in _LIST_SECTIONS:
-                    lists[section].append(rest)
-                else:
-                    texts[section].append(rest)
-            continue
-
-        field = _field_of(stripped)
-        if field and field[0] in _FIELDS:
-            name = _FIELDS[field[0]]
-            if name in fields:
-                problems.append(f"line {n}: {name} is given twice")
-            fields[name] = field[1]
-            current = None
-            continue
-        if field and field[1] and current not in _TEXT_SECTIONS:
-            known = ", ".join(sorted(set(_FIELDS.values())))
-            problems.append(f"line {n}: unknown field {field[0]!r}; fields are: {known}")
-            continue
-        if looks_like_header and current not in _TEXT_SECTIONS:
-            known = ", ".join(sorted(set(_SECTIONS.values())))
-            problems.append(f"line {n}: unknown section {stripped[:40]!r}; sections are: {known}")
-            continue
-
-        if current in _TEXT_SECTIONS:
-            texts[current].append(raw)
-        elif current in _LIST_SECTIONS and indented and lists[current]:
-            lists[current][-1] += " " + stripped
-        elif current in _LIST_SECTIONS:
-            lists[current].append(stripped)
-        else:
-            texts["notes"].append(raw)
-
-    if title is None:
-        problems.append("the spec is empty; write a title on the first line")
-    if problems:
-        raise SpecError(problems[:20])
-    assert title is not None
-    return make_spec(
-        title=title,
-        **fields,
-        steps=lists["steps"],
-        risks=lists["risks"],
-        notes="\n".join(texts["notes"]),
-        findings="\n".join(texts["findings"]),
-    )
+    reading = read(lines)
+    if reading.problems:
+        raise SpecError(reading.problems[:20])
+    return build(reading)
 
 
 def _title_of(line: str, n: int, problems: list[str]) -> str:
     line = line.lstrip("#").strip()
     if line[:6].lower() == "title:":
         return line[6:].strip()
-    field = _field_of(line)
-    if field and field[0] in _FIELDS:
-        problems.append(f"line {n}: the first line must be the title, not the field {field[0]!r}")
+    label = words.read_label(line)
+    if label and (words.field_of(label) or words.section_of(label)):
+        what = words.field_of(label) or words.section_of(label)
+        problems.append(
+            f"line {n}: the first line must be the title, not the {what} label {line[:40]!r}"
+        )
     return line
 
 
 def _title_needs_prefix(title: str) -> bool:
     if title.startswith("#") or title[:6].lower() == "title:":
         return True
-    field = _field_of(title)
-    return bool(field and field[0] in _FIELDS)
+    label = words.read_label(title)
+    return bool(label and (words.field_of(label) or words.section_of(label)))
+
+
+def status_warning(spec: Spec) -> str | None:
+    """A warning for a status word ob does not know (kept as written), else None."""
+    if spec.status_word and not words.is_known(spec.status_word):
+        return words.unknown_word_warning(spec.status_word)
+    return None
 
 
 def render(spec: Spec) -> str:
@@ -400,8 +524,10 @@ def render(spec: Spec) -> str:
     out = [f"title: {spec.title}" if _title_needs_prefix(spec.title) else spec.title]
     if spec.key:
         out.append(f"key: {spec.key}")
-    if spec.status:
-        out.append(f"status: {spec.status.value}")
+    word = spec.status_word or (spec.status.value if spec.status else None)
+    if word:
+        line = words.render_status_line(word, spec.status_date, spec.status_reason)
+        out.append(f"status: {line}")
     if spec.repo:
         out.append(f"repo: {spec.repo}")
     out.append(f"priority: P{spec.priority}")

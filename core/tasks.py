@@ -20,7 +20,8 @@ from core.spec import REPO_RE
 STATUS_SQL = "case when l.lease_agent_id is null then t.status else 'claimed' end"
 TASK_COLUMNS = f"""
     t.id, t.number, t.title, t.repo, {STATUS_SQL} as status,
-    greatest(t.status_at, l.changed_at) as status_at, t.lane, t.priority, t.trigger,
+    greatest(t.status_at, l.changed_at) as status_at, t.status_word, t.status_date,
+    t.status_reason, t.lane, t.priority, t.trigger,
     t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
     greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
     t.approved_lane, t.rejected_by, t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
@@ -116,6 +117,15 @@ async def numbers_by_title(
     for r in rows:
         found.setdefault((r["repo"], r["title"]), r["number"])
     return found
+
+
+async def tasks_by_number(
+    conn: asyncpg.Connection, numbers: Iterable[int], prefix: str
+) -> dict[int, Task]:
+    """The tasks with these numbers (those that exist), in one statement."""
+    sql = f"select {TASK_COLUMNS}, {BLOCKED_COLUMN} from {TASK_FROM} where t.number = any($1)"  # noqa: S608
+    rows = await conn.fetch(sql, sorted(set(numbers)))
+    return {r["number"]: task_from_row(r, prefix) for r in rows}
 
 
 async def fetch_task(conn: asyncpg.Connection, task_id: int, prefix: str) -> Task:

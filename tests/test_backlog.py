@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import asyncpg
 import pytest
 
-from core.backlog import Backlog
+from core.backlog import Backlog, spec_of
 from core.errors import Forbidden, Invalid, InvalidTransition, NotFound
 from core.models import Actor, Lane, Status
 from core.spec import SpecError, make_spec, parse
@@ -158,9 +160,46 @@ async def test_unknown_key(backlog: Backlog) -> None:
             await backlog.get(key)
 
 
-async def test_new_task_cannot_carry_key_or_status(backlog: Backlog) -> None:
-    with pytest.raises(Invalid, match="no key or status"):
+async def test_new_task_cannot_carry_key_or_a_finished_status(backlog: Backlog) -> None:
+    with pytest.raises(Invalid, match="no key yet"):
         await backlog.file(make_spec(title="x", key="OB-5"), OP)
+    with pytest.raises(Invalid, match="says it is 'shipped'"):
+        await backlog.file(make_spec(title="x", status_word="shipped"), OP)
+
+
+async def test_the_status_as_written_is_kept_shown_and_exported(backlog: Backlog) -> None:
+    spec = parse("Rotate the keys\n**Status:** blocked (2026-11-18) — waiting for finance\n")
+    draft = await backlog.file(spec, CODEX)
+    assert (draft.status, draft.status_word, draft.status_date, draft.status_reason) == (
+        Status.DRAFT,
+        "blocked",
+        date(2026, 11, 18),
+        "waiting for finance",
+    )
+    assert draft.status_at == datetime(2026, 11, 18, tzinfo=UTC)  # the status date
+    assert spec_of(draft).status_word == "blocked" and spec_of(draft).status is None
+    # approved: still awaiting the operator's attention in a lane, the word still holds
+    approved = await backlog.approve(draft.key, OP, Lane.DECISION)
+    assert spec_of(approved).status_word == "blocked"
+    # rejected: the lifecycle speaks, with its date and reason
+    rejected = await backlog.reject(draft.key, OP, "not this quarter")
+    out = spec_of(rejected)
+    assert (out.status, out.status_word, out.status_reason) == (
+        Status.REJECTED,
+        None,
+        "not this quarter",
+    )
+    assert out.status_date == rejected.status_at.date()
+    # the written status is searchable, and so are steps and risks
+    other = await backlog.file(
+        make_spec(title="Cache", steps=["hash the normalised text"], risks=["stale vectors"]), OP
+    )
+    for word in ("finance", "normalised", "stale"):
+        found = await backlog.list(TaskFilter(text=word, include_closed=True))
+        assert [t.key for t in found] == [draft.key if word == "finance" else other.key]
+    edited = await backlog.edit(other.key, OP, risks=["a cold start"])
+    assert edited.summary() == "risks 1 → 1"
+    assert await backlog.list(TaskFilter(text="stale")) == []
 
 
 async def test_list_filters(backlog: Backlog) -> None:

@@ -25,7 +25,9 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     codex, _ = await make_agent("codex")
     claude, _ = await make_agent("claude")
     leases = Leases(backlog)
-    await backlog.file(make_spec(title="draft one"), codex)
+    await backlog.file(
+        make_spec(title="draft one", status_word="waiting", status_date="2026-11-02"), codex
+    )
     for i in range(4):
         await backlog.file(make_spec(title=f"auto {i}"), OP, lane=Lane.AUTONOMOUS)
     await backlog.file(make_spec(title="triage me"), OP)
@@ -54,6 +56,7 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     assert d.blocked.total == 1 and d.blocked.items[0].blocked_by == ["OB-7"]
     text = render.digest(d, backlog.settings.tz)
     assert "Awaiting approval</b>: 2" in text and "claude" in text and "abcdef1234" in text
+    assert "draft one (codex, " in text and "📌 waiting since 2026-11-02" in text
     assert "completed without a commit" in text and "OB-4" in text
     assert "could not be delivered" not in text
     # a notice Telegram refused for good is counted, so the operator hears of it

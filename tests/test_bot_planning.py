@@ -336,3 +336,54 @@ async def test_callback_data_of_the_new_buttons_is_typed(env: BotEnv) -> None:
     await env.tap(CaptureCB(action=CaptureAction.REVIEW, capture=999).pack())
     assert env.session.answers()[-1] == "That preview no longer exists."
     assert (await env.backlog.get("OB-1")).priority == 2
+
+
+async def test_thinking_out_loud_ending_with_a_risk_gives_one_preview_with_it(env: BotEnv) -> None:
+    await env.say("Cache the embeddings")
+    await env.say("it belongs in nexus-ingest")
+    await env.say("risk: a stale cache after a model upgrade")
+    (sent,) = env.session.of("SendMessage")  # one preview, edited in place
+    last = env.session.of("EditMessageText")[-1].text
+    assert "3 messages" in last and "<b>Risks</b>" in last
+    assert "a stale cache after a model upgrade" in last
+    await env.tap(save_button(env), message_id=1000)
+    (task,) = await env.backlog.list()
+    assert task.risks == ["a stale cache after a model upgrade"]
+    assert task.notes == "it belongs in nexus-ingest"
+
+
+async def test_a_nul_character_is_named_not_something_went_wrong(env: BotEnv) -> None:
+    await env.say("Fix the\x00 login")
+    answer = env.session.texts()[-1]
+    assert "NUL character (U+0000)" in answer and "went wrong" not in answer
+    assert await env.backlog.list() == []
+    await env.say("A fine idea")  # the chat goes on
+    assert "A fine idea" in env.session.texts()[-1]
+
+
+async def test_a_document_preview_says_what_import_todo_would_do(env: BotEnv) -> None:
+    await env.backlog.file(make_spec(title="Rotate the keys", repo="web"), Actor.operator("t"))
+    todo = (
+        "# TODO\n\n*Last updated: 2026-11-19*\n\n"
+        "## Rotate the keys, all of them\nkey: OB-1\npriority: P0\n\n"
+        "## Cache warm-up\n**Status:** blocked (2026-11-18) — waiting for finance\n\n"
+        "## Canary analysis\npriority: P9\n\n"
+        "## Later\n- [ ] dark mode\n- [x] shipped thing\n"
+    )
+    env.session.host("doc-9", todo.encode())
+    document = Document(file_id="doc-9", file_unique_id="u9", file_name="TODO.md")
+    await env.feed(message_update(OP, None, document=document, caption="web"))
+    preview = env.session.texts()[-1]
+    assert "2 ideas" in preview and "Cache warm-up" in preview and "dark mode" in preview
+    assert "OB-1 (line 5): title, priority" in preview
+    assert "Could not read 1" in preview and "line 12: line 13: priority must be" in preview
+    assert "shipped thing (checked)" in preview
+    await env.tap(save_button(env), message_id=1000)
+    tasks = {t.key: t for t in await env.backlog.list()}
+    assert (tasks["OB-1"].title, tasks["OB-1"].priority) == ("Rotate the keys, all of them", 0)
+    edited = (await env.backlog.history("OB-1"))[-1]
+    assert edited.kind == EventKind.EDITED and edited.details["line"] == 5
+    warm = next(t for t in tasks.values() if t.title == "Cache warm-up")
+    assert (warm.status_word, warm.status_reason) == ("blocked", "waiting for finance")
+    await env.say(f"/task {warm.key}")
+    assert "📌 blocked since 2026-11-18 — waiting for finance" in env.session.texts()[-1]

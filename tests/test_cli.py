@@ -72,7 +72,7 @@ def test_operator_tour(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "OB-1 Fix login timeout" in r.stdout and "- raise timeout" in r.stdout
 
     r = ob("spec", "OB-2", env=cli_env, cwd=tmp_path)
-    assert r.stdout.startswith("Tune the pool\nkey: OB-2\nstatus: open\n")
+    assert r.stdout.startswith("Tune the pool\nkey: OB-2\nstatus: open 20")
 
 
 def test_errors_are_plain_and_store_nothing(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ async def test_bad_input_is_clear(gateway: str, backlog: Backlog, make_agent) ->
     async with client(gateway, token) as c:
         r = await c.post("/v1/tasks", json={"text": "x", "colour": "red"})
         assert r.status_code == 422 and "colour" in r.json()["message"]
-        r = await c.post("/v1/tasks", json={"text": "Title\nfoo: bar"})
+        r = await c.post("/v1/tasks", json={"text": "Title\nprority: P1"})
         assert r.status_code == 422 and r.json()["error"] == "invalid_spec"
         r = await c.post(
             "/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}

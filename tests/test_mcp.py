@@ -49,8 +49,8 @@ async def test_mcp_work_loop(gateway: str, backlog: Backlog, make_agent) -> None
             "complete_task", {"key": "OB-1", "epoch": 1, "commits": ["abc1234"]}
         )
         assert not res.is_error and res.structured_content["status"] == "done"
-        res = await session.call_tool("file_draft", {"spec": "Idea\nfoo: bar"})
-        assert res.is_error and "unknown field 'foo'" in res.content[0].text
+        res = await session.call_tool("file_draft", {"spec": "Idea\nprority: P1"})
+        assert res.is_error and "unknown field 'prority'" in res.content[0].text
     task = await backlog.get("OB-1")
     assert task.completed_by == "agent:claude-code"
 

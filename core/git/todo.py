@@ -1,54 +1,53 @@
-"""The TODO.md bridge: several specs per file, in the spec text form, or plain checklists.
+"""The TODO.md bridge, both ways: `ob import-todo` and `ob export-todo` (README, "TODO.md").
 
-How a file is split into specs (unindented lines only; spec notes are indented, so they never
-split):
-  * a line of three or more dashes (`---`) ends a spec;
-  * a `## Title` heading starts a new spec with that title, unless the heading names a spec
-    section (`## Steps`, `## Risks`, `## Notes`, `## Findings`, `## Plan`);
-  * a part that holds only `# ` headings and `<!-- comments -->` is a preamble and skipped.
+The text format (how a file people wrote is read, how ob's specs are written back in place) is
+core.todo_format; this module reads and writes the files and the backlog.
 
-Checklists: a part whose items are all checkboxes (`- [ ] item`, `* [x] item`, `1. [ ] item`;
-headings, blank lines and comments around them allowed) is not one spec but a list of them:
-each unchecked item becomes its own draft titled with the item (indented unchecked sub-items
-become its steps, other indented lines its notes); checked items are skipped and counted. So
-`## Backend` followed by `- [ ] add the index` files "add the index".
+Import. Every item the file holds is planned first, and nothing is written before the whole file
+is planned (`dry_run` stops there): an item is matched with a task by its `key:`, else by its
+exact title (any case) within the repo. A new item is filed as a draft (approved with
+`approve`); items marked done, dropped or checked are skipped and counted; an item that does not
+read is listed with its line and the reason, never the whole file. A matched item is compared
+field by field with what the file and the backlog said at their last sync (`todo_sync`, one row
+per task and file): a field changed in the file only is applied to the task (an `edited` event
+naming the file and line), one changed in the backlog only is left (export writes it), one
+changed on both sides is a conflict, reported and not resolved. A keyed item never synced with
+this file updates its task; a title match never synced is only remembered.
 
-Import files specs as drafts (approved at once with `approve`), matched idempotently: a spec
-with a `key:` line of an existing task, or with the repo and title (case-insensitive) of an
-existing task, is left alone. `status: done` or `rejected` specs are never filed. Export writes
-a repo's unfinished tasks (draft, open, claimed) in the same form, so importing an export
-changes nothing.
+Export rewrites the items ob owns (those with the `key:` of a task) in place from the backlog,
+appends the repo's unfinished tasks the file does not hold, and keeps every other byte. An owned
+item edited in the file since the last sync is left as it is (import it first), unless `force`.
+The previous file is kept as `TODO.md.orig` whenever the file changes; `dry_run` returns the
+diff and writes nothing.
 
-Scale: a file holds at most MAX_TODO_BYTES (4 MiB) and MAX_TODO_SPECS (10,000) specs; anything
-bigger is refused before anything is written, with a message saying so. The whole file is
-parsed and checked first (a broken spec files nothing), then the new tasks are written in
-batches in one transaction, at a cost linear in the file. Their numbers are given out only at
-the end, in one statement: an import that fails or is interrupted uses up no task numbers.
+Scale: a file holds at most MAX_TODO_BYTES (4 MiB) and MAX_TODO_SPECS (10,000) items; anything
+bigger is refused before anything is written. New tasks are written in batches in one
+transaction, and numbered only at the end: an import that fails or is interrupted uses up no
+task numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import difflib
+import os
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
-from core.backlog import Backlog, spec_of
-from core.errors import Invalid
+from core.backlog import Backlog, spec_of, written_status
+from core.errors import BacklogError, Invalid
 from core.git.base import current_head
-from core.models import Actor, Lane, OutboxKind, Status, format_key, parse_key
-from core.spec import MAX_TITLE, Spec, SpecError, make_spec, parse, render
-from core.tasks import TaskFilter, numbers_by_title
+from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
+from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError
+from core.tasks import TaskFilter, numbers_by_title, tasks_by_number
+from core.todo_format import TodoDocument, read_document, rewrite
 
-_SECTION_NAMES = {"steps", "plan", "risks", "notes", "note", "findings"}
-_RULE = re.compile(r"^-{3,}\s*$")
-_H2 = re.compile(r"^##[ \t]+(.+?)[ \t]*$")
-_PREAMBLE = re.compile(r"^(#[ \t].*|<!--.*-->|)$")
-_CHECKBOX = re.compile(r"^([ \t]*)(?:[-*+]|\d{1,3}[.)])[ \t]+\[([ xX])\](?:[ \t]+(.*))?$")
-_HEADING = re.compile(r"^#{1,6}([ \t].*)?$")
 TODO_FILE = "TODO.md"
 IMPORT_LOCK = 0x0B_70D0
 MAX_TODO_BYTES = 4 * 1024 * 1024
@@ -57,180 +56,228 @@ IMPORT_BATCH = 500
 # Drafts of one import that each get an approval card on the phone; a bigger import sends one
 # `todo_imported` notice instead (the drafts wait in /inbox).
 MAX_IMPORT_CARDS = 20
+SYNC_FIELDS = (*EDITABLE, *WRITTEN_STATUS)
 
-# on_progress(stage, done, total): stage "checking" (parsing, in specs) then "writing" (tasks)
+# on_progress(stage, done, total): stage "checking" (planning, in items) then "writing" (tasks)
 ProgressFn = Callable[[str, int, int], None]
 
 
-@dataclass
-class Chunk:
-    line: int  # first line, 1-based
-    text: str
-    heading: bool = False  # started by a `## Title` heading (its first line is the title)
+# ------------------------------------------------------------------ what an item becomes
 
 
-def split_specs(text: str) -> list[Chunk]:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    chunks: list[Chunk] = []
-    cur: list[str] = []
-    start = 1
-    heading = False
-    in_comment = False
+class Planned(BaseModel):
+    """What an import does (or, in a dry run, would do) with one item of the file."""
 
-    def flush() -> None:
-        body = "\n".join(cur)
-        lines = [ln.strip() for ln in cur]
-        if any(not _PREAMBLE.match(ln) for ln in lines) and body.strip():
-            chunks.append(Chunk(start, body, heading))
-
-    for n, raw in enumerate(text.split("\n"), 1):
-        if raw.lstrip().startswith("<!--") and "-->" not in raw:
-            in_comment = True
-        if in_comment:
-            if "-->" in raw:
-                in_comment = False
-            cur.append("<!-- -->")
-            continue
-        unindented = raw[:1] not in (" ", "\t")
-        if unindented and _RULE.match(raw):
-            flush()
-            cur, start, heading = [], n + 1, False
-            continue
-        m = _H2.match(raw) if unindented else None
-        if m and m.group(1).strip().rstrip(":").lower() not in _SECTION_NAMES:
-            flush()
-            cur, start, heading = [m.group(1).strip()], n, True
-            continue
-        cur.append(raw)
-    flush()
-    return chunks
-
-
-@dataclass
-class TodoFile:
-    """What a TODO.md holds: specs to file (with their lines) and checked items skipped."""
-
-    specs: list[Spec] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    checked: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Item:
     line: int
     title: str
-    steps: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    action: str  # file, update, same, backlog_newer, conflict, skip, unreadable, duplicate
+    key: str | None = None
+    why: str = ""
+    changes: dict[str, list[Any]] = {}  # update: field -> [backlog, file]
+    conflicts: list[str] = []  # fields changed on both sides
+    warnings: list[str] = []
 
 
-def _checklist(chunk: Chunk) -> tuple[list[_Item], list[str]] | None:
-    """(unchecked items, checked item titles) when the chunk is a checklist, else None."""
-    lines = chunk.text.split("\n")
-    body = lines[1:] if chunk.heading else lines
-    first = chunk.line + (1 if chunk.heading else 0)
-    items: list[_Item] = []
-    checked: list[str] = []
-    top: int | None = None  # the indentation of top-level items
-    parent_checked = False
-    for n, raw in enumerate(body, first):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("<!--"):
-            continue
-        m = _CHECKBOX.match(raw)
-        if m:
-            indent = len(m.group(1).expandtabs(4))
-            done = m.group(2) != " "
-            text = (m.group(3) or "").strip()
-            if top is None or indent <= top:
-                top = indent
-                parent_checked = done
-                if done:
-                    checked.append(text)
-                elif text:
-                    items.append(_Item(n, text))
-            elif not done and not parent_checked and items:
-                items[-1].steps.append(text)
-            continue
-        if _HEADING.match(stripped) and raw[:1] == "#":
-            continue
-        if raw[:1] in (" ", "\t") and top is not None:
-            if items and not parent_checked:
-                items[-1].notes.append(stripped)
-            continue
-        return None  # a line that is neither: this part is a spec, not a checklist
-    if top is None:
-        return None
-    return items, checked
-
-
-def _item_spec(item: _Item) -> Spec:
-    title, notes = item.title, list(item.notes)
-    if len(title) > MAX_TITLE:
-        notes.insert(0, title)
-        title = title[: MAX_TITLE - 3].rsplit(" ", 1)[0] + "..."
-    return make_spec(title=title, steps=item.steps, notes="\n".join(notes))
-
-
-def read_todo(text: str, on_progress: ProgressFn | None = None) -> TodoFile:
-    """Every spec of a TODO.md, checklist items included; SpecError naming the line of each
-    broken one."""
-    out = TodoFile()
-    problems: list[str] = []
-    chunks = split_specs(text)
-    for i, chunk in enumerate(chunks):
-        if on_progress and i % IMPORT_BATCH == 0:
-            on_progress("checking", i, len(chunks))
-        listed = _checklist(chunk)
-        if listed is not None:
-            items, checked = listed
-            out.checked.extend(checked)
-            for item in items:
-                try:
-                    out.specs.append(_item_spec(item))
-                    out.lines.append(item.line)
-                except SpecError as err:
-                    problems.extend(f"item at line {item.line}: {p}" for p in err.problems)
-            continue
-        body = "\n".join(ln for ln in chunk.text.split("\n") if not ln.strip().startswith("<!--"))
-        try:
-            out.specs.append(parse(body))
-            out.lines.append(chunk.line)
-        except SpecError as err:
-            problems.extend(f"spec at line {chunk.line}: {p}" for p in err.problems)
-        if len(problems) >= 20:
-            break
-    if problems:
-        raise SpecError(problems[:20])
-    return out
-
-
-def parse_todo(text: str) -> list[Spec]:
-    """Every spec of a TODO.md; SpecError naming the line of each broken spec."""
-    return read_todo(text).specs
-
-
-def render_todo(repo: str, specs: list[Spec]) -> str:
-    out = [
-        f"# TODO ({repo})",
-        "",
-        "<!-- Written by `ob export-todo`; `ob import-todo` reads it back. One task per `## `"
-        " heading, in the ob spec text form. -->",
-        "",
-    ]
-    for spec in specs:
-        text = render(spec)
-        out.append("## " + text)
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-@dataclass
-class ImportResult:
+class ImportResult(BaseModel):
     path: str
     repo: str | None
-    created: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # "title (done)", "item (checked)"
+    dry_run: bool = False
+    created: list[str] = []  # keys filed (titles in a dry run)
+    updated: list[str] = []
+    existing: list[str] = []  # in the backlog already, nothing to change
+    conflicts: list[str] = []
+    skipped: list[str] = []  # "line 12: title (checked)"
+    unreadable: list[str] = []  # "line 15: reason"
+    warnings: list[str] = []
     checked: int = 0  # checked checklist items among the skipped
+    items: list[Planned] = []
+
+
+def file_view(spec: Spec, repo: str | None) -> dict[str, Any]:
+    """The synced fields as the file has them, and the lifecycle it says."""
+    view = {f: getattr(spec, f) for f in EDITABLE}
+    view["repo"] = spec.repo or repo
+    return _json({**view, **written_status(spec), "lifecycle": _class(spec.status)})
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    """The synced fields as the backlog has them, and the lifecycle."""
+    return _json({**{f: getattr(task, f) for f in SYNC_FIELDS}, "lifecycle": _class(task.status)})
+
+
+def _json(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in view.items()}
+
+
+def _class(status: Status | None) -> str:
+    """done, rejected, or unfinished (what an import can tell apart, and never changes)."""
+    if status in (Status.DONE, Status.REJECTED):
+        return status.value
+    return "unfinished"
+
+
+class _Match(BaseModel):
+    item: Planned
+    task: Task
+    apply: dict[str, Any] = {}
+    record: dict[str, Any] | None = None  # the file view to remember, None: leave the record
+
+
+class _Plan(BaseModel):
+    action: str
+    apply: dict[str, Any] = {}
+    conflicts: list[str] = []
+    remember: dict[str, Any] | None = None
+    why: str = ""
+
+
+def _three_way(
+    fview: dict[str, Any], task: Task, synced: asyncpg.Record | None, keyed: bool
+) -> _Plan:
+    """Each synced field compared with what the file and the backlog said at the last sync: a
+    field changed in the file only is applied, in the backlog only left, on both sides a
+    conflict. The lifecycle is never changed by an import: a file that says otherwise is
+    reported (each time, until they agree)."""
+    tview = task_view(task)
+    if synced is None:
+        if not keyed:
+            return _Plan(action="same", remember=fview, why="already in the backlog (by title)")
+        then_file, then_task = tview, tview  # keyed, never synced with this file: it speaks
+    else:
+        then_file, then_task = dict(synced["file_view"]), dict(synced["task_view"])
+    plan = _Plan(action="same", remember=dict(fview))
+    assert plan.remember is not None
+    other_life = fview["lifecycle"] != tview["lifecycle"]
+    for f in (*SYNC_FIELDS, "lifecycle"):
+        in_file = fview.get(f) != then_file.get(f)
+        if not in_file or fview.get(f) == tview.get(f):
+            continue
+        if f == "lifecycle" or (f in WRITTEN_STATUS and other_life):
+            plan.remember[f] = then_file.get(f)
+            plan.why = (
+                f"the file says {fview['lifecycle']}, the backlog has {task.status.value}:"
+                " an import never changes that"
+            )
+        elif tview.get(f) != then_task.get(f):
+            plan.conflicts.append(f)
+            plan.remember[f] = then_file.get(f)
+        else:
+            plan.apply[f] = fview.get(f)
+    if plan.conflicts:
+        plan.action = "conflict"
+        plan.why = (
+            f"{', '.join(plan.conflicts)} changed in the file and in the backlog since the last"
+            " sync; make them agree, or `ob export-todo --force` to write the backlog's version"
+        )
+    elif plan.apply:
+        plan.action = "update"
+    elif any(tview.get(f) != then_task.get(f) for f in SYNC_FIELDS) and tview != fview:
+        plan.action, plan.why = "backlog_newer", "changed in the backlog; export writes it"
+    elif not plan.why:
+        plan.why = "already in the backlog"
+    return plan
+
+
+async def plan_items(
+    conn: asyncpg.Connection,
+    backlog: Backlog,
+    doc: TodoDocument,
+    repo: str | None,
+    path: str | None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[list[Planned], list[tuple[Planned, Spec]], list[_Match]]:
+    """What each item of the document becomes: every item planned, the new specs to file and the
+    matched tasks (with what to apply). Reads only."""
+    prefix = backlog.prefix
+    readable = [i for i in doc.items if i.spec is not None]
+    numbers = {n for i in readable if i.key and (n := parse_key(i.key, prefix)) is not None}
+    by_number = await tasks_by_number(conn, numbers, prefix)
+    by_title = await numbers_by_title(conn, (i.spec.title for i in readable if i.spec))
+    titled = await tasks_by_number(conn, by_title.values(), prefix)
+    synced: dict[int, asyncpg.Record] = {}
+    if path is not None:
+        rows = await conn.fetch(
+            "select s.task_id, t.number, s.file_view, s.task_view from todo_sync s"
+            " join tasks t on t.id = s.task_id where s.path = $1 and t.number = any($2)",
+            path,
+            sorted({*by_number, *by_title.values()}),
+        )
+        synced = {r["number"]: r for r in rows}
+    planned: list[Planned] = []
+    new: list[tuple[Planned, Spec]] = []
+    matches: list[_Match] = []
+    seen_new: dict[tuple[str | None, str], int] = {}
+    seen_task: dict[int, int] = {}
+    for n, item in enumerate(doc.items):
+        if on_progress and n % IMPORT_BATCH == 0:
+            on_progress("checking", n, len(doc.items))
+        p = Planned(line=item.line, title=item.title, action="skip", warnings=item.warnings)
+        planned.append(p)
+        if item.spec is None:
+            if item.skip is not None:
+                p.why = item.skip
+            else:
+                p.action, p.why = "unreadable", item.problem or "does not read"
+            continue
+        spec = item.spec
+        spec_repo = spec.repo or repo
+        number = parse_key(spec.key, prefix) if spec.key else None
+        task = by_number.get(number) if number is not None else None
+        keyed = task is not None
+        if task is None and item.skip is None:
+            found = by_title.get((spec_repo, spec.title.lower()))
+            task = titled.get(found) if found is not None else None
+        if task is None:
+            if item.skip is not None:
+                p.why = item.skip
+                continue
+            if spec.key and number is not None:
+                p.warnings = [*p.warnings, f"{spec.key} is not in the backlog: filed as new"]
+            at = seen_new.get((spec_repo, spec.title.lower()))
+            if at is not None:
+                p.action, p.why = "duplicate", f"the same title as line {at}"
+                continue
+            seen_new[(spec_repo, spec.title.lower())] = item.line
+            p.action = "file"
+            new.append((p, spec.model_copy(update={"key": None, "repo": spec_repo})))
+            continue
+        p.key = task.key
+        if task.number in seen_task:
+            p.action, p.why = "duplicate", f"{task.key} is at line {seen_task[task.number]} too"
+            continue
+        seen_task[task.number] = item.line
+        fview = file_view(spec, spec_repo)
+        plan = _three_way(fview, task, synced.get(task.number), keyed)
+        if plan.apply and task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+            plan = _Plan(action="same", why=f"{task.key} is {task.status.value}: not edited")
+        p.action, p.why, p.conflicts = plan.action, plan.why, plan.conflicts
+        p.changes = {f: [task_view(task).get(f), v] for f, v in plan.apply.items()}
+        matches.append(_Match(item=p, task=task, apply=plan.apply, record=plan.remember))
+    return planned, new, matches
+
+
+def _summarise(result: ImportResult, planned: list[Planned], doc: TodoDocument) -> None:
+    checked = {i.line for i in doc.items if i.box in ("x", "X") and i.skip == "checked"}
+    for p in planned:
+        label = p.key or p.title
+        if p.action == "update":
+            result.updated.append(p.key or "")
+        elif p.action in ("same", "backlog_newer"):
+            result.existing.append(p.key or "")
+        elif p.action == "conflict":
+            result.conflicts.append(f"{p.key} (line {p.line}): {p.why}")
+        elif p.action == "skip":
+            result.skipped.append(f"line {p.line}: {label} ({p.why})")
+            result.checked += p.line in checked
+        elif p.action == "unreadable":
+            result.unreadable.append(f"line {p.line}: {p.title[:60]}: {p.why}")
+        elif p.action == "duplicate":
+            result.skipped.append(f"line {p.line}: {label} ({p.why})")
+        result.warnings += [f"line {p.line}: {w}" for w in p.warnings]
+    result.items = planned
+
+
+# ------------------------------------------------------------------ files
 
 
 async def _repo_for_file(backlog: Backlog, path: Path) -> str | None:
@@ -262,6 +309,14 @@ def _read_limited(p: Path) -> str:
         raise Invalid(f"cannot read {p}: it is not UTF-8 ({err})") from None
 
 
+def _todo_path(path: str | Path) -> Path:
+    p = Path(path).expanduser().resolve()
+    return p / TODO_FILE if p.is_dir() else p
+
+
+# ------------------------------------------------------------------ import
+
+
 _COPY_COLUMNS = [
     "number",
     "title",
@@ -280,6 +335,10 @@ _COPY_COLUMNS = [
     "approved_at",
     "approved_lane",
     "base_sha",
+    "status_word",
+    "status_date",
+    "status_reason",
+    "status_at",
 ]
 
 # Real numbers for the rows this import wrote with placeholders -1, -2, ... (in that order),
@@ -310,6 +369,25 @@ select 'draft_filed', t.id,
 from tasks t where t.id = any($1::bigint[]) and t.status = 'draft' order by t.number
 """
 
+# What the file and the backlog say now, per task (by number), remembered for the next sync.
+_RECORD = """
+insert into todo_sync (task_id, path, file_view, task_view)
+select t.id, $2, u.file_view, u.task_view
+from unnest($1::bigint[], $3::jsonb[], $4::jsonb[]) u(number, file_view, task_view)
+join tasks t on t.number = u.number
+on conflict (task_id, path) do update
+set file_view = excluded.file_view, task_view = excluded.task_view, synced_at = now()
+"""
+
+
+async def _record(
+    conn: asyncpg.Connection, path: str, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]
+) -> None:
+    if rows:
+        await conn.execute(
+            _RECORD, [r[0] for r in rows], path, [r[1] for r in rows], [r[2] for r in rows]
+        )
+
 
 async def import_todo(
     backlog: Backlog,
@@ -318,63 +396,55 @@ async def import_todo(
     *,
     approve: bool = False,
     repo: str | None = None,
+    dry_run: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> ImportResult:
-    """Import one TODO.md; all of it or, when a spec is broken, nothing. `on_progress(stage,
-    done, total)` follows the checking of the specs, then the writing of the new tasks."""
-    p = Path(path).expanduser().resolve()
-    if p.is_dir():
-        p = p / TODO_FILE
+    """Import one TODO.md (module docstring). `on_progress(stage, done, total)` follows the
+    planning of the items, then the writing of the new tasks."""
+    p = _todo_path(path)
     text = _read_limited(p)
-    todo = await asyncio.to_thread(read_todo, text, on_progress)
-    if len(todo.specs) + len(todo.checked) > MAX_TODO_SPECS:
+    doc = await asyncio.to_thread(read_document, text, p.name)
+    if len(doc.items) > MAX_TODO_SPECS:
         raise Invalid(
-            f"{p} holds {len(todo.specs) + len(todo.checked):,} specs; a TODO.md imports at"
-            f" most {MAX_TODO_SPECS:,}: split it into smaller files"
+            f"{p} holds {len(doc.items):,} specs; a TODO.md imports at most"
+            f" {MAX_TODO_SPECS:,}: split it into smaller files"
         )
     repo = repo or await _repo_for_file(backlog, p)
-    result = ImportResult(str(p), repo)
-    result.skipped = [f"{t} (checked)" for t in todo.checked]
-    result.checked = len(todo.checked)
-    prefix = backlog.prefix
-    async with backlog.transaction(wake=True) as conn:
-        await conn.execute("select pg_advisory_xact_lock($1)", IMPORT_LOCK)
-        # what is in the backlog already: two queries for the whole file
-        keyed = {parse_key(s.key, prefix) for s in todo.specs if s.key}
-        rows = await conn.fetch(
-            "select number, lower(title) as t from tasks where number = any($1::bigint[])",
-            sorted(n for n in keyed if n is not None),
-        )
-        by_number = {r["number"]: r["t"] for r in rows}
-        by_title = await numbers_by_title(conn, (s.title for s in todo.specs))
-
-        new: list[Spec] = []
-        pending: dict[tuple[str | None, str], int] = {}  # same spec twice in the file
-        dups: list[tuple[int, int]] = []  # (index in result.existing, index in new)
-        for spec in todo.specs:
-            spec_repo = spec.repo or repo
-            title = spec.title.lower()
-            number = parse_key(spec.key, prefix) if spec.key else None
-            found = number if number is not None and by_number.get(number) == title else None
-            if found is None:
-                found = by_title.get((spec_repo, title))
-            if found is not None:
-                result.existing.append(format_key(prefix, found))
-                continue
-            if (spec_repo, title) in pending:
-                dups.append((len(result.existing), pending[(spec_repo, title)]))
-                result.existing.append("")
-                continue
-            if spec.status in (Status.DONE, Status.REJECTED):
-                result.skipped.append(f"{spec.title} ({spec.status.value})")
-                continue
-            pending[(spec_repo, title)] = len(new)
-            new.append(spec.model_copy(update={"key": None, "status": None, "repo": spec_repo}))
+    result = ImportResult(path=str(p), repo=repo, dry_run=dry_run)
+    async with backlog.transaction(wake=not dry_run) as conn:
+        if not dry_run:
+            await conn.execute("select pg_advisory_xact_lock($1)", IMPORT_LOCK)
+        planned, new, matches = await plan_items(conn, backlog, doc, repo, str(p), on_progress)
+        _summarise(result, planned, doc)
+        if dry_run:
+            result.created = [spec.title for _, spec in new]
+            return result
+        details = {"todo": str(p)}
+        records: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        for m in matches:
+            task = m.task
+            if m.apply:
+                try:
+                    edited = await backlog.edit_in(
+                        conn, task.key, actor, m.apply, {**details, "line": m.item.line}
+                    )
+                    task = edited.task
+                except (BacklogError, SpecError) as err:
+                    m.item.action, m.item.why = "unreadable", str(err)
+                    result.updated.remove(task.key)
+                    result.unreadable.append(f"line {m.item.line}: {task.key}: {err}")
+                    continue
+            if m.record is not None:
+                records.append((task.number, m.record, task_view(task)))
         if new:
-            numbers = await _write(conn, backlog, new, actor, approve, str(p), on_progress)
-            result.created = [format_key(prefix, n) for n in numbers]
-            for at, idx in dups:
-                result.existing[at] = result.created[idx]
+            specs = [spec for _, spec in new]
+            ids = await _write(conn, backlog, specs, actor, approve, str(p), on_progress)
+            result.created = [format_key(backlog.prefix, n) for n in ids.values()]
+            for (item, spec), number in zip(new, ids.values(), strict=True):
+                item.key = format_key(backlog.prefix, number)
+                view = file_view(spec, spec.repo)  # the task holds what the file says
+                records.append((number, view, view))
+        await _record(conn, str(p), records)
     return result
 
 
@@ -386,9 +456,9 @@ async def _write(
     approve: bool,
     source: str,
     on_progress: ProgressFn | None,
-) -> list[int]:
+) -> dict[int, int]:
     """Write the new tasks in batches under placeholder numbers, then number them, then write
-    their events and notices; returns their numbers, in file order."""
+    their events and notices; returns id -> number, in file order."""
     who = str(actor)
     heads: dict[str, str | None] = {}
     if approve:  # the plan is approved against each repo's HEAD (drift), read once per repo
@@ -419,6 +489,8 @@ async def _write(
                 now if approve else None,
                 (s.lane or Lane.TRIAGE) if approve else None,
                 heads.get(s.repo) if (approve and s.repo) else None,
+                *written_status(s).values(),
+                _status_at(s.status_date, now),
             )
             for i, s in enumerate(batch)
         ]
@@ -439,7 +511,12 @@ async def _write(
                 OutboxKind.TODO_IMPORTED,
                 {"path": source, "count": total, "by": who, "first": first, "last": last},
             )
-    return [by_id[i] for i in ids]
+    return {i: by_id[i] for i in ids}
+
+
+def _status_at(on: date | None, now: datetime) -> datetime:
+    """A new task's status date: the day its status line names, else now."""
+    return datetime(on.year, on.month, on.day, tzinfo=UTC) if on else now
 
 
 async def repo_todo_paths(backlog: Backlog) -> list[tuple[str, Path]]:
@@ -452,9 +529,135 @@ async def repo_todo_paths(backlog: Backlog) -> list[tuple[str, Path]]:
     return out
 
 
-async def export_todo(backlog: Backlog, repo: str) -> str:
-    """The repo's unfinished tasks as a TODO.md."""
-    tasks = await backlog.list(
-        TaskFilter(repo=repo, status=[Status.DRAFT, Status.OPEN, Status.CLAIMED], limit=10_000)
-    )
-    return render_todo(repo, [spec_of(t) for t in tasks])
+# ------------------------------------------------------------------ export
+
+
+class ExportResult(BaseModel):
+    path: str | None  # None: written to stdout
+    text: str  # the file as it is (or, in a dry run, would be) after the export
+    changed: bool
+    rewritten: list[str] = []  # owned items written from the backlog
+    appended: list[str] = []  # tasks added at the end
+    kept: list[str] = []  # owned items left as they are, and why
+    by_title: list[str] = []  # tasks the file holds without their key (import matched them)
+    backup: str | None = None  # where the previous file was kept
+    diff: str = ""
+
+
+async def export_todo(
+    backlog: Backlog,
+    repo: str,
+    path: str | Path | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Write the repo's tasks into its TODO.md (or `path`): owned items in place, the
+    unfinished tasks the file lacks at the end, every other byte as it was (module docstring).
+    `path` None with a repo that has no work tree gives the text only."""
+    target = _todo_path(path) if path is not None else None
+    old = _read_limited(target) if target is not None and target.is_file() else ""
+    doc = read_document(old, target.name if target else TODO_FILE)
+    prefix = backlog.prefix
+    async with backlog.transaction() as conn:
+        owned = {
+            i: n
+            for i, item in enumerate(doc.items)
+            if item.key and (n := parse_key(item.key, prefix)) is not None
+        }
+        tasks = await tasks_by_number(conn, owned.values(), prefix)
+        unfinished = await backlog.list(
+            TaskFilter(repo=repo, status=[Status.DRAFT, Status.OPEN, Status.CLAIMED], limit=10_000)
+        )
+        synced: dict[int, dict[str, Any]] = {}
+        if target is not None:
+            rows = await conn.fetch(
+                "select t.number, s.file_view from todo_sync s join tasks t on t.id = s.task_id"
+                " where s.path = $1 and t.number = any($2)",
+                str(target),
+                sorted(tasks),
+            )
+            synced = {r["number"]: dict(r["file_view"]) for r in rows}
+        result = ExportResult(path=str(target) if target else None, text=old, changed=False)
+        replace: dict[int, Spec] = {}
+        for index, number in owned.items():
+            item, task = doc.items[index], tasks.get(number)
+            if task is None:
+                result.kept.append(f"line {item.line}: {item.key} is not in the backlog")
+                continue
+            assert item.spec is not None
+            if not force and target is not None:
+                now = file_view(item.spec, item.spec.repo or task.repo)
+                if synced.get(task.number) != now:
+                    why = (
+                        "edited in the file since the last sync"
+                        if task.number in synced
+                        else "not synced with this file yet"
+                    )
+                    result.kept.append(
+                        f"line {item.line}: {task.key} {why}: left as it is; `ob import-todo`"
+                        " it first (or --force)"
+                    )
+                    continue
+            replace[index] = spec_of(task)
+            result.rewritten.append(task.key)
+        in_file = {tasks[n].key for n in owned.values() if n in tasks}
+        titles = {
+            (i.spec.repo or repo, i.spec.title.lower()): i for i in doc.items if i.spec is not None
+        }
+        append: list[Task] = []
+        for t in unfinished:
+            if t.key in in_file:
+                continue
+            if (t.repo, t.title.lower()) in titles:
+                result.by_title.append(t.key)
+                continue
+            append.append(t)
+        result.appended = [t.key for t in append]
+        new_text = rewrite(doc, replace, [spec_of(t) for t in append], title=f"TODO ({repo})")
+        result.text, result.changed = new_text, new_text != old
+        if result.changed:
+            result.diff = "".join(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    new_text.splitlines(keepends=True),
+                    fromfile=f"{target or TODO_FILE} (now)",
+                    tofile=f"{target or TODO_FILE} (after export)",
+                )
+            )
+        if dry_run or target is None:
+            return result
+        if result.changed:
+            result.backup = await asyncio.to_thread(_replace_file, target, old, new_text)
+        written = read_document(new_text, target.name)
+        by_key = {i.key: i for i in written.items if i.key and i.spec is not None}
+        records = []
+        for t in [*(tasks[n] for n in owned.values() if n in tasks), *append]:
+            now_item = by_key.get(t.key)
+            if now_item is None or now_item.spec is None:
+                continue
+            if t.key in result.rewritten or t.key in result.appended:
+                view = file_view(now_item.spec, now_item.spec.repo or t.repo)
+                records.append((t.number, view, task_view(t)))
+        await _record(conn, str(target), records)
+    return result
+
+
+def _replace_file(target: Path, old: str, new: str) -> str | None:
+    """Write `new` over `target` atomically, keeping the previous content as `<name>.orig`."""
+    backup = None
+    if target.exists():
+        backup_path = target.with_name(target.name + ".orig")
+        backup_path.write_text(old, "utf-8", newline="")
+        backup = str(backup_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return backup
