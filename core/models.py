@@ -184,6 +184,9 @@ class EventKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"
     REPO_BRANCH_SET = "repo_branch_set"
     REPO_SKIPPED = "repo_skipped"
+    QUESTION_ASKED = "question_asked"
+    QUESTION_ANSWERED = "question_answered"
+    QUESTION_LEFT_OPEN = "question_left_open"  # the lease ended with it open: to the operator
 
 
 class OutboxKind(StrEnum):
@@ -205,6 +208,9 @@ class OutboxKind(StrEnum):
     DEFAULT_BRANCH_CHANGED = "default_branch_changed"  # about a repo, not a task
     TODO_IMPORTED = "todo_imported"  # many drafts at once: one notice instead of many cards
     TASK_EDITED = "task_edited"  # spec fields changed: the task's cards show it as it is now
+    QUESTION_ASKED = "question_asked"  # a card with one button per option; a reply answers
+    QUESTION_ANSWERED = "question_answered"  # the question's cards show the answer
+    QUESTION_LEFT_OPEN = "question_left_open"  # its lease ended: the task waits in decision
 
 
 def format_key(prefix: str, number: int) -> str:
