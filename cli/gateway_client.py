@@ -59,18 +59,21 @@ class GatewayClient:
             settings.data_dir / "leases.json", token_id(self.token) or "default"
         )
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry)."""
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, waits: int = 0
+    ) -> Any:
+        """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry).
+        `waits`: seconds the gateway may hold the request (a waiting claim or answer)."""
         for delay in RETRY_DELAYS:
             try:
-                return self._once(method, path, body)
+                return self._once(method, path, body, TIMEOUT + waits)
             except GatewayError as err:
                 if not err.retryable:
                     raise
             self.sleep(delay)
-        return self._once(method, path, body)
+        return self._once(method, path, body, TIMEOUT + waits)
 
-    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _once(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Any:
         request = urllib.request.Request(
             self.url + path,
             method=method,
@@ -82,7 +85,7 @@ class GatewayClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 raw, status = response.read(), response.status
         except urllib.error.HTTPError as err:
             raise GatewayError(err.code, _problem(err.read(), err.code)) from None

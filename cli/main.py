@@ -31,6 +31,7 @@ from cli.app import (
     run_backlog,
     settings,
 )
+from cli.questions_cmd import register as register_question_commands
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
 from cli.status_cmd import register as register_status_commands
@@ -420,6 +421,7 @@ def spec_cmd(key: KeyArg) -> None:
 
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
+register_question_commands(app)
 register_agent_verbs(app)
 register_git_commands(app)
 register_status_commands(app)

@@ -117,6 +117,8 @@ def parse_priority(value: str | int) -> int:
 MIN_LEASE_SECONDS = 10
 MAX_LEASE_SECONDS = 86_400
 MAX_EPOCH = 2**62
+# The one bound on a request that waits: a claim for work, a question for its answer (seconds).
+MAX_WAIT_SECONDS = 60
 
 ActorKind = Literal["operator", "agent", "system", "git"]
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from core import events
 from core.backlog import Backlog, require_operator
@@ -120,8 +121,9 @@ class Question(BaseModel):
     lease_held: bool  # the agent that asked still holds the lease it asked under
     replayed: bool = False  # the answer to an ask that had been asked already
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def status(self) -> str:
+    def status(self) -> Literal["pending", "answered"]:
         """`answered`, or `pending` while it waits for the operator."""
         return "answered" if self.answered_at is not None else "pending"
 

@@ -32,14 +32,14 @@ import asyncpg
 from core.errors import Invalid
 from core.leases import Lease, Leases
 from core.listen import Listener
-from core.models import Actor
+from core.models import MAX_WAIT_SECONDS, Actor
 from core.questions import QUESTIONS_CHANNEL, Question, Questions
 from core.shaping import local_today
 
 log = logging.getLogger("ob.waiting")
 
 READY_CHANNEL = "ob_ready"
-MAX_WAIT = 60  # seconds a request may wait: a claim for work, or a question for its answer
+MAX_WAIT = MAX_WAIT_SECONDS
 RECHECK_EVERY = 30.0
 RECHECK_DEAF = 2.0
 CLOCK_MARGIN = 0.05  # a round for a lease expiring at T runs just after T
@@ -129,17 +129,26 @@ class Waits:
         """Claims waiting for work in this process now."""
         return len(self._waiters)
 
+    @property
+    def awaiting_answers(self) -> int:
+        """Requests waiting for an answer in this process now."""
+        return sum(len(events) for events in self._answers.values())
+
     async def start(self) -> None:
         self._closing = False
         await self._listener.start()
         self._task = asyncio.create_task(self._run(), name="ob-waits")
 
-    async def stop(self) -> None:
-        """Every waiting request answers at once (nothing ready / pending), then stop."""
+    def release(self) -> None:
+        """The process is stopping: every waiting request answers now (nothing ready, or
+        pending), and requests from now on do not wait."""
         self._closing = True
         for w in self._waiters:
             w.turn.set()
         self._wake_answers(list(self._answers))
+
+    async def stop(self) -> None:
+        self.release()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
