@@ -118,3 +118,12 @@ class DigestCB(CallbackData, prefix="g"):
     """A digest button that starts a drain mode."""
 
     mode: DrainMode
+
+
+class QuestionCB(CallbackData, prefix="q"):
+    """An option of an agent's question (`option`: its number, from 1), on the question's card
+    or (with `mode`) on a drain mode's current card."""
+
+    question: int
+    option: int
+    mode: DrainMode | None = None

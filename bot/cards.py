@@ -13,6 +13,7 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import keyboards, render
 from core.botstore import BotStore, CardKind
 from core.models import Actor, Status, Task
+from core.questions import Question
 
 log = logging.getLogger("ob.bot.cards")
 
@@ -86,4 +87,33 @@ async def refresh(bot: Bot, store: BotStore, task_id: int, task: Task, tz: ZoneI
             edited += 1
         else:
             await store.forget_card(card)
+    return edited
+
+
+def question_text(q: Question, tz: ZoneInfo, head: str = "❓") -> str:
+    """An agent's question as its card shows it (with the answer, once there is one)."""
+    return render.question(
+        q.key,
+        q.title,
+        q.id,
+        q.asked_by,
+        q.text,
+        q.options,
+        tz,
+        answer=q.answer,
+        answered_by=q.answered_by,
+        answered_at=q.answered_at,
+        head="✅" if q.answered_at else head,
+    )
+
+
+async def show_answer(bot: Bot, store: BotStore, qid: int, text: str) -> int:
+    """Every card of the question shows `text` (its answer), without buttons; returns how
+    many."""
+    edited = 0
+    for chat_id, message_id in await store.question_cards(qid):
+        if await edit_message(bot, chat_id, message_id, text, None):
+            edited += 1
+        else:
+            await store.forget_question_card(chat_id, message_id)
     return edited

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from core.decisions import Ranked
 from core.digest import Digest, LaneLoad
 from core.models import Event, Status, Task
 from core.spec import Spec
@@ -193,6 +194,40 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
     return fit("\n".join([head, "", *kept, cut, *tail]))
 
 
+def question(
+    key: str,
+    title: str,
+    qid: int,
+    asked_by: str,
+    text: str,
+    options: list[str],
+    tz: ZoneInfo,
+    *,
+    answer: str | None = None,
+    answered_by: str | None = None,
+    answered_at: datetime | None = None,
+    head: str = "❓",
+) -> str:
+    """An agent's question as a card: the options numbered, and how to answer (or the answer,
+    once given)."""
+    lines = [
+        f"{head} <b>{esc(key)}</b> {esc(title, 200)}",
+        f"<b>{esc(actor_label(asked_by))}</b> asks (Q{qid}):",
+        esc(text, 2500),
+    ]
+    lines += [f"{i}. {esc(option, 200)}" for i, option in enumerate(options, 1)]
+    if answer is None:
+        how = "Tap an answer, or reply" if options else "Reply"
+        lines += ["", f"<i>{how} to this message with your answer.</i>"]
+    else:
+        lines += [
+            "",
+            f"✅ <b>{esc(answer, 1000)}</b> — answered by {esc(actor_label(answered_by))} at "
+            f"{when(answered_at, tz)}",
+        ]
+    return fit("\n".join(lines))
+
+
 def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:
     """One line per lane (and the drafts): how many wait, how many are claimed, the oldest."""
     out = []
@@ -204,15 +239,41 @@ def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:
     return out
 
 
+def decide_lines(found: Ranked, now: datetime) -> list[str]:
+    """What waits for the operator's decision, most-blocking first (the digest's section)."""
+    if not found.total:
+        return []
+    out = ["", f"⚖️ <b>Waiting for your decision</b>: {found.total} (/decide)"]
+    if found.starved:
+        out.append("<i>agents are idle: nothing is ready for them</i>")
+    for p in found.items:
+        why = []
+        if p.agent_waiting:
+            why.append(f"{esc(actor_label(p.by))} is waiting")
+        if p.unblocks:
+            why.append(f"unblocks {p.unblocks}")
+        why.append(age(p.at, now))
+        what = (
+            f"❓ {esc(p.question.ref)} {esc(p.key)} {esc(p.question.text, 80)}"
+            if p.question is not None
+            else f"• {esc(p.key)} {esc(p.title, 80)}"
+        )
+        out.append(f"{what} ({', '.join(why)})")
+    return out
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
     out += lane_lines(d.lanes, now)
+    out += decide_lines(d.decide, now)
     aw = d.awaiting_approval
     out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
     for it in aw.items:
+        releases = f" · unblocks {it.unblocks}" if it.unblocks else ""
         out.append(
-            f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, {age(it.at, now)})"
+            f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, "
+            f"{age(it.at, now)}){releases}"
         )
     back = d.back_today
     if back.total:

@@ -15,7 +15,7 @@ The order, best first:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 import asyncpg
@@ -40,6 +40,7 @@ class Pending(BaseModel):
     number: int
     title: str
     at: datetime  # asked, filed, or since when it is in the lane
+    by: str  # who asked, or who filed the task
     unblocks: int  # unfinished tasks waiting on the task, directly or through others
     agent_waiting: bool  # an agent holds the task and waits on this question
     ready: bool  # no unfinished prerequisite: deciding it can give agents work at once
@@ -52,22 +53,25 @@ class Ranked(BaseModel):
     items: list[Pending]
 
 
-# $1..$3 which kinds, $4 starved, $5 limit. A task in requires_decision with an open question
-# is there as its question. `down` walks every waiting task below each pending one.
+# $1..$3 which kinds, $4 starved, $5 limit, $6 a day: drafts and decisions snoozed past it are
+# left out (null: none is). A task in requires_decision with an open question is there as its
+# question. `down` walks every waiting task below each pending one.
 _RANKED = """
 with recursive items as (
     select 'question' as kind, q.id as question, t.id, t.number, t.title, q.asked_at as at,
-           (l.lease_agent_id = q.agent_id and l.epoch = q.epoch
+           q.asked_by as by, (l.lease_agent_id = q.agent_id and l.epoch = q.epoch
             and l.lease_expires_at > now()) as agent_waiting
     from questions q join tasks t on t.id = q.task_id join task_leases l on l.task_id = t.id
     where $1 and q.answered_at is null and t.status in ('draft', 'open')
     union all
-    select 'draft', null, t.id, t.number, t.title, t.created_at, false
-    from tasks t where $2 and t.status = 'draft'
+    select 'draft', null, t.id, t.number, t.title, t.created_at, t.created_by, false
+    from tasks t
+    where $2 and t.status = 'draft' and ($6::date is null or coalesce(t.trigger_on <= $6, true))
     union all
-    select 'decision', null, t.id, t.number, t.title, t.status_at, false
+    select 'decision', null, t.id, t.number, t.title, t.status_at, t.created_by, false
     from tasks t
     where $3 and t.status = 'open' and t.lane = 'requires_decision'
+      and ($6::date is null or coalesce(t.trigger_on <= $6, true))
       and not exists (select 1 from questions q where q.task_id = t.id and q.answered_at is null)
 ),
 down (root, id) as (
@@ -114,10 +118,16 @@ async def ranked_on(
     backlog: Backlog,
     kinds: Iterable[PendingKind] = tuple(PendingKind),
     limit: int = 50,
+    *,
+    due_by: date | None = None,
+    hungry: bool | None = None,
 ) -> Ranked:
-    """The pending decisions of these kinds, best first (see the module's docstring)."""
+    """The pending decisions of these kinds, best first (see the module's docstring); with
+    `due_by`, without the drafts and decisions snoozed past that day. `hungry`: whether agents
+    are starved, when the caller knows already."""
     wanted = set(kinds)
-    hungry = await starved(conn, backlog)
+    if hungry is None:
+        hungry = await starved(conn, backlog)
     rows = await conn.fetch(
         _RANKED,
         PendingKind.QUESTION in wanted,
@@ -125,6 +135,7 @@ async def ranked_on(
         PendingKind.DECISION in wanted,
         hungry,
         limit,
+        due_by,
     )
     ids = [r["question"] for r in rows if r["question"] is not None]
     questions = {
@@ -141,6 +152,7 @@ async def ranked_on(
             number=r["number"],
             title=r["title"],
             at=r["at"],
+            by=r["by"],
             unblocks=r["unblocks"],
             agent_waiting=r["agent_waiting"],
             ready=r["ready"],
@@ -152,7 +164,11 @@ async def ranked_on(
 
 
 async def ranked(
-    backlog: Backlog, kinds: Iterable[PendingKind] = tuple(PendingKind), limit: int = 50
+    backlog: Backlog,
+    kinds: Iterable[PendingKind] = tuple(PendingKind),
+    limit: int = 50,
+    *,
+    due_by: date | None = None,
 ) -> Ranked:
     async with backlog.pool.acquire() as conn:
-        return await ranked_on(conn, backlog, kinds, limit)
+        return await ranked_on(conn, backlog, kinds, limit, due_by=due_by)

@@ -330,8 +330,11 @@ class Questions:
                     "key": q.key,
                     "id": qid,
                     "text": q.text,
+                    "options": q.options,
+                    "asked_by": q.asked_by,
                     "answer": answer,
                     "by": str(actor),
+                    "at": at.isoformat(),
                 },
             )
             await conn.execute("select pg_notify($1, $2)", QUESTIONS_CHANNEL, str(qid))

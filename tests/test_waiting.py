@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -26,24 +26,15 @@ from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
 from core.waiting import Waits
-from gateway.app import create_app
-from gateway.server import serving
 
 OP = Actor.operator("test")
 
 
 @pytest.fixture
-async def gw(backlog: Backlog, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Waits]]:
-    """The gateway on a real socket and its waiting hub; the safety-net recheck is an hour."""
+def gw(waiting_gateway: tuple[str, Waits], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Waits]:
+    """The gateway and its waiting hub, the safety-net recheck an hour."""
     monkeypatch.setattr(waiting, "RECHECK_EVERY", 3600.0)
-    apps = []
-
-    def make():
-        apps.append(create_app(backlog))
-        return apps[-1]
-
-    async with serving(make, "127.0.0.1", 0) as g:
-        yield g.url, apps[-1].state.waits
+    return waiting_gateway
 
 
 def client(url: str, token: str) -> httpx.AsyncClient:
