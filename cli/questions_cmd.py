@@ -41,7 +41,9 @@ def questions(
         return
     from cli.output import ago, plain_table
 
-    table = plain_table("Q", "task", "asked by", "asked", "question", "options", "state")
+    table = plain_table(
+        "Q", "task", "asked by", "asked", "question", "options", "state", overflow="fold"
+    )
     for item in found.items:
         q = item.question
         assert q is not None

@@ -59,8 +59,8 @@ class Ranked(BaseModel):
 _RANKED = """
 with recursive items as (
     select 'question' as kind, q.id as question, t.id, t.number, t.title, q.asked_at as at,
-           q.asked_by as by, (l.lease_agent_id = q.agent_id and l.epoch = q.epoch
-            and l.lease_expires_at > now()) as agent_waiting
+           q.asked_by as by, coalesce(l.lease_agent_id = q.agent_id and l.epoch = q.epoch
+                                      and l.lease_expires_at > now(), false) as agent_waiting
     from questions q join tasks t on t.id = q.task_id join task_leases l on l.task_id = t.id
     where $1 and q.answered_at is null and t.status in ('draft', 'open')
     union all

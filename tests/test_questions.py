@@ -122,6 +122,9 @@ async def test_a_lease_that_ends_with_its_question_open_goes_to_decision(
         "select payload from outbox where kind = 'question_left_open' and task_id = $1", 1
     )
     assert notice["payload"]["id"] == q.id and notice["payload"]["key"] == lease.key
+    (pending,) = (await ranked(backlog, [PendingKind.QUESTION])).items
+    assert pending.question is not None and pending.question.id == q.id
+    assert not pending.agent_waiting and pending.question.left_open_at is not None
     # answered, it goes back to its lane for the next agent, the decision in its notes
     await questions.answer(f"Q{q.id}", OP, "2")
     task = await backlog.get(lease.key)

@@ -10,6 +10,7 @@ say."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -310,3 +311,79 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
         assert res.structured_content["answer"] == "yes, redis"
         res = await session.call_tool("claim_next", {"wait_seconds": 61})
         assert res.is_error
+
+
+async def _ob(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_cli_waits_asks_and_answers(
+    gw, backlog: Backlog, make_agent, settings, tmp_path: Path
+) -> None:
+    url, waits = gw
+    _, token = await make_agent("codex")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    agent = {**base, "OB_URL": url, "OB_AGENT_TOKEN": token, "OB_DATA_DIR": str(tmp_path)}
+    operator = {**base, "OB_DATABASE_URL": settings.database_url, "OB_DATA_DIR": str(tmp_path)}
+    operator["COLUMNS"] = "200"
+
+    claim = asyncio.create_task(_ob(agent, "next", "--wait", "60", "--json"))
+    await until(lambda: waits.waiting == 1, "ob next --wait waits")
+    code, out, err = await _ob(operator, "add", "Pick a cache", "-l", "autonomous")
+    assert code == 0, err
+    code, out, err = await claim
+    assert code == 0, err
+    assert json.loads(out)["lease"]["key"] == "OB-1"
+
+    code, out, err = await _ob(
+        agent, "ask", "OB-1", "Redis or Postgres?", "-o", "redis", "-o", "pg"
+    )
+    assert code == 0, err
+    assert "asked Q1 about OB-1" in out and "ob wait-answer 1" in out
+    code, out, _ = await _ob(operator, "questions")
+    assert "Q1" in out and "Redis or Postgres?" in out and "1. redis / 2. pg" in out
+    assert "agent waiting" in out  # codex holds the task it asked about
+    waiting = asyncio.create_task(_ob(agent, "wait-answer", "1", "--wait", "60"))
+    await until(lambda: waits.awaiting_answers == 1, "ob wait-answer waits")
+    code, out, err = await _ob(operator, "answer", "Q1", "pg")
+    assert code == 0, err
+    code, out, err = await waiting
+    assert code == 0, err
+    assert "Q1 (OB-1) answered by operator:cli: pg" in out
+    code, out, _ = await _ob(operator, "questions")
+    assert "no open questions" in out
+    code, _, err = await _ob(operator, "answer", "Q1", "redis")
+    assert code == 1 and "already answered" in err
+
+
+async def test_a_snoozed_task_sets_the_clock_for_its_day(
+    gw, backlog: Backlog, make_agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task snoozed until tomorrow wakes waiting claims at the operator's midnight: in a time
+    zone where it is 23:xx now, the hub's next round is due within the hour."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.shaping import local_today
+
+    _, waits = gw
+    offset = (23 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    settings = backlog.settings.model_copy(update={"timezone": zone})
+    monkeypatch.setattr(waits.backlog, "settings", settings)
+    tomorrow = local_today(settings.tz) + timedelta(days=1)
+    await backlog.file(make_spec(title="tomorrow", trigger_on=tomorrow), OP, lane=Lane.AUTONOMOUS)
+    midnight = datetime.combine(tomorrow, datetime.min.time(), tzinfo=settings.tz)
+    due = await waits._until_clock()
+    assert abs(due - (midnight - datetime.now(UTC)).total_seconds()) < 5
+    assert 0 < due <= 3600
