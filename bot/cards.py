@@ -13,7 +13,6 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import keyboards, render
 from core.botstore import BotStore, CardKind
 from core.models import Actor, Status, Task
-from core.questions import Question
 
 log = logging.getLogger("ob.bot.cards")
 
@@ -88,23 +87,6 @@ async def refresh(bot: Bot, store: BotStore, task_id: int, task: Task, tz: ZoneI
         else:
             await store.forget_card(card)
     return edited
-
-
-def question_text(q: Question, tz: ZoneInfo, head: str = "❓") -> str:
-    """An agent's question as its card shows it (with the answer, once there is one)."""
-    return render.question(
-        q.key,
-        q.title,
-        q.id,
-        q.asked_by,
-        q.text,
-        q.options,
-        tz,
-        answer=q.answer,
-        answered_by=q.answered_by,
-        answered_at=q.answered_at,
-        head="✅" if q.answered_at else head,
-    )
 
 
 async def show_answer(bot: Bot, store: BotStore, qid: int, text: str) -> int:

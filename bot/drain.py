@@ -17,7 +17,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import keyboards, render
 from bot.callbacks import DigestCB, DrainAction, DrainCB, DrainMode
-from bot.cards import edit_message, operator, question_text
+from bot.cards import edit_message, operator
 from bot.forms import DRAIN, Drain, DrainItem
 from bot.routing import Routes
 from core.backlog import Backlog
@@ -108,7 +108,7 @@ def card_text(d: Drain, task: Task, backlog: Backlog, question: Question | None 
     done = sum(d.tally.values())
     head = f"<b>{TITLES[d.mode]}</b> · card {done + 1} of {done + len(d.queue)}\n\n"
     tz = backlog.settings.tz
-    body = question_text(question, tz) if question is not None else render.card(task, tz)
+    body = render.question(question, task.title, tz) if question else render.card(task, tz)
     return render.fit(head + body)
 
 

@@ -271,40 +271,26 @@ def todo_imported(p: TodoImported, tz: ZoneInfo) -> Notice:
     )
 
 
-def _question(p: QuestionAsked, task: Task, tz: ZoneInfo, head: str) -> str:
-    return render.question(p.key, task.title, p.id, p.asked_by, p.text, p.options, tz, head=head)
-
-
 @renders(OutboxKind.QUESTION_ASKED)
 def question_asked(p: QuestionAsked, task: Task, tz: ZoneInfo) -> Notice:
     return Notice(
-        _question(p, task, tz, "❓"), markup=keyboards.question(p.id, p.options), question=p.id
+        render.question(p, task.title, tz),
+        markup=keyboards.question(p.id, p.options),
+        question=p.id,
     )
 
 
 @renders(OutboxKind.QUESTION_ANSWERED)
 def question_answered(p: QuestionAnswered, task: Task, tz: ZoneInfo) -> Notice:
     """Answered (here, in the CLI, anywhere): the question's cards show the answer."""
-    text = render.question(
-        p.key,
-        task.title,
-        p.id,
-        p.asked_by,
-        p.text,
-        p.options,
-        tz,
-        answer=p.answer,
-        answered_by=p.by,
-        answered_at=p.at,
-        head="✅",
-    )
+    text = render.question(p, task.title, tz)
     return Notice(text, delivery=Delivery.EDIT_QUESTION, question=p.id)
 
 
 @renders(OutboxKind.QUESTION_LEFT_OPEN)
 def question_left_open(p: QuestionLeftOpen, task: Task, tz: ZoneInfo) -> Notice:
     lane = p.from_lane.short if p.from_lane else "its lane"
-    text = _question(p, task, tz, "⚠️") + (
+    text = render.question(p, task.title, tz, head="⚠️") + (
         f"\n\n{esc(actor_label(p.asked_by))}'s lease ended before you answered, so the task "
         f"waits in decision. Your answer sends it back to {esc(lane)} for the next agent, "
         "with the decision in its notes."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.decisions import Ranked
@@ -194,37 +195,38 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
     return fit("\n".join([head, "", *kept, cut, *tail]))
 
 
-def question(
-    key: str,
-    title: str,
-    qid: int,
-    asked_by: str,
-    text: str,
-    options: list[str],
-    tz: ZoneInfo,
-    *,
-    answer: str | None = None,
-    answered_by: str | None = None,
-    answered_at: datetime | None = None,
-    head: str = "❓",
-) -> str:
-    """An agent's question as a card: the options numbered, and how to answer (or the answer,
-    once given)."""
+class AskedQuestion(Protocol):
+    """What a question card shows: core's Question, or an outbox payload about one."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def asked_by(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def options(self) -> list[str]: ...
+
+
+def question(q: AskedQuestion, title: str, tz: ZoneInfo, *, head: str = "❓") -> str:
+    """An agent's question as a card: the options numbered, and how to answer; or the answer,
+    once given (a question or payload with `answer`, `answered_by` and `answered_at`)."""
+    answer = getattr(q, "answer", None)
     lines = [
-        f"{head} <b>{esc(key)}</b> {esc(title, 200)}",
-        f"<b>{esc(actor_label(asked_by))}</b> asks (Q{qid}):",
-        esc(text, 2500),
+        f"{'✅' if answer is not None else head} <b>{esc(q.key)}</b> {esc(title, 200)}",
+        f"<b>{esc(actor_label(q.asked_by))}</b> asks (Q{q.id}):",
+        esc(q.text, 2500),
     ]
-    lines += [f"{i}. {esc(option, 200)}" for i, option in enumerate(options, 1)]
+    lines += [f"{i}. {esc(option, 200)}" for i, option in enumerate(q.options, 1)]
     if answer is None:
-        how = "Tap an answer, or reply" if options else "Reply"
+        how = "Tap an answer, or reply" if q.options else "Reply"
         lines += ["", f"<i>{how} to this message with your answer.</i>"]
     else:
-        lines += [
-            "",
-            f"✅ <b>{esc(answer, 1000)}</b> — answered by {esc(actor_label(answered_by))} at "
-            f"{when(answered_at, tz)}",
-        ]
+        by = actor_label(getattr(q, "answered_by", None))
+        at = when(getattr(q, "answered_at", None), tz)
+        lines += ["", f"✅ <b>{esc(answer, 1000)}</b> — answered by {esc(by)} at {at}"]
     return fit("\n".join(lines))
 
 

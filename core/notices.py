@@ -136,14 +136,10 @@ class QuestionAsked(TaskPayload):
     asked_by: str
 
 
-class QuestionAnswered(TaskPayload):
-    id: int
-    text: str
-    options: list[str] = []
-    asked_by: str
+class QuestionAnswered(QuestionAsked):
     answer: str
-    by: str
-    at: datetime
+    answered_by: str
+    answered_at: datetime
 
 
 class QuestionLeftOpen(QuestionAsked):

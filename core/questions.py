@@ -333,8 +333,8 @@ class Questions:
                     "options": q.options,
                     "asked_by": q.asked_by,
                     "answer": answer,
-                    "by": str(actor),
-                    "at": at.isoformat(),
+                    "answered_by": str(actor),
+                    "answered_at": at.isoformat(),
                 },
             )
             await conn.execute("select pg_notify($1, $2)", QUESTIONS_CHANNEL, str(qid))

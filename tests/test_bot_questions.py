@@ -22,9 +22,15 @@ from tests.test_waiting import client, until
 CLI = Actor.operator("cli")
 
 
-async def _asking(env: BotEnv, url: str, token: str, options: list[str]) -> tuple[int, int]:
-    """An agent claims OB-1 over the gateway and asks; the notifier sends the card. Returns
-    (the question's id, the card's message id)."""
+async def _asking(
+    waiting_gateway, backlog: Backlog, make_agent, options: list[str]
+) -> tuple[BotEnv, str, str, int, int]:
+    """The operator's bot; an agent claims OB-1 over the gateway and asks; the notifier sends
+    the card. Returns (the bot, the gateway's URL, the agent's token, the question's id, the
+    card's message id)."""
+    url = waiting_gateway[0]
+    env = make_env(backlog)
+    _, token = await make_agent("codex")
     await env.backlog.file(make_spec(title="a cache for sessions"), CLI, lane=Lane.AUTONOMOUS)
     async with client(url, token) as c:
         epoch = (await c.post("/v1/claim", json={})).json()["lease"]["epoch"]
@@ -36,16 +42,16 @@ async def _asking(env: BotEnv, url: str, token: str, options: list[str]) -> tupl
     assert await Notifier(env.bot, env.backlog, [OP], worker="test").drain_once() == 1
     qid = r.json()["id"]
     ((_, message_id),) = await BotStore(env.backlog).question_cards(qid)
-    return qid, message_id
+    return env, url, token, qid, message_id
 
 
 async def test_a_tap_answers_the_agent_waiting_on_the_gateway(
     waiting_gateway, backlog: Backlog, make_agent
 ) -> None:
-    url, waits = waiting_gateway
-    env = make_env(backlog)
-    _, token = await make_agent("codex")
-    qid, card = await _asking(env, url, token, ["redis", "postgres"])
+    waits = waiting_gateway[1]
+    env, url, token, qid, card = await _asking(
+        waiting_gateway, backlog, make_agent, ["redis", "postgres"]
+    )
     sent = env.session.of("SendMessage")[-1]
     assert "<b>codex</b> asks (Q1):" in sent.text and "Redis or Postgres?" in sent.text
     buttons = env.buttons()
@@ -78,10 +84,7 @@ async def test_a_tap_answers_the_agent_waiting_on_the_gateway(
 async def test_a_reply_to_the_card_answers_in_free_text(
     waiting_gateway, backlog: Backlog, make_agent
 ) -> None:
-    url, _ = waiting_gateway
-    env = make_env(backlog)
-    _, token = await make_agent("codex")
-    qid, card = await _asking(env, url, token, [])
+    env, url, token, qid, card = await _asking(waiting_gateway, backlog, make_agent, [])
     assert env.last_markup() is None  # no options: a reply answers
     card_message = bot_message(OP, card, env.session.texts()[-1])
     await env.feed(message_update(OP, "Postgres, we run it already", reply_to_message=card_message))
@@ -95,10 +98,7 @@ async def test_a_reply_to_the_card_answers_in_free_text(
 
 
 async def test_forged_and_out_of_range_taps(waiting_gateway, backlog: Backlog, make_agent) -> None:
-    url, _ = waiting_gateway
-    env = make_env(backlog)
-    _, token = await make_agent("codex")
-    qid, card = await _asking(env, url, token, ["a", "b"])
+    env, url, token, qid, card = await _asking(waiting_gateway, backlog, make_agent, ["a", "b"])
     env.session.clear()
     for data in ("q:abc:1:", "q:99999:1:", f"q:{qid}:3:", f"q:{qid}:0:", f"q:{qid}:1:nope"):
         await env.tap(data, message_id=card)
@@ -150,10 +150,7 @@ async def test_inbox_puts_the_draft_others_wait_on_first(backlog: Backlog, make_
 async def test_a_question_left_open_comes_with_its_buttons(
     waiting_gateway, backlog: Backlog, make_agent
 ) -> None:
-    url, _ = waiting_gateway
-    env = make_env(backlog)
-    _, token = await make_agent("codex")
-    qid, _ = await _asking(env, url, token, ["yes", "no"])
+    env, url, token, qid, _ = await _asking(waiting_gateway, backlog, make_agent, ["yes", "no"])
     async with client(url, token) as c:
         r = await c.post("/v1/tasks/OB-1/release", json={"epoch": 1})
         assert r.json()["lane"] == "requires_decision"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
 from core.waiting import Waits
+from tests.test_agent_cli import ob
 
 OP = Actor.operator("test")
 
@@ -202,20 +202,9 @@ async def test_ask_and_the_operator_answers_from_the_cli(
         await until(lambda: waits.awaiting_answers == 1, "the agent waits for the answer")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
         env.update(OB_DATABASE_URL=settings.database_url, OB_DATA_DIR=str(tmp_path))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli.main",
-            "answer",
-            "OB-1",
-            "2",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
-        assert f"answered Q{qid} (OB-1): postgres" in out.decode()
+        code, out, err = await ob(env, "answer", "OB-1", "2")
+        assert code == 0, err
+        assert f"answered Q{qid} (OB-1): postgres" in out
         got = (await asyncio.wait_for(answer, 90)).json()
         assert (got["status"], got["answer"], got["answered_by"]) == (
             "answered",
@@ -313,20 +302,6 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
         assert res.is_error
 
 
-async def _ob(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 async def test_the_cli_waits_asks_and_answers(
     gw, backlog: Backlog, make_agent, settings, tmp_path: Path
 ) -> None:
@@ -337,32 +312,30 @@ async def test_the_cli_waits_asks_and_answers(
     operator = {**base, "OB_DATABASE_URL": settings.database_url, "OB_DATA_DIR": str(tmp_path)}
     operator["COLUMNS"] = "200"
 
-    claim = asyncio.create_task(_ob(agent, "next", "--wait", "60", "--json"))
+    claim = asyncio.create_task(ob(agent, "next", "--wait", "60", "--json"))
     await until(lambda: waits.waiting == 1, "ob next --wait waits")
-    code, out, err = await _ob(operator, "add", "Pick a cache", "-l", "autonomous")
+    code, out, err = await ob(operator, "add", "Pick a cache", "-l", "autonomous")
     assert code == 0, err
     code, out, err = await claim
     assert code == 0, err
     assert json.loads(out)["lease"]["key"] == "OB-1"
 
-    code, out, err = await _ob(
-        agent, "ask", "OB-1", "Redis or Postgres?", "-o", "redis", "-o", "pg"
-    )
+    code, out, err = await ob(agent, "ask", "OB-1", "Redis or Postgres?", "-o", "redis", "-o", "pg")
     assert code == 0, err
     assert "asked Q1 about OB-1" in out and "ob wait-answer 1" in out
-    code, out, _ = await _ob(operator, "questions")
+    code, out, _ = await ob(operator, "questions")
     assert "Q1" in out and "Redis or Postgres?" in out and "1. redis / 2. pg" in out
     assert "agent waiting" in out  # codex holds the task it asked about
-    waiting = asyncio.create_task(_ob(agent, "wait-answer", "1", "--wait", "60"))
+    waiting = asyncio.create_task(ob(agent, "wait-answer", "1", "--wait", "60"))
     await until(lambda: waits.awaiting_answers == 1, "ob wait-answer waits")
-    code, out, err = await _ob(operator, "answer", "Q1", "pg")
+    code, out, err = await ob(operator, "answer", "Q1", "pg")
     assert code == 0, err
     code, out, err = await waiting
     assert code == 0, err
     assert "Q1 (OB-1) answered by operator:cli: pg" in out
-    code, out, _ = await _ob(operator, "questions")
+    code, out, _ = await ob(operator, "questions")
     assert "no open questions" in out
-    code, _, err = await _ob(operator, "answer", "Q1", "redis")
+    code, _, err = await ob(operator, "answer", "Q1", "redis")
     assert code == 1 and "already answered" in err
 
 
