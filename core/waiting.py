@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, time
 
 import asyncpg
 
+from core.db import UNAVAILABLE
 from core.errors import Invalid
 from core.leases import Lease, Leases
 from core.listen import Listener
@@ -225,6 +226,10 @@ class Waits:
                 await self._cycle()
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as err:
+                log.warning("waiting claims: the database is unavailable (%s); retrying", err)
+                await asyncio.sleep(RECHECK_DEAF)
+                self._poke.set()
             except Exception:
                 log.exception("waking waiting claims failed; trying again in %.0fs", RECHECK_DEAF)
                 await asyncio.sleep(RECHECK_DEAF)

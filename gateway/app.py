@@ -223,8 +223,7 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
         if lease is None and body.wait_seconds:
             return ClaimResponse(
                 lease=None,
-                message=f"nothing became ready for you in {body.wait_seconds} s; claim again "
-                "to wait on",
+                message="nothing became ready for you while you waited; claim again to wait on",
             )
         if lease is None:
             return ClaimResponse(lease=None, message="nothing is ready for you; try again later")
