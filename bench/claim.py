@@ -58,7 +58,7 @@ where id = $1 and status = 'claimed' and lease_agent_id = $2 and epoch = $3
 """
 
 # The same loop on the project's tables: the claim takes the lease row, the completion ends
-# the lease and marks the task done.
+# the lease (the task stops being ready, as core's completion says) and marks the task done.
 TASKS_CLAIM = """
 update task_leases set lease_agent_id = $1, epoch = epoch + 1,
        lease_expires_at = now() + interval '30 minutes'
@@ -68,7 +68,7 @@ returning task_id as id, epoch
 """
 TASKS_COMPLETE = """
 with l as (
-    update task_leases set lease_agent_id = null, lease_expires_at = null
+    update task_leases set lease_agent_id = null, lease_expires_at = null, ready = false
     where task_id = $1 and lease_agent_id = $2 and epoch = $3 and lease_expires_at > now()
     returning task_id
 )
