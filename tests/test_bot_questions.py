@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+from bot import render
 from bot.callbacks import DrainMode, QuestionCB
 from bot.notifier import Notifier
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.deps import add_prerequisite
+from core.digest import build_digest
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.questions import Questions
@@ -171,3 +173,18 @@ async def test_a_question_left_open_comes_with_its_buttons(
 def test_question_buttons_fit_telegram() -> None:
     data = QuestionCB(question=2**62, option=6, mode=DrainMode.DECIDE).pack()
     assert len(data.encode()) <= 64
+
+
+async def test_the_digest_lists_what_waits_for_a_decision(backlog: Backlog, make_agent) -> None:
+    codex, _ = await make_agent("codex")
+    leases = Leases(backlog)
+    await backlog.file(make_spec(title="a cache"), CLI, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    await Questions(leases).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
+    await backlog.file(make_spec(title="pick a queue"), CLI, lane=Lane.DECISION)
+    d = await build_digest(backlog)
+    assert [(p.kind, p.key) for p in d.decide.items] == [("question", "OB-1"), ("decision", "OB-2")]
+    text = render.digest(d, backlog.settings.tz)
+    assert "Waiting for your decision</b>: 2 (/decide)" in text
+    assert "❓ Q1 OB-1 Redis or Postgres? (codex is waiting, " in text
+    assert "• OB-2 pick a queue (" in text

@@ -10,6 +10,7 @@ import pytest
 from core.agents import revoke_agent
 from core.backlog import Backlog
 from core.decisions import PendingKind, ranked
+from core.deps import add_prerequisite
 from core.errors import Invalid, InvalidTransition, LeaseError
 from core.leases import Leases
 from core.models import Actor, Lane, Status
@@ -178,3 +179,22 @@ def test_answers_and_references() -> None:
         None,
         None,
     ]
+
+
+async def test_decisions_rank_by_what_they_release(backlog: Backlog, make_agent) -> None:
+    """More waiting work released first; but while agents sit idle with nothing ready, what can
+    give them work at once (nothing blocks it) goes first."""
+    await make_agent("codex")  # idle: it holds nothing
+    first = await backlog.file(make_spec(title="first, please"), OP)  # OB-1, triage
+    blocked = await backlog.file(make_spec(title="blocked, many wait"), OP, lane=Lane.DECISION)
+    await add_prerequisite(backlog, blocked.key, first.key, OP)
+    for title in ("waits a", "waits b"):
+        waiting = await backlog.file(make_spec(title=title), OP)
+        await add_prerequisite(backlog, waiting.key, blocked.key, OP)
+    free = await backlog.file(make_spec(title="free, nobody waits"), OP, lane=Lane.DECISION)
+    found = await ranked(backlog, [PendingKind.DECISION])
+    assert found.starved and [p.key for p in found.items] == [free.key, blocked.key]
+    assert [p.unblocks for p in found.items] == [0, 2]
+    await backlog.file(make_spec(title="work for codex"), OP, lane=Lane.AUTONOMOUS)
+    found = await ranked(backlog, [PendingKind.DECISION])
+    assert not found.starved and [p.key for p in found.items] == [blocked.key, free.key]
