@@ -113,12 +113,18 @@ async def raw_notify(url: str, n: int) -> list[float]:
     return out
 
 
+async def served(pool: asyncpg.Pool, db: str, sql: str) -> int:
+    """Connections to the database other than this bench's own (ob serve's)."""
+    async with pool.acquire() as conn:  # the others of the bench's pool are idle, not ob's
+        return int(await conn.fetchval(sql, db)) - (pool.get_size() - 1)
+
+
 async def connections(bench: Bench, pool: asyncpg.Pool, db: str, waiters: int) -> str:
-    idle = await pool.fetchval(CONNECTIONS, db)
+    idle = await served(pool, db, CONNECTIONS)
     clients = [bench.client(i % len(bench.tokens)) for i in range(waiters)]
     claims = [asyncio.create_task(c.post("/v1/claim", {"wait_seconds": 60})) for c in clients]
     await asyncio.sleep(2.0)  # every claim has looked once and waits
-    held = await pool.fetchval(CONNECTIONS, db)
+    held = await served(pool, db, CONNECTIONS)
     busy = await pool.fetchval(IN_USE, db)
     waiting = sum(not c.done() for c in claims)
     for c in clients:
@@ -127,8 +133,8 @@ async def connections(bench: Bench, pool: asyncpg.Pool, db: str, waiters: int) -
         t.cancel()
     await asyncio.sleep(1.0)  # the server sees them hang up
     return (
-        f"connections of ob serve (pool of 20 + listeners): {idle} idle; with {waiting} claims "
-        f"waiting: {held}, of which {busy} in use (none is held for a waiting claim)"
+        f"connections of ob serve (a pool of at most 20, and its listeners): {idle} before; "
+        f"with {waiting} claims waiting {held}, of which {busy} in use"
     )
 
 
