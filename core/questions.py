@@ -7,8 +7,8 @@ task's history and appended to its notes ("Decision: postgres â€” answered by â€
 agent sees it, and NOTIFY wakes the agent waiting for it (core.waiting).
 
 The lease rule: a question does not stop the lease's clock. Waiting for the answer heartbeats
-the lease (`touch`: each wait keeps it at least OB_LEASE_TTL beyond the wait); an agent that
-goes on working heartbeats as usual. A lease that ends with its question open (the agent died
+the lease (`touch`: a wait extends it to the wait plus OB_LEASE_TTL when less than half of that
+is left); an agent that goes on working heartbeats as usual. A lease that ends with its question open (the agent died
 and it expired, or it was released, handed off or revoked) moves the task to requires_decision
 carrying the question, and the operator is told (sql/013 enforces it on every path); answering
 it then sends the task back to the lane it was asked in, decision in its notes, for the next

@@ -280,8 +280,8 @@ def create_app(backlog: Backlog, *, board: Board | None = None, with_mcp: bool =
     ) -> Question:
         """A question and its answer (`status`: `answered`, or `pending`). With `wait`, the
         request returns as soon as the operator answers, or `pending` when the time is up.
-        Waiting for your own question keeps your lease on the task (OB_LEASE_TTL past the
-        wait)."""
+        Waiting for your own question keeps your lease on the task (up to OB_LEASE_TTL past
+        the wait)."""
         return await waits.answer(question_id, actor, wait)
 
     @app.post("/v1/tasks", tags=["tasks"], status_code=201, responses=errors)
