@@ -55,45 +55,53 @@ class Ranked(BaseModel):
 
 # $1..$3 which kinds, $4 starved, $5 limit, $6 a day: drafts and decisions snoozed past it are
 # left out (null: none is). A task in requires_decision with an open question is there as its
-# question. `down` walks every waiting task below each pending one.
-_RANKED = """
-with recursive items as (
-    select 'question' as kind, q.id as question, t.id, t.number, t.title, q.asked_at as at,
-           q.asked_by as by, coalesce(l.lease_agent_id = q.agent_id and l.epoch = q.epoch
-                                      and l.lease_expires_at > now(), false) as agent_waiting
-    from questions q join tasks t on t.id = q.task_id join task_leases l on l.task_id = t.id
-    where $1 and q.answered_at is null and t.status in ('draft', 'open')
-    union all
-    select 'draft', null, t.id, t.number, t.title, t.created_at, t.created_by, false
-    from tasks t
-    where $2 and t.status = 'draft' and ($6::date is null or coalesce(t.trigger_on <= $6, true))
-    union all
-    select 'decision', null, t.id, t.number, t.title, t.status_at, t.created_by, false
-    from tasks t
-    where $3 and t.status = 'open' and t.lane = 'requires_decision'
-      and ($6::date is null or coalesce(t.trigger_on <= $6, true))
-      and not exists (select 1 from questions q where q.task_id = t.id and q.answered_at is null)
-),
-down (root, id) as (
-    select d.prereq_id, d.task_id from task_deps d where d.prereq_id in (select id from items)
+# question. `down` walks every waiting task below each unfinished prerequisite (the links
+# only); whether a pending task is blocked is looked up for the order only while agents starve,
+# and for the rows returned.
+_READY = """not exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id
+                        where d.task_id = {task} and p.status <> 'done')"""
+_RANKED = f"""
+with recursive down (root, id) as (
+    select d.prereq_id, d.task_id from task_deps d
+    where (select p.status from tasks p where p.id = d.prereq_id) in ('draft', 'open')
     union
     select down.root, d.task_id from down join task_deps d on d.prereq_id = down.id
 ),
-released as (
-    select down.root, count(*) as n
-    from down join tasks w on w.id = down.id
-    where w.status in ('draft', 'open')
+released as (  -- a probe per link, not a scan of every unfinished task
+    select down.root, count(*) as n from down
+    where (select w.status from tasks w where w.id = down.id) in ('draft', 'open')
     group by down.root
 ),
 ranked as (
-    select i.*, coalesce(r.n, 0) as unblocks,
-           not exists (select 1 from task_deps d join tasks p on p.id = d.prereq_id
-                       where d.task_id = i.id and p.status <> 'done') as ready
-    from items i left join released r on r.root = i.id
+    select i.*, coalesce(r.n, 0) as unblocks, count(*) over () as total
+    from (
+        select 'question' as kind, q.id as question, t.id, t.number, t.title, q.asked_at as at,
+               q.asked_by as by, coalesce(l.lease_agent_id = q.agent_id and l.epoch = q.epoch
+                                          and l.lease_expires_at > now(), false) as agent_waiting
+        from questions q join tasks t on t.id = q.task_id join task_leases l on l.task_id = t.id
+        where $1 and q.answered_at is null and t.status in ('draft', 'open')
+        union all
+        select 'draft', null, t.id, t.number, t.title, t.created_at, t.created_by, false
+        from tasks t
+        where $2 and t.status = 'draft'
+          and ($6::date is null or coalesce(t.trigger_on <= $6, true))
+        union all
+        select 'decision', null, t.id, t.number, t.title, t.status_at, t.created_by, false
+        from tasks t
+        where $3 and t.status = 'open' and t.lane = 'requires_decision'
+          and ($6::date is null or coalesce(t.trigger_on <= $6, true))
+          and not exists (select 1 from questions q
+                          where q.task_id = t.id and q.answered_at is null)
+    ) i left join released r on r.root = i.id
+    order by i.agent_waiting desc,
+             (case when $4 then {_READY.format(task="i.id")} end) desc nulls last,
+             unblocks desc, i.at, i.number, i.question
+    limit $5
 )
-select *, count(*) over () as total from ranked
+select * from (
+    select r.*, {_READY.format(task="r.id")} as ready from ranked r
+) o
 order by agent_waiting desc, ($4 and ready) desc, unblocks desc, at, number, question
-limit $5
 """
 
 # Registered agents holding no lease.

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from core import waiting
+from core.agents import revoke_agent
 from core.backlog import Backlog
 from core.deps import add_prerequisite
 from core.leases import Leases
@@ -75,13 +76,16 @@ async def _make_ready(how: str, backlog: Backlog, leases: Leases, make_agent) ->
         holder = Actor.agent("holder", 1)
         await leases.release("OB-2", holder, 1, "cannot go on")
         return "OB-2"
+    if how == "revoke":
+        await revoke_agent(backlog, "holder", OP)
+        return "OB-2"
     assert how == "unblock"
     holder = Actor.agent("holder", 1)
     await leases.complete("OB-2", holder, 1, commits=["abc1234"])
     return "OB-3"
 
 
-@pytest.mark.parametrize("how", ["approve", "add", "lane", "release", "unblock"])
+@pytest.mark.parametrize("how", ["approve", "add", "lane", "release", "revoke", "unblock"])
 async def test_a_waiting_claim_is_woken_by_what_makes_work_ready(
     how: str, gw, backlog: Backlog, leases: Leases, make_agent
 ) -> None:
