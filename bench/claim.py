@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
-import httpx
 
-from bench.common import fresh_database, percentile, summary_ms
+from bench.common import Served, fresh_database, percentile, summary_ms
 from core.agents import add_agent, authenticate
 from core.backlog import Backlog
 from core.db import create_pool
@@ -63,7 +58,7 @@ where id = $1 and status = 'claimed' and lease_agent_id = $2 and epoch = $3
 """
 
 # The same loop on the project's tables: the claim takes the lease row, the completion ends
-# the lease and marks the task done.
+# the lease (the task stops being ready, as core's completion says) and marks the task done.
 TASKS_CLAIM = """
 update task_leases set lease_agent_id = $1, epoch = epoch + 1,
        lease_expires_at = now() + interval '30 minutes'
@@ -73,7 +68,7 @@ returning task_id as id, epoch
 """
 TASKS_COMPLETE = """
 with l as (
-    update task_leases set lease_agent_id = null, lease_expires_at = null
+    update task_leases set lease_agent_id = null, lease_expires_at = null, ready = false
     where task_id = $1 and lease_agent_id = $2 and epoch = $3 and lease_expires_at > now()
     returning task_id
 )
@@ -234,12 +229,6 @@ class RawClient:
             self.writer.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def raw_loop(
     pool: asyncpg.Pool, actors: list[Actor], claim: str, complete: str
 ) -> Callable[[int, Result], Awaitable[bool]]:
@@ -304,28 +293,10 @@ async def gateway_run(
     url: str, pool: asyncpg.Pool, tokens: list[str], n_tasks: int, workers: int
 ) -> Result:
     await load(pool, n_tasks)
-    port = free_port()
-    env = {**os.environ, "OB_DATABASE_URL": url, "OB_GATEWAY_PORT": str(port)}
-    env.pop("OB_BOT_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    async def stop() -> None:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
-
-    base = f"http://127.0.0.1:{port}"
-    clients = [RawClient("127.0.0.1", port, t) for t in tokens]
+    served = Served(url)
+    clients = [RawClient("127.0.0.1", served.port, t) for t in tokens]
     try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/v1/health").status_code == 200:
-                    break
-            await asyncio.sleep(0.1)
+        await served.ready()
 
         async def http(i: int, r: Result) -> bool:
             c = clients[i]
@@ -339,12 +310,11 @@ async def gateway_run(
             assert status == 200, done
             return True
 
-        result = await drain(pool, "c  gateway HTTP", workers, http, stop)
+        result = await drain(pool, "c  gateway HTTP", workers, http, served.stop)
     finally:
         for c in clients:
             await c.close()
-        if proc.poll() is None:
-            await stop()
+        await served.stop()
     assert await pool.fetchval("select count(*) from tasks where status = 'done'") == n_tasks
     return result
 

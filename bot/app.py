@@ -25,6 +25,7 @@ from bot import (
     drain,
     newtask,
     planning,
+    questions,
     replies,
     shaping,
     views,
@@ -78,6 +79,7 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
         shaping.router.build(),
         views.router.build(),
         charts.router.build(),
+        questions.router.build(),  # a reply to a question's card answers it
         replies.router.build(),  # a reply amends, even in a planning session
         planning.router.build(),
         documents.router.build(),

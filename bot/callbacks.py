@@ -133,3 +133,12 @@ class CrossRepoCB(CallbackData, prefix="x"):
 
     action: CrossRepoAction
     ask: int
+
+
+class QuestionCB(CallbackData, prefix="q"):
+    """An option of an agent's question (`option`: its number, from 1), on the question's card
+    or (with `mode`) on a drain mode's current card."""
+
+    question: int
+    option: int
+    mode: DrainMode | None = None

@@ -87,3 +87,15 @@ async def refresh(bot: Bot, store: BotStore, task_id: int, task: Task, tz: ZoneI
         else:
             await store.forget_card(card)
     return edited
+
+
+async def show_answer(bot: Bot, store: BotStore, qid: int, text: str) -> int:
+    """Every card of the question shows `text` (its answer), without buttons; returns how
+    many."""
+    edited = 0
+    for chat_id, message_id in await store.question_cards(qid):
+        if await edit_message(bot, chat_id, message_id, text, None):
+            edited += 1
+        else:
+            await store.forget_question_card(chat_id, message_id)
+    return edited

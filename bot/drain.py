@@ -1,70 +1,135 @@
-"""Drain modes: /inbox (drafts), /triage, /decide walk one card at a time, then sum up. Tasks
-snoozed past today stay out of the walk until their day."""
+"""Drain modes: /inbox (drafts), /triage, /decide walk one card at a time, then sum up.
+
+/inbox and /decide come in the order of what deciding releases (core.decisions): /decide shows
+the agents' open questions (one button per option; a reply to the card answers too) and the
+decision lane, a question an agent is waiting on first. Tasks snoozed past today stay out of the
+walk until their day."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from aiogram import Bot, F
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import keyboards, render
 from bot.callbacks import DigestCB, DrainAction, DrainCB, DrainMode
 from bot.cards import edit_message, operator
-from bot.forms import DRAIN, Drain
+from bot.forms import DRAIN, Drain, DrainItem
 from bot.routing import Routes
 from core.backlog import Backlog
+from core.botstore import BotStore
+from core.decisions import PendingKind, ranked
 from core.errors import InvalidTransition, NotFound
+from core.leases import Leases
 from core.models import Lane, Status, Task
+from core.questions import Question, Questions
 from core.shaping import local_today
 from core.tasks import TaskFilter
 
 router = Routes(name="drain")
 
 TITLES = {DrainMode.INBOX: "Inbox (drafts)", DrainMode.TRIAGE: "Triage", DrainMode.DECIDE: "Decide"}
-FILTERS = {
-    DrainMode.INBOX: TaskFilter(status=[Status.DRAFT], limit=50),
-    DrainMode.TRIAGE: TaskFilter(status=[Status.OPEN], lane=[Lane.TRIAGE], limit=50),
-    DrainMode.DECIDE: TaskFilter(status=[Status.OPEN], lane=[Lane.DECISION], limit=50),
+TRIAGE = TaskFilter(status=[Status.OPEN], lane=[Lane.TRIAGE], limit=50)
+RANKED = {
+    DrainMode.INBOX: (PendingKind.DRAFT,),
+    DrainMode.DECIDE: (PendingKind.QUESTION, PendingKind.DECISION),
 }
 # What happened to each card, in the summary's words.
 OUTCOMES = {
     "approved": "approved",
     "moved": "moved",
     "rejected": "rejected",
+    "answered": "answered",
     "skipped": "skipped",
     "snoozed": "snoozed",
     "gone": "changed elsewhere",
 }
 
 
-def _still_current(mode: DrainMode, task: Task) -> bool:
+@dataclass
+class Card:
+    task: Task
+    question: Question | None = None
+
+
+def questions_of(backlog: Backlog) -> Questions:
+    return Questions(Leases(backlog))
+
+
+def _still_current(mode: DrainMode, card: Card) -> bool:
+    task, q = card.task, card.question
+    if q is not None:
+        return q.answered_at is None and not q.moot
     if mode == DrainMode.INBOX:
         return task.status == Status.DRAFT
     lane = Lane.TRIAGE if mode == DrainMode.TRIAGE else Lane.DECISION
     return task.status == Status.OPEN and task.lane == lane
 
 
-async def _next_card(backlog: Backlog, d: Drain) -> Task | None:
-    """The next task of the queue still in the mode's lane (the others changed elsewhere)."""
+async def _card(backlog: Backlog, item: DrainItem) -> Card | None:
+    try:
+        task = await backlog.get(backlog.key(item.number))
+        if item.question is None:
+            return Card(task)
+        return Card(task, await questions_of(backlog).get(item.question))
+    except NotFound:
+        return None
+
+
+async def _next_card(backlog: Backlog, d: Drain) -> Card | None:
+    """The next card of the queue still waiting for the operator (the others changed
+    elsewhere)."""
     while d.queue:
-        try:
-            task: Task | None = await backlog.get(backlog.key(d.queue[0]))
-        except NotFound:
-            task = None
-        if task is not None and _still_current(d.mode, task):
-            return task
+        card = await _card(backlog, d.queue[0])
+        if card is not None and _still_current(d.mode, card):
+            return card
         d.queue.pop(0)
         d.count("gone")
     return None
 
 
-def card_text(d: Drain, task: Task, backlog: Backlog) -> str:
+async def _queue(mode: DrainMode, backlog: Backlog) -> list[DrainItem]:
+    due = local_today(backlog.settings.tz)
+    if mode in RANKED:
+        found = await ranked(backlog, RANKED[mode], 50, due_by=due)
+        return [
+            DrainItem(number=p.number, question=p.question.id if p.question else None)
+            for p in found.items
+        ]
+    tasks = await backlog.list(TRIAGE.model_copy(update={"due_by": due}))
+    return [DrainItem(number=t.number) for t in tasks]
+
+
+def card_text(d: Drain, task: Task, backlog: Backlog, question: Question | None = None) -> str:
     done = sum(d.tally.values())
     head = f"<b>{TITLES[d.mode]}</b> · card {done + 1} of {done + len(d.queue)}\n\n"
-    return render.fit(head + render.card(task, backlog.settings.tz))
+    tz = backlog.settings.tz
+    body = render.question(question, task.title, tz) if question else render.card(task, tz)
+    return render.fit(head + body)
+
+
+def _markup(mode: DrainMode, card: Card) -> InlineKeyboardMarkup:
+    if card.question is not None:
+        return keyboards.drain_question(mode, card.task.number, card.question)
+    return keyboards.drain(mode, card.task)
+
+
+async def _show(
+    bot: Bot, backlog: Backlog, d: Drain, card: Card, chat_id: int, message_id: int | None
+) -> None:
+    """The card as a new message (`message_id` None) or in place of the last; a question's
+    card takes replies as answers while it shows."""
+    text, markup = card_text(d, card.task, backlog, card.question), _markup(d.mode, card)
+    if message_id is None:
+        message_id = (await bot.send_message(chat_id, text, reply_markup=markup)).message_id
+    else:
+        await edit_message(bot, chat_id, message_id, text, markup)
+    if card.question is not None:
+        await BotStore(backlog).remember_question_card(card.question.id, chat_id, message_id)
 
 
 def _summary(d: Drain, *, stopped: bool = False) -> str:
@@ -80,20 +145,14 @@ def _summary(d: Drain, *, stopped: bool = False) -> str:
 async def start_drain(
     mode: DrainMode, chat_id: int, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
-    due = local_today(backlog.settings.tz)
-    tasks = await backlog.list(FILTERS[mode].model_copy(update={"due_by": due}))
-    if mode == DrainMode.INBOX:
-        tasks.sort(key=lambda t: t.created_at)
-    d = Drain(mode=mode, queue=[t.number for t in tasks])
-    task = await _next_card(backlog, d)
-    if task is None:
+    d = Drain(mode=mode, queue=await _queue(mode, backlog))
+    card = await _next_card(backlog, d)
+    if card is None:
         await bot.send_message(chat_id, f"<b>{TITLES[mode]}</b>: nothing waiting. 🎉")
         await DRAIN.set(state, None)
         return
     await DRAIN.set(state, d)
-    await bot.send_message(
-        chat_id, card_text(d, task, backlog), reply_markup=keyboards.drain(mode, task)
-    )
+    await _show(bot, backlog, d, card, chat_id, None)
 
 
 @router.message(Command(*(m.value for m in DrainMode)))
@@ -112,11 +171,22 @@ async def on_digest_button(
 
 
 async def current(
-    cq: CallbackQuery, mode: DrainMode, number: int, state: FSMContext
+    cq: CallbackQuery,
+    mode: DrainMode,
+    number: int,
+    state: FSMContext,
+    question: int | None = None,
 ) -> Drain | None:
-    """The drain this tap belongs to, if its card (task `number`) is the one being shown."""
+    """The drain this tap belongs to, if its card (task `number`, or the `question`) is the
+    one being shown."""
     d = await DRAIN.get(state)
-    if d is None or d.mode != mode or not d.queue or d.queue[0] != number:
+    head = d.queue[0] if d is not None and d.queue else None
+    if (
+        d is None
+        or d.mode != mode
+        or head is None
+        or (head.number != number if question is None else head.question != question)
+    ):
         await cq.answer("That card is no longer current; start the mode again.", show_alert=True)
         return None
     return d
@@ -126,20 +196,35 @@ async def advance(
     cq: CallbackQuery, d: Drain, outcome: str, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
     """Count the card's outcome, then show the next card (or the summary) in its place."""
-    number = d.queue.pop(0)
-    d.count(outcome)
-    await cq.answer(f"{backlog.key(number)} {OUTCOMES[outcome]}")
-    task = await _next_card(backlog, d)
-    await DRAIN.set(state, d if task else None)
+    await cq.answer(f"{backlog.key(d.queue[0].number)} {OUTCOMES[outcome]}")
     if cq.message is None:
+        d.queue.pop(0)
+        d.count(outcome)
+        await DRAIN.set(state, d if d.queue else None)
         return
-    chat_id, message_id = cq.message.chat.id, cq.message.message_id
-    if task is None:
+    await move_on(cq.message.chat.id, cq.message.message_id, d, outcome, bot, backlog, state)
+
+
+async def move_on(
+    chat_id: int,
+    message_id: int,
+    d: Drain,
+    outcome: str,
+    bot: Bot,
+    backlog: Backlog,
+    state: FSMContext,
+) -> None:
+    """Count the current card's outcome and show the next card (or the summary) in the place
+    of message `message_id`."""
+    d.queue.pop(0)
+    d.count(outcome)
+    await BotStore(backlog).forget_question_card(chat_id, message_id)  # it shows another now
+    card = await _next_card(backlog, d)
+    await DRAIN.set(state, d if card else None)
+    if card is None:
         await edit_message(bot, chat_id, message_id, _summary(d), None)
     else:
-        await edit_message(
-            bot, chat_id, message_id, card_text(d, task, backlog), keyboards.drain(d.mode, task)
-        )
+        await _show(bot, backlog, d, card, chat_id, message_id)
 
 
 async def _decide(
@@ -222,6 +307,6 @@ async def stop(
     left = f"; {len(d.queue)} left" if d.queue else ""
     await cq.answer(f"Stopped{left}")
     if cq.message is not None:
-        await edit_message(
-            bot, cq.message.chat.id, cq.message.message_id, _summary(d, stopped=True), None
-        )
+        chat_id, message_id = cq.message.chat.id, cq.message.message_id
+        await BotStore(backlog).forget_question_card(chat_id, message_id)
+        await edit_message(bot, chat_id, message_id, _summary(d, stopped=True), None)

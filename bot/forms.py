@@ -98,11 +98,18 @@ class Planning(StatesGroup):
     collecting = State()
 
 
+class DrainItem(BaseModel):
+    """A card of a drain mode: a task, or (`question`) an agent's question about it."""
+
+    number: int
+    question: int | None = None
+
+
 class Drain(BaseModel):
-    """A drain mode in progress: the tasks still to show, and what happened to the others."""
+    """A drain mode in progress: the cards still to show, and what happened to the others."""
 
     mode: DrainMode
-    queue: list[int]
+    queue: list[DrainItem]
     tally: dict[str, int] = {}
 
     def count(self, outcome: str) -> None:

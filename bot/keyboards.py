@@ -24,9 +24,11 @@ from bot.callbacks import (
     DrainMode,
     NewAction,
     NewCB,
+    QuestionCB,
     ShapeCB,
 )
 from core.models import Lane, Status, Task
+from core.questions import Question
 
 OPERATOR_LANES = (Lane.TRIAGE, Lane.DECISION)
 
@@ -93,6 +95,22 @@ def task_actions(task: Task) -> InlineKeyboardMarkup:
     for row in shaping(task):
         kb.row(*row)
     return kb.as_markup()
+
+
+def question_options(
+    qid: int, options: list[str], mode: DrainMode | None = None
+) -> list[list[InlineKeyboardButton]]:
+    """One button per option of an agent's question, two to a row."""
+    buttons = [
+        button(f"{i}. {option[:40]}", QuestionCB(question=qid, option=i, mode=mode))
+        for i, option in enumerate(options, 1)
+    ]
+    return [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+
+
+def question(qid: int, options: list[str]) -> InlineKeyboardMarkup | None:
+    rows = question_options(qid, options)
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 
 def shaping(task: Task, mode: DrainMode | None = None) -> list[list[InlineKeyboardButton]]:
@@ -205,6 +223,18 @@ def drain(mode: DrainMode, task: Task) -> InlineKeyboardMarkup:
     for row in shaping(task, mode):
         kb.row(*row)
     return kb.as_markup()
+
+
+def drain_question(mode: DrainMode, number: int, q: Question) -> InlineKeyboardMarkup:
+    """An agent's question as a drain mode's card: its options, then skip and stop."""
+    rows = question_options(q.id, q.options, mode)
+    rows.append(
+        [
+            button(label, DrainCB(mode=mode, action=action, number=number))
+            for label, action in (("⏭ Skip", DrainAction.SKIP), ("⏹ Stop", DrainAction.STOP))
+        ]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def digest() -> InlineKeyboardMarkup:

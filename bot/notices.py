@@ -29,6 +29,9 @@ from core.notices import (
     LeaseExpired,
     Payload,
     PrerequisiteRejected,
+    QuestionAnswered,
+    QuestionAsked,
+    QuestionLeftOpen,
     TaskCompleted,
     TaskDecided,
     TaskEdited,
@@ -51,6 +54,7 @@ CARD_UPDATES = (
 class Delivery(StrEnum):
     SEND = "send"  # a new message to every operator chat
     EDIT_CARDS = "edit_cards"  # every card of the task is edited to show it as it is now
+    EDIT_QUESTION = "edit_question"  # every card of the question is edited to show the answer
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Notice:
     delivery: Delivery = Delivery.SEND
     markup: InlineKeyboardMarkup | None = None
     card: CardKind | None = None  # remember the sent message as a card of the task
+    question: int | None = None  # remember the sent message as a card of this question
 
 
 P = TypeVar("P", bound=Payload)
@@ -328,3 +333,30 @@ def todo_imported(p: TodoImported, tz: ZoneInfo) -> Notice:
         f"{esc(actor_label(p.by))}: <b>{esc(p.first)}</b> … <b>{esc(p.last)}</b>. /inbox walks "
         "them one by one."
     )
+
+
+@renders(OutboxKind.QUESTION_ASKED)
+def question_asked(p: QuestionAsked, task: Task, tz: ZoneInfo) -> Notice:
+    return Notice(
+        render.question(p, task.title, tz),
+        markup=keyboards.question(p.id, p.options),
+        question=p.id,
+    )
+
+
+@renders(OutboxKind.QUESTION_ANSWERED)
+def question_answered(p: QuestionAnswered, task: Task, tz: ZoneInfo) -> Notice:
+    """Answered (here, in the CLI, anywhere): the question's cards show the answer."""
+    text = render.question(p, task.title, tz)
+    return Notice(text, delivery=Delivery.EDIT_QUESTION, question=p.id)
+
+
+@renders(OutboxKind.QUESTION_LEFT_OPEN)
+def question_left_open(p: QuestionLeftOpen, task: Task, tz: ZoneInfo) -> Notice:
+    lane = p.from_lane.short if p.from_lane else "its lane"
+    text = render.question(p, task.title, tz, head="⚠️") + (
+        f"\n\n{esc(actor_label(p.asked_by))}'s lease ended before you answered, so the task "
+        f"waits in decision. Your answer sends it back to {esc(lane)} for the next agent, "
+        "with the decision in its notes."
+    )
+    return Notice(render.fit(text), markup=keyboards.question(p.id, p.options), question=p.id)

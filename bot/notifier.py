@@ -39,6 +39,8 @@ from core.outbox import Outbox, OutboxRow, backoff
 from core.supervise import Supervisor, describe, worker_name
 
 log = logging.getLogger("ob.bot.notifier")
+# An answer edits the question's cards: it waits until they have gone out.
+QUESTION_CARDS = (OutboxKind.QUESTION_ASKED, OutboxKind.QUESTION_LEFT_OPEN)
 
 
 class Defer(Exception):
@@ -167,10 +169,17 @@ class Notifier:
             await self.outbox.undelivered_for_task(row.task_id, OutboxKind.DRAFT_FILED, row.id)
         ):
             raise Defer("the approval card has not gone out yet")
+        if row.kind == OutboxKind.QUESTION_ANSWERED:
+            for kind in QUESTION_CARDS:
+                if await self.outbox.undelivered_for_task(row.task_id, kind, row.id):
+                    raise Defer("the question's card has not gone out yet")
         task = await self.backlog.get_by_id(row.task_id)
         notice = notice_for(row.kind, row.payload, task, tz)
         if notice.delivery == Delivery.EDIT_CARDS:
             await cards.refresh(self.bot, self.store, row.task_id, task, tz)
+        elif notice.delivery == Delivery.EDIT_QUESTION:
+            assert notice.question is not None
+            await cards.show_answer(self.bot, self.store, notice.question, notice.text)
         else:
             await self._send_all(row, task.number, notice)
 
@@ -182,6 +191,8 @@ class Notifier:
             msg = await self._send(chat_id, notice)
             if notice.card is not None and number is not None:
                 await self.store.remember_card(number, chat_id, msg.message_id, notice.card)
+            if notice.question is not None:
+                await self.store.remember_question_card(notice.question, chat_id, msg.message_id)
             await self.outbox.record_sent(row.id, chat_id, msg.message_id)
 
     async def _send(self, chat_id: int, notice: Notice) -> Message:

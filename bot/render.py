@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from core.decisions import Ranked
 from core.digest import Digest, Item, LaneLoad
 from core.git.repos import TruthAge
 from core.models import Event, Status, Task
@@ -200,6 +202,41 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
     return fit("\n".join([head, "", *kept, cut, *tail]))
 
 
+class AskedQuestion(Protocol):
+    """What a question card shows: core's Question, or an outbox payload about one."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def asked_by(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def options(self) -> list[str]: ...
+
+
+def question(q: AskedQuestion, title: str, tz: ZoneInfo, *, head: str = "❓") -> str:
+    """An agent's question as a card: the options numbered, and how to answer; or the answer,
+    once given (a question or payload with `answer`, `answered_by` and `answered_at`)."""
+    answer = getattr(q, "answer", None)
+    lines = [
+        f"{'✅' if answer is not None else head} <b>{esc(q.key)}</b> {esc(title, 200)}",
+        f"<b>{esc(actor_label(q.asked_by))}</b> asks (Q{q.id}):",
+        esc(q.text, 2500),
+    ]
+    lines += [f"{i}. {esc(option, 200)}" for i, option in enumerate(q.options, 1)]
+    if answer is None:
+        how = "Tap an answer, or reply" if q.options else "Reply"
+        lines += ["", f"<i>{how} to this message with your answer.</i>"]
+    else:
+        by = actor_label(getattr(q, "answered_by", None))
+        at = when(getattr(q, "answered_at", None), tz)
+        lines += ["", f"✅ <b>{esc(answer, 1000)}</b> — answered by {esc(by)} at {at}"]
+    return fit("\n".join(lines))
+
+
 def lane_lines(loads: list[LaneLoad], now: datetime | None = None) -> list[str]:
     """One line per lane (and the drafts): how many wait, how many are claimed, the oldest."""
     out = []
@@ -234,16 +271,41 @@ def _said(it: Item) -> str:
     return f" · 📌 {esc(it.said, 100)}" if it.said else ""
 
 
+def decide_lines(found: Ranked, now: datetime) -> list[str]:
+    """What waits for the operator's decision, most-blocking first (the digest's section)."""
+    if not found.total:
+        return []
+    out = ["", f"⚖️ <b>Waiting for your decision</b>: {found.total} (/decide)"]
+    if found.starved:
+        out.append("<i>agents are idle: nothing is ready for them</i>")
+    for p in found.items:
+        why = []
+        if p.agent_waiting:
+            why.append(f"{esc(actor_label(p.by))} is waiting")
+        if p.unblocks:
+            why.append(f"unblocks {p.unblocks}")
+        why.append(age(p.at, now))
+        what = (
+            f"❓ {esc(p.question.ref)} {esc(p.key)} {esc(p.question.text, 80)}"
+            if p.question is not None
+            else f"• {esc(p.key)} {esc(p.title, 80)}"
+        )
+        out.append(f"{what} ({', '.join(why)})")
+    return out
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
     out += lane_lines(d.lanes, now)
+    out += decide_lines(d.decide, now)
     aw = d.awaiting_approval
     out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
     for it in aw.items:
+        releases = f" · unblocks {it.unblocks}" if it.unblocks else ""
         out.append(
-            f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, {age(it.at, now)})"
-            + _said(it)
+            f"• {esc(it.key)} {esc(it.title, 80)} ({esc(actor_label(it.who))}, "
+            f"{age(it.at, now)}){releases}" + _said(it)
         )
     back = d.back_today
     if back.total:

@@ -26,7 +26,7 @@ fallback = Routes(name="fallback")
 COMMANDS = [
     BotCommand(command="inbox", description="walk the agent drafts awaiting approval"),
     BotCommand(command="triage", description="walk the triage lane"),
-    BotCommand(command="decide", description="walk the decision lane"),
+    BotCommand(command="decide", description="agents' questions and the decision lane"),
     BotCommand(command="new", description="file a task step by step"),
     BotCommand(command="plan", description="think out loud; /done turns it into drafts"),
     BotCommand(command="task", description="a task card: /task OB-12"),
@@ -46,7 +46,8 @@ HELP = (
     "(<code>steps:</code>, <code>risks:</code>). Messages sent in a row join one preview; a "
     "list, <code>---</code> or <code>## headings</code> make several ideas. Forwards, photos "
     "with a caption and TODO.md documents work too. Reply to a card with "
-    "<code>step: …</code>, <code>P0</code>, <code>lane decision</code> or a note to amend it."
+    "<code>step: …</code>, <code>P0</code>, <code>lane decision</code> or a note to amend it. "
+    "An agent's question comes as a card: tap an option, or reply to it with your answer."
     "\n\n" + "\n".join(f"/{c.command} — {render.esc(c.description)}" for c in COMMANDS)
 )
 

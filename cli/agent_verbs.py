@@ -1,10 +1,13 @@
 """Agent verbs: `ob next`, `ob heartbeat`, `ob done`, `ob release`, `ob handoff`, `ob file`,
-`ob findings`. They call the gateway (OB_URL) with the agent's token (OB_AGENT_TOKEN); the
-agent's identity comes from the token, never from a flag."""
+`ob findings`, `ob ask`, `ob wait-answer`. They call the gateway (OB_URL) with the agent's token
+(OB_AGENT_TOKEN); the agent's identity comes from the token, never from a flag."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,9 +28,22 @@ SpecFile = Annotated[
 ]
 
 
+WaitOpt = Annotated[
+    int,
+    typer.Option(
+        "--wait",
+        "-w",
+        min=0,
+        help="Seconds to wait (the gateway is asked again every minute until then).",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
-    for fn in (next_, heartbeat, done, release, handoff, file, findings):
-        app.command(fn.__name__.rstrip("_"), rich_help_panel="Agent verbs (via the gateway)")(fn)
+    panel = "Agent verbs (via the gateway)"
+    for fn in (next_, heartbeat, done, release, handoff, file, findings, ask):
+        app.command(fn.__name__.rstrip("_"), rich_help_panel=panel)(fn)
+    app.command("wait-answer", rich_help_panel=panel)(wait_answer)
 
 
 def _client() -> GatewayClient:
@@ -39,11 +55,19 @@ def _client() -> GatewayClient:
         fail(str(err), 2)
 
 
-def _call(client: GatewayClient, as_json: bool, method: str, path: str, body: Any = None) -> Any:
+def _call(
+    client: GatewayClient,
+    as_json: bool,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    waits: int = 0,
+) -> Any:
     from cli.gateway_client import GatewayError
 
     try:
-        return client.call(method, path, body)
+        return client.call(method, path, body, waits=waits)
     except GatewayError as err:
         if as_json:
             print(json.dumps({"status": err.status, **err.body}, indent=2))
@@ -109,6 +133,19 @@ def _spec_body(
     return {"spec": {"title": title, "steps": steps or [], "repo": repo, "lane": lane}}
 
 
+def _waiting(seconds: int, ask: Callable[[int], Any], done: Callable[[Any], bool]) -> Any:
+    """`ask(wait)` with waits the gateway allows, again and again until `done(answer)` or
+    `seconds` are used up; the last answer."""
+    from core.models import MAX_WAIT_SECONDS
+
+    deadline = time.monotonic() + seconds
+    while True:
+        left = max(0, math.ceil(deadline - time.monotonic()))
+        answer = ask(min(left, MAX_WAIT_SECONDS))
+        if done(answer) or left <= MAX_WAIT_SECONDS:
+            return answer
+
+
 def next_(
     repo: Annotated[
         list[str] | None, typer.Option("--repo", "-r", help="Only these repos (repeat).")
@@ -116,13 +153,22 @@ def next_(
     lease: Annotated[
         int | None, typer.Option("--lease", help="Lease seconds (default OB_LEASE_TTL).")
     ] = None,
+    wait: WaitOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Claim the best ready task and a lease on it."""
+    """Claim the best ready task and a lease on it (--wait N: wait for one).
+
+    With --wait, the claim waits for a task to become ready (approved, unblocked, released, a
+    lease expired) instead of answering that nothing is ready."""
     client = _client()
-    res = _call(
-        client, as_json, "POST", "/v1/claim", {"repos": repo or None, "lease_seconds": lease}
-    )
+    body = {"repos": repo or None, "lease_seconds": lease}
+
+    def claim(seconds: int) -> Any:
+        return _call(
+            client, as_json, "POST", "/v1/claim", {**body, "wait_seconds": seconds}, waits=seconds
+        )
+
+    res = _waiting(wait, claim, lambda r: r["lease"] is not None)
     if res["lease"]:
         got = res["lease"]
         client.epochs.remember(got["key"], got["epoch"], got["task"]["lease_holder"])
@@ -271,3 +317,67 @@ def findings(
         text = read_text(Path("-"))
     res = _fenced(key, "findings", epoch, as_json, text=text)
     _show(res, as_json, f"{res['key']} moved to requires_decision with your findings")
+
+
+def _question_line(q: dict[str, Any]) -> str:
+    if q["status"] == "answered":
+        return f"Q{q['id']} ({q['key']}) answered by {q['answered_by']}: {q['answer']}"
+    if q["task_status"] in ("done", "rejected"):
+        return f"Q{q['id']}: {q['key']} is {q['task_status']}; no answer is coming"
+    return (
+        f"Q{q['id']} ({q['key']}) is not answered yet; wait on with "
+        f"`ob wait-answer {q['id']} --wait 600` (waiting keeps your lease)"
+    )
+
+
+def _await_answer(client: GatewayClient, as_json: bool, qid: int, seconds: int) -> Any:
+    def look(wait: int) -> Any:
+        return _call(client, as_json, "GET", f"/v1/questions/{qid}?wait={wait}", waits=wait)
+
+    return _waiting(seconds, look, lambda q: q["status"] == "answered")
+
+
+def ask(
+    key: KeyArg,
+    text: Annotated[str, typer.Argument(help="The question, in a sentence.", show_default=False)],
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="An answer you expect: one button each (repeat)."),
+    ] = None,
+    wait: WaitOpt = 0,
+    epoch: EpochOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the operator to decide something about a task you hold.
+
+    ob ask OB-12 "Redis or Postgres for this cache?" -o redis -o postgres --wait 600
+
+    With --wait, wait for the answer (waiting keeps your lease). The answer is also written
+    into the task's notes."""
+    client = _client()
+    body = {"epoch": _epoch(client, key, epoch), "text": text, "options": option or []}
+    q = _call(client, as_json, "POST", f"/v1/tasks/{key}/questions", body)
+    if wait:
+        q = _await_answer(client, as_json, q["id"], wait)
+    if as_json:
+        print_json(q)
+    elif q["status"] == "pending" and not wait:
+        console().print(
+            f"asked Q{q['id']} about {q['key']}; wait for the answer with "
+            f"`ob wait-answer {q['id']} --wait 600`"
+        )
+    else:
+        console().print(_question_line(q), highlight=False)
+
+
+def wait_answer(
+    question: Annotated[int, typer.Argument(help="The question's id (from `ob ask`).", min=1)],
+    wait: WaitOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The answer to a question you asked (--wait N: wait for it, keeping your lease)."""
+    q = _await_answer(_client(), as_json, question, wait)
+    if as_json:
+        print_json(q)
+    else:
+        console().print(_question_line(q), highlight=False)

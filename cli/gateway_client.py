@@ -65,13 +65,16 @@ class GatewayClient:
             settings.data_dir / "leases.json", token_id(self.token) or "default"
         )
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, waits: int = 0
+    ) -> Any:
         """The JSON answer; GatewayError for a refusal (after retrying what is safe to retry:
-        a 503 for about half a minute, nothing listening for a moment)."""
+        a 503 for about half a minute, nothing listening for a moment). `waits`: seconds the
+        gateway may hold the request (a waiting claim or answer)."""
         waited = {False: iter(RETRY_DELAYS), True: iter(REFUSED_DELAYS)}
         while True:
             try:
-                return self._once(method, path, body)
+                return self._once(method, path, body, TIMEOUT + waits)
             except GatewayError as err:
                 delay = next(waited[err.refused], None) if err.retryable else None
                 if delay is None:
@@ -86,7 +89,7 @@ class GatewayClient:
             epoch = self.epochs.adopt(key, self.call("GET", "/v1/me")["agent"])
         return epoch
 
-    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _once(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Any:
         request = urllib.request.Request(
             self.url + path,
             method=method,
@@ -98,7 +101,7 @@ class GatewayClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 raw, status = response.read(), response.status
         except urllib.error.HTTPError as err:
             raise GatewayError(err.code, _problem(err.read(), err.code)) from None

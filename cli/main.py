@@ -36,6 +36,7 @@ from cli.app import (
     warn,
 )
 from cli.inbox_cmd import inbox
+from cli.questions_cmd import register as register_question_commands
 from cli.repo_cmd import register as register_git_commands
 from cli.repo_cmd import show_unverified
 from cli.status_cmd import register as register_status_commands
@@ -567,6 +568,7 @@ app.command("digest", rich_help_panel="Operator")(digest)
 app.command("feed", rich_help_panel="Operator")(feed)
 app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
+register_question_commands(app)
 register_agent_verbs(app)
 register_git_commands(app)
 register_status_commands(app)

@@ -99,6 +99,44 @@ class BotStore:
             card.message_id,
         )
 
+    # ------------------------------------------------------------ question cards
+
+    async def remember_question_card(self, question_id: int, chat_id: int, message_id: int) -> None:
+        """A message that shows an agent's question: a reply to it answers the question, and
+        the notifier edits it to show the answer."""
+        await self.pool.execute(
+            "insert into question_cards (question_id, chat_id, message_id) values ($1, $2, $3)"
+            " on conflict (chat_id, message_id) do update set question_id = excluded.question_id",
+            question_id,
+            chat_id,
+            message_id,
+        )
+
+    async def question_at(self, chat_id: int, message_id: int) -> int | None:
+        """The question a message shows (what a reply to it answers)."""
+        qid = await self.pool.fetchval(
+            "select question_id from question_cards where chat_id = $1 and message_id = $2",
+            chat_id,
+            message_id,
+        )
+        return int(qid) if qid is not None else None
+
+    async def question_cards(self, question_id: int) -> list[tuple[int, int]]:
+        """The (chat, message) pairs that show this question."""
+        rows = await self.pool.fetch(
+            "select chat_id, message_id from question_cards where question_id = $1"
+            " order by created_at",
+            question_id,
+        )
+        return [(r["chat_id"], r["message_id"]) for r in rows]
+
+    async def forget_question_card(self, chat_id: int, message_id: int) -> None:
+        await self.pool.execute(
+            "delete from question_cards where chat_id = $1 and message_id = $2",
+            chat_id,
+            message_id,
+        )
+
     # --------------------------------------------------------- conversations
 
     async def conversation_state(self, key: str) -> str | None:

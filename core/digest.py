@@ -1,9 +1,11 @@
 """The daily lane digest, as data (DESIGN §5). SQL only; the bot renders it.
 
-Per-lane counts and oldest age, drafts awaiting approval, tasks back from a snooze (their trigger
-date is the digest's day), work in progress by agent, work done in the last 24 hours by agent with
-its evidence, blocked chains, drifted plans, unverified completions and the truth's age (repos
-whose last good fetch is too old). Each section is one indexed query; `build_digest` runs them on one connection.
+Per-lane counts and oldest age, what waits for the operator's decision (agents' questions and
+the decision lane) and the drafts awaiting approval, both ranked by what deciding releases
+(core.decisions), tasks back from a snooze (their trigger date is the digest's day), work in
+progress by agent, work done in the last 24 hours by agent with its evidence, blocked chains,
+drifted plans, unverified completions and the truth's age (repos whose last good fetch is too
+old). Each section is one indexed query; `build_digest` runs them on one connection.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from core.backlog import Backlog
+from core.decisions import PendingKind, Ranked, ranked_on, starved
 from core.git.drift import DriftedPlans, drifted_plans
 from core.git.evidence import UnverifiedReport, unverified_report
 from core.git.repos import TruthAge, truth_age
@@ -44,6 +47,7 @@ class Item(BaseModel):
     blocked_by: list[str] = []
     lane: Lane | None = None
     said: str | None = None  # the status as written (`blocked since 2026-11-18 — finance`)
+    unblocks: int = 0  # unfinished tasks waiting on it
 
 
 class Section(BaseModel):
@@ -54,7 +58,8 @@ class Section(BaseModel):
 class Digest(BaseModel):
     built_at: datetime
     lanes: list[LaneLoad]
-    awaiting_approval: Section
+    decide: Ranked  # agents' open questions and the decision lane, most-blocking first
+    awaiting_approval: Section  # most-blocking first
     back_today: Section  # snoozed until the digest's day
     in_progress: dict[str, list[Item]]
     done_24h: dict[str, list[Item]]
@@ -80,11 +85,6 @@ from (select lane, count(*) as total, min(coalesce(approved_at, created_at)) as 
 left join held h on h.lane = o.lane
 union all
 select null, count(*), 0, min(created_at) from tasks where status = 'draft'
-"""
-_DRAFTS = """
-select number, title, created_by, created_at, status_word, status_date, status_reason,
-       count(*) over () as total
-from tasks where status = 'draft' order by created_at, id limit $1
 """
 _BACK_TODAY = """
 select number, title, lane, status_word, status_date, status_reason, count(*) over () as total
@@ -162,7 +162,11 @@ async def build_digest(
     ):
         now = await conn.fetchval("select now()")
         lanes = await lane_loads(conn)
-        drafts = await conn.fetch(_DRAFTS, limit)
+        hungry = await starved(conn, backlog)
+        decide = await ranked_on(
+            conn, backlog, (PendingKind.QUESTION, PendingKind.DECISION), limit, hungry=hungry
+        )
+        drafts = await ranked_on(conn, backlog, (PendingKind.DRAFT,), limit, hungry=hungry)
         back = await conn.fetch(_BACK_TODAY, limit, day)
         prog = await conn.fetch(_IN_PROGRESS, limit)
         done = await conn.fetch(_DONE, limit)
@@ -198,17 +202,12 @@ async def build_digest(
     return Digest(
         built_at=now,
         lanes=[load for load in lanes if load.lane is not None],
+        decide=decide,
         awaiting_approval=Section(
-            total=drafts[0]["total"] if drafts else 0,
+            total=drafts.total,
             items=[
-                Item(
-                    key=key(r["number"]),
-                    title=r["title"],
-                    who=r["created_by"],
-                    at=r["created_at"],
-                    said=said(r),
-                )
-                for r in drafts
+                Item(key=p.key, title=p.title, who=p.by, at=p.at, unblocks=p.unblocks, said=p.said)
+                for p in drafts.items
             ],
         ),
         back_today=Section(

@@ -336,14 +336,15 @@ class Leases:
         lease = None
         expiry_recorded = False
         async with self.pool.acquire() as conn:
-            # A candidate whose lease expired for the last allowed time goes to the operator
-            # instead of to us; then we look again.
+            # A candidate whose lease expired for the last allowed time, or with a question of
+            # its holder still open (sql/013), goes to the operator instead of to us; then we
+            # look again.
             for _ in range(20):
                 row = await conn.fetchrow(sql, *args)
                 if row is None:
                     break
                 expiry_recorded |= row["prev_held"]
-                if not row["exhausted"]:
+                if row["lease_expires_at"] is not None:
                     task = task_from_row(row, self.prefix)
                     assert task.lease_expires_at is not None  # a claimed task has a lease
                     lease = Lease(

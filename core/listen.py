@@ -1,5 +1,6 @@
 """LISTEN/NOTIFY with reconnection: one connection of its own (outside the pool, so it never
-holds a pool slot or delays the pool's closing) listening on a few channels.
+holds a pool slot or delays the pool's closing) listening on a few channels; a channel's
+callback gets nothing, or (`messages`) the notification's payload.
 
 Whoever relies on notifications (the notifier's wake-ups, the gateway's token cache) must also
 know when it could have missed one: `up` is False while the connection is lost, and `on_up`
@@ -21,6 +22,7 @@ from core.db import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
+OnMessage = Callable[[str], None]
 RECONNECT_MIN = 0.5
 RECONNECT_MAX = 30.0
 PING_EVERY = 15.0
@@ -32,12 +34,14 @@ class Listener:
         backlog: Backlog,
         channels: dict[str, Callback],
         *,
+        messages: dict[str, OnMessage] | None = None,
         on_up: Callback | None = None,
         on_down: Callback | None = None,
     ):
         self.url = backlog.url
         self.channels = channels
         self._handlers = {channel: _ignore_args(cb) for channel, cb in channels.items()}
+        self._handlers.update({ch: _payload_only(cb) for ch, cb in (messages or {}).items()})
         self.on_up = on_up
         self.on_down = on_down
         self._conn: asyncpg.Connection | None = None
@@ -116,5 +120,12 @@ class Listener:
 def _ignore_args(callback: Callback) -> Callable[..., None]:
     def handler(*_: object) -> None:
         callback()
+
+    return handler
+
+
+def _payload_only(callback: OnMessage) -> Callable[..., None]:
+    def handler(_conn: object, _pid: object, _channel: object, payload: str) -> None:
+        callback(payload)
 
     return handler

@@ -117,6 +117,8 @@ def parse_priority(value: str | int) -> int:
 MIN_LEASE_SECONDS = 10
 MAX_LEASE_SECONDS = 86_400
 MAX_EPOCH = 2**62
+# The one bound on a request that waits: a claim for work, a question for its answer (seconds).
+MAX_WAIT_SECONDS = 60
 
 ActorKind = Literal["operator", "agent", "system", "git"]
 
@@ -192,6 +194,9 @@ class EventKind(StrEnum):
     PREREQUISITE_REJECTED = "prerequisite_rejected"
     AGENT_ROTATED = "agent_rotated"
     REPO_REMOVED = "repo_removed"
+    QUESTION_ASKED = "question_asked"
+    QUESTION_ANSWERED = "question_answered"
+    QUESTION_LEFT_OPEN = "question_left_open"  # the lease ended with it open: to the operator
 
 
 class OutboxKind(StrEnum):
@@ -216,6 +221,9 @@ class OutboxKind(StrEnum):
     CROSS_REPO_CLOSE = "cross_repo_close"  # another repo's commit says it closes: [Close it]?
     TASK_REOPENED = "task_reopened"  # done -> open or rejected -> draft: its cards show it again
     PREREQUISITE_REJECTED = "prerequisite_rejected"  # a waiting task goes back to the operator
+    QUESTION_ASKED = "question_asked"  # a card with one button per option; a reply answers
+    QUESTION_ANSWERED = "question_answered"  # the question's cards show the answer
+    QUESTION_LEFT_OPEN = "question_left_open"  # its lease ended: the task waits in decision
 
 
 def format_key(prefix: str, number: int) -> str:

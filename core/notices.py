@@ -7,6 +7,7 @@ own function. A payload says what happened at the time; the task itself may have
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -159,6 +160,25 @@ class TodoImported(Payload):
     last: str
 
 
+class QuestionAsked(TaskPayload):
+    id: int
+    text: str
+    options: list[str] = []
+    asked_by: str
+
+
+class QuestionAnswered(QuestionAsked):
+    answer: str
+    answered_by: str
+    answered_at: datetime
+
+
+class QuestionLeftOpen(QuestionAsked):
+    """The lease ended with the question open: the task waits in requires_decision."""
+
+    from_lane: Lane | None = Field(None, alias="from")
+
+
 PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.DRAFT_FILED: DraftFiled,
     OutboxKind.TASK_DECIDED: TaskDecided,
@@ -179,6 +199,9 @@ PAYLOADS: dict[OutboxKind, type[Payload]] = {
     OutboxKind.CROSS_REPO_CLOSE: CrossRepoClose,
     OutboxKind.PREREQUISITE_REJECTED: PrerequisiteRejected,
     OutboxKind.TASK_REOPENED: TaskReopened,
+    OutboxKind.QUESTION_ASKED: QuestionAsked,
+    OutboxKind.QUESTION_ANSWERED: QuestionAnswered,
+    OutboxKind.QUESTION_LEFT_OPEN: QuestionLeftOpen,
 }
 
 

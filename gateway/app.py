@@ -6,9 +6,10 @@ lane and edit answer 403 with an explanation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,13 +26,16 @@ from core.git.refresh import Refresher
 from core.leases import Heartbeat, Leases
 from core.models import Actor, Task
 from core.outbox import OutboxStats, outbox_stats
+from core.questions import Question, Questions
 from core.spec import REPO_RE, SpecError
 from core.supervise import Board, PartState
+from core.waiting import MAX_WAIT, Waits
 from gateway.asgi import UNAVAILABLE_MESSAGE, BodyLimit, unavailable_headers
 from gateway.hooks import HOOK_PREFIX, MAX_HOOK_BYTES, forge_hooks
 from gateway.mcp import build_mcp
 from gateway.schemas import (
     KEY_PATTERN,
+    AskRequest,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
@@ -53,6 +57,7 @@ STATUS_OF = {
 }
 KEY_PATH = Path(..., max_length=40, pattern=KEY_PATTERN, description="Task key, e.g. OB-12")
 OPERATOR_ACTIONS = ("approve", "reject", "lane", "edit")
+T = TypeVar("T")
 
 
 class Health(BaseModel):
@@ -99,6 +104,26 @@ def problem(
     )
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (what the server receives after the request body)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
+    """Run `work` for as long as the client waits for it: a client that hangs up while a claim
+    waits takes no task (None; nobody reads the answer)."""
+    job = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()
+    return None if job.cancelled() else job.result()
+
+
 def create_app(
     backlog: Backlog,
     *,
@@ -110,14 +135,17 @@ def create_app(
     the status board of the `ob serve` this runs in (for the health endpoint); `refresher`
     fetches the repos forges' push webhooks name (gateway/hooks.py)."""
     leases = Leases(backlog)
+    questions = Questions(leases)
+    waits = Waits(leases, questions)
     settings = backlog.settings
 
     authenticator = Authenticator(backlog)
-    mcp = build_mcp(leases, authenticator) if with_mcp else None
+    mcp = build_mcp(waits, authenticator) if with_mcp else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await authenticator.start()
+        await waits.start()
         try:
             if mcp is None:
                 yield
@@ -125,18 +153,22 @@ def create_app(
                 async with mcp.lifespan():
                     yield
         finally:
+            await waits.stop()
             await authenticator.stop()
 
     app = FastAPI(
         title="Operator Backlog agent gateway",
         version="1",
         description=(
-            "Agents pull approved work here. Loop: `POST /v1/claim` -> work, "
+            "Agents pull approved work here. Loop: `POST /v1/claim` (with `wait_seconds`, it "
+            "waits for work instead of answering that nothing is ready) -> work, "
             "`POST /v1/tasks/{key}/heartbeat` well within the lease -> `complete` (with commit "
             "SHAs), `findings` (investigations), `handoff` (file a prerequisite and give the task "
-            "back) or `release`. Every write after the claim must present the claim's `epoch`; a "
-            "stale epoch is refused with 409 naming the current holder. Authenticate with "
-            "`Authorization: Bearer <token>` (from `ob agent add NAME`)."
+            "back) or `release`. A decision only the operator can make: `POST "
+            "/v1/tasks/{key}/questions`, then `GET /v1/questions/{id}?wait=60` until it is "
+            "answered (waiting keeps your lease). Every write after the claim must present the "
+            "claim's `epoch`; a stale epoch is refused with 409 naming the current holder. "
+            "Authenticate with `Authorization: Bearer <token>` (from `ob agent add NAME`)."
         ),
         lifespan=lifespan,
     )
@@ -144,6 +176,8 @@ def create_app(
         BodyLimit, limit=settings.max_request_bytes, larger={HOOK_PREFIX: MAX_HOOK_BYTES}
     )
     app.state.authenticate = authenticator
+    app.state.waits = waits
+    app.state.closing = waits.release  # waiting requests answer before the server drains
 
     @app.exception_handler(BacklogError)
     async def _backlog_error(_: Request, exc: BacklogError) -> JSONResponse:
@@ -207,10 +241,25 @@ def create_app(
         return {"agent": actor.name}
 
     @app.post("/v1/claim", tags=["work loop"], responses=errors)
-    async def claim(actor: Agent, body: ClaimRequest | None = None) -> ClaimResponse:
-        """Take the best ready task (priority, then age) and a lease on it."""
+    async def claim(
+        request: Request, actor: Agent, body: ClaimRequest | None = None
+    ) -> ClaimResponse:
+        """Take the best ready task (priority, then age) and a lease on it. With
+        `wait_seconds`, wait up to that long for a task to become ready (approved, unblocked,
+        released, a lease expired, a trigger date reached) instead of answering at once."""
         body = body or ClaimRequest()
-        lease = await leases.claim(actor, repos=body.repos, lease_seconds=body.lease_seconds)
+        work = waits.claim(
+            actor,
+            repos=body.repos,
+            lease_seconds=body.lease_seconds,
+            wait_seconds=body.wait_seconds,
+        )
+        lease = await unless_gone(request, work) if body.wait_seconds else await work
+        if lease is None and body.wait_seconds:
+            return ClaimResponse(
+                lease=None,
+                message="nothing became ready for you while you waited; claim again to wait on",
+            )
         if lease is None:
             return ClaimResponse(lease=None, message="nothing is ready for you; try again later")
         return ClaimResponse(
@@ -247,6 +296,29 @@ def create_app(
             key, actor, body.epoch, body.prerequisite.to_spec(), body.reason
         )
         return {"task": task, "prerequisite": prereq}
+
+    @app.post("/v1/tasks/{key}/questions", tags=["questions"], status_code=201, responses=errors)
+    async def ask(key: Key, body: AskRequest, actor: Agent) -> Question:
+        """Ask the operator to decide something about the task you hold (present your epoch).
+        It reaches the operator's phone with one button per option; wait for the answer with
+        `GET /v1/questions/{id}?wait=60`. Asking the same question again under the same lease
+        gives the same question. If your lease ends with it unanswered, the task goes to the
+        operator's decision lane."""
+        return await questions.ask(key, actor, body.epoch, body.text, body.options)
+
+    @app.get("/v1/questions/{question_id}", tags=["questions"], responses=errors)
+    async def question(
+        question_id: Annotated[int, Path(ge=1, le=2**62)],
+        actor: Agent,
+        wait: Annotated[
+            int, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the answer")
+        ] = 0,
+    ) -> Question:
+        """A question and its answer (`status`: `answered`, or `pending`). With `wait`, the
+        request returns as soon as the operator answers, or `pending` when the time is up.
+        Waiting for your own question keeps your lease on the task (up to OB_LEASE_TTL past
+        the wait)."""
+        return await waits.answer(question_id, actor, wait)
 
     @app.post("/v1/tasks", tags=["tasks"], status_code=201, responses=errors)
     async def file_draft(body: SpecInput, actor: Agent) -> Task:

@@ -21,9 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.agents import Unauthorized
 from core.db import UNAVAILABLE
 from core.errors import BacklogError, plain_problems
-from core.leases import Leases
 from core.models import Actor
+from core.questions import Question
 from core.spec import MAX_SPEC_BYTES, SpecError, parse
+from core.waiting import MAX_WAIT, Waits
 from gateway.asgi import UNAVAILABLE_MESSAGE, send_problem, unavailable_headers
 from gateway.schemas import (
     Commits,
@@ -32,15 +33,22 @@ from gateway.schemas import (
     Key,
     LeaseSeconds,
     Note,
+    Options,
+    QuestionText,
     Reason,
     RepoName,
+    WaitSeconds,
 )
 
 INSTRUCTIONS = """\
 Operator Backlog: the operator's approved work for coding agents. The loop:
 1. claim_next -> you get a task, a lease and an `epoch`. Read the steps and the drift (what
-   changed in the repo since the plan was approved) before acting.
-2. heartbeat(key, epoch) well before the lease expires (default lease: 30 minutes).
+   changed in the repo since the plan was approved) before acting. With nothing ready,
+   claim_next(wait_seconds=60) waits for work instead of polling.
+2. heartbeat(key, epoch) well before the lease expires (default lease: 30 minutes). A choice
+   only the operator can make: ask_operator(key, epoch, question, options) waits for the answer
+   (waiting keeps your lease); "pending" means ask get_answer(id) again later. The answer is
+   also written into the task's notes.
 3. Finish with complete_task(key, epoch, commits) for autonomous_safe tasks (put
    `Closes: KEY` in the commit message), report_findings(key, epoch, text) for
    requires_investigation tasks, hand_off(key, epoch, prerequisite) if something else must be
@@ -134,7 +142,23 @@ class _Server(MCPServer[Any]):
             raise
 
 
-def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
+def _answer(q: Question) -> dict[str, Any]:
+    """What an agent needs of a question: its answer, or that it is still pending."""
+    out: dict[str, Any] = {"id": q.id, "key": q.key, "status": q.status, "question": q.text}
+    if q.answered_at is not None:
+        out |= {"answer": q.answer, "answered_by": q.answered_by}
+    elif q.moot:
+        out["message"] = f"{q.key} is {q.task_status.value}; no answer is coming"
+    else:
+        out["message"] = (
+            f"not answered yet; call get_answer(question_id={q.id}) to wait again "
+            "(waiting keeps your lease)"
+        )
+    return out
+
+
+def build_mcp(waits: Waits, authenticate: Authenticate) -> MCPEndpoint:
+    leases = waits.leases
     backlog = leases.backlog
     server = _Server(name="operator-backlog", instructions=INSTRUCTIONS, version="1")
 
@@ -145,7 +169,8 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
     @server.tool(
         description="Claim the best ready task (priority, then age) and a lease on it. "
         "Returns the task, its epoch and lease expiry, or lease=null when nothing is "
-        "ready."
+        f"ready. With wait_seconds (at most {MAX_WAIT}) it waits for a task to become ready "
+        "instead of answering at once."
     )
     @_tool_errors
     async def claim_next(
@@ -154,9 +179,46 @@ def build_mcp(leases: Leases, authenticate: Authenticate) -> MCPEndpoint:
             list[RepoName] | None, Field(max_length=200, description="Only tasks in these repos")
         ] = None,
         lease_seconds: LeaseSeconds | None = None,
+        wait_seconds: WaitSeconds = 0,
     ) -> dict[str, Any]:
-        lease = await leases.claim(await agent(ctx), repos=repos, lease_seconds=lease_seconds)
+        lease = await waits.claim(
+            await agent(ctx), repos=repos, lease_seconds=lease_seconds, wait_seconds=wait_seconds
+        )
         return {"lease": lease.model_dump(mode="json") if lease else None}
+
+    @server.tool(
+        description="Ask the operator to decide something about the task you hold (its key "
+        "and your epoch): a question and the options you expect (one button each on the "
+        "operator's phone; a free-text answer is possible too). Waits up to wait_seconds "
+        "for the answer and returns it, or status 'pending' with the question's id: then "
+        "call get_answer. Waiting keeps your lease. The answer is also written into the "
+        "task's notes."
+    )
+    @_tool_errors
+    async def ask_operator(
+        ctx: Context,
+        key: Key,
+        epoch: Epoch,
+        question: QuestionText,
+        options: Options = [],  # noqa: B006 - pydantic copies defaults
+        wait_seconds: WaitSeconds = 30,
+    ) -> dict[str, Any]:
+        actor = await agent(ctx)
+        asked = await waits.questions.ask(key, actor, epoch, question, options)
+        return _answer(await waits.answer(asked.id, actor, wait_seconds))
+
+    @server.tool(
+        description="The answer to a question you asked with ask_operator: waits up to "
+        "wait_seconds for it, else status 'pending' (ask again later; waiting keeps your "
+        "lease)."
+    )
+    @_tool_errors
+    async def get_answer(
+        ctx: Context,
+        question_id: Annotated[int, Field(strict=True, ge=1, le=2**62)],
+        wait_seconds: WaitSeconds = 30,
+    ) -> dict[str, Any]:
+        return _answer(await waits.answer(question_id, await agent(ctx), wait_seconds))
 
     @server.tool(description="Extend your lease on a task. Refused if your epoch is stale.")
     @_tool_errors

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.leases import Lease
 from core.models import MAX_EPOCH, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
+from core.questions import MAX_OPTION, MAX_OPTIONS, MAX_QUESTION
 from core.spec import MAX_SPEC_BYTES, REPO_RE, Spec, make_spec, parse
+from core.waiting import MAX_WAIT
 
 # Inputs shared by the REST API and the MCP tools, so both validate alike.
 RepoName = Annotated[
@@ -32,6 +34,26 @@ Reason = Annotated[str, Field(max_length=1000, description="Why, in a sentence")
 Note = Annotated[str, Field(max_length=4000)]
 FindingsText = Annotated[str, Field(min_length=1, max_length=20_000)]
 Commits = Annotated[list[str], Field(max_length=50, description="Commit SHAs")]
+WaitSeconds = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_WAIT,
+        description=f"Seconds to wait (at most {MAX_WAIT}; then ask again)",
+    ),
+]
+QuestionText = Annotated[
+    str, Field(min_length=1, max_length=MAX_QUESTION, description="The question, in a sentence")
+]
+Options = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_OPTION)]],
+    Field(
+        max_length=MAX_OPTIONS,
+        description="The answers you expect, one button each (the operator may also reply "
+        "in free text)",
+    ),
+]
 
 
 class Body(BaseModel):
@@ -59,6 +81,11 @@ class ClaimRequest(Body):
         None, max_length=200, description="Only take tasks in these repositories."
     )
     lease_seconds: LeaseSeconds | None = None
+    wait_seconds: WaitSeconds = Field(
+        0,
+        description="With nothing ready, hold the request up to this many seconds and answer "
+        "as soon as a task becomes ready for you (0: answer at once).",
+    )
 
 
 class ClaimResponse(BaseModel):
@@ -85,6 +112,11 @@ class CompleteRequest(Fenced):
 
 class FindingsRequest(Fenced):
     text: FindingsText
+
+
+class AskRequest(Fenced):
+    text: QuestionText
+    options: Options = []
 
 
 class HandoffRequest(Fenced):

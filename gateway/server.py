@@ -69,7 +69,9 @@ class Gateway:
     `start` serves a fresh app from `make_app` (an app's lifespan runs once; a start-up failure
     raises); `run` is the supervised part: it returns when `until` is set, raises when the
     server stopped serving by itself, and when called again after that serves anew on the same
-    socket; `close` shuts the server down gracefully."""
+    socket; `close` shuts the server down gracefully, first telling the app (its
+    `state.closing`, if it has one) so that requests waiting for work answer at once instead of
+    holding the shutdown up."""
 
     def __init__(
         self,
@@ -83,10 +85,12 @@ class Gateway:
         self._make_app = make_app
         self._server: _Embedded | None = None
         self._task: asyncio.Task[None] | None = None
+        self._app: FastAPI | None = None
 
     async def start(self) -> None:
+        self._app = self._make_app()
         config = uvicorn.Config(
-            self._make_app(),
+            self._app,
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -121,6 +125,9 @@ class Gateway:
             raise RuntimeError(f"the gateway on {self.url} stopped serving")
 
     async def close(self) -> None:
+        closing = getattr(self._app.state, "closing", None) if self._app is not None else None
+        if closing is not None:
+            closing()
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:

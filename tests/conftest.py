@@ -137,6 +137,23 @@ async def cli_env(admin_url: str) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
+async def waiting_gateway(backlog: Backlog):
+    """The agent gateway over a real socket; yields its base URL and its waiting hub
+    (core.waiting.Waits), to see who waits and what woke them."""
+    from gateway.app import create_app
+    from gateway.server import serving
+
+    apps = []
+
+    def make():
+        apps.append(create_app(backlog))
+        return apps[-1]
+
+    async with serving(make, "127.0.0.1", 0) as gw:
+        yield gw.url, apps[-1].state.waits
+
+
+@pytest.fixture
 def make_repo(tmp_path: Path):
     """make_repo("web") -> a real git repository (tests/test_git_helpers.GitRepo) under
     tmp_path/repos."""

@@ -14,6 +14,7 @@ from core.git.todo import import_todo
 from core.leases import Leases
 from core.models import Actor, Lane, OutboxKind
 from core.notices import PAYLOADS
+from core.questions import Questions
 from core.spec import make_spec
 from tests.test_git_helpers import repo_factory
 
@@ -42,6 +43,9 @@ SAYS = {
         "was rejected by you (CLI) (no access), so it would wait forever: it moved to decision"
     ),
     OutboxKind.TASK_REOPENED: "· open ·",  # the card shows the task closed by mistake open again
+    OutboxKind.QUESTION_ASKED: "<b>codex</b> asks (Q",
+    OutboxKind.QUESTION_ANSWERED: "<b>postgres</b> — answered by you (CLI) at",
+    OutboxKind.QUESTION_LEFT_OPEN: "lease ended before you answered",
 }
 # Notices about no single task name what they are about instead.
 NEWS_NAMES = {OutboxKind.DEFAULT_BRANCH_CHANGED: "<b>web</b>", OutboxKind.TODO_IMPORTED: "TODO.md"}
@@ -89,6 +93,15 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     lease = await leases.claim(codex)
     assert lease is not None and lease.key == look.key
     await leases.findings(look.key, codex, lease.epoch, "the cache is cold")  # findings
+
+    questions = Questions(leases)
+    asking = await backlog.file(make_spec(title="pick a store"), OP, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    assert lease is not None and lease.key == asking.key
+    q = await questions.ask(asking.key, codex, lease.epoch, "Redis?", ["redis", "postgres"])
+    await questions.answer(q.ref, OP, "postgres")  # question_asked, question_answered
+    await questions.ask(asking.key, codex, lease.epoch, "May I drop the old table?")
+    await leases.release(asking.key, codex, lease.epoch)  # question_left_open
 
     flaky = await backlog.file(make_spec(title="flaky"), OP, lane=Lane.AUTONOMOUS)
     await backlog.pool.execute(
@@ -138,4 +151,10 @@ async def test_every_kind_core_emits_reads_well(
         says = SAYS[kind] if isinstance(SAYS[kind], tuple) else (SAYS[kind],)
         assert any(s in notice.text for s in says), (kind, notice.text)
         assert "None" not in notice.text and "{" not in notice.text, (kind, notice.text)
-        assert notice.delivery == (Delivery.EDIT_CARDS if kind in CARD_UPDATES else Delivery.SEND)
+        assert notice.delivery == (
+            Delivery.EDIT_CARDS
+            if kind in CARD_UPDATES
+            else Delivery.EDIT_QUESTION
+            if kind == OutboxKind.QUESTION_ANSWERED
+            else Delivery.SEND
+        )
