@@ -38,7 +38,7 @@ with days as (
 ),
 touched as (
     select distinct task_id from events
-    where kind = any($4::text[]) and task_id is not null
+    where kind = any($4::event_kind[]) and task_id is not null
       and at >= (select min(day_end) from days)
 ),
 moves as (
@@ -52,7 +52,7 @@ moves as (
                when 'attempts_exhausted' then 'requires_decision'
            end as lane
     from events e join touched t on t.task_id = e.task_id
-    where e.kind = any($4::text[])
+    where e.kind = any($4::event_kind[])
 ),
 spans as (
     select lane, at as since, lead(at) over (partition by task_id order by id) as until

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from core.agents import add_agent, authenticate
 from core.backlog import Backlog
@@ -53,7 +54,7 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
 
 
 # numbers reserved for branches being worked on at the same time
-RESERVED: set[int] = set()
+RESERVED: set[int] = {14, 15}
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
@@ -65,16 +66,21 @@ def test_migrations_are_numbered_without_gaps() -> None:
 
 async def test_the_database_checks_the_same_kinds_as_core(pool) -> None:
     """EventKind and OutboxKind are closed sets, and the database refuses any other kind."""
-    import re
-
     from core.models import EventKind, OutboxKind
 
     for table, enum in (("events", EventKind), ("outbox", OutboxKind)):
-        definition = await pool.fetchval(
-            "select pg_get_constraintdef(oid) from pg_constraint where conname = $1",
-            f"{table}_kind_known",
+        column_type = await pool.fetchval(
+            "select atttypid::regtype::text from pg_attribute"
+            " where attrelid = $1::regclass and attname = 'kind'",
+            table,
         )
-        assert set(re.findall(r"'([a-z_]+)'::text", definition)) == {k.value for k in enum}
+        labels = await pool.fetchval(
+            "select array_agg(enumlabel::text) from pg_enum where enumtypid = $1::regtype",
+            column_type,
+        )
+        assert set(labels) == {k.value for k in enum}, column_type
+        with pytest.raises(asyncpg.InvalidTextRepresentationError):
+            await pool.execute(f"select 'no_such_kind'::{column_type}")
 
 
 async def test_claim_path_upgrade_moves_leases_off_the_task_row(
