@@ -238,9 +238,9 @@ class Backlog:
             insert into tasks (title, repo, status, lane, priority, trigger, trigger_on, steps,
                                risks, notes, findings, created_by, approved_by, approved_at,
                                approved_lane, status_word, status_date, status_reason, status_at)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+            values ($1, $2, $3, $4::text, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                     case when $13::text is null then null else now() end,
-                    case when $13::text is null then null else $4 end, $14, $15, $16,
+                    case when $13::text is null then null else $4::text end, $14, $15, $16,
                     coalesce($17::date::timestamptz, now()))
             returning id, number
             """,

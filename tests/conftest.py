@@ -89,6 +89,21 @@ async def clean(pool: asyncpg.Pool) -> AsyncIterator[None]:
         await conn.execute(f"truncate {tables} restart identity cascade")
         await conn.execute("alter sequence task_number_seq restart")
     yield
+    async with pool.acquire() as conn:
+        out_of_step = await conn.fetch(LEASES_OUT_OF_STEP)
+    assert not out_of_step, f"lease rows out of step with their tasks: {out_of_step}"
+
+
+# Every lease row agrees with its task (the ready queue's copy, sql/005 and 016): checked after
+# every test, so a statement that changes a task's lifecycle and forgets its lease fails here.
+LEASES_OUT_OF_STEP = """
+select t.number, t.status, t.lane, l.ready, l.lease_agent_id
+from tasks t join task_leases l on l.task_id = t.id
+where l.ready <> (t.status = 'open' and t.lane in ('autonomous_safe', 'requires_investigation'))
+   or (l.priority, l.repo, l.trigger_on) is distinct from (t.priority, t.repo, t.trigger_on)
+   or (l.lease_agent_id is not null and not l.ready)
+limit 5
+"""
 
 
 @pytest.fixture

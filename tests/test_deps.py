@@ -84,7 +84,10 @@ async def test_a_finish_never_announced_is_announced_by_the_sweep_once(
     p = await backlog.file(make_spec(title="prereq"), OP, lane=Lane.AUTONOMOUS)
     await add_prerequisite(backlog, w.key, p.key, OP)
     await backlog.pool.execute(  # the completion committed; its process died right after
-        "update tasks set status = 'done', completed_at = now() where number = $1", p.number
+        "with lease as (update task_leases set ready = false"
+        " where task_id = (select id from tasks where number = $1))"
+        " update tasks set status = 'done', completed_at = now() where number = $1",
+        p.number,
     )
     assert await leases.announce_unblocked() == 1
     assert await leases.announce_unblocked() == 0

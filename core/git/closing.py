@@ -60,7 +60,13 @@ prev as (
     order by t.id
     for no key update of t, l
 ),
--- a holder loses its lease as the task closes (sql/005's trigger; the epoch grows)
+-- the task leaves the ready queue and a holder loses its lease (the epoch grows) as it closes
+lease as (
+    update task_leases l set lease_agent_id = null, lease_expires_at = null, ready = false,
+        epoch = l.epoch + (l.lease_agent_id is not null)::int,
+        changed_at = case when l.lease_agent_id is null then l.changed_at else now() end
+    from prev p where l.task_id = p.id
+),
 upd as (
     update tasks t set
         status = 'done',
