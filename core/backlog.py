@@ -88,11 +88,17 @@ returning t.lane, prev.rejected_by, prev.rejected_reason
 DUPLICATE_DAYS = 30
 _MARK_DUPLICATE = f"""
 update tasks t set duplicate_of = (
-    select d.number from tasks d
-    where title_key(d.title) = title_key(t.title) and d.id <> t.id and title_key(t.title) <> ''
-      and (d.status in ('open', 'rejected')
-           or (d.status = 'draft' and d.number < t.number)
-           or (d.status = 'done' and d.completed_at > now() - interval '{DUPLICATE_DAYS} days'))
+    select d.number from (
+        select d.number, d.status from tasks d
+        where title_key(d.title) = title_key(t.title)
+          and d.status in ('draft', 'open', 'rejected')
+        union all
+        select d.number, d.status from tasks d
+        where d.status = 'done' and d.completed_at > now() - interval '{DUPLICATE_DAYS} days'
+          and title_key(d.title) = title_key(t.title)
+    ) d
+    where d.number <> t.number and title_key(t.title) <> ''
+      and (d.status <> 'draft' or d.number < t.number)
     order by case d.status when 'open' then 0 when 'draft' then 1 when 'rejected' then 2
              else 3 end, d.number
     limit 1)

@@ -15,7 +15,7 @@ holder.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -47,6 +47,7 @@ from core.tasks import (
     TaskFilter,
     fetch_task,
     number_for_key,
+    task_columns,
     task_from_row,
 )
 
@@ -136,6 +137,50 @@ with cand as (
 CLAIM_SQL = _claim_sql("")
 CLAIM_IN_REPOS_SQL = _claim_sql("and l.repo = any($7::text[])")
 
+
+# The claim as it nearly always goes: the best candidate (the same choice as above) has no
+# lease to take over, so the transition is the lease, its `claimed` event and nothing else.
+# When the best candidate's lease expired instead, this statement takes nothing and says so
+# (`expired`); the claim then runs the statement above, which records the expiry (its event,
+# its notice, the attempts) in the same statement that gives the task to the new holder.
+# $1 agent id, $2 ttl seconds, $3 actor, $4 holder's name, $5 today; with repos, $6 the repos.
+def _fast_claim_sql(repo_filter: str) -> str:
+    return f"""
+with cand as (
+    select l.task_id, l.lease_agent_id is not null as expired
+    from task_leases l
+    where l.ready
+      and (l.lease_agent_id is null or l.lease_expires_at <= now())
+      and (l.trigger_on is null or l.trigger_on <= $5::date)
+      {repo_filter}
+      and not exists (
+          select 1 from task_deps d join tasks p on p.id = d.prereq_id
+          where d.task_id = l.task_id and p.status <> 'done')
+    order by l.priority, l.task_id
+    limit 1
+    for no key update of l skip locked
+),
+lease as (
+    update task_leases l set lease_agent_id = $1::bigint,
+        lease_expires_at = now() + make_interval(secs => $2::int),
+        epoch = l.epoch + 1, changed_at = now()
+    from cand c where l.task_id = c.task_id and not c.expired
+    returning l.*
+),
+ev as (
+    insert into events (task_id, actor, kind, details)
+    select task_id, $3::text, 'claimed',
+           jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at)
+    from lease
+)
+select c.expired, {task_columns("$4::text")}
+from cand c left join lease l on true left join tasks t on t.id = l.task_id
+"""
+
+
+FAST_CLAIM_SQL = _fast_claim_sql("")
+FAST_CLAIM_IN_REPOS_SQL = _fast_claim_sql("and l.repo = any($6::text[])")
+
 # $6 how many expired leases to record in one sweep.
 SWEEP_SQL = f"""
 with cand as (
@@ -201,9 +246,9 @@ ob as (
                               'verified', false)
     from upd
 )
-select {TASK_COLUMNS},
+select {task_columns("null")},
        exists (select 1 from task_deps d where d.prereq_id = t.id) as has_dependents
-from upd t join lease l on l.task_id = t.id left join agents a on a.id = l.lease_agent_id
+from upd t join lease l on l.task_id = t.id
 """
 
 # Findings end an investigation: the lease ends, the task goes to the operator's decision lane.
@@ -322,42 +367,52 @@ class Leases:
         bad = [r for r in repos or [] if not REPO_RE.match(r)]
         if bad:
             raise Invalid(f"{bad[0][:60]!r} is not a repository name")
-        sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
-        args = [
-            agent_id,
-            ttl,
-            self.settings.max_expiries,
-            str(actor),
-            self.prefix,
-            local_today(self.settings.tz),
-        ]
-        if repos:
-            args.append(repos)
-        lease = None
-        expiry_recorded = False
+        today = local_today(self.settings.tz)
         async with self.pool.acquire() as conn:
-            # A candidate whose lease expired for the last allowed time, or with a question of
-            # its holder still open (sql/013), goes to the operator instead of to us; then we
-            # look again.
-            for _ in range(20):
-                row = await conn.fetchrow(sql, *args)
-                if row is None:
-                    break
-                expiry_recorded |= row["prev_held"]
-                if row["lease_expires_at"] is not None:
-                    task = task_from_row(row, self.prefix)
-                    assert task.lease_expires_at is not None  # a claimed task has a lease
-                    lease = Lease(
-                        key=task.key,
-                        epoch=task.epoch,
-                        lease_expires_at=task.lease_expires_at,
-                        task=task,
-                        drift=await drift_for(conn, task, row["id"]),
-                    )
-                    break
+            fast = [agent_id, ttl, str(actor), actor.name, today, *([repos] if repos else [])]
+            row = await conn.fetchrow(FAST_CLAIM_IN_REPOS_SQL if repos else FAST_CLAIM_SQL, *fast)
+            if row is not None and row["expired"]:
+                row = await self._claim_expired(conn, actor, ttl, today, repos)
+            if row is None:
+                return None
+            task = task_from_row(row, self.prefix)
+            assert task.lease_expires_at is not None  # a claimed task has a lease
+            return Lease(
+                key=task.key,
+                epoch=task.epoch,
+                lease_expires_at=task.lease_expires_at,
+                task=task,
+                drift=await drift_for(conn, task, row["id"]),
+            )
+
+    async def _claim_expired(
+        self,
+        conn: asyncpg.Connection,
+        actor: Actor,
+        ttl: int,
+        today: date,
+        repos: list[str] | None,
+    ) -> asyncpg.Record | None:
+        """The claim whose best candidate's lease expired: the expiry is recorded (its event,
+        the operator's notice, the attempts count) by the statement that takes the task. A
+        candidate whose lease expired for the last allowed time, or with a question of its
+        holder still open (sql/013), goes to the operator instead of to us; then we look
+        again."""
+        args = [actor.agent_id, ttl, self.settings.max_expiries, str(actor), self.prefix, today]
+        sql = CLAIM_IN_REPOS_SQL if repos else CLAIM_SQL
+        row = None
+        expiry_recorded = False
+        for _ in range(20):
+            row = await conn.fetchrow(sql, *args, *([repos] if repos else []))
+            if row is None:
+                break
+            expiry_recorded |= row["prev_held"]
+            if row["lease_expires_at"] is not None:
+                break
+            row = None
         if expiry_recorded:
             await self.backlog.wake()
-        return lease
+        return row
 
     async def sweep(self, limit: int = 100) -> int:
         """Record expired leases (events + operator notices); returns how many."""

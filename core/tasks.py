@@ -18,16 +18,25 @@ from core.spec import REPO_RE
 # the later of the task's and the lease's last change. BLOCKED_COLUMN completes the row; the
 # claim and the completion, which only touch tasks without unfinished prerequisites, give '{}'.
 STATUS_SQL = "case when l.lease_agent_id is null then t.status else 'claimed' end"
-TASK_COLUMNS = f"""
+
+
+def task_columns(holder: str = "a.name") -> str:
+    """The task columns over `t` and `l`; `holder`: the lease holder's name (the claim and
+    the completion know it without looking the agent up)."""
+    return f"""
     t.id, t.number, t.title, t.repo, {STATUS_SQL} as status,
     greatest(t.status_at, l.changed_at) as status_at, t.status_word, t.status_date,
     t.status_reason, t.lane, t.priority, t.trigger,
     t.trigger_on, t.steps, t.risks, t.notes, t.findings, t.created_by, t.created_at,
     greatest(t.updated_at, l.changed_at) as updated_at, t.approved_by, t.approved_at,
-    t.approved_lane, t.rejected_by, t.rejected_reason, a.name as lease_holder, l.lease_expires_at, l.epoch, l.expiries,
+    t.approved_lane, t.rejected_by, t.rejected_reason, {holder} as lease_holder,
+    l.lease_expires_at, l.epoch, l.expiries,
     t.completed_by, t.completed_at, t.commits, t.completion_note, t.verified_at, t.base_sha,
     t.duplicate_of
 """
+
+
+TASK_COLUMNS = task_columns()
 BLOCKED_COLUMN = """
     coalesce((select array_agg(p.number order by p.number)
               from task_deps d join tasks p on p.id = d.prereq_id

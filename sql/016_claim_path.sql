@@ -103,3 +103,17 @@ create trigger tasks_sync_lease
 --    check (a lookup and a share lock on the task row, per row) proved nothing.
 alter table events drop constraint events_task_id_fkey;
 alter table outbox drop constraint outbox_task_id_fkey;
+
+-- 5. `task_key` inlines: `number` is cast to text by an immutable cast, where `text || bigint`
+--    called a stable function, so the immutable task_key could not be inlined and was planned
+--    anew each time a statement used it (every notice that names its task).
+create or replace function task_key(prefix text, number bigint) returns text
+    language sql immutable parallel safe
+    return prefix || '-' || number::text;
+
+-- 6. Fewer index entries per completion: the likely-duplicate lookup (core.backlog) reads
+--    unfinished and rejected tasks by title key, recently done ones by completion date, so a
+--    completion no longer computes a title key for an index entry nobody reads.
+drop index tasks_title_key_idx;
+create index tasks_title_key_idx on tasks (title_key(title))
+    where status in ('draft', 'open', 'rejected');
