@@ -16,12 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.agents import Unauthorized
 from core.auth import Authenticator
 from core.backlog import Backlog
 from core.db import UNAVAILABLE
-from core.errors import BacklogError, plain_problems
+from core.errors import plain_problems
 from core.git.refresh import Refresher
 from core.leases import Heartbeat, Leases
 from core.models import Actor, Task
@@ -30,8 +30,9 @@ from core.questions import Question, Questions
 from core.spec import REPO_RE, SpecError
 from core.supervise import Board, PartState
 from core.waiting import MAX_WAIT, Waits
-from gateway.asgi import UNAVAILABLE_MESSAGE, BodyLimit, unavailable_headers
+from gateway.asgi import REFUSALS, BodyLimit, problem_for, problem_headers, unavailable_headers
 from gateway.hooks import HOOK_PREFIX, MAX_HOOK_BYTES, forge_hooks
+from gateway.hot import HotPath, bearer, claim_response
 from gateway.mcp import build_mcp
 from gateway.schemas import (
     KEY_PATTERN,
@@ -47,17 +48,23 @@ from gateway.schemas import (
     SpecInput,
 )
 
-STATUS_OF = {
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "lease_refused": 409,
-    "invalid_transition": 409,
-    "invalid": 422,
-}
 KEY_PATH = Path(..., max_length=40, pattern=KEY_PATTERN, description="Task key, e.g. OB-12")
 OPERATOR_ACTIONS = ("approve", "reject", "lane", "edit")
 T = TypeVar("T")
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app with `front` (the body limit and the work loop's hot path,
+    gateway/hot.py) in front of FastAPI's own request handling, so that the hot routes skip it
+    whole; `behind` is that handling, where `front` sends everything else."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.front or self.behind)(scope, receive, send)
+
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 class Health(BaseModel):
@@ -69,11 +76,7 @@ class Health(BaseModel):
 
 async def current_agent(request: Request) -> Actor:
     """The agent the bearer token belongs to (401 otherwise)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if header and scheme.lower() != "bearer":
-        raise Unauthorized("use 'Authorization: Bearer <token>'")
-    return await request.app.state.authenticate(token.strip() or None)
+    return await request.app.state.authenticate(bearer(request.scope["headers"]))
 
 
 Agent = Annotated[Actor, Depends(current_agent)]
@@ -96,11 +99,10 @@ def unreadable_body(cause: BaseException | None) -> str:
 def problem(
     status: int, error: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
-    headers = {401: {"WWW-Authenticate": "Bearer"}, 503: unavailable_headers()}.get(status)
     return JSONResponse(
         Problem(error=error, message=message, details=details or {}).model_dump(mode="json"),
         status_code=status,
-        headers=headers,
+        headers=problem_headers(status),
     )
 
 
@@ -156,7 +158,7 @@ def create_app(
             await waits.stop()
             await authenticator.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Operator Backlog agent gateway",
         version="1",
         description=(
@@ -172,22 +174,22 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    app.add_middleware(
-        BodyLimit, limit=settings.max_request_bytes, larger={HOOK_PREFIX: MAX_HOOK_BYTES}
+    # in front of everything: every body is measured, then the hot path answers its routes
+    app.front = BodyLimit(
+        HotPath(app.behind, leases=leases, authenticate=authenticator),
+        limit=settings.max_request_bytes,
+        larger={HOOK_PREFIX: MAX_HOOK_BYTES},
     )
     app.state.authenticate = authenticator
     app.state.waits = waits
     app.state.closing = waits.release  # waiting requests answer before the server drains
 
-    @app.exception_handler(BacklogError)
-    async def _backlog_error(_: Request, exc: BacklogError) -> JSONResponse:
-        return problem(STATUS_OF.get(exc.code, 400), exc.code, exc.message, exc.details)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        status, error, message, details, _headers = problem_for(exc)
+        return problem(status, error, message, details)
 
-    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        return problem(503, "database_unavailable", UNAVAILABLE_MESSAGE)
-
-    for unavailable in UNAVAILABLE:
-        app.add_exception_handler(unavailable, _database_down)
+    for refusal in REFUSALS:
+        app.add_exception_handler(refusal, _refused)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
@@ -260,13 +262,7 @@ def create_app(
                 lease=None,
                 message="nothing became ready for you while you waited; claim again to wait on",
             )
-        if lease is None:
-            return ClaimResponse(lease=None, message="nothing is ready for you; try again later")
-        return ClaimResponse(
-            lease=lease,
-            message=f"you hold {lease.key} until {lease.lease_expires_at:%H:%M:%S} UTC; "
-            f"present epoch {lease.epoch} on every write",
-        )
+        return claim_response(lease)
 
     @app.post("/v1/tasks/{key}/heartbeat", tags=["work loop"], responses=errors)
     async def heartbeat(key: Key, body: HeartbeatRequest, actor: Agent) -> Heartbeat:

@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.db import UNAVAILABLE
+from core.errors import BacklogError
 from gateway.schemas import Problem
 
 RETRY_AFTER_SECONDS = 2
@@ -32,6 +34,36 @@ async def send_problem(
 
 def unavailable_headers() -> dict[str, str]:
     return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+# The HTTP status of each kind of refusal from core.
+STATUS_OF = {
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "lease_refused": 409,
+    "invalid_transition": 409,
+    "invalid": 422,
+}
+
+
+# What problem_for answers: core's refusals and an unreachable database.
+REFUSALS: tuple[type[Exception], ...] = (BacklogError, *UNAVAILABLE)
+
+
+def problem_headers(status: int) -> dict[str, str] | None:
+    return {401: {"WWW-Authenticate": "Bearer"}, 503: unavailable_headers()}.get(status)
+
+
+def problem_for(
+    err: Exception,
+) -> tuple[int, str, str, dict[str, Any], dict[str, str] | None]:
+    """The API's answer to a refusal from core, or to the database being unreachable (any
+    other exception): status, error, message, details, headers."""
+    if isinstance(err, BacklogError):
+        status = STATUS_OF.get(err.code, 400)
+        return status, err.code, err.message, err.details, problem_headers(status)
+    return 503, "database_unavailable", UNAVAILABLE_MESSAGE, {}, unavailable_headers()
 
 
 class BodyLimit:

@@ -95,6 +95,7 @@ class Gateway:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            proxy_headers=False,  # nothing here reads client addresses
         )
         self._server = server = _Embedded(config)
         self._task = asyncio.create_task(self._serve(server))

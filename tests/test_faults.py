@@ -13,7 +13,14 @@ import asyncpg
 import httpx
 
 from core.backlog import Backlog
-from core.leases import CLAIM_IN_REPOS_SQL, CLAIM_SQL, COMPLETE_SQL, HEARTBEAT_SQL
+from core.leases import (
+    CLAIM_IN_REPOS_SQL,
+    CLAIM_SQL,
+    COMPLETE_SQL,
+    FAST_CLAIM_IN_REPOS_SQL,
+    FAST_CLAIM_SQL,
+    HEARTBEAT_SQL,
+)
 from core.models import Actor, Lane
 from core.spec import make_spec
 
@@ -103,9 +110,12 @@ async def test_claim_plan_uses_the_ready_index_with_100k_tasks(
         " where l.lease_agent_id is not null limit 1"
     )
     claim = [agent_id, 1800, 3, "agent:x", "OB", date.today()]
+    fast = [agent_id, 1800, "agent:x", "x", date.today()]
     plans = {
         "claim": (CLAIM_SQL, claim),
         "claim in repos": (CLAIM_IN_REPOS_SQL, [*claim, ["repo7"]]),
+        "claim (fast)": (FAST_CLAIM_SQL, fast),
+        "claim in repos (fast)": (FAST_CLAIM_IN_REPOS_SQL, [*fast, ["repo7"]]),
         "heartbeat": (HEARTBEAT_SQL, [held, agent_id, 1, 1800, "agent:x"]),
         "complete": (COMPLETE_SQL, [held, agent_id, 1, "agent:x", [], None, "OB"]),
     }
