@@ -38,6 +38,7 @@ from core.models import (
     Task,
     format_key,
 )
+from core.notices import FindingsReported, Handoff, TaskCompleted
 from core.shaping import local_today
 from core.spec import REPO_RE, Spec, free_text
 from core.tasks import (
@@ -90,9 +91,8 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.task_id,
-           jsonb_build_object('key', task_key($5, t.number), 'title', t.title,
-                              'holder', u.prev_holder, 'expiries', u.expiries,
-                              'max_expiries', $3::int)
+           jsonb_build_object('key', task_key($5, t.number), 'holder', u.prev_holder,
+                              'expiries', u.expiries, 'max_expiries', $3::int)
     from lease u join tasks t on t.id = u.task_id where u.prev_held
     order by u.task_id
 )
@@ -196,9 +196,8 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_completed', id,
-           jsonb_build_object('key', task_key($7, number), 'title', title, 'repo', repo,
-                              'by', $4::text, 'commits', $5::text[], 'note', $6::text,
-                              'verified', false)
+           jsonb_build_object('key', task_key($7, number), 'by', $4::text,
+                              'commits', $5::text[], 'note', $6::text, 'verified', false)
     from upd
 )
 select {TASK_COLUMNS},
@@ -250,7 +249,7 @@ update tasks t set
                           where x like c || '%' or c like x || '%')),
     updated_at = now()
 where t.id = $1
-returning t.number, t.title, t.repo, t.commits, t.verified_at is not null as verified
+returning t.commits, t.verified_at is not null as verified
 """
 
 # This agent's last write of a kind on a task at an epoch (a replay check, on refusal only).
@@ -472,16 +471,14 @@ class Leases:
                 EventKind.COMPLETED,
                 {**details, "verified": t["verified"]},
                 notify=OutboxKind.TASK_COMPLETED,
-                payload={
-                    "key": format_key(self.prefix, number),
-                    "title": t["title"],
-                    "repo": t["repo"],
-                    "by": str(actor),
-                    "commits": list(t["commits"]),
-                    "note": note,
-                    "verified": t["verified"],
-                    "closed_by": row["sha"],
-                },
+                payload=TaskCompleted(
+                    key=format_key(self.prefix, number),
+                    by=str(actor),
+                    commits=list(t["commits"]),
+                    note=note,
+                    verified=t["verified"],
+                    closed_by=row["sha"],
+                ),
             )
             task = await fetch_task(conn, row["id"], self.prefix)
         await self.backlog.wake()  # (its connection given back: a pool of one does not wait)
@@ -526,7 +523,7 @@ class Leases:
                     EventKind.FINDINGS,
                     {"epoch": epoch, "text": text[:2000]},
                     notify=OutboxKind.FINDINGS_REPORTED,
-                    payload={"key": key, "by": str(actor), "text": text[:2000]},
+                    payload=FindingsReported(key=key, by=str(actor), text=text[:2000]),
                 )
                 return await fetch_task(conn, task_id, self.prefix)
         except _Refused:
@@ -568,7 +565,7 @@ class Leases:
                     actor,
                     approve=auto,
                     lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
-                    event_details={"prerequisite_of": format_key(self.prefix, number)},
+                    prerequisite_of=format_key(self.prefix, number),
                 )
                 await conn.execute(
                     "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
@@ -587,12 +584,14 @@ class Leases:
                     EventKind.HANDED_OFF,
                     details,
                     notify=OutboxKind.HANDOFF,
-                    payload={
-                        "key": format_key(self.prefix, number),
-                        "by": str(actor),
-                        **details,
-                        "prerequisite_title": prereq.title,
-                    },
+                    payload=Handoff(
+                        key=format_key(self.prefix, number),
+                        by=str(actor),
+                        prerequisite=prereq.key,
+                        prerequisite_title=prereq.title,
+                        prerequisite_status=prereq.status,
+                        reason=reason,
+                    ),
                 )
                 return await fetch_task(conn, task_id, self.prefix), prereq
         except _Refused:

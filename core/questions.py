@@ -30,6 +30,7 @@ from core.backlog import Backlog, require_operator
 from core.errors import Invalid, InvalidTransition, NotFound
 from core.leases import _FENCE, Leases, _require_agent
 from core.models import Actor, EventKind, Lane, OutboxKind, Status, format_key
+from core.notices import QuestionAnswered, QuestionAsked
 from core.spec import MAX_TEXT, free_text
 from core.tasks import STATUS_SQL, number_for_key
 
@@ -251,13 +252,9 @@ class Questions:
                 EventKind.QUESTION_ASKED,
                 details,
                 notify=OutboxKind.QUESTION_ASKED,
-                payload={
-                    "key": task_key,
-                    "id": qid,
-                    "text": body,
-                    "options": opts,
-                    "asked_by": str(actor),
-                },
+                payload=QuestionAsked(
+                    key=task_key, id=qid, text=body, options=opts, asked_by=str(actor)
+                ),
             )
             return await self._get(conn, qid)
 
@@ -326,16 +323,16 @@ class Questions:
                 EventKind.QUESTION_ANSWERED,
                 details,
                 notify=OutboxKind.QUESTION_ANSWERED,
-                payload={
-                    "key": q.key,
-                    "id": qid,
-                    "text": q.text,
-                    "options": q.options,
-                    "asked_by": q.asked_by,
-                    "answer": answer,
-                    "answered_by": str(actor),
-                    "answered_at": at.isoformat(),
-                },
+                payload=QuestionAnswered(
+                    key=q.key,
+                    id=qid,
+                    text=q.text,
+                    options=q.options,
+                    asked_by=q.asked_by,
+                    answer=answer,
+                    answered_by=str(actor),
+                    answered_at=at,
+                ),
             )
             await conn.execute("select pg_notify($1, $2)", QUESTIONS_CHANNEL, str(qid))
             answered = await self._get(conn, qid)

@@ -68,7 +68,7 @@ async def test_closes_from_default_branch_links_the_rest_and_is_idempotent(
     )
     assert len(rows) == 3
     p5 = next(r["payload"] for r in rows if r["payload"]["key"] == "OB-5")
-    assert p5["text"] == f"closed by commit {trailer_sha[:7]} in web, by codex"
+    assert (p5["sha"], p5["repo"], p5["agent"]) == (trailer_sha, "web", "codex")
 
     # nothing new: the ref files say so, no git runs, nothing is written twice
     before = await event_count(pool)

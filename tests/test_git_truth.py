@@ -88,9 +88,9 @@ async def test_reverted_evidence_loses_verification_and_a_reverted_revert_restor
     assert lost.kind == "evidence_lost" and lost.actor == "git"
     assert lost.details["reason"] == "reverted" and lost.details["reverted_by"] == revert
     (notice,) = await outbox(pool, "evidence_lost")
-    assert notice["key"] == key and notice["title"] == "fix thing"
+    assert notice["key"] == key and notice["reason"] == "reverted"
     assert notice["commits"] == [fix] and notice["branch"] == "main"
-    assert notice["text"].startswith(f"{key}'s closing commit {fix[:7]} was reverted on main")
+    assert notice["reverted_by"] == revert
     (u,) = (await Reconciler(backlog).unverified()).items
     assert u.task.key == key and u.evidence.startswith("evidence reverted")
     # nothing new: nothing happens twice
@@ -139,7 +139,7 @@ async def test_evidence_force_pushed_away_loses_verification_then_a_reland_verif
     assert on_default is False
     (notice,) = await outbox(pool, "evidence_lost")
     assert notice["reason"] == "left_default_branch" and notice["reverted_by"] is None
-    assert notice["text"].startswith(f"{key}'s closing commit {fix[:7]} left main")
+    assert notice["commits"] == [fix] and notice["branch"] == "main"
     assert (await backlog.get(other)).status is Status.OPEN  # a mention was never evidence
     rewritten = await pool.fetchrow(
         "select details from events where kind = 'history_rewritten' order by id desc limit 1"
@@ -190,7 +190,7 @@ async def test_agent_completion_loses_verification_when_its_commit_is_reverted(
     (res,) = (await scan(rec)).repos
     assert res.evidence_lost == 1
     (notice,) = await outbox(pool, "evidence_lost")
-    assert notice["text"].startswith(f"{key}'s commit {work[:7]} was reverted on main")
+    assert notice["reason"] == "reverted" and notice["commits"] == [work[:9]]
     assert (await backlog.get(key)).verified_at is None
 
 

@@ -43,6 +43,7 @@ from core.git.repos import SkippedFolder, discover_repos
 from core.git.reverts import Reverts
 from core.git.scan import POS_BLOCK, ScanState, read_default, read_other_branches
 from core.models import EventKind, OutboxKind
+from core.notices import DefaultBranchChanged
 
 log = logging.getLogger(__name__)
 
@@ -387,13 +388,9 @@ class Reconciler:
                     EventKind.DEFAULT_BRANCH_CHANGED,
                     {"repo": name, "from": old_branch, "to": branch, "path": path},
                     notify=OutboxKind.DEFAULT_BRANCH_CHANGED,
-                    payload={
-                        "repo": name,
-                        "from": old_branch,
-                        "to": branch,
-                        "path": path,
-                        "text": f"{name}: the default branch is now {branch} (was {old_branch})",
-                    },
+                    payload=DefaultBranchChanged(
+                        repo=name, from_branch=old_branch, to_branch=branch
+                    ),
                 )
 
             # 1. the default branch

@@ -40,10 +40,12 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from core import events
 from core.backlog import Backlog, spec_of, written_status
 from core.errors import BacklogError, Invalid
 from core.git.base import current_head
 from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
+from core.notices import DraftFiled, TodoImported
 from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError
 from core.tasks import TaskFilter, numbers_by_title, tasks_by_number
 from core.todo_format import TodoDocument, read_document, rewrite
@@ -360,15 +362,6 @@ select t.id, $2::text, 'filed',
 from tasks t where t.id = any($1::bigint[]) order by t.number
 """
 
-_DRAFT_CARDS = """
-insert into outbox (kind, task_id, payload)
-select 'draft_filed', t.id,
-       jsonb_build_object('key', task_key($4, t.number), 'by', $2::text, 'status', t.status,
-                          'lane', t.lane, 'title', t.title, 'repo', t.repo,
-                          'imported_from', $3::text)
-from tasks t where t.id = any($1::bigint[]) and t.status = 'draft' order by t.number
-"""
-
 # What the file and the backlog say now, per task (by number), remembered for the next sync.
 _RECORD = """
 insert into todo_sync (task_id, path, file_view, task_view)
@@ -501,16 +494,13 @@ async def _write(
     by_id = {r["id"]: r["number"] for r in rows}
     ids = sorted(by_id, key=lambda i: by_id[i])
     await conn.execute(_FILED_EVENTS, ids, who, source)
-    if not approve:
-        if total <= MAX_IMPORT_CARDS:
-            await conn.execute(_DRAFT_CARDS, ids, who, source, backlog.prefix)
-        else:
-            first, last = backlog.key(by_id[ids[0]]), backlog.key(by_id[ids[-1]])
-            await conn.execute(
-                "insert into outbox (kind, task_id, payload) values ($1, null, $2)",
-                OutboxKind.TODO_IMPORTED,
-                {"path": source, "count": total, "by": who, "first": first, "last": last},
-            )
+    if not approve and total <= MAX_IMPORT_CARDS:  # an approval card each
+        cards = [(i, DraftFiled(key=backlog.key(by_id[i]), by=who)) for i in ids]
+        await events.notify_many(conn, OutboxKind.DRAFT_FILED, cards)
+    elif not approve:  # one notice for them all
+        first, last = backlog.key(by_id[ids[0]]), backlog.key(by_id[ids[-1]])
+        notice = TodoImported(path=source, count=total, by=who, first=first, last=last)
+        await events.notify_many(conn, OutboxKind.TODO_IMPORTED, [(None, notice)])
     return {i: by_id[i] for i in ids}
 
 
