@@ -24,7 +24,6 @@ from core.backlog import Backlog
 from core.botstore import BotStore
 from core.decisions import PendingKind, ranked
 from core.errors import InvalidTransition, NotFound
-from core.leases import Leases
 from core.models import Lane, Status, Task
 from core.questions import Question, Questions
 from core.shaping import local_today
@@ -56,10 +55,6 @@ class Card:
     question: Question | None = None
 
 
-def questions_of(backlog: Backlog) -> Questions:
-    return Questions(Leases(backlog))
-
-
 def _still_current(mode: DrainMode, card: Card) -> bool:
     task, q = card.task, card.question
     if q is not None:
@@ -75,7 +70,7 @@ async def _card(backlog: Backlog, item: DrainItem) -> Card | None:
         task = await backlog.get(backlog.key(item.number))
         if item.question is None:
             return Card(task)
-        return Card(task, await questions_of(backlog).get(item.question))
+        return Card(task, await Questions(backlog).get(item.question))
     except NotFound:
         return None
 

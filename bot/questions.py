@@ -19,6 +19,7 @@ from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.errors import BacklogError, InvalidTransition
+from core.questions import Questions
 from core.spec import SpecError
 
 router = Routes(name="questions")
@@ -29,7 +30,7 @@ async def tap(
     cq: CallbackQuery, callback_data: QuestionCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
     qid, mode = callback_data.question, callback_data.mode
-    questions = drain.questions_of(backlog)
+    questions = Questions(backlog)
     q = await questions.get(qid)
     walk = None
     if mode is not None and (walk := await drain.current(cq, mode, q.number, state, qid)) is None:
@@ -72,7 +73,7 @@ async def reply(
         await store.forget_question_card(message.chat.id, target.message_id)
     outcome = "answered"
     try:
-        q = await drain.questions_of(backlog).answer(
+        q = await Questions(backlog).answer(
             f"Q{qid}", operator(message.from_user.id), message.text or ""
         )
         await message.answer(

@@ -76,11 +76,10 @@ def answer(
 
     The waiting agent gets the answer at once; it is written into the task's history and
     notes."""
-    from core.leases import Leases
     from core.questions import Questions
 
     async def main(b: Backlog) -> tuple[Question, Task]:
-        q = await Questions(Leases(b)).answer(ref, operator(), text)
+        q = await Questions(b).answer(ref, operator(), text)
         return q, await b.get(q.key)
 
     q, task = run_backlog(main)

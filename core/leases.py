@@ -22,7 +22,6 @@ import asyncpg
 from pydantic import BaseModel
 
 from core import events
-from core.backlog import Backlog
 from core.deps import announce_unblocked
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from core.git.drift import drift_for
@@ -39,6 +38,7 @@ from core.models import (
     format_key,
 )
 from core.notices import FindingsReported, Handoff, TaskCompleted
+from core.service import Service
 from core.shaping import local_today
 from core.spec import REPO_RE, Spec, free_text
 from core.tasks import (
@@ -295,13 +295,7 @@ class _Refused(Exception):
     own: a refused agent never holds one connection while waiting for another."""
 
 
-class Leases:
-    def __init__(self, backlog: Backlog):
-        self.backlog = backlog
-        self.pool = backlog.pool
-        self.settings = backlog.settings
-        self.prefix = backlog.prefix
-
+class Leases(Service):
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
         if not MIN_LEASE_SECONDS <= ttl <= MAX_LEASE_SECONDS:

@@ -31,6 +31,7 @@ from core.errors import Invalid, InvalidTransition, NotFound
 from core.leases import _FENCE, Leases, _require_agent
 from core.models import Actor, EventKind, Lane, OutboxKind, Status, format_key
 from core.notices import QuestionAnswered, QuestionAsked
+from core.service import Service
 from core.spec import MAX_TEXT, free_text
 from core.tasks import STATUS_SQL, number_for_key
 
@@ -184,12 +185,10 @@ def _by(actor: Actor) -> str:
     return "the operator"
 
 
-class Questions:
-    def __init__(self, leases: Leases):
-        self.leases = leases
-        self.backlog: Backlog = leases.backlog
-        self.pool = self.backlog.pool
-        self.prefix = self.backlog.prefix
+class Questions(Service):
+    def __init__(self, backlog: Backlog):
+        super().__init__(backlog)
+        self.leases = Leases(backlog)  # a refused ask is explained as a refused lease write
 
     # ------------------------------------------------------------------ agents
 

@@ -91,7 +91,7 @@ async def test_a_reply_to_the_card_answers_in_free_text(
     card_message = bot_message(OP, card, env.session.texts()[-1])
     await env.feed(message_update(OP, "Postgres, we run it already", reply_to_message=card_message))
     assert env.session.texts()[-1] == ("✅ Q1 (OB-1) answered: <b>Postgres, we run it already</b>")
-    q = await Questions(Leases(env.backlog)).get(qid)
+    q = await Questions(env.backlog).get(qid)
     assert q.answer == "Postgres, we run it already"
     # the same card again: already answered, said once; nothing is captured or amended
     await env.feed(message_update(OP, "no, Redis", reply_to_message=card_message))
@@ -105,7 +105,7 @@ async def test_forged_and_out_of_range_taps(waiting_gateway, backlog: Backlog, m
     for data in ("q:abc:1:", "q:99999:1:", f"q:{qid}:3:", f"q:{qid}:0:", f"q:{qid}:1:nope"):
         await env.tap(data, message_id=card)
     assert len(env.session.answers()) == 5 and env.session.of("SendMessage") == []
-    assert (await Questions(Leases(env.backlog)).get(qid)).status == "pending"
+    assert (await Questions(env.backlog).get(qid)).status == "pending"
 
 
 async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent) -> None:
@@ -114,7 +114,9 @@ async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent
     leases = Leases(env.backlog)
     await env.backlog.file(make_spec(title="held and asking"), CLI, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
-    q = await Questions(leases).ask(lease.key, codex, lease.epoch, "Which queue?", ["sqs", "pg"])
+    q = await Questions(env.backlog).ask(
+        lease.key, codex, lease.epoch, "Which queue?", ["sqs", "pg"]
+    )
     await env.backlog.file(make_spec(title="lonely decision"), CLI, lane=Lane.DECISION)  # OB-2
     await env.backlog.file(make_spec(title="blocking decision"), CLI, lane=Lane.DECISION)  # 3
     for title in ("waits a", "waits b"):
@@ -134,7 +136,7 @@ async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent
     await env.tap("d:decide:stop:2:", message_id=50)
     summary = env.session.of("EditMessageText")[-1].text
     assert "answered 1" in summary and "skipped 1" in summary
-    assert (await Questions(leases).get(q.id)).answer == "pg"
+    assert (await Questions(env.backlog).get(q.id)).answer == "pg"
 
 
 async def test_inbox_puts_the_draft_others_wait_on_first(backlog: Backlog, make_agent) -> None:
@@ -180,7 +182,7 @@ async def test_the_digest_lists_what_waits_for_a_decision(backlog: Backlog, make
     leases = Leases(backlog)
     await backlog.file(make_spec(title="a cache"), CLI, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
-    await Questions(leases).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
+    await Questions(backlog).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
     await backlog.file(make_spec(title="pick a queue"), CLI, lane=Lane.DECISION)
     d = await build_digest(backlog)
     assert [(p.kind, p.key) for p in d.decide.items] == [("question", "OB-1"), ("decision", "OB-2")]

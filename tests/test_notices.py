@@ -99,7 +99,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     assert lease is not None and lease.key == look.key
     await leases.findings(look.key, codex, lease.epoch, "the cache is cold")  # findings
 
-    questions = Questions(leases)
+    questions = Questions(backlog)
     asking = await backlog.file(make_spec(title="pick a store"), OP, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
     assert lease is not None and lease.key == asking.key

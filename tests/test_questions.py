@@ -21,8 +21,8 @@ OP = Actor.operator("cli")
 
 
 @pytest.fixture
-def questions(leases: Leases) -> Questions:
-    return Questions(leases)
+def questions(backlog: Backlog) -> Questions:
+    return Questions(backlog)
 
 
 async def _held(backlog: Backlog, leases: Leases, make_agent, title: str = "cache layer"):

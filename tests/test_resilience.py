@@ -20,7 +20,7 @@ from bot.notifier import Notifier
 from bot.patience import PatientReplies
 from core.backlog import Backlog
 from core.models import Actor
-from core.outbox import outbox_stats, retry_dead, undelivered
+from core.outbox import Outbox
 from core.spec import make_spec
 from core.supervise import PartState, Supervisor, read_boards
 from tests.fake_telegram import FakeTelegram, retry_after
@@ -114,19 +114,19 @@ async def test_a_refusal_is_dead_visible_and_can_be_retried(
     fake.fail("sendMessage", (403, "Forbidden: bot was blocked by the user"))
     notifier = Notifier(real_bot, backlog, [OP], worker="t")
     assert await notifier.drain_once() == 1
-    (dead,) = await undelivered(backlog, dead_only=True)
+    (dead,) = await Outbox(backlog).undelivered(dead_only=True)
     assert dead.key == "OB-1" and dead.dead_at is not None
     assert (
         dead.last_error
         and "press Start" in dead.last_error
         and "ob outbox retry" in (dead.last_error)
     )
-    stats = await outbox_stats(backlog)
+    stats = await Outbox(backlog).stats()
     assert (stats.pending, stats.dead) == (0, 1)
     assert await notifier.drain_once() == 0  # a dead notice waits for the operator
-    assert await retry_dead(backlog) == 1
+    assert await Outbox(backlog).retry_dead() == 1
     assert await notifier.drain_once() == 1
-    assert (await outbox_stats(backlog)).dead == 0
+    assert (await Outbox(backlog).stats()).dead == 0
     assert len(fake.ok("sendMessage")) == 1
 
 

@@ -270,7 +270,6 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    from core.leases import Leases
     from core.questions import Questions
 
     url, waits = gw
@@ -299,7 +298,7 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
             session.call_tool("get_answer", {"question_id": pending["id"], "wait_seconds": 60})
         )
         await until(lambda: waits.awaiting_answers == 1, "get_answer waits")
-        await Questions(Leases(backlog)).answer("OB-1", Actor.operator("cli"), "yes, redis")
+        await Questions(backlog).answer("OB-1", Actor.operator("cli"), "yes, redis")
         res = await asyncio.wait_for(answer, 90)
         assert res.structured_content["answer"] == "yes, redis"
         res = await session.call_tool("claim_next", {"wait_seconds": 61})

@@ -44,6 +44,7 @@ from core.git.reverts import Reverts
 from core.git.scan import POS_BLOCK, ScanState, read_default, read_other_branches
 from core.models import EventKind, OutboxKind
 from core.notices import DefaultBranchChanged
+from core.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +148,13 @@ LOCK_POLL = 0.1  # seconds between tries of a caller that waits for a repo's loc
 # ------------------------------------------------------------------------- the job
 
 
-class Reconciler:
+class Reconciler(Service):
     """Fetches and reads the registered repositories (`fetch_concurrency` at a time, each under
     its advisory lock, so two `ob serve` processes never fetch or read the same repo at once)
     and holds the backlog to what git says."""
 
     def __init__(self, backlog: Backlog, *, concurrency: int | None = None):
-        self.backlog = backlog
-        self.pool = backlog.pool
-        self.settings = backlog.settings
-        self.prefix = backlog.prefix
+        super().__init__(backlog)
         self.concurrency = concurrency or self.settings.fetch_concurrency
 
     async def scheduled(self, worker: str, round_seconds: float) -> ReconcileSummary | None:
