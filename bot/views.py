@@ -11,7 +11,7 @@ from aiogram.types import BotCommand, CallbackQuery, InputMediaPhoto, Message
 from bot import keyboards, render
 from bot.cards import card_kind
 from bot.routing import Routes
-from core.agents import list_agents
+from core.agents import Agents
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.digest import build_digest, lanes_now
@@ -114,7 +114,7 @@ async def lanes(message: Message, backlog: Backlog) -> None:
 
 @router.message(Command("agents"))
 async def agents(message: Message, backlog: Backlog) -> None:
-    found = await list_agents(backlog)
+    found = await Agents(backlog).all()
     if not found:
         await message.answer("No agents yet (`ob agent add NAME`).")
         return

@@ -27,10 +27,10 @@ def agent_add(
     """Register an agent (or a revoked one again) and print its token (shown once; store it in
     the agent's env)."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        info, token = await agents.add_agent(b, name, operator(), git_email)
+        info, token = await Agents(b).add(name, operator(), git_email)
         console().print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
         print(token)
         console().print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
@@ -42,10 +42,10 @@ def agent_add(
 def agent_rotate(name: str) -> None:
     """Give an agent a new token: the old one stops working at once; its leases are kept."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        info, token = await agents.rotate_agent(b, name, operator())
+        info, token = await Agents(b).rotate(name, operator())
         console().print(f"agent [bold]{info.name}[/bold] has a new token (shown only now):")
         print(token)
         console().print(
@@ -61,10 +61,10 @@ def agent_list(as_json: JsonOpt = False) -> None:
     """Agents, and which tasks each holds with lease time left."""
 
     from cli.output import ago, plain_table
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        infos = await agents.list_agents(b)
+        infos = await Agents(b).all()
         if as_json:
             print_json(infos)
             return
@@ -84,10 +84,10 @@ def agent_list(as_json: JsonOpt = False) -> None:
 def agent_revoke(name: str) -> None:
     """Revoke an agent's token; the tasks it holds go back to the queue."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        n = await agents.revoke_agent(b, name, operator())
+        n = await Agents(b).revoke(name, operator())
         console().print(f"revoked {name}; {n} lease(s) returned to the queue")
 
     run_backlog(main)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from core.agents import add_agent, authenticate
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.leases import Leases
@@ -145,8 +145,8 @@ async def test_claim_path_upgrade_moves_leases_off_the_task_row(
             )
             assert [r["title"] for r in ready] == ["held", "waiting"]
             # the expired lease is reclaimable inside the claim, its epoch grows on
-            _, token = await add_agent(backlog, "grok", Actor.operator("test"))
-            grok = await authenticate(backlog, token)
+            _, token = await Agents(backlog).add("grok", Actor.operator("test"))
+            grok = await Agents(backlog).authenticate(token)
             lease = await Leases(backlog).claim(grok)
             assert (lease.key, lease.epoch, lease.task.expiries) == (held.key, 4, 2)
         finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from core.agents import revoke_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.decisions import PendingKind, ranked
 from core.deps import add_prerequisite
@@ -113,7 +113,7 @@ async def test_a_lease_that_ends_with_its_question_open_goes_to_decision(
         taken = await leases.claim(other)  # not the expired task: the next one
         assert taken is not None and taken.key == "OB-2"
     else:
-        await revoke_agent(backlog, "codex", OP)
+        await Agents(backlog).revoke("codex", OP)
     task = await backlog.get(lease.key)
     assert (task.status, task.lane, task.lease_holder) == (Status.OPEN, Lane.DECISION, None)
     assert (await questions.get(q.id)).left_open_at is not None

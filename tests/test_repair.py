@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
+from core.agents import Agents
 from core.backlog import Backlog, spec_of
 from core.deps import add_prerequisite
 from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
@@ -174,7 +174,7 @@ async def test_rotate_kills_the_old_token_at_once_and_keeps_the_leases(
         auth = {"Authorization": f"Bearer {old}"}
         lease = (await c.post("/v1/claim", headers=auth)).json()["lease"]
         assert (await c.get("/v1/me", headers=auth)).status_code == 200  # cached by now
-        info, new = await rotate_agent(backlog, "codex", OP)
+        info, new = await Agents(backlog).rotate("codex", OP)
         assert info.name == "codex" and new != old
         for _ in range(50):  # the rotation's NOTIFY clears the gateway's cache within moments
             r = await c.get("/v1/me", headers=auth)
@@ -200,13 +200,13 @@ async def test_a_revoked_name_can_be_added_again_an_active_one_cannot(
 ) -> None:
     grok, _ = await make_agent("grok")
     with pytest.raises(Invalid, match="ob agent rotate grok"):
-        await add_agent(backlog, "grok", OP)
-    await revoke_agent(backlog, "grok", OP)
+        await Agents(backlog).add("grok", OP)
+    await Agents(backlog).revoke("grok", OP)
     with pytest.raises(NotFound, match="no active agent named 'grok'"):
-        await rotate_agent(backlog, "grok", OP)
-    info, token = await add_agent(backlog, "grok", OP, ["grok@example.com"])
+        await Agents(backlog).rotate("grok", OP)
+    info, token = await Agents(backlog).add("grok", OP, ["grok@example.com"])
     assert info.revoked_at is None and info.git_emails == ["grok@example.com"]
-    again = await authenticate(backlog, token)
+    again = await Agents(backlog).authenticate(token)
     assert again.name == "grok" and again.agent_id == grok.agent_id  # one identity, one history
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from core import waiting
-from core.agents import revoke_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.deps import add_prerequisite
 from core.leases import Leases
@@ -77,7 +77,7 @@ async def _make_ready(how: str, backlog: Backlog, leases: Leases, make_agent) ->
         await leases.release("OB-2", holder, 1, "cannot go on")
         return "OB-2"
     if how == "revoke":
-        await revoke_agent(backlog, "holder", OP)
+        await Agents(backlog).revoke("holder", OP)
         return "OB-2"
     assert how == "unblock"
     holder = Actor.agent("holder", 1)
