@@ -97,10 +97,10 @@ def agent_revoke(name: str) -> None:
 def dep_add(key: str, prerequisite: str) -> None:
     """KEY waits until PREREQUISITE is done."""
 
-    from core.deps import add_prerequisite
+    from core.deps import Prerequisites
 
     async def main(b: Backlog) -> None:
-        task = await add_prerequisite(b, key, prerequisite, operator())
+        task = await Prerequisites(b).add(key, prerequisite, operator())
         console().print(
             f"{task.key} now waits on {', '.join(task.blocked_by) or 'nothing unfinished'}"
         )
@@ -112,10 +112,10 @@ def dep_add(key: str, prerequisite: str) -> None:
 def dep_rm(key: str, prerequisite: str) -> None:
     """Remove a prerequisite link."""
 
-    from core.deps import remove_prerequisite
+    from core.deps import Prerequisites
 
     async def main(b: Backlog) -> None:
-        task = await remove_prerequisite(b, key, prerequisite, operator())
+        task = await Prerequisites(b).remove(key, prerequisite, operator())
         console().print(f"{task.key} no longer waits on {prerequisite.upper()}")
 
     run_backlog(main)

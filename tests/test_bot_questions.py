@@ -11,7 +11,7 @@ from bot.callbacks import DrainMode, QuestionCB
 from bot.notifier import Notifier
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.digest import build_digest
 from core.leases import Leases
 from core.models import Actor, Lane
@@ -121,7 +121,7 @@ async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent
     await env.backlog.file(make_spec(title="blocking decision"), CLI, lane=Lane.DECISION)  # 3
     for title in ("waits a", "waits b"):
         waiting = await env.backlog.file(make_spec(title=title), CLI)
-        await add_prerequisite(env.backlog, waiting.key, "OB-3", CLI)
+        await Prerequisites(env.backlog).add(waiting.key, "OB-3", CLI)
     await env.say("/decide")
     first = env.session.texts()[-1]
     assert "card 1 of 3" in first and "Which queue?" in first  # an agent waits on it
@@ -145,7 +145,7 @@ async def test_inbox_puts_the_draft_others_wait_on_first(backlog: Backlog, make_
     await env.backlog.file(make_spec(title="older idea"), codex)  # OB-1
     await env.backlog.file(make_spec(title="prerequisite idea"), codex)  # OB-2
     blocked = await env.backlog.file(make_spec(title="waits for OB-2"), CLI)
-    await add_prerequisite(env.backlog, blocked.key, "OB-2", CLI)
+    await Prerequisites(env.backlog).add(blocked.key, "OB-2", CLI)
     await env.say("/inbox")
     assert "card 1 of 2" in env.session.texts()[-1]
     assert "prerequisite idea" in env.session.texts()[-1]

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from bot.notices import CARD_UPDATES, RENDERERS, Delivery, notice_for
 from core import events
 from core.backlog import Backlog
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.git.crossrepo import decide_cross_repo
 from core.git.reconcile import Reconciler
 from core.git.repos import add_repo
@@ -73,7 +73,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     await backlog.reject(dropped.key, OP, "not now")  # task_decided (rejected)
     waits = await backlog.file(make_spec(title="waits on access"), OP, lane=Lane.TRIAGE)
     access = await backlog.file(make_spec(title="get access"), OP, lane=Lane.TRIAGE)
-    await add_prerequisite(backlog, waits.key, access.key, OP)
+    await Prerequisites(backlog).add(waits.key, access.key, OP)
     await backlog.reject(access.key, OP, "no access")  # prerequisite_rejected
 
     done = await backlog.file(make_spec(title="ship it", repo="web"), OP, lane=Lane.AUTONOMOUS)

@@ -10,7 +10,7 @@ import pytest
 from core.agents import Agents
 from core.backlog import Backlog
 from core.decisions import PendingKind, ranked
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.errors import Invalid, InvalidTransition, LeaseError
 from core.leases import Leases
 from core.models import Actor, Lane, Status
@@ -187,10 +187,10 @@ async def test_decisions_rank_by_what_they_release(backlog: Backlog, make_agent)
     await make_agent("codex")  # idle: it holds nothing
     first = await backlog.file(make_spec(title="first, please"), OP)  # OB-1, triage
     blocked = await backlog.file(make_spec(title="blocked, many wait"), OP, lane=Lane.DECISION)
-    await add_prerequisite(backlog, blocked.key, first.key, OP)
+    await Prerequisites(backlog).add(blocked.key, first.key, OP)
     for title in ("waits a", "waits b"):
         waiting = await backlog.file(make_spec(title=title), OP)
-        await add_prerequisite(backlog, waiting.key, blocked.key, OP)
+        await Prerequisites(backlog).add(waiting.key, blocked.key, OP)
     free = await backlog.file(make_spec(title="free, nobody waits"), OP, lane=Lane.DECISION)
     found = await ranked(backlog, [PendingKind.DECISION])
     assert found.starved and [p.key for p in found.items] == [free.key, blocked.key]

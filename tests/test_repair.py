@@ -13,7 +13,7 @@ import pytest
 
 from core.agents import Agents
 from core.backlog import Backlog, spec_of
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
 from core.feed import FeedFilter, Follower, recent_events
 from core.git.reconcile import Reconciler
@@ -42,7 +42,7 @@ async def test_rejecting_a_prerequisite_hands_the_waiting_task_to_the_operator(
     assert lease is not None and lease.key == parent
     _, prereq = await leases.handoff(parent, codex, lease.epoch, make_spec(title="get access"))
     other = await file(backlog, "also waits", Lane.TRIAGE)
-    await add_prerequisite(backlog, other, prereq.key, OP)
+    await Prerequisites(backlog).add(other, prereq.key, OP)
 
     await backlog.reject(prereq.key, OP, "we will not get access")
 
@@ -72,8 +72,8 @@ async def test_a_waiting_task_already_in_decision_is_told_and_a_held_one_loses_i
     assert lease is not None and lease.key == held
     deciding = await file(backlog, "deciding", Lane.DECISION)
     prereq = await file(backlog, "prereq", Lane.TRIAGE)
-    await add_prerequisite(backlog, held, prereq, OP)
-    await add_prerequisite(backlog, deciding, prereq, OP)
+    await Prerequisites(backlog).add(held, prereq, OP)
+    await Prerequisites(backlog).add(deciding, prereq, OP)
     await backlog.reject(prereq, OP)
     task = await backlog.get(held)
     assert task.lane is Lane.DECISION and task.lease_holder is None
@@ -87,9 +87,9 @@ async def test_dep_add_refuses_a_rejected_or_missing_prerequisite(backlog: Backl
     gone = await file(backlog, "gone", Lane.TRIAGE)
     await backlog.reject(gone, OP)
     with pytest.raises(InvalidTransition, match=f"{gone} was rejected"):
-        await add_prerequisite(backlog, waiting, gone, OP)
+        await Prerequisites(backlog).add(waiting, gone, OP)
     with pytest.raises(NotFound, match="no task 'OB-99'"):
-        await add_prerequisite(backlog, waiting, "OB-99", OP)
+        await Prerequisites(backlog).add(waiting, "OB-99", OP)
     assert (await backlog.get(waiting)).blocked_by == []
 
 
@@ -102,7 +102,7 @@ async def test_reopen_a_done_task_keeps_its_evidence_in_history(
     codex, _ = await make_agent("codex")
     key = await file(backlog, "fix the cache", repo="web")
     waiting = await file(backlog, "after the cache", Lane.TRIAGE)
-    await add_prerequisite(backlog, waiting, key, OP)
+    await Prerequisites(backlog).add(waiting, key, OP)
     lease = await leases.claim(codex)
     assert lease is not None
     await leases.complete(key, codex, lease.epoch, commits=["abc1234"], note="typo close")

@@ -22,7 +22,7 @@ import pytest
 from core import waiting
 from core.agents import Agents
 from core.backlog import Backlog
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -96,7 +96,7 @@ async def test_a_waiting_claim_is_woken_by_what_makes_work_ready(
     await backlog.file(make_spec(title="held"), OP, lane=Lane.AUTONOMOUS)  # OB-2
     assert (await leases.claim(holder)).key == "OB-2"
     await backlog.file(make_spec(title="after OB-2"), OP, lane=Lane.AUTONOMOUS)  # OB-3
-    await add_prerequisite(backlog, "OB-3", "OB-2", OP)
+    await Prerequisites(backlog).add("OB-3", "OB-2", OP)
     async with client(url, token) as c:
         claim = wait_claim(c)
         await until(lambda: waits.waiting == 1, "the claim waits")
