@@ -52,7 +52,7 @@ from bench.common import fresh_database
 from core.backlog import Backlog
 from core.db import create_pool
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.git.todo import import_todo
 from core.models import Actor
 from core.settings import load_settings
@@ -338,7 +338,7 @@ async def measure(name: str, paths: list[Path], n_tasks: int, rounds: int) -> di
             n_tasks,
         )
         for p in paths:
-            await add_repo(backlog, p, OP)
+            await Repos(backlog).add(p, OP)
         pairs = []
         for _ in range(rounds):
             a, a_cpu, git_rss = baseline(paths)

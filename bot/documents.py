@@ -20,7 +20,7 @@ from bot.forms import REPO_PROMPT, Prompt, RepoPrompt
 from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.captures import MAX_CAPTURE_BYTES, Captured
-from core.git.repos import known_repo_names
+from core.git.repos import Repos
 from core.settings import Settings
 from core.spec import REPO_RE
 
@@ -66,7 +66,7 @@ async def got_document(
         repo=caption_repo,
         origin=f"Imported from {name} (sent to the bot)",
     )
-    offered = await known_repo_names(store.backlog)
+    offered = await Repos(store.backlog).known_names()
     if caption_repo or not offered or all(s.repo for s in captured.draft.specs):
         await previews.show(bot, message.chat.id, store.captures, captured)
         return

@@ -15,7 +15,7 @@ from bot.cards import operator
 from bot.forms import NEW_TASK, NewFlow, NewTask
 from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
-from core.git.repos import known_repo_names
+from core.git.repos import Repos
 from core.settings import Settings
 from core.spec import MAX_ITEM, MAX_RISKS, MAX_STEPS, MAX_TITLE, SpecError, make_spec
 
@@ -65,7 +65,7 @@ async def got_title(message: Message, state: FSMContext, backlog: Backlog) -> No
         return
     d = await _form(state)
     d.title = title
-    d.offered_repos = await known_repo_names(backlog)
+    d.offered_repos = await Repos(backlog).known_names()
     await NEW_TASK.set(state, d)
     await state.set_state(NewFlow.repo)
     await message.answer(

@@ -228,7 +228,7 @@ def add(
             err_console().print(f"[yellow]warning:[/yellow] {s.title[:60]}: {warning}")
 
     async def main(b: Backlog) -> None:
-        from core.git.repos import unregistered_repo
+        from core.git.repos import Repos
 
         tasks = await b.file_many(specs, operator(), lane=chosen_lane)
         if as_json:
@@ -238,7 +238,7 @@ def add(
             keys = ", ".join(f"[bold]{t.key}[/bold]" for t in tasks)
             console().print(f"filed {keys} into {', '.join(lanes)}")
         for task in tasks:
-            if warning := await unregistered_repo(b, task):
+            if warning := await Repos(b).unregistered(task):
                 warn(warning)
 
     run_backlog(main)
@@ -527,9 +527,9 @@ def edit(
         else:
             console().print(f"edited [bold]{done.task.key}[/bold]: {done.summary()}")
         if "repo" in done.changes:
-            from core.git.repos import unregistered_repo
+            from core.git.repos import Repos
 
-            if warning := await unregistered_repo(b, done.task):
+            if warning := await Repos(b).unregistered(done.task):
                 warn(warning)
 
     run_backlog(main)

@@ -61,18 +61,18 @@ def repo_add(
 ) -> None:
     """Register a repository by path, or by URL (ob keeps a bare clone under its data dir);
     re-adding a path updates its name, branch or fetching."""
-    from core.git import repos as core_repos
     from core.git.remotes import looks_like_url
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
         if looks_like_url(path):
             with err_console().status(f"cloning {path} (bare) ..."):
-                info = await core_repos.add_remote_repo(
-                    b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+                info = await Repos(b).add_remote(
+                    path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
                 )
         else:
-            info = await core_repos.add_repo(
-                b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+            info = await Repos(b).add(
+                path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
             )
         how = "pinned" if info.branch_pinned else "followed"
         console().print(
@@ -104,10 +104,10 @@ def repo_set(
     ],
 ) -> None:
     """Change a registered repo: whether ob fetches its remote."""
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.set_fetch(b, name, fetch, operator())
+        info = await Repos(b).set_fetch(name, fetch, operator())
         console().print(f"repo [bold]{info.name}[/bold]: {_fetching(info)}")
 
     run_backlog(main)
@@ -120,10 +120,10 @@ def repo_rm(
 ) -> None:
     """Remove a repository from the registry: it is no longer scanned (nor discovered again
     under OB_REPO_ROOTS); its tasks keep its name."""
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        gone = await core_repos.remove_repo(b, name, operator())
+        gone = await Repos(b).remove(name, operator())
         if as_json:
             print_json(gone)
             return
@@ -144,11 +144,11 @@ def repo_list(as_json: JsonOpt = False) -> None:
     from rich.text import Text
 
     from cli.output import ago, plain_table
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        infos = await core_repos.list_repos(b)
-        skipped = await core_repos.list_skipped(b)
+        infos = await Repos(b).all()
+        skipped = await Repos(b).skipped()
         if as_json:
             print_json(infos)
             return
@@ -520,13 +520,13 @@ def export_todo_cmd(
     the file since the last sync is left as it is (import it first, or --force). The previous
     file is kept as TODO.md.orig.
     """
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
     from core.git.todo import export_todo
 
     to_stdout = output is not None and str(output) == "-"
 
     async def main(b: Backlog) -> ExportResult:
-        info = await core_repos.get_repo(b, repo)
+        info = await Repos(b).get(repo)
         target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
         return await export_todo(b, repo, target, dry_run=dry_run, force=force)
 

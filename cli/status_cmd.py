@@ -27,12 +27,12 @@ def status(as_json: JsonOpt = False) -> None:
     """Is `ob serve` running, and is each of its parts well? Plus the notices waiting, and how
     fresh the truth is (repos whose fetch fails or is too old). Exits with status 1 when no
     `ob serve` is running."""
-    from core.git.repos import repos_truth
+    from core.git.repos import Repos
     from core.outbox import Outbox
     from core.supervise import read_boards
 
     async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats, TruthAge]:
-        return await read_boards(b), await Outbox(b).stats(), await repos_truth(b)
+        return await read_boards(b), await Outbox(b).stats(), await Repos(b).truth()
 
     boards, outbox, truth = run_backlog(main)
     running = any(not w.gone for w in boards)

@@ -14,7 +14,7 @@ import pytest
 
 from core.backlog import Backlog, spec_of
 from core.errors import Invalid
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.git.todo import MAX_TODO_BYTES, MAX_TODO_SPECS, export_todo, import_todo
 from core.models import Actor, EventKind, Lane, Status
 from core.spec import make_spec
@@ -158,7 +158,7 @@ async def test_import_is_idempotent_and_export_round_trips(
 ) -> None:
     repo = make_repo("ingest")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     todo = repo.path / "TODO.md"
     todo.write_text(TODO)
 
@@ -289,7 +289,7 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
 ) -> None:
     repo = make_repo("web")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     todo = repo.path / "TODO.md"
     todo.write_bytes(HAND_WRITTEN.encode())
     res = await import_todo(backlog, todo, OP)

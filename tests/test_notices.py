@@ -14,7 +14,7 @@ from core.backlog import Backlog
 from core.deps import Prerequisites
 from core.git.crossrepo import decide_cross_repo
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.git.todo import import_todo
 from core.leases import Leases
 from core.models import Actor, EventKind, Lane, OutboxKind
@@ -91,7 +91,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     repo = repo_factory(tmp_path)("web")
     sha = repo.commit("Ship it")
     await leases.complete(done.key, codex, lease.epoch, commits=[sha])  # task_completed
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     await Reconciler(backlog).run()  # task_verified
 
     look = await backlog.file(make_spec(title="why is it slow"), OP, lane=Lane.INVESTIGATION)
@@ -186,7 +186,7 @@ async def emit_by_the_other_paths(backlog: Backlog, make_agent, tmp_path: Path) 
     grok, _ = await make_agent("grok")
     leases = Leases(backlog)
     repo = repo_factory(tmp_path)("svc")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
 
     # a claim takes over an expired lease (the claim statement records the expiry)
     taken = await backlog.file(make_spec(title="taken over", priority=0), OP, lane=Lane.AUTONOMOUS)

@@ -18,7 +18,7 @@ from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
 from core.feed import FeedFilter, Follower, recent_events
 from core.git.reconcile import Reconciler
 from core.git.remotes import normalise_url as remote_key
-from core.git.repos import add_repo, list_repos, remove_repo
+from core.git.repos import Repos
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -227,7 +227,7 @@ async def test_repo_rm_stops_scanning_and_its_tasks_keep_the_name(
     assert (await Reconciler(b).run()).discovered == ["web"]
     key = await file(b, "fix the login", repo="web")
 
-    removed = await remove_repo(b, "web", OP)
+    removed = await Repos(b).remove("web", OP)
     assert (removed.name, removed.path, removed.unfinished) == ("web", str(repo.path), 1)
     repo.commit(f"Fix the login\n\nCloses: {key}")
     summary = await Reconciler(b).run()
@@ -236,13 +236,13 @@ async def test_repo_rm_stops_scanning_and_its_tasks_keep_the_name(
     assert skip.path == str(repo.path) and "ob repo rm" in skip.reason
     task = await b.get(key)
     assert task.status is Status.OPEN and task.repo == "web"
-    assert await list_repos(b) == []
+    assert await Repos(b).all() == []
     events = await b.pool.fetch("select details from events where kind = 'repo_removed'")
     assert [e["details"]["repo"] for e in events] == ["web"]
     with pytest.raises(NotFound, match="no repo named 'web'"):
-        await remove_repo(b, "web", OP)
+        await Repos(b).remove("web", OP)
 
-    await add_repo(b, repo.path, OP)  # registered again on purpose: scanned again
+    await Repos(b).add(repo.path, OP)  # registered again on purpose: scanned again
     summary = await Reconciler(b).run()
     assert summary.skipped == [] and (await b.get(key)).status is Status.DONE
 
@@ -264,7 +264,7 @@ async def test_a_second_clone_of_a_remote_under_the_roots_is_reported_not_regist
     assert "another clone of" in skip.reason and "registered as 'web'" in skip.reason
     summary = await Reconciler(b).run()  # still reported, still not registered
     assert summary.discovered == [] and len(summary.skipped) == 1
-    assert [r.name for r in await list_repos(b)] == ["web"]
+    assert [r.name for r in await Repos(b).all()] == ["web"]
 
 
 @pytest.mark.parametrize(

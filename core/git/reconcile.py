@@ -39,7 +39,7 @@ from core.git.fetch import fetch_remote
 from core.git.gitlog import GitError
 from core.git.refs import BranchGone, RepoGone, shallow_commits
 from core.git.remotes import Scanned, default_remote, read_default_branch
-from core.git.repos import SkippedFolder, discover_repos
+from core.git.repos import Repos, SkippedFolder
 from core.git.reverts import Reverts
 from core.git.scan import POS_BLOCK, ScanState, read_default, read_other_branches
 from core.models import EventKind, OutboxKind
@@ -180,7 +180,7 @@ class Reconciler(Service):
         summary = ReconcileSummary()
         if discover_roots and not repos:
             try:
-                found = await discover_repos(self.backlog, self.settings.repo_roots)
+                found = await Repos(self.backlog).discover(self.settings.repo_roots)
                 summary.discovered = [r.name for r in found.added]
                 summary.skipped = found.skipped
             except Exception as err:  # discovery must not stop reconciliation
