@@ -397,7 +397,7 @@ def import_todo_cmd(
         TimeElapsedColumn,
     )
 
-    from core.git.todo import import_todo, repo_todo_paths
+    from core.git.todo import TodoFiles
 
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
@@ -405,10 +405,12 @@ def import_todo_cmd(
     async def main(b: Backlog) -> list[ImportResult]:
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
-            targets += await repo_todo_paths(b)
+            targets += await TodoFiles(b).repo_files()
         if as_json:
             return [
-                await import_todo(b, p, operator(), approve=approve, repo=r, dry_run=dry_run)
+                await TodoFiles(b).import_file(
+                    p, operator(), approve=approve, repo=r, dry_run=dry_run
+                )
                 for r, p in targets
             ]
         out = []
@@ -429,8 +431,8 @@ def import_todo_cmd(
                     )
 
                 out.append(
-                    await import_todo(
-                        b, p, operator(), approve=approve, repo=r, dry_run=dry_run, on_progress=step
+                    await TodoFiles(b).import_file(
+                        p, operator(), approve=approve, repo=r, dry_run=dry_run, on_progress=step
                     )
                 )
                 progress.remove_task(bar)
@@ -521,14 +523,14 @@ def export_todo_cmd(
     file is kept as TODO.md.orig.
     """
     from core.git.repos import Repos
-    from core.git.todo import export_todo
+    from core.git.todo import TodoFiles
 
     to_stdout = output is not None and str(output) == "-"
 
     async def main(b: Backlog) -> ExportResult:
         info = await Repos(b).get(repo)
         target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
-        return await export_todo(b, repo, target, dry_run=dry_run, force=force)
+        return await TodoFiles(b).export_file(repo, target, dry_run=dry_run, force=force)
 
     res = run_backlog(main)
     if to_stdout:

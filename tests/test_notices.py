@@ -15,7 +15,7 @@ from core.deps import Prerequisites
 from core.git.crossrepo import decide_cross_repo
 from core.git.reconcile import Reconciler
 from core.git.repos import Repos
-from core.git.todo import import_todo
+from core.git.todo import TodoFiles
 from core.leases import Leases
 from core.models import Actor, EventKind, Lane, OutboxKind
 from core.notices import PAYLOADS, TaskCompleted, TaskDecided
@@ -137,7 +137,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
 
     todo = tmp_path / "TODO.md"
     todo.write_text("".join(f"## idea {i}\n\n" for i in range(25)))
-    await import_todo(backlog, todo, OP)  # todo_imported (one notice for 25 drafts)
+    await TodoFiles(backlog).import_file(todo, OP)  # todo_imported (one notice for 25 drafts)
     await backlog.reopen(held.key, OP, "that commit did not fix it")  # task_reopened
 
 
@@ -239,7 +239,7 @@ async def emit_by_the_other_paths(backlog: Backlog, make_agent, tmp_path: Path) 
     # an import small enough for an approval card per draft; a rejected draft reopened
     todo = tmp_path / "TODO.md"
     todo.write_text("## first idea\n\n## second idea\n")
-    imported = await import_todo(backlog, todo, OP)
+    imported = await TodoFiles(backlog).import_file(todo, OP)
     assert len(imported.created) == 2
     await backlog.reject(imported.created[0], OP)
     await backlog.reopen(imported.created[0], OP, "wanted after all")
