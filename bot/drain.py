@@ -22,7 +22,7 @@ from bot.forms import DRAIN, Drain, DrainItem
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.decisions import PendingKind, ranked
+from core.decisions import Decisions, PendingKind
 from core.errors import InvalidTransition, NotFound
 from core.models import Lane, Status, Task
 from core.questions import Question, Questions
@@ -90,7 +90,7 @@ async def _next_card(backlog: Backlog, d: Drain) -> Card | None:
 async def _queue(mode: DrainMode, backlog: Backlog) -> list[DrainItem]:
     due = local_today(backlog.settings.tz)
     if mode in RANKED:
-        found = await ranked(backlog, RANKED[mode], 50, due_by=due)
+        found = await Decisions(backlog).ranked(RANKED[mode], 50, due_by=due)
         return [
             DrainItem(number=p.number, question=p.question.id if p.question else None)
             for p in found.items

@@ -14,7 +14,7 @@ from bot.routing import Routes
 from core.agents import Agents
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.digest import build_digest, lanes_now
+from core.digest import Digests
 from core.tasks import TaskFilter
 
 log = logging.getLogger("ob.bot.views")
@@ -108,7 +108,7 @@ async def find(message: Message, command: CommandObject, backlog: Backlog) -> No
 
 @router.message(Command("lanes"))
 async def lanes(message: Message, backlog: Backlog) -> None:
-    lines = ["<b>Lanes</b>", *render.lane_lines(await lanes_now(backlog))]
+    lines = ["<b>Lanes</b>", *render.lane_lines(await Digests(backlog).lanes())]
     await message.answer("\n".join(lines), reply_markup=keyboards.digest())
 
 
@@ -131,7 +131,7 @@ async def agents(message: Message, backlog: Backlog) -> None:
 
 @router.message(Command("digest"))
 async def digest_now(message: Message, backlog: Backlog) -> None:
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     await message.answer(render.digest(d, backlog.settings.tz), reply_markup=keyboards.digest())
 
 

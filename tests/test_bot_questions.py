@@ -12,7 +12,7 @@ from bot.notifier import Notifier
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.deps import Prerequisites
-from core.digest import build_digest
+from core.digest import Digests
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.questions import Questions
@@ -184,7 +184,7 @@ async def test_the_digest_lists_what_waits_for_a_decision(backlog: Backlog, make
     lease = await leases.claim(codex)
     await Questions(backlog).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
     await backlog.file(make_spec(title="pick a queue"), CLI, lane=Lane.DECISION)
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     assert [(p.kind, p.key) for p in d.decide.items] == [("question", "OB-1"), ("decision", "OB-2")]
     text = render.digest(d, backlog.settings.tz)
     assert "Waiting for your decision</b>: 2 (/decide)" in text

@@ -13,7 +13,7 @@ import asyncpg
 
 from bot.render import digest as render_digest
 from core.backlog import Backlog
-from core.digest import build_digest
+from core.digest import Digests
 from core.git.reconcile import Reconciler
 from core.git.remotes import default_remote, looks_like_url, normalise_url
 from core.git.repos import Repos, truth_age
@@ -274,7 +274,7 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     age = await truth_age(backlog.pool, 3600)
     assert age.fetched == 1 and [s.name for s in age.stale] == ["svc"]
     assert age.stale[0].fetch_error == info.fetch_error
-    digest = await build_digest(backlog)
+    digest = await Digests(backlog).build()
     assert [s.name for s in digest.truth.stale] == ["svc"]
     text = render_digest(digest, backlog.settings.tz)
     assert "Truth age</b>: 1 of 1 repo(s) not fetched for over 1 h" in text

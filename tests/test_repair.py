@@ -15,7 +15,7 @@ from core.agents import Agents
 from core.backlog import Backlog, spec_of
 from core.deps import Prerequisites
 from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
-from core.feed import FeedFilter, Follower, recent_events
+from core.feed import Feed, FeedFilter
 from core.git.reconcile import Reconciler
 from core.git.remotes import normalise_url as remote_key
 from core.git.repos import Repos
@@ -350,22 +350,22 @@ async def test_the_feed_filters_by_agent_and_repo(
         lease = await leases.claim(agent)
         assert lease is not None
         await leases.heartbeat(lease.key, agent, lease.epoch)
-    everything = await recent_events(backlog, FeedFilter())
+    everything = await Feed(backlog).recent(FeedFilter())
     assert [e.kind for e in everything][-2:] == ["claimed", "claimed"]
     assert "heartbeat" not in [e.kind for e in everything]
-    by_codex = await recent_events(backlog, FeedFilter(agent="codex"))
+    by_codex = await Feed(backlog).recent(FeedFilter(agent="codex"))
     assert [(e.kind, e.key) for e in by_codex] == [("agent_added", None), ("claimed", web)]
-    on_web = await recent_events(backlog, FeedFilter(repo="web", heartbeats=True))
+    on_web = await Feed(backlog).recent(FeedFilter(repo="web", heartbeats=True))
     assert [e.kind for e in on_web] == ["filed", "claimed", "heartbeat"]
     assert all(e.repo == "web" and e.title == "web work" for e in on_web)
-    assert [e.kind for e in await recent_events(backlog, FeedFilter(), limit=1)] == ["claimed"]
+    assert [e.kind for e in await Feed(backlog).recent(FeedFilter(), limit=1)] == ["claimed"]
 
 
 async def test_following_the_feed_misses_no_event_that_commits_late(
     backlog: Backlog, pool: asyncpg.Pool
 ) -> None:
     key = await file(backlog, "a task")
-    follower = await Follower.from_now(backlog, FeedFilter())
+    follower = await Feed(backlog).follow(FeedFilter())
     follower.GRACE = 0  # (the moment between drawing an event's id and its writer's xid)
     assert await follower.poll() == []
     async with pool.acquire() as slow:
