@@ -316,11 +316,11 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
             return
         from cli.agent_verbs import print_drift
         from cli.output import task_card
-        from core.git.drift import task_drift
+        from core.git.drift import Drift
         from core.shaping import local_today
 
         console().print(task_card(task, local_today(b.settings.tz)))
-        print_drift(await task_drift(b, task.key))
+        print_drift(await Drift(b).of_task(task.key))
 
     run_backlog(main)
 

@@ -346,10 +346,10 @@ def replan_cmd(
     key: Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)],
 ) -> None:
     """Reset a task's plan base to its repo's current HEAD (after revising the plan)."""
-    from core.git.drift import replan
+    from core.git.drift import Drift
 
     async def main(b: Backlog) -> None:
-        task = await replan(b, key, operator())
+        task = await Drift(b).replan(key, operator())
         console().print(f"{task.key} is now planned against {(task.base_sha or '')[:10]}")
 
     run_backlog(main)

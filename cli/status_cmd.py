@@ -29,10 +29,10 @@ def status(as_json: JsonOpt = False) -> None:
     `ob serve` is running."""
     from core.git.repos import Repos
     from core.outbox import Outbox
-    from core.supervise import read_boards
+    from core.supervise import StatusBoards
 
     async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats, TruthAge]:
-        return await read_boards(b), await Outbox(b).stats(), await Repos(b).truth()
+        return await StatusBoards(b).read(), await Outbox(b).stats(), await Repos(b).truth()
 
     boards, outbox, truth = run_backlog(main)
     running = any(not w.gone for w in boards)

@@ -7,7 +7,7 @@ import shutil
 import asyncpg
 
 from core.backlog import Backlog
-from core.git.drift import drifted_plans, path_tokens, replan
+from core.git.drift import Drift, drifted_plans, path_tokens
 from core.git.reconcile import Reconciler
 from core.git.repos import Repos
 from core.leases import Leases
@@ -62,7 +62,7 @@ async def test_claim_carries_the_drift_and_replan_resets_it(
     assert drift["references"][0]["repo"] == "ingest"
     await leases.release(lease.key, codex, lease.epoch)
 
-    replanned = await replan(backlog, task.key, OP)
+    replanned = await Drift(backlog).replan(task.key, OP)
     assert replanned.base_sha == repo.head()
     assert (await backlog.history(task.key))[-1].kind == "replanned"
     lease = await leases.claim(codex)

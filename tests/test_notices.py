@@ -12,7 +12,7 @@ from bot.notices import CARD_UPDATES, RENDERERS, Delivery, notice_for
 from core import events
 from core.backlog import Backlog
 from core.deps import Prerequisites
-from core.git.crossrepo import decide_cross_repo
+from core.git.crossrepo import CrossRepo
 from core.git.reconcile import Reconciler
 from core.git.repos import Repos
 from core.git.todo import TodoFiles
@@ -230,7 +230,7 @@ async def emit_by_the_other_paths(backlog: Backlog, make_agent, tmp_path: Path) 
     repo.commit(f"Closes {other.key}")
     await Reconciler(backlog).run()  # cross_repo_close
     *_, ask = await outbox_rows(backlog, OutboxKind.CROSS_REPO_CLOSE)
-    await decide_cross_repo(backlog, ask["ask"], True, OP)
+    await CrossRepo(backlog).decide(ask["ask"], True, OP)
     assert any(
         p.get("confirmed_by") == str(OP)
         for p in await outbox_rows(backlog, OutboxKind.TASK_CLOSED_BY_COMMIT)
