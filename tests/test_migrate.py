@@ -53,6 +53,22 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
         await drop_database(admin_url, url)
 
 
+async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
+    """Apply the migrations before `version`, as an older ob did (a database to upgrade)."""
+    await conn.execute(
+        "create table schema_migrations (version integer primary key, name text not null,"
+        " applied_at timestamptz not null default now())"
+    )
+    for mig in available_migrations():
+        if mig.version < version:
+            await conn.execute(mig.sql)
+            await conn.execute(
+                "insert into schema_migrations (version, name) values ($1, $2)",
+                mig.version,
+                mig.name,
+            )
+
+
 # numbers reserved for branches being worked on at the same time
 RESERVED: set[int] = set()
 
@@ -86,18 +102,7 @@ async def test_claim_path_upgrade_moves_leases_off_the_task_row(
     try:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(
-                "create table schema_migrations (version integer primary key, name text not null,"
-                " applied_at timestamptz not null default now())"
-            )
-            for mig in available_migrations():
-                if mig.version < 5:
-                    await conn.execute(mig.sql)
-                    await conn.execute(
-                        "insert into schema_migrations (version, name) values ($1, $2)",
-                        mig.version,
-                        mig.name,
-                    )
+            await migrate_before(conn, 5)
             codex = await conn.fetchval(
                 "insert into agents (name, token_id, token_hash) values ('codex', 'abc', '')"
                 " returning id"
@@ -227,18 +232,7 @@ async def test_notices_waiting_at_the_upgrade_read_under_the_models(admin_url: s
     try:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(
-                "create table schema_migrations (version integer primary key, name text not null,"
-                " applied_at timestamptz not null default now())"
-            )
-            for mig in available_migrations():
-                if mig.version < 14:
-                    await conn.execute(mig.sql)
-                    await conn.execute(
-                        "insert into schema_migrations (version, name) values ($1, $2)",
-                        mig.version,
-                        mig.name,
-                    )
+            await migrate_before(conn, 14)
             task = await conn.fetchval(
                 "insert into tasks (title, status, lane, priority, created_by)"
                 " values ('idea', 'open', 'requires_triage', 2, 'operator:x') returning id"
