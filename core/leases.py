@@ -581,6 +581,7 @@ class Leases(Service):
                     payload=Handoff(
                         key=format_key(self.prefix, number),
                         by=str(actor),
+                        epoch=epoch,
                         prerequisite=prereq.key,
                         prerequisite_title=prereq.title,
                         prerequisite_status=prereq.status,

@@ -81,6 +81,7 @@ class TaskCompleted(TaskPayload):
 
 class Handoff(TaskPayload):
     by: str
+    epoch: int  # the lease it gave back
     prerequisite: str
     prerequisite_title: str
     prerequisite_status: Status
