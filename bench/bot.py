@@ -32,7 +32,7 @@ from bot.callbacks import CaptureAction, CaptureCB, CardAction, CardCB
 from core.backlog import Backlog
 from core.captures import Captures
 from core.db import create_pool
-from core.digest import build_digest
+from core.digest import Digests
 from core.models import Actor, Lane
 from core.settings import load_settings
 from core.spec import make_spec, parse
@@ -230,11 +230,11 @@ async def load_digest_table(backlog: Backlog, n: int) -> None:
 
 async def digest_bench(backlog: Backlog, n: int, runs: int = 30) -> list[float]:
     await load_digest_table(backlog, n)
-    await build_digest(backlog)  # warm
+    await Digests(backlog).build()  # warm
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        d = await build_digest(backlog)
+        d = await Digests(backlog).build()
         times.append(time.perf_counter() - t0)
     assert sum(load.total for load in d.lanes) > 0 and d.done_24h_total > 0
     return times

@@ -52,8 +52,8 @@ from bench.common import fresh_database
 from core.backlog import Backlog
 from core.db import create_pool
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
-from core.git.todo import import_todo
+from core.git.repos import Repos
+from core.git.todo import TodoFiles
 from core.models import Actor
 from core.settings import load_settings
 
@@ -338,7 +338,7 @@ async def measure(name: str, paths: list[Path], n_tasks: int, rounds: int) -> di
             n_tasks,
         )
         for p in paths:
-            await add_repo(backlog, p, OP)
+            await Repos(backlog).add(p, OP)
         pairs = []
         for _ in range(rounds):
             a, a_cpu, git_rss = baseline(paths)
@@ -402,11 +402,11 @@ async def bench_todo() -> None:
                 settings = load_settings(database_url=url, _env_file=None)
                 pool = await create_pool(url, max_size=4)
                 t = time.perf_counter()
-                res = await import_todo(Backlog(pool, settings), path, OP)
+                res = await TodoFiles(Backlog(pool, settings)).import_file(path, OP)
                 times[n] = time.perf_counter() - t
                 assert len(res.created) == n
                 t = time.perf_counter()  # again: every spec matched and compared, none filed
-                res = await import_todo(Backlog(pool, settings), path, OP)
+                res = await TodoFiles(Backlog(pool, settings)).import_file(path, OP)
                 again[n] = time.perf_counter() - t
                 assert len(res.existing) == n
                 await pool.close()

@@ -39,7 +39,7 @@ from core.backlog import Backlog
 from core.db import create_pool
 from core.git.reconcile import Reconciler
 from core.git.refresh import Refresher
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.models import Actor, Lane
 from core.settings import load_settings
 from core.spec import make_spec
@@ -177,7 +177,7 @@ async def fetch_profile(root: Path, args: argparse.Namespace, env: dict[str, str
             backlog = Backlog(pool, settings)
             names = []
             for _, mine, _ in repos:
-                names.append((await add_repo(backlog, mine, OP)).name)
+                names.append((await Repos(backlog).add(mine, OP)).name)
             rec = Reconciler(backlog, concurrency=CONCURRENCY)
             first, counts = await ob_round(rec)
             print(f"  first ob round (fetch + full read): {first:.2f} s, {counts}")

@@ -6,7 +6,7 @@ claimed tasks held by 8 agents, dependency chains; titles and notes with searcha
   `ob list -q WORD`    text search in open work, a common and a rare word
   `/find WORD`         the bot's search, done and rejected tasks included, 25 rows
   gateway ready list   `GET /v1/tasks` (open, agent lanes, not blocked, 50 rows)
-  digest               core.digest.build_digest
+  digest               core.digest.Digests.build
 Prints p50/p99 per view against the targets (list and find p99 <= 50 ms, digest <= 100 ms).
 The process settles its heap after loading as `ob serve` does after start-up (gc.freeze);
 `--no-settle` shows the full-collection pauses that otherwise land in p99.
@@ -25,7 +25,7 @@ from bench.common import fresh_database, percentile, summary_ms
 from cli.serve import settle_heap
 from core.backlog import Backlog
 from core.db import create_pool
-from core.digest import build_digest
+from core.digest import Digests
 from core.models import AGENT_LANES, Status
 from core.settings import load_settings
 from core.tasks import TaskFilter
@@ -72,7 +72,7 @@ async def main(n_tasks: int, runs: int, settle: bool) -> None:
                 ),
                 0.05,
             ),
-            "digest": (lambda: build_digest(backlog), 0.1),
+            "digest": (lambda: Digests(backlog).build(), 0.1),
         }
         results = {
             name: (await timings(call, runs), target) for name, (call, target) in views.items()

@@ -24,7 +24,7 @@ import asyncpg
 
 from bench.claim import RawClient
 from bench.common import Served, fresh_database, percentile, summary_ms
-from core.agents import add_agent, authenticate
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.leases import Leases
@@ -165,8 +165,8 @@ async def main(rounds: int, waiters: int) -> None:
         settings = load_settings(database_url=url, _env_file=None)
         pool = await create_pool(url, max_size=4)
         backlog = Backlog(pool, settings)
-        tokens = [(await add_agent(backlog, f"bench{i}", OP))[1] for i in range(17)]
-        agents = [await authenticate(backlog, t) for t in tokens]
+        tokens = [(await Agents(backlog).add(f"bench{i}", OP))[1] for i in range(17)]
+        agents = [await Agents(backlog).authenticate(t) for t in tokens]
         served = Served(url)
         try:
             await served.ready()

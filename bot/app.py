@@ -23,6 +23,7 @@ from bot import (
     crossrepo,
     documents,
     drain,
+    errors,
     newtask,
     planning,
     questions,
@@ -72,6 +73,7 @@ def build_dispatcher(backlog: Backlog, storage: BaseStorage | None = None) -> Di
     dp.message.outer_middleware(expiry)
     dp.callback_query.outer_middleware(expiry)
     dp.include_routers(
+        errors.router.build(),  # SpecError / BacklogError from any handler: the one clear line
         newtask.router.build(),
         approvals.router.build(),
         crossrepo.router.build(),

@@ -19,11 +19,12 @@ from aiogram.types import CallbackQuery, Message
 from bot import keyboards, render
 from bot.callbacks import CardAction, CardCB
 from bot.cards import card_kind, operator, outcome_plain
+from bot.errors import problem_list
 from bot.forms import TASK_PROMPT, Prompt, TaskPrompt
 from bot.routing import PLAIN, Routes
 from core.backlog import Backlog, spec_of
 from core.botstore import BotStore
-from core.errors import BacklogError, InvalidTransition, NotFound
+from core.errors import InvalidTransition, NotFound
 from core.models import Status, Task
 from core.settings import Settings
 from core.spec import SpecError, parse
@@ -80,14 +81,7 @@ async def approve(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) ->
 async def move(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> None:
     assert callback_data.lane is not None
     key = backlog.key(callback_data.number)
-    try:
-        await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
-    except InvalidTransition as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
-    except NotFound:
-        await _missing(cq, backlog, callback_data.number)
-        return
+    await backlog.move_lane(key, callback_data.lane, operator(cq.from_user.id))
     await cq.answer(f"Moved {key} to {callback_data.lane.short}")
 
 
@@ -116,14 +110,7 @@ async def reopen(cq: CallbackQuery, callback_data: CardCB, backlog: Backlog) -> 
     """Undo a decision: a done task is open again, a rejected one a draft again; the notifier
     then shows it so on every card."""
     key = backlog.key(callback_data.number)
-    try:
-        task = await backlog.reopen(key, operator(cq.from_user.id))
-    except InvalidTransition as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
-    except NotFound:
-        await _missing(cq, backlog, callback_data.number)
-        return
+    task = await backlog.reopen(key, operator(cq.from_user.id))
     where = f"open in {task.lane.short}" if task.lane and task.status == Status.OPEN else "a draft"
     await cq.answer(f"Reopened {key}: it is {where} again")
 
@@ -203,12 +190,9 @@ async def got_reason(message: Message, backlog: Backlog, state: FSMContext) -> N
     reason = None if (message.text or "").strip() == "/skip" else message.text
     try:
         await backlog.reject(key, operator(message.from_user.id), reason, drafts_only=True)
-    except InvalidTransition:
+    except InvalidTransition:  # decided meanwhile: say how
         task = await backlog.get(key)
         await message.answer(render.esc(outcome_plain(task, backlog.settings.tz)))
-        return
-    except BacklogError as err:
-        await message.answer(render.esc(str(err), 1000))
         return
     await message.answer(f"❌ Rejected <b>{render.esc(key)}</b>.")
 
@@ -221,20 +205,17 @@ async def got_spec(message: Message, backlog: Backlog, store: BotStore, state: F
         return
     try:
         spec = parse(message.text or "")
-    except SpecError as err:
-        problems = "\n".join(f"• {render.esc(p, 300)}" for p in err.problems[:10])
+    except SpecError as err:  # the prompt stays open for another try
         await message.answer(
-            render.fit(f"I could not read that spec:\n{problems}\nSend it again, or /cancel.")
+            render.fit(
+                f"I could not read that spec:\n{problem_list(err)}\nSend it again, or /cancel."
+            )
         )
         return
     await state.clear()
-    try:
-        edited = await backlog.edit_from_spec(
-            backlog.key(prompt.number), spec, operator(message.from_user.id)
-        )
-    except BacklogError as err:
-        await message.answer(render.esc(str(err), 1000))
-        return
+    edited = await backlog.edit_from_spec(
+        backlog.key(prompt.number), spec, operator(message.from_user.id)
+    )
     task = edited.task
     head = f"✏️ <b>{render.esc(task.key)}</b> updated: {render.esc(edited.summary(), 500)}\n\n"
     sent = await message.answer(

@@ -15,9 +15,8 @@ from bot.forms import CAPTURE_PROMPT, Prompt
 from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.captures import Capture, CaptureDecided
-from core.errors import BacklogError
 from core.settings import Settings
-from core.spec import MAX_SPEC_BYTES, SpecError
+from core.spec import MAX_SPEC_BYTES
 
 router = Routes(name="capture")
 
@@ -33,18 +32,14 @@ async def capture_message(
     """A message for the chat's preview: it joins the open one, or starts a new one."""
     if message.from_user is None:
         return
-    try:
-        captured = await store.captures.add_text(
-            message.chat.id,
-            message.from_user.id,
-            text,
-            window=settings.capture_window,
-            origin=previews.origin_of(message, settings.tz),
-            photos=photos,
-        )
-    except (SpecError, BacklogError) as err:
-        await message.answer(previews.problems(err))
-        return
+    captured = await store.captures.add_text(
+        message.chat.id,
+        message.from_user.id,
+        text,
+        window=settings.capture_window,
+        origin=previews.origin_of(message, settings.tz),
+        photos=photos,
+    )
     await previews.show(bot, message.chat.id, store.captures, captured, in_place=captured.joined)
 
 
@@ -54,13 +49,9 @@ async def got_capture_edit(message: Message, bot: Bot, store: BotStore, state: F
     await state.clear()
     if prompt is None or message.from_user is None:
         return
-    try:
-        captured = await store.captures.replace_text(
-            prompt.capture, message.from_user.id, message.text or ""
-        )
-    except (SpecError, BacklogError) as err:
-        await message.answer(previews.problems(err))
-        return
+    captured = await store.captures.replace_text(
+        prompt.capture, message.from_user.id, message.text or ""
+    )
     await previews.show(bot, message.chat.id, store.captures, captured)
 
 
@@ -100,13 +91,9 @@ async def _after(cq: CallbackQuery, bot: Bot, store: BotStore, capture: Capture,
 async def save(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
     assert callback_data.lane is not None
     capture = await store.captures.get(callback_data.capture, cq.from_user.id)
-    try:
-        tasks = await store.captures.save(
-            callback_data.capture, cq.from_user.id, callback_data.lane, operator(cq.from_user.id)
-        )
-    except (SpecError, BacklogError) as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    tasks = await store.captures.save(
+        callback_data.capture, cq.from_user.id, callback_data.lane, operator(cq.from_user.id)
+    )
     keys = ", ".join(t.key for t in tasks)
     await cq.answer(f"Saved as {keys}"[:200])
     assert capture is not None
@@ -115,22 +102,14 @@ async def save(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: Bot
 
 @router.callback_query(CaptureCB.filter(F.action == CaptureAction.DISCARD))
 async def discard(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
-    try:
-        capture = await store.captures.discard(callback_data.capture, cq.from_user.id)
-    except BacklogError as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    capture = await store.captures.discard(callback_data.capture, cq.from_user.id)
     await cq.answer("Discarded")
     await _after(cq, bot, store, capture, "🗑 Discarded.")
 
 
 @router.callback_query(CaptureCB.filter(F.action == CaptureAction.REVIEW))
 async def review(cq: CallbackQuery, callback_data: CaptureCB, bot: Bot, store: BotStore) -> None:
-    try:
-        ideas = await store.captures.split(callback_data.capture, cq.from_user.id)
-    except (SpecError, BacklogError) as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    ideas = await store.captures.split(callback_data.capture, cq.from_user.id)
     await cq.answer(f"{len(ideas)} ideas, one by one")
     parent = await store.captures.get(callback_data.capture, cq.from_user.id)
     if parent is not None and cq.message is not None:

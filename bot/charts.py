@@ -17,7 +17,7 @@ from aiogram.types import BufferedInputFile, Message
 from bot import render
 from bot.routing import Routes
 from core.backlog import Backlog
-from core.stats import Activity, activity
+from core.stats import Activity, Stats
 
 router = Routes(name="charts")
 
@@ -80,7 +80,7 @@ async def send_chart(
     bot: Bot, chat_ids: list[int], backlog: Backlog, today: date | None = None
 ) -> None:
     """Draw the chart once and send it to every chat (uploaded once, then by file id)."""
-    a = await activity(backlog, today=today)
+    a = await Stats(backlog).activity(today=today)
     png = await asyncio.to_thread(render_png, a)
     photo: BufferedInputFile | str = BufferedInputFile(png, filename="activity.png")
     for chat_id in chat_ids:

@@ -15,8 +15,7 @@ from bot.callbacks import CrossRepoAction, CrossRepoCB
 from bot.cards import operator
 from bot.routing import Routes
 from core.backlog import Backlog
-from core.errors import Invalid, InvalidTransition, NotFound
-from core.git.crossrepo import decide_cross_repo
+from core.git.crossrepo import CrossRepo
 
 router = Routes(name="crossrepo")
 
@@ -24,11 +23,7 @@ router = Routes(name="crossrepo")
 @router.callback_query(CrossRepoCB.filter())
 async def decide(cq: CallbackQuery, callback_data: CrossRepoCB, backlog: Backlog) -> None:
     close = callback_data.action == CrossRepoAction.CLOSE
-    try:
-        ask = await decide_cross_repo(backlog, callback_data.ask, close, operator(cq.from_user.id))
-    except (InvalidTransition, Invalid, NotFound) as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    ask = await CrossRepo(backlog).decide(callback_data.ask, close, operator(cq.from_user.id))
     if close:
         outcome = f"✅ closed by you with commit {ask.sha[:10]} in {ask.repo} as evidence"
         answer = f"{ask.key} closed"

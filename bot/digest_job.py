@@ -15,7 +15,7 @@ from bot import keyboards, render
 from bot.charts import send_chart
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.digest import build_digest
+from core.digest import Digests
 from core.settings import Settings
 
 log = logging.getLogger("ob.bot.digest")
@@ -60,7 +60,7 @@ class DigestJob:
         if not await self.store.claim_digest(day, self.worker):
             return False
         try:
-            d = await build_digest(self.backlog, day=day)
+            d = await Digests(self.backlog).build(day=day)
             text = render.digest(d, self.settings.tz)
             for chat_id in self.chat_ids:
                 await self.bot.send_message(chat_id, text, reply_markup=keyboards.digest())

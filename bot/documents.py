@@ -20,10 +20,9 @@ from bot.forms import REPO_PROMPT, Prompt, RepoPrompt
 from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
 from core.captures import MAX_CAPTURE_BYTES, Captured
-from core.errors import BacklogError
-from core.git.repos import known_repo_names
+from core.git.repos import Repos
 from core.settings import Settings
-from core.spec import REPO_RE, SpecError
+from core.spec import REPO_RE
 
 router = Routes(name="documents")
 TEXT_SUFFIXES = (".md", ".markdown", ".txt")
@@ -60,18 +59,14 @@ async def got_document(
         await message.answer(f"{render.esc(name)} is not UTF-8 text.")
         return
     caption_repo = _repo_of(message.caption)
-    try:
-        captured = await store.captures.add_document(
-            message.chat.id,
-            message.from_user.id,
-            text,
-            repo=caption_repo,
-            origin=f"Imported from {name} (sent to the bot)",
-        )
-    except (SpecError, BacklogError) as err:
-        await message.answer(previews.problems(err))
-        return
-    offered = await known_repo_names(store.backlog)
+    captured = await store.captures.add_document(
+        message.chat.id,
+        message.from_user.id,
+        text,
+        repo=caption_repo,
+        origin=f"Imported from {name} (sent to the bot)",
+    )
+    offered = await Repos(store.backlog).known_names()
     if caption_repo or not offered or all(s.repo for s in captured.draft.specs):
         await previews.show(bot, message.chat.id, store.captures, captured)
         return
@@ -89,14 +84,10 @@ async def got_document(
 
 async def _with_repo(
     bot: Bot, chat_id: int, store: BotStore, user_id: int, capture_id: int, repo: str | None
-) -> str | None:
-    """Set the document's repo and show its preview; the problem, if any."""
-    try:
-        captured: Captured = await store.captures.set_repo(capture_id, user_id, repo)
-    except (SpecError, BacklogError) as err:
-        return previews.problems(err)
+) -> None:
+    """Set the document's repo and show its preview."""
+    captured: Captured = await store.captures.set_repo(capture_id, user_id, repo)
     await previews.show(bot, chat_id, store.captures, captured)
-    return None
 
 
 @router.callback_query(RepoCB.filter())
@@ -112,12 +103,8 @@ async def tap_repo(
         return
     repo = None if callback_data.index == -1 else prompt.offered[callback_data.index]
     await state.clear()
+    await _with_repo(bot, cq.message.chat.id, store, cq.from_user.id, prompt.capture, repo)
     await cq.answer(repo or "no repo")
-    problem = await _with_repo(
-        bot, cq.message.chat.id, store, cq.from_user.id, prompt.capture, repo
-    )
-    if problem:
-        await bot.send_message(cq.message.chat.id, problem)
 
 
 @router.message(Prompt.capture_repo, PLAIN)
@@ -131,11 +118,7 @@ async def typed_repo(message: Message, bot: Bot, store: BotStore, state: FSMCont
         await message.answer("That is not a repository name; tap one, or type another.")
         return
     await state.clear()
-    problem = await _with_repo(
-        bot, message.chat.id, store, message.from_user.id, prompt.capture, name
-    )
-    if problem:
-        await message.answer(problem)
+    await _with_repo(bot, message.chat.id, store, message.from_user.id, prompt.capture, name)
 
 
 @router.message(F.photo)

@@ -22,9 +22,8 @@ from bot.forms import DRAIN, Drain, DrainItem
 from bot.routing import Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.decisions import PendingKind, ranked
+from core.decisions import Decisions, PendingKind
 from core.errors import InvalidTransition, NotFound
-from core.leases import Leases
 from core.models import Lane, Status, Task
 from core.questions import Question, Questions
 from core.shaping import local_today
@@ -56,10 +55,6 @@ class Card:
     question: Question | None = None
 
 
-def questions_of(backlog: Backlog) -> Questions:
-    return Questions(Leases(backlog))
-
-
 def _still_current(mode: DrainMode, card: Card) -> bool:
     task, q = card.task, card.question
     if q is not None:
@@ -75,7 +70,7 @@ async def _card(backlog: Backlog, item: DrainItem) -> Card | None:
         task = await backlog.get(backlog.key(item.number))
         if item.question is None:
             return Card(task)
-        return Card(task, await questions_of(backlog).get(item.question))
+        return Card(task, await Questions(backlog).get(item.question))
     except NotFound:
         return None
 
@@ -95,7 +90,7 @@ async def _next_card(backlog: Backlog, d: Drain) -> Card | None:
 async def _queue(mode: DrainMode, backlog: Backlog) -> list[DrainItem]:
     due = local_today(backlog.settings.tz)
     if mode in RANKED:
-        found = await ranked(backlog, RANKED[mode], 50, due_by=due)
+        found = await Decisions(backlog).ranked(RANKED[mode], 50, due_by=due)
         return [
             DrainItem(number=p.number, question=p.question.id if p.question else None)
             for p in found.items

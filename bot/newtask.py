@@ -15,8 +15,7 @@ from bot.cards import operator
 from bot.forms import NEW_TASK, NewFlow, NewTask
 from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
-from core.errors import BacklogError
-from core.git.repos import known_repo_names
+from core.git.repos import Repos
 from core.settings import Settings
 from core.spec import MAX_ITEM, MAX_RISKS, MAX_STEPS, MAX_TITLE, SpecError, make_spec
 
@@ -66,7 +65,7 @@ async def got_title(message: Message, state: FSMContext, backlog: Backlog) -> No
         return
     d = await _form(state)
     d.title = title
-    d.offered_repos = await known_repo_names(backlog)
+    d.offered_repos = await Repos(backlog).known_names()
     await NEW_TASK.set(state, d)
     await state.set_state(NewFlow.repo)
     await message.answer(
@@ -208,14 +207,8 @@ async def tap_save(cq: CallbackQuery, state: FSMContext, backlog: Backlog) -> No
     if (message := await _in_conversation(cq, state, NewFlow.confirm)) is None:
         return
     d = await _form(state)
-    try:
-        spec = make_spec(
-            title=d.title, repo=d.repo, trigger=d.trigger, steps=d.steps, risks=d.risks
-        )
-        task = await backlog.file(spec, operator(cq.from_user.id), lane=d.lane)
-    except (SpecError, BacklogError) as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    spec = make_spec(title=d.title, repo=d.repo, trigger=d.trigger, steps=d.steps, risks=d.risks)
+    task = await backlog.file(spec, operator(cq.from_user.id), lane=d.lane)
     await state.clear()
     await cq.answer(f"Saved as {task.key}")
     lane = task.lane.short if task.lane else "-"

@@ -259,7 +259,7 @@ def cross_repo_close(p: CrossRepoClose, task: Task, tz: ZoneInfo) -> Notice:
         "❓",
         task,
         f"commit <code>{esc(p.sha[:10])}</code> in <b>{esc(p.repo)}</b>{by} says it closes this "
-        f"{esc(p.task_repo or '')} task{subject}\nA commit closes only its own repo's tasks: "
+        f"{esc(task.repo or '')} task{subject}\nA commit closes only its own repo's tasks: "
         "close it with that commit as evidence, or ignore it?",
     )
     if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):

@@ -63,7 +63,8 @@ class Notifier:
         self.backlog = backlog
         self.store = BotStore(backlog)
         self.chat_ids = list(dict.fromkeys(chat_ids))
-        self.outbox = Outbox(backlog, worker or worker_name())
+        self.outbox = Outbox(backlog)
+        self.worker = worker or worker_name()
         self.supervisor = supervisor
         self.hold_until = 0.0  # after a retry-after, nothing is sent before this (monotonic)
         self.poll_every = poll_every
@@ -121,7 +122,7 @@ class Notifier:
         """Work through up to one batch of rows, one at a time; returns how many were taken."""
         taken = 0
         while taken < self.batch:
-            async with self.outbox.next() as item:
+            async with self.outbox.next(self.worker) as item:
                 if item is None:
                     break
                 taken += 1

@@ -10,8 +10,9 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
-from bot import previews, render
+from bot import previews
 from bot.cards import edit_message
+from bot.errors import problems
 from bot.forms import PLAN, Planning, PlanSession
 from bot.routing import PLAIN, Routes
 from core.botstore import BotStore
@@ -55,17 +56,13 @@ async def collect(
         await state.clear()
         return
     photos = (message.photo[-1].file_id,) if message.photo else ()
-    try:
-        parts = await store.captures.collect(
-            session.capture,
-            message.from_user.id,
-            message.text or message.caption or "",
-            origin=previews.origin_of(message, settings.tz),
-            photos=photos,
-        )
-    except BacklogError as err:
-        await message.answer(render.esc(str(err), 500))
-        return
+    parts = await store.captures.collect(
+        session.capture,
+        message.from_user.id,
+        message.text or message.caption or "",
+        origin=previews.origin_of(message, settings.tz),
+        photos=photos,
+    )
     if session.status_message is not None:
         await edit_message(bot, message.chat.id, session.status_message, _counting(parts), None)
 
@@ -86,7 +83,7 @@ async def done(
             await message.answer("Nothing was collected; /plan starts again.")
             return
         # what was said stays: the operator corrects it as a whole, like a preview's [Edit]
-        head = previews.problems(err) + "\n\n"
+        head = problems(err) + "\n\n"
         await message.answer(
             await previews.ask_correction(state, capture, settings.prompt_ttl, head)
         )

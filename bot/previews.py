@@ -22,9 +22,7 @@ from bot import keyboards, render
 from bot.cards import edit_message
 from bot.forms import CAPTURE_PROMPT, CapturePrompt, Prompt
 from core.captures import Capture, Captured, CaptureKind, CaptureOutcome, Captures, Draft
-from core.errors import BacklogError
 from core.models import Task
-from core.spec import SpecError
 
 SUMMARY_ITEMS = 30
 
@@ -37,19 +35,6 @@ async def ask_correction(state: FSMContext, capture: Capture, ttl: int, head: st
     return render.fit(
         f"{head}Send the corrected text (or /cancel; {render.waits(ttl)}):\n"
         f"<pre>{render.esc(capture.text, 3000)}</pre>"
-    )
-
-
-def problems(err: SpecError | BacklogError) -> str:
-    """Why a text is not a task (yet), and how to write one."""
-    if isinstance(err, BacklogError):
-        return render.esc(str(err), 500)
-    lines = "\n".join(f"• {render.esc(p, 300)}" for p in err.problems[:10])
-    return render.fit(
-        "I could not read that as a task:\n"
-        f"{lines}\n\nThe first line is the title (at most 200 characters); fields like "
-        "<code>repo: name</code>, <code>priority: P1</code> and sections <code>steps:</code>, "
-        "<code>risks:</code> follow. /new walks you through it."
     )
 
 

@@ -18,7 +18,8 @@ from bot.forms import DRAIN, Planning
 from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.errors import BacklogError, InvalidTransition, NotFound
+from core.errors import BacklogError, InvalidTransition
+from core.questions import Questions
 from core.spec import SpecError
 
 router = Routes(name="questions")
@@ -29,12 +30,8 @@ async def tap(
     cq: CallbackQuery, callback_data: QuestionCB, bot: Bot, backlog: Backlog, state: FSMContext
 ) -> None:
     qid, mode = callback_data.question, callback_data.mode
-    questions = drain.questions_of(backlog)
-    try:
-        q = await questions.get(qid)
-    except NotFound as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return
+    questions = Questions(backlog)
+    q = await questions.get(qid)
     walk = None
     if mode is not None and (walk := await drain.current(cq, mode, q.number, state, qid)) is None:
         return
@@ -47,11 +44,10 @@ async def tap(
     try:
         q = await questions.answer(q.ref, who, q.options[callback_data.option - 1])
         outcome = "answered"
-    except InvalidTransition as err:
+    except InvalidTransition:
         if walk is None:
-            await cq.answer(str(err)[:200], show_alert=True)
-            return
-        outcome = "gone"
+            raise
+        outcome = "gone"  # answered meanwhile, or its task is finished: the walk goes on
     if walk is not None:
         await drain.advance(cq, walk, outcome, bot, backlog, state)
     else:
@@ -77,7 +73,7 @@ async def reply(
         await store.forget_question_card(message.chat.id, target.message_id)
     outcome = "answered"
     try:
-        q = await drain.questions_of(backlog).answer(
+        q = await Questions(backlog).answer(
             f"Q{qid}", operator(message.from_user.id), message.text or ""
         )
         await message.answer(
@@ -86,10 +82,9 @@ async def reply(
     except InvalidTransition as err:  # answered meanwhile, or its task is finished
         await message.answer(render.esc(str(err), 500))
         outcome = "gone"
-    except (BacklogError, SpecError) as err:  # the answer itself: say so, and keep the card
-        await message.answer(render.esc(str(err), 500))
+    except (BacklogError, SpecError):  # the answer itself (bot.errors says so): keep the card
         if walk is not None:
             await store.remember_question_card(qid, message.chat.id, target.message_id)
-        return
+        raise
     if walk is not None:
         await drain.move_on(message.chat.id, target.message_id, walk, outcome, bot, backlog, state)

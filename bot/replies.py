@@ -15,12 +15,12 @@ from aiogram.types import Message
 
 from bot import previews, render
 from bot.cards import operator
+from bot.errors import problem_list
 from bot.forms import Planning
 from bot.routing import PLAIN, Routes
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.captures import Capture, CaptureDecided
-from core.errors import BacklogError
 from core.models import Actor, Status, parse_key
 from core.shaping import Amendment, changes, describe, parse_amendment
 from core.spec import SpecError
@@ -81,13 +81,9 @@ async def amend(message: Message, bot: Bot, backlog: Backlog, store: BotStore) -
 async def _amend_preview(
     message: Message, bot: Bot, store: BotStore, capture: Capture, user_id: int
 ) -> None:
-    try:
-        amendment = parse_amendment(message.text or "")
-        before = await store.captures.draft(capture)
-        captured = await store.captures.amend(capture.id, user_id, amendment)
-    except (SpecError, BacklogError) as err:
-        await message.answer(previews.problems(err))
-        return
+    amendment = parse_amendment(message.text or "")
+    before = await store.captures.draft(capture)
+    captured = await store.captures.amend(capture.id, user_id, amendment)
     await previews.show(bot, message.chat.id, store.captures, captured, in_place=True)
     spec = before.specs[0]
     await message.answer(_changed("The preview", describe(spec, amendment, spec.lane)))
@@ -106,13 +102,9 @@ async def _amend_task(message: Message, backlog: Backlog, key: str, actor: Actor
             await backlog.approve(key, actor, amendment.lane)
         elif amendment.lane is not None and amendment.lane != task.lane:
             await backlog.move_lane(key, amendment.lane, actor)
-    except SpecError as err:
-        problems = "\n".join(f"• {render.esc(p, 300)}" for p in err.problems[:10])
+    except SpecError as err:  # an amendment, not a task: say which task it was for
         await message.answer(
-            render.fit(f"I could not apply that to {render.esc(key)}:\n{problems}")
+            render.fit(f"I could not apply that to {render.esc(key)}:\n{problem_list(err)}")
         )
-        return
-    except BacklogError as err:
-        await message.answer(render.esc(str(err), 500))
         return
     await message.answer(_changed(f"<b>{render.esc(key)}</b>", lines))

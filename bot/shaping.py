@@ -21,7 +21,6 @@ from bot.cards import edit_message, operator
 from bot.forms import Drain
 from bot.routing import Routes
 from core.backlog import Backlog
-from core.errors import BacklogError
 from core.models import Task
 from core.shaping import local_today, snooze_until
 
@@ -36,15 +35,9 @@ async def _where(cq: CallbackQuery, cb: ShapeCB, state: FSMContext) -> tuple[boo
     return walk is not None, walk
 
 
-async def _edit(cq: CallbackQuery, cb: ShapeCB, backlog: Backlog, **change: Any) -> Task | None:
-    """The tap's change to the task through core; a refusal is answered with its reason."""
-    try:
-        return (
-            await backlog.edit(backlog.key(cb.number), operator(cq.from_user.id), **change)
-        ).task
-    except BacklogError as err:
-        await cq.answer(str(err)[:200], show_alert=True)
-        return None
+async def _edit(cq: CallbackQuery, cb: ShapeCB, backlog: Backlog, **change: Any) -> Task:
+    """The tap's change to the task through core (a refusal is answered by bot.errors)."""
+    return (await backlog.edit(backlog.key(cb.number), operator(cq.from_user.id), **change)).task
 
 
 @router.callback_query(ShapeCB.filter(F.shape.in_(set(PRIORITIES))))
@@ -56,8 +49,6 @@ async def prioritise(
         return
     priority = PRIORITIES[callback_data.shape]
     task = await _edit(cq, callback_data, backlog, priority=priority)
-    if task is None:
-        return
     await cq.answer(f"{task.key} is P{priority} now")
     if walk is not None and cq.message is not None:
         await edit_message(
@@ -79,8 +70,6 @@ async def snooze(
     later = SNOOZES[callback_data.shape]
     until = snooze_until(later, local_today(backlog.settings.tz))
     task = await _edit(cq, callback_data, backlog, trigger_on=until)
-    if task is None:
-        return
     if walk is None:
         await cq.answer(f"{task.key} snoozed until {until:%a %d %b}; the digest brings it back")
     else:

@@ -6,16 +6,15 @@ from __future__ import annotations
 import logging
 
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BotCommand, CallbackQuery, ErrorEvent, InputMediaPhoto, Message
+from aiogram.types import BotCommand, CallbackQuery, InputMediaPhoto, Message
 
 from bot import keyboards, render
 from bot.cards import card_kind
 from bot.routing import Routes
-from core.agents import list_agents
+from core.agents import Agents
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.digest import build_digest, lanes_now
-from core.errors import NotFound
+from core.digest import Digests
 from core.tasks import TaskFilter
 
 log = logging.getLogger("ob.bot.views")
@@ -66,11 +65,7 @@ async def task_view(
     if not key:
         await message.answer("Usage: /task OB-12")
         return
-    try:
-        task = await backlog.get(key[:40])
-    except NotFound as err:
-        await message.answer(render.esc(str(err), 300))
-        return
+    task = await backlog.get(key[:40])
     history = await backlog.history(task.key)
     sent = await message.answer(
         render.card(task, backlog.settings.tz, history=history),
@@ -113,13 +108,13 @@ async def find(message: Message, command: CommandObject, backlog: Backlog) -> No
 
 @router.message(Command("lanes"))
 async def lanes(message: Message, backlog: Backlog) -> None:
-    lines = ["<b>Lanes</b>", *render.lane_lines(await lanes_now(backlog))]
+    lines = ["<b>Lanes</b>", *render.lane_lines(await Digests(backlog).lanes())]
     await message.answer("\n".join(lines), reply_markup=keyboards.digest())
 
 
 @router.message(Command("agents"))
 async def agents(message: Message, backlog: Backlog) -> None:
-    found = await list_agents(backlog)
+    found = await Agents(backlog).all()
     if not found:
         await message.answer("No agents yet (`ob agent add NAME`).")
         return
@@ -136,7 +131,7 @@ async def agents(message: Message, backlog: Backlog) -> None:
 
 @router.message(Command("digest"))
 async def digest_now(message: Message, backlog: Backlog) -> None:
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     await message.answer(render.digest(d, backlog.settings.tz), reply_markup=keyboards.digest())
 
 
@@ -149,17 +144,3 @@ async def unknown(message: Message) -> None:
 async def unknown_button(cq: CallbackQuery) -> None:
     log.warning("unrecognised callback data %r from %s", (cq.data or "")[:80], cq.from_user.id)
     await cq.answer("That button is not valid (any more).", show_alert=True)
-
-
-@fallback.errors()
-async def on_error(event: ErrorEvent) -> bool:
-    """A failing handler never takes the bot down: log it, tell the operator briefly."""
-    log.error("handler failed on update %s", event.update.update_id, exc_info=event.exception)
-    try:
-        if event.update.callback_query is not None:
-            await event.update.callback_query.answer("Something went wrong; try again.")
-        elif event.update.message is not None:
-            await event.update.message.answer("Something went wrong; the details are logged.")
-    except Exception:
-        log.exception("could not report the failure")
-    return True

@@ -27,10 +27,10 @@ def agent_add(
     """Register an agent (or a revoked one again) and print its token (shown once; store it in
     the agent's env)."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        info, token = await agents.add_agent(b, name, operator(), git_email)
+        info, token = await Agents(b).add(name, operator(), git_email)
         console().print(f"agent [bold]{info.name}[/bold] registered. Its token (shown only now):")
         print(token)
         console().print("give it to the agent as OB_AGENT_TOKEN; `ob agent revoke` withdraws it")
@@ -42,10 +42,10 @@ def agent_add(
 def agent_rotate(name: str) -> None:
     """Give an agent a new token: the old one stops working at once; its leases are kept."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        info, token = await agents.rotate_agent(b, name, operator())
+        info, token = await Agents(b).rotate(name, operator())
         console().print(f"agent [bold]{info.name}[/bold] has a new token (shown only now):")
         print(token)
         console().print(
@@ -61,10 +61,10 @@ def agent_list(as_json: JsonOpt = False) -> None:
     """Agents, and which tasks each holds with lease time left."""
 
     from cli.output import ago, plain_table
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        infos = await agents.list_agents(b)
+        infos = await Agents(b).all()
         if as_json:
             print_json(infos)
             return
@@ -84,10 +84,10 @@ def agent_list(as_json: JsonOpt = False) -> None:
 def agent_revoke(name: str) -> None:
     """Revoke an agent's token; the tasks it holds go back to the queue."""
 
-    from core import agents
+    from core.agents import Agents
 
     async def main(b: Backlog) -> None:
-        n = await agents.revoke_agent(b, name, operator())
+        n = await Agents(b).revoke(name, operator())
         console().print(f"revoked {name}; {n} lease(s) returned to the queue")
 
     run_backlog(main)
@@ -97,10 +97,10 @@ def agent_revoke(name: str) -> None:
 def dep_add(key: str, prerequisite: str) -> None:
     """KEY waits until PREREQUISITE is done."""
 
-    from core.deps import add_prerequisite
+    from core.deps import Prerequisites
 
     async def main(b: Backlog) -> None:
-        task = await add_prerequisite(b, key, prerequisite, operator())
+        task = await Prerequisites(b).add(key, prerequisite, operator())
         console().print(
             f"{task.key} now waits on {', '.join(task.blocked_by) or 'nothing unfinished'}"
         )
@@ -112,10 +112,10 @@ def dep_add(key: str, prerequisite: str) -> None:
 def dep_rm(key: str, prerequisite: str) -> None:
     """Remove a prerequisite link."""
 
-    from core.deps import remove_prerequisite
+    from core.deps import Prerequisites
 
     async def main(b: Backlog) -> None:
-        task = await remove_prerequisite(b, key, prerequisite, operator())
+        task = await Prerequisites(b).remove(key, prerequisite, operator())
         console().print(f"{task.key} no longer waits on {prerequisite.upper()}")
 
     run_backlog(main)

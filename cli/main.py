@@ -228,7 +228,7 @@ def add(
             err_console().print(f"[yellow]warning:[/yellow] {s.title[:60]}: {warning}")
 
     async def main(b: Backlog) -> None:
-        from core.git.repos import unregistered_repo
+        from core.git.repos import Repos
 
         tasks = await b.file_many(specs, operator(), lane=chosen_lane)
         if as_json:
@@ -238,7 +238,7 @@ def add(
             keys = ", ".join(f"[bold]{t.key}[/bold]" for t in tasks)
             console().print(f"filed {keys} into {', '.join(lanes)}")
         for task in tasks:
-            if warning := await unregistered_repo(b, task):
+            if warning := await Repos(b).unregistered(task):
                 warn(warning)
 
     run_backlog(main)
@@ -316,11 +316,11 @@ def show(key: KeyArg, as_json: JsonOpt = False) -> None:
             return
         from cli.agent_verbs import print_drift
         from cli.output import task_card
-        from core.git.drift import task_drift
+        from core.git.drift import Drift
         from core.shaping import local_today
 
         console().print(task_card(task, local_today(b.settings.tz)))
-        print_drift(await task_drift(b, task.key))
+        print_drift(await Drift(b).of_task(task.key))
 
     run_backlog(main)
 
@@ -527,9 +527,9 @@ def edit(
         else:
             console().print(f"edited [bold]{done.task.key}[/bold]: {done.summary()}")
         if "repo" in done.changes:
-            from core.git.repos import unregistered_repo
+            from core.git.repos import Repos
 
-            if warning := await unregistered_repo(b, done.task):
+            if warning := await Repos(b).unregistered(done.task):
                 warn(warning)
 
     run_backlog(main)

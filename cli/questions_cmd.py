@@ -27,10 +27,10 @@ def questions(
     """Open questions from agents, the ones holding up the most work first.
 
     An agent waiting on it comes first, then the waiting work it releases, then the oldest."""
-    from core.decisions import PendingKind, ranked
+    from core.decisions import Decisions, PendingKind
 
     async def main(b: Backlog) -> Ranked:
-        return await ranked(b, [PendingKind.QUESTION], limit)
+        return await Decisions(b).ranked([PendingKind.QUESTION], limit)
 
     found = run_backlog(main)
     if as_json:
@@ -76,11 +76,10 @@ def answer(
 
     The waiting agent gets the answer at once; it is written into the task's history and
     notes."""
-    from core.leases import Leases
     from core.questions import Questions
 
     async def main(b: Backlog) -> tuple[Question, Task]:
-        q = await Questions(Leases(b)).answer(ref, operator(), text)
+        q = await Questions(b).answer(ref, operator(), text)
         return q, await b.get(q.key)
 
     q, task = run_backlog(main)

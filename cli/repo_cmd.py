@@ -61,18 +61,18 @@ def repo_add(
 ) -> None:
     """Register a repository by path, or by URL (ob keeps a bare clone under its data dir);
     re-adding a path updates its name, branch or fetching."""
-    from core.git import repos as core_repos
     from core.git.remotes import looks_like_url
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
         if looks_like_url(path):
             with err_console().status(f"cloning {path} (bare) ..."):
-                info = await core_repos.add_remote_repo(
-                    b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+                info = await Repos(b).add_remote(
+                    path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
                 )
         else:
-            info = await core_repos.add_repo(
-                b, path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
+            info = await Repos(b).add(
+                path, operator(), name=name, branch=branch, follow=follow, fetch=fetch
             )
         how = "pinned" if info.branch_pinned else "followed"
         console().print(
@@ -104,10 +104,10 @@ def repo_set(
     ],
 ) -> None:
     """Change a registered repo: whether ob fetches its remote."""
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        info = await core_repos.set_fetch(b, name, fetch, operator())
+        info = await Repos(b).set_fetch(name, fetch, operator())
         console().print(f"repo [bold]{info.name}[/bold]: {_fetching(info)}")
 
     run_backlog(main)
@@ -120,10 +120,10 @@ def repo_rm(
 ) -> None:
     """Remove a repository from the registry: it is no longer scanned (nor discovered again
     under OB_REPO_ROOTS); its tasks keep its name."""
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        gone = await core_repos.remove_repo(b, name, operator())
+        gone = await Repos(b).remove(name, operator())
         if as_json:
             print_json(gone)
             return
@@ -144,11 +144,11 @@ def repo_list(as_json: JsonOpt = False) -> None:
     from rich.text import Text
 
     from cli.output import ago, plain_table
-    from core.git import repos as core_repos
+    from core.git.repos import Repos
 
     async def main(b: Backlog) -> None:
-        infos = await core_repos.list_repos(b)
-        skipped = await core_repos.list_skipped(b)
+        infos = await Repos(b).all()
+        skipped = await Repos(b).skipped()
         if as_json:
             print_json(infos)
             return
@@ -346,10 +346,10 @@ def replan_cmd(
     key: Annotated[str, typer.Argument(help="Task key, e.g. OB-12.", show_default=False)],
 ) -> None:
     """Reset a task's plan base to its repo's current HEAD (after revising the plan)."""
-    from core.git.drift import replan
+    from core.git.drift import Drift
 
     async def main(b: Backlog) -> None:
-        task = await replan(b, key, operator())
+        task = await Drift(b).replan(key, operator())
         console().print(f"{task.key} is now planned against {(task.base_sha or '')[:10]}")
 
     run_backlog(main)
@@ -397,7 +397,7 @@ def import_todo_cmd(
         TimeElapsedColumn,
     )
 
-    from core.git.todo import import_todo, repo_todo_paths
+    from core.git.todo import TodoFiles
 
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
@@ -405,10 +405,12 @@ def import_todo_cmd(
     async def main(b: Backlog) -> list[ImportResult]:
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
-            targets += await repo_todo_paths(b)
+            targets += await TodoFiles(b).repo_files()
         if as_json:
             return [
-                await import_todo(b, p, operator(), approve=approve, repo=r, dry_run=dry_run)
+                await TodoFiles(b).import_file(
+                    p, operator(), approve=approve, repo=r, dry_run=dry_run
+                )
                 for r, p in targets
             ]
         out = []
@@ -429,8 +431,8 @@ def import_todo_cmd(
                     )
 
                 out.append(
-                    await import_todo(
-                        b, p, operator(), approve=approve, repo=r, dry_run=dry_run, on_progress=step
+                    await TodoFiles(b).import_file(
+                        p, operator(), approve=approve, repo=r, dry_run=dry_run, on_progress=step
                     )
                 )
                 progress.remove_task(bar)
@@ -520,15 +522,15 @@ def export_todo_cmd(
     the file since the last sync is left as it is (import it first, or --force). The previous
     file is kept as TODO.md.orig.
     """
-    from core.git import repos as core_repos
-    from core.git.todo import export_todo
+    from core.git.repos import Repos
+    from core.git.todo import TodoFiles
 
     to_stdout = output is not None and str(output) == "-"
 
     async def main(b: Backlog) -> ExportResult:
-        info = await core_repos.get_repo(b, repo)
+        info = await Repos(b).get(repo)
         target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
-        return await export_todo(b, repo, target, dry_run=dry_run, force=force)
+        return await TodoFiles(b).export_file(repo, target, dry_run=dry_run, force=force)
 
     res = run_backlog(main)
     if to_stdout:

@@ -27,12 +27,12 @@ def status(as_json: JsonOpt = False) -> None:
     """Is `ob serve` running, and is each of its parts well? Plus the notices waiting, and how
     fresh the truth is (repos whose fetch fails or is too old). Exits with status 1 when no
     `ob serve` is running."""
-    from core.git.repos import repos_truth
-    from core.outbox import outbox_stats
-    from core.supervise import read_boards
+    from core.git.repos import Repos
+    from core.outbox import Outbox
+    from core.supervise import StatusBoards
 
     async def main(b: Backlog) -> tuple[list[WorkerStatus], OutboxStats, TruthAge]:
-        return await read_boards(b), await outbox_stats(b), await repos_truth(b)
+        return await StatusBoards(b).read(), await Outbox(b).stats(), await Repos(b).truth()
 
     boards, outbox, truth = run_backlog(main)
     running = any(not w.gone for w in boards)
@@ -110,10 +110,10 @@ def outbox(
     """List notices not delivered yet: waiting ones (with their last error) and dead ones."""
     if ctx.invoked_subcommand is not None:
         return
-    from core.outbox import undelivered
+    from core.outbox import Outbox
 
     async def main(b: Backlog) -> list[Notice]:
-        return await undelivered(b, dead_only=dead, limit=limit)
+        return await Outbox(b).undelivered(dead_only=dead, limit=limit)
 
     notices = run_backlog(main)
     if as_json:
@@ -150,13 +150,13 @@ def retry(
 ) -> None:
     """Send dead notices again (after fixing what Telegram refused)."""
     from cli.app import fail
-    from core.outbox import retry_dead
+    from core.outbox import Outbox
 
     if not ids and not dead:
         fail("give notice ids, or --dead for all of them")
 
     async def main(b: Backlog) -> int:
-        return await retry_dead(b, None if dead else ids)
+        return await Outbox(b).retry_dead(None if dead else ids)
 
     n = run_backlog(main)
     console().print(f"{n} notice(s) will be sent again" if n else "no dead notice matched")

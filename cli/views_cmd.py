@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 def digest(as_json: JsonOpt = False) -> None:
     """Today's lane digest: lanes, drafts, work in progress and done by agent, blocked chains,
     drifted plans, unverified completions, undelivered notices."""
-    from core.digest import build_digest
+    from core.digest import Digests
 
-    d = run_backlog(build_digest)
+    d = run_backlog(lambda b: Digests(b).build())
     if as_json:
         print_json(d)
         return
@@ -158,14 +158,14 @@ def feed(
     object per line with --json -f)."""
     import asyncio
 
-    from core.feed import FeedFilter, Follower, recent_events
+    from core.feed import Feed, FeedFilter
 
     who = agent.strip().lower() if agent else None
     flt = FeedFilter(agent=who, repo=repo, heartbeats=heartbeats)
 
     async def main(b: Backlog) -> None:
-        follower = await Follower.from_now(b, flt) if follow else None
-        shown = await recent_events(b, flt, limit)
+        follower = await Feed(b).follow(flt) if follow else None
+        shown = await Feed(b).recent(flt, limit)
         if as_json and not follow:
             print_json(shown)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from core.agents import AGENTS_CHANNEL, authenticate
+from core.agents import AGENTS_CHANNEL, Agents
 from core.backlog import Backlog
 from core.listen import Listener
 from core.models import Actor
@@ -48,7 +48,7 @@ class Authenticator:
         hit = self._cache.get(key)
         if hit is not None and hit[1] > time.monotonic() and self.caching:
             return hit[0]
-        actor = await authenticate(self.backlog, token)
+        actor = await Agents(self.backlog).authenticate(token)
         if self.caching:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()

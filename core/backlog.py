@@ -19,6 +19,14 @@ from core.db import open_database
 from core.errors import Forbidden, Invalid, InvalidTransition
 from core.git.base import record_base
 from core.models import Actor, Event, EventKind, Lane, OutboxKind, Status, Task, format_key
+from core.notices import (
+    DraftFiled,
+    LaneChanged,
+    PrerequisiteRejected,
+    TaskDecided,
+    TaskEdited,
+    TaskReopened,
+)
 from core.settings import Settings
 from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError, free_text, make_spec
 from core.tasks import (
@@ -225,17 +233,17 @@ class Backlog:
         *,
         lane: Lane | None = None,
         approve: bool | None = None,
-        event_details: dict[str, Any] | None = None,
+        prerequisite_of: str | None = None,
     ) -> int:
         """File a task inside the caller's transaction (with its event and, for a draft, the
-        approval card's outbox row); returns its id. `event_details` go into the `filed` event;
-        with `prerequisite_of` (a hand-off) the task is at least as urgent as that one."""
+        approval card's outbox row); returns its id. `prerequisite_of`: filed by a hand-off, for
+        the task with this key, and at least as urgent as that one."""
         approved = actor.is_operator if approve is None else approve
         lane = lane or spec.lane or (Lane.TRIAGE if approved else None)
-        waiting = (event_details or {}).get("prerequisite_of")
-        if waiting is not None:  # a hand-off's prerequisite: as urgent as the task it unblocks
+        if prerequisite_of is not None:  # as urgent as the task it unblocks
             priority = await conn.fetchval(
-                "select priority from tasks where number = $1", number_for_key(waiting, self.prefix)
+                "select priority from tasks where number = $1",
+                number_for_key(prerequisite_of, self.prefix),
             )
             if priority is not None and priority < spec.priority:
                 spec = spec.model_copy(update={"priority": priority})
@@ -268,25 +276,29 @@ class Backlog:
         )
         if approved and spec.repo:  # the plan is approved against the repo's HEAD (drift)
             await record_base(conn, row["id"], spec.repo)
-        details = {
+        details: dict[str, Any] = {
             "status": "open" if approved else "draft",
             "lane": lane.value if lane else None,
             "title": spec.title,
             "repo": spec.repo,
-            **(event_details or {}),
         }
-        if not approved:
-            duplicate = await self._mark_duplicate(conn, row["id"])
-            if duplicate:
-                details["duplicate_of"] = duplicate
+        if prerequisite_of is not None:
+            details["prerequisite_of"] = prerequisite_of
+        if approved:
+            await events.record(conn, row["id"], actor, EventKind.FILED, details)
+            return row["id"]
+        duplicate = await self._mark_duplicate(conn, row["id"])
+        if duplicate:
+            details["duplicate_of"] = duplicate
+        card = DraftFiled(key=self._key(row), by=str(actor), prerequisite_of=prerequisite_of)
         await events.record(
             conn,
             row["id"],
             actor,
             EventKind.FILED,
             details,
-            notify=None if approved else OutboxKind.DRAFT_FILED,
-            payload={"key": self._key(row), "by": str(actor), **details},
+            notify=OutboxKind.DRAFT_FILED,
+            payload=card,
         )
         return row["id"]
 
@@ -307,7 +319,17 @@ class Backlog:
                 str(actor),
             )
             await record_base(conn, row["id"], row["repo"])
-            await self._decided(conn, row, actor, EventKind.APPROVED, {"lane": lane.value})
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.APPROVED,
+                {"lane": lane.value},
+                notify=OutboxKind.TASK_DECIDED,
+                payload=TaskDecided(
+                    key=self._key(row), by=str(actor), decision="approved", lane=lane
+                ),
+            )
             return await fetch_task(conn, row["id"], self.prefix)
 
     def _suggested_lane(self, row: asyncpg.Record) -> Lane:
@@ -348,7 +370,17 @@ class Backlog:
                 reason,
                 str(actor),
             )
-            await self._decided(conn, row, actor, EventKind.REJECTED, {"reason": reason})
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.REJECTED,
+                {"reason": reason},
+                notify=OutboxKind.TASK_DECIDED,
+                payload=TaskDecided(
+                    key=self._key(row), by=str(actor), decision="rejected", reason=reason
+                ),
+            )
             await self._hand_back_waiting(conn, row, actor, reason)
             return await fetch_task(conn, row["id"], self.prefix)
 
@@ -370,15 +402,17 @@ class Backlog:
                 "to": Lane.DECISION.value if moved else w["lane"],
                 "lease_revoked": w["status"] == Status.CLAIMED,
             }
-            await self._told(
+            notice = PrerequisiteRejected(
+                key=self._key(w), by=str(actor), prerequisite_title=prereq["title"], **details
+            )
+            await events.record(
                 conn,
-                w,
+                w["id"],
                 actor,
                 EventKind.PREREQUISITE_REJECTED,
-                OutboxKind.PREREQUISITE_REJECTED,
                 details,
-                title=w["title"],
-                prerequisite_title=prereq["title"],
+                notify=OutboxKind.PREREQUISITE_REJECTED,
+                payload=notice,
             )
 
     async def _mark_duplicate(self, conn: asyncpg.Connection, task_id: int) -> str | None:
@@ -418,8 +452,14 @@ class Backlog:
             details = {"from": row["lane"], "to": lane.value}
             if row["status"] == Status.CLAIMED:
                 details["lease_revoked"] = True
-            await self._told(
-                conn, row, actor, EventKind.LANE_CHANGED, OutboxKind.LANE_CHANGED, details
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.LANE_CHANGED,
+                details,
+                notify=OutboxKind.LANE_CHANGED,
+                payload=LaneChanged(key=self._key(row), by=str(actor), **details),
             )
             return await fetch_task(conn, row["id"], self.prefix)
 
@@ -463,34 +503,23 @@ class Backlog:
                     status=row["status"],
                 )
             details["reason"] = reason
-            await self._told(
-                conn, row, actor, EventKind.REOPENED, OutboxKind.TASK_REOPENED, details
+            notice = TaskReopened(
+                key=self._key(row),
+                by=str(actor),
+                from_status=details["from"],
+                to_status=details["to"],
+                reason=reason,
+            )
+            await events.record(
+                conn,
+                row["id"],
+                actor,
+                EventKind.REOPENED,
+                details,
+                notify=OutboxKind.TASK_REOPENED,
+                payload=notice,
             )
             return await fetch_task(conn, row["id"], self.prefix)
-
-    async def _decided(
-        self,
-        conn: asyncpg.Connection,
-        row: asyncpg.Record,
-        actor: Actor,
-        kind: EventKind,
-        details: dict[str, Any],
-    ) -> None:
-        await self._told(conn, row, actor, kind, OutboxKind.TASK_DECIDED, details, decision=kind)
-
-    async def _told(
-        self,
-        conn: asyncpg.Connection,
-        row: asyncpg.Record,
-        actor: Actor,
-        kind: EventKind,
-        notify: OutboxKind,
-        details: dict[str, Any],
-        **more: Any,
-    ) -> None:
-        """The operator's change to a task: its event, and the notice that updates its cards."""
-        payload = {"key": self._key(row), "by": str(actor), **more, **details}
-        await events.record(conn, row["id"], actor, kind, details, notify=notify, payload=payload)
 
     def _not_a_draft(self, row: asyncpg.Record, verb: str) -> InvalidTransition:
         key, status = self._key(row), row["status"]
@@ -579,7 +608,7 @@ class Backlog:
                 EventKind.EDITED,
                 {"changes": diff, **(details or {})},
                 notify=OutboxKind.TASK_EDITED,
-                payload={"key": self._key(row), "by": str(actor), "fields": list(diff)},
+                payload=TaskEdited(key=self._key(row), by=str(actor), fields=list(diff)),
             )
         return Edited(task=await fetch_task(conn, row["id"], self.prefix), changes=diff)
 

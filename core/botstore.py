@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from core.backlog import Backlog
 from core.captures import Captures
+from core.service import Service
 
 
 class CardKind(StrEnum):
@@ -42,10 +43,9 @@ returning day
 """
 
 
-class BotStore:
+class BotStore(Service):
     def __init__(self, backlog: Backlog):
-        self.backlog = backlog
-        self.pool = backlog.pool
+        super().__init__(backlog)
         self.captures = Captures(backlog)
 
     # ------------------------------------------------------------------- cards

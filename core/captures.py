@@ -27,6 +27,7 @@ from core.errors import Invalid, InvalidTransition, NotFound
 from core.git.todo import plan_items
 from core.ideas import read_ideas, with_context
 from core.models import Actor, Lane, Task
+from core.service import Service
 from core.shaping import Amendment, amend_spec
 from core.spec import Spec, SpecError, parse, render, status_warning
 from core.tasks import fetch_task
@@ -155,10 +156,7 @@ def _check_size(text: str) -> None:
         raise Invalid(f"that is {size:,} bytes of text; a capture holds at most 1 MiB")
 
 
-class Captures:
-    def __init__(self, backlog: Backlog):
-        self.backlog = backlog
-
+class Captures(Service):
     # ---------------------------------------------------------------- reading
 
     async def _draft(self, conn: asyncpg.Connection, c: Capture) -> Draft:

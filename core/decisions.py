@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from core.backlog import Backlog
 from core.models import format_key
 from core.questions import QUESTION_COLUMNS, QUESTION_FROM, Question
+from core.service import Service
 from core.shaping import local_today
 from core.todo_words import describe_status
 from core.waiting import count_claimable
@@ -177,12 +178,15 @@ async def ranked_on(
     return Ranked(total=rows[0]["total"] if rows else 0, starved=hungry, items=items)
 
 
-async def ranked(
-    backlog: Backlog,
-    kinds: Iterable[PendingKind] = tuple(PendingKind),
-    limit: int = 50,
-    *,
-    due_by: date | None = None,
-) -> Ranked:
-    async with backlog.pool.acquire() as conn:
-        return await ranked_on(conn, backlog, kinds, limit, due_by=due_by)
+class Decisions(Service):
+    """What waits for the operator's decision, ranked (`/decide`, `ob questions`)."""
+
+    async def ranked(
+        self,
+        kinds: Iterable[PendingKind] = tuple(PendingKind),
+        limit: int = 50,
+        *,
+        due_by: date | None = None,
+    ) -> Ranked:
+        async with self.pool.acquire() as conn:
+            return await ranked_on(conn, self.backlog, kinds, limit, due_by=due_by)

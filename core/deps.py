@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 from core import events
-from core.backlog import Backlog, require_operator
+from core.backlog import require_operator
 from core.errors import Invalid, InvalidTransition
 from core.models import Actor, EventKind, Status, Task
+from core.service import Service
 from core.tasks import fetch_task, task_id_for_key
 
 
@@ -80,53 +81,55 @@ select exists (select 1 from chain where id = $2)
 """
 
 
-async def add_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor: Actor) -> Task:
-    """`key` waits until `prereq_key` is done."""
-    require_operator(actor, "link prerequisites")
-    async with backlog.pool.acquire() as conn, conn.transaction():
-        await conn.execute("select pg_advisory_xact_lock($1)", DEPS_LOCK)
-        task_id = await task_id_for_key(conn, key, backlog.prefix)
-        prereq_id = await task_id_for_key(conn, prereq_key, backlog.prefix)
-        if task_id == prereq_id:
-            raise Invalid("a task cannot be its own prerequisite")
-        prereq = await fetch_task(conn, prereq_id, backlog.prefix)
-        if prereq.status == Status.REJECTED:
-            raise InvalidTransition(
-                f"{prereq.key} was rejected, so nothing can wait on it; bring it back first "
-                f"(`ob reopen {prereq.key} -m WHY`) or link another task"
+class Prerequisites(Service):
+    """Links between tasks: a task waits until its prerequisites are done (cycles refused)."""
+
+    async def add(self, key: str, prereq_key: str, actor: Actor) -> Task:
+        """`key` waits until `prereq_key` is done."""
+        require_operator(actor, "link prerequisites")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("select pg_advisory_xact_lock($1)", DEPS_LOCK)
+            task_id = await task_id_for_key(conn, key, self.prefix)
+            prereq_id = await task_id_for_key(conn, prereq_key, self.prefix)
+            if task_id == prereq_id:
+                raise Invalid("a task cannot be its own prerequisite")
+            prereq = await fetch_task(conn, prereq_id, self.prefix)
+            if prereq.status == Status.REJECTED:
+                raise InvalidTransition(
+                    f"{prereq.key} was rejected, so nothing can wait on it; bring it back first "
+                    f"(`ob reopen {prereq.key} -m WHY`) or link another task"
+                )
+            if await conn.fetchval(_REACHES, prereq_id, task_id):
+                raise InvalidTransition(
+                    f"{prereq_key.upper()} already waits (directly or through others) on "
+                    f"{key.upper()}; linking them would make a cycle"
+                )
+            added = await conn.fetchval(
+                "insert into task_deps (task_id, prereq_id) values ($1, $2)"
+                " on conflict do nothing returning true",
+                task_id,
+                prereq_id,
             )
-        if await conn.fetchval(_REACHES, prereq_id, task_id):
-            raise InvalidTransition(
-                f"{prereq_key.upper()} already waits (directly or through others) on "
-                f"{key.upper()}; linking them would make a cycle"
+            if added:
+                await events.record(
+                    conn, task_id, actor, EventKind.DEP_ADDED, {"prerequisite": prereq.key}
+                )
+            return await fetch_task(conn, task_id, self.prefix)
+
+    async def remove(self, key: str, prereq_key: str, actor: Actor) -> Task:
+        require_operator(actor, "unlink prerequisites")
+        async with self.pool.acquire() as conn, conn.transaction():
+            task_id = await task_id_for_key(conn, key, self.prefix)
+            prereq_id = await task_id_for_key(conn, prereq_key, self.prefix)
+            removed = await conn.fetchval(
+                "delete from task_deps where task_id = $1 and prereq_id = $2 returning true",
+                task_id,
+                prereq_id,
             )
-        added = await conn.fetchval(
-            "insert into task_deps (task_id, prereq_id) values ($1, $2)"
-            " on conflict do nothing returning true",
-            task_id,
-            prereq_id,
-        )
-        if added:
+            if not removed:
+                raise Invalid(f"{key.upper()} does not wait on {prereq_key.upper()}")
+            prereq = await fetch_task(conn, prereq_id, self.prefix)
             await events.record(
-                conn, task_id, actor, EventKind.DEP_ADDED, {"prerequisite": prereq.key}
+                conn, task_id, actor, EventKind.DEP_REMOVED, {"prerequisite": prereq.key}
             )
-        return await fetch_task(conn, task_id, backlog.prefix)
-
-
-async def remove_prerequisite(backlog: Backlog, key: str, prereq_key: str, actor: Actor) -> Task:
-    require_operator(actor, "unlink prerequisites")
-    async with backlog.pool.acquire() as conn, conn.transaction():
-        task_id = await task_id_for_key(conn, key, backlog.prefix)
-        prereq_id = await task_id_for_key(conn, prereq_key, backlog.prefix)
-        removed = await conn.fetchval(
-            "delete from task_deps where task_id = $1 and prereq_id = $2 returning true",
-            task_id,
-            prereq_id,
-        )
-        if not removed:
-            raise Invalid(f"{key.upper()} does not wait on {prereq_key.upper()}")
-        prereq = await fetch_task(conn, prereq_id, backlog.prefix)
-        await events.record(
-            conn, task_id, actor, EventKind.DEP_REMOVED, {"prerequisite": prereq.key}
-        )
-        return await fetch_task(conn, task_id, backlog.prefix)
+            return await fetch_task(conn, task_id, self.prefix)

@@ -5,7 +5,7 @@ the decision lane) and the drafts awaiting approval, both ranked by what decidin
 (core.decisions), tasks back from a snooze (their trigger date is the digest's day), work in
 progress by agent, work done in the last 24 hours by agent with its evidence, blocked chains,
 drifted plans, unverified completions and the truth's age (repos whose last good fetch is too
-old). Each section is one indexed query; `build_digest` runs them on one connection.
+old). Each section is one indexed query; `Digests.build` runs them on one connection.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import date, datetime
 import asyncpg
 from pydantic import BaseModel
 
-from core.backlog import Backlog
 from core.decisions import PendingKind, Ranked, ranked_on, starved
 from core.git.drift import DriftedPlans, drifted_plans
 from core.git.evidence import UnverifiedReport, unverified_report
 from core.git.repos import TruthAge, truth_age
 from core.models import Lane, format_key
 from core.outbox import OutboxStats, outbox_stats_on
+from core.service import Service
 from core.shaping import local_today
 from core.todo_words import describe_status
 
@@ -144,97 +144,108 @@ async def lane_loads(conn: asyncpg.Connection) -> list[LaneLoad]:
     ]
 
 
-async def lanes_now(backlog: Backlog) -> list[LaneLoad]:
-    async with backlog.pool.acquire() as conn:
-        return await lane_loads(conn)
+class Digests(Service):
+    """The daily digest, and the lane loads it opens with (`/lanes`)."""
 
+    async def lanes(self) -> list[LaneLoad]:
+        async with self.pool.acquire() as conn:
+            return await lane_loads(conn)
 
-async def build_digest(
-    backlog: Backlog, limit: int = LIST_LIMIT, *, day: date | None = None
-) -> Digest:
-    """Every section of the digest of `day` (the operator's today) from one consistent
-    snapshot."""
-    prefix = backlog.prefix
-    day = day or local_today(backlog.settings.tz)
-    async with (
-        backlog.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        now = await conn.fetchval("select now()")
-        lanes = await lane_loads(conn)
-        hungry = await starved(conn, backlog)
-        decide = await ranked_on(
-            conn, backlog, (PendingKind.QUESTION, PendingKind.DECISION), limit, hungry=hungry
-        )
-        drafts = await ranked_on(conn, backlog, (PendingKind.DRAFT,), limit, hungry=hungry)
-        back = await conn.fetch(_BACK_TODAY, limit, day)
-        prog = await conn.fetch(_IN_PROGRESS, limit)
-        done = await conn.fetch(_DONE, limit)
-        blocked = await conn.fetch(_BLOCKED, limit)
-        unverified = await unverified_report(conn, backlog.settings, limit)
-        no_evidence = await conn.fetchval(_NO_EVIDENCE)
-        drifted = await drifted_plans(conn, prefix, limit)
-        notices = await outbox_stats_on(conn)
-        truth = await truth_age(conn, backlog.settings.truth_max_age, limit)
-
-    def key(n: int) -> str:
-        return format_key(prefix, n)
-
-    def said(r: asyncpg.Record) -> str | None:
-        return describe_status(r["status_word"], r["status_date"], r["status_reason"])
-
-    in_progress: dict[str, list[Item]] = {}
-    for r in prog:
-        in_progress.setdefault(r["name"], []).append(
-            Item(key=key(r["number"]), title=r["title"], at=r["lease_expires_at"])
-        )
-    done_by: dict[str, list[Item]] = {}
-    for r in done:
-        done_by.setdefault(r["completed_by"] or "unknown", []).append(
-            Item(
-                key=key(r["number"]),
-                title=r["title"],
-                at=r["completed_at"],
-                commits=list(r["commits"]),
-                verified=r["verified"],
+    async def build(self, limit: int = LIST_LIMIT, *, day: date | None = None) -> Digest:
+        """Every section of the digest of `day` (the operator's today) from one consistent
+        snapshot."""
+        prefix = self.prefix
+        day = day or local_today(self.settings.tz)
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            now = await conn.fetchval("select now()")
+            lanes = await lane_loads(conn)
+            hungry = await starved(conn, self.backlog)
+            decide = await ranked_on(
+                conn,
+                self.backlog,
+                (PendingKind.QUESTION, PendingKind.DECISION),
+                limit,
+                hungry=hungry,
             )
-        )
-    return Digest(
-        built_at=now,
-        lanes=[load for load in lanes if load.lane is not None],
-        decide=decide,
-        awaiting_approval=Section(
-            total=drafts.total,
-            items=[
-                Item(key=p.key, title=p.title, who=p.by, at=p.at, unblocks=p.unblocks, said=p.said)
-                for p in drafts.items
-            ],
-        ),
-        back_today=Section(
-            total=back[0]["total"] if back else 0,
-            items=[
-                Item(key=key(r["number"]), title=r["title"], lane=r["lane"], said=said(r))
-                for r in back
-            ],
-        ),
-        in_progress=in_progress,
-        done_24h=done_by,
-        done_24h_total=done[0]["total"] if done else 0,
-        done_without_evidence=no_evidence,
-        blocked=Section(
-            total=blocked[0]["total"] if blocked else 0,
-            items=[
+            drafts = await ranked_on(conn, self.backlog, (PendingKind.DRAFT,), limit, hungry=hungry)
+            back = await conn.fetch(_BACK_TODAY, limit, day)
+            prog = await conn.fetch(_IN_PROGRESS, limit)
+            done = await conn.fetch(_DONE, limit)
+            blocked = await conn.fetch(_BLOCKED, limit)
+            unverified = await unverified_report(conn, self.settings, limit)
+            no_evidence = await conn.fetchval(_NO_EVIDENCE)
+            drifted = await drifted_plans(conn, prefix, limit)
+            notices = await outbox_stats_on(conn)
+            truth = await truth_age(conn, self.settings.truth_max_age, limit)
+
+        def key(n: int) -> str:
+            return format_key(prefix, n)
+
+        def said(r: asyncpg.Record) -> str | None:
+            return describe_status(r["status_word"], r["status_date"], r["status_reason"])
+
+        in_progress: dict[str, list[Item]] = {}
+        for r in prog:
+            in_progress.setdefault(r["name"], []).append(
+                Item(key=key(r["number"]), title=r["title"], at=r["lease_expires_at"])
+            )
+        done_by: dict[str, list[Item]] = {}
+        for r in done:
+            done_by.setdefault(r["completed_by"] or "unknown", []).append(
                 Item(
                     key=key(r["number"]),
                     title=r["title"],
-                    blocked_by=[key(n) for n in r["prereqs"]],
-                    said=said(r),
+                    at=r["completed_at"],
+                    commits=list(r["commits"]),
+                    verified=r["verified"],
                 )
-                for r in blocked
-            ],
-        ),
-        drifted=drifted,
-        unverified=unverified,
-        notices=notices,
-        truth=truth,
-    )
+            )
+        return Digest(
+            built_at=now,
+            lanes=[load for load in lanes if load.lane is not None],
+            decide=decide,
+            awaiting_approval=Section(
+                total=drafts.total,
+                items=[
+                    Item(
+                        key=p.key,
+                        title=p.title,
+                        who=p.by,
+                        at=p.at,
+                        unblocks=p.unblocks,
+                        said=p.said,
+                    )
+                    for p in drafts.items
+                ],
+            ),
+            back_today=Section(
+                total=back[0]["total"] if back else 0,
+                items=[
+                    Item(key=key(r["number"]), title=r["title"], lane=r["lane"], said=said(r))
+                    for r in back
+                ],
+            ),
+            in_progress=in_progress,
+            done_24h=done_by,
+            done_24h_total=done[0]["total"] if done else 0,
+            done_without_evidence=no_evidence,
+            blocked=Section(
+                total=blocked[0]["total"] if blocked else 0,
+                items=[
+                    Item(
+                        key=key(r["number"]),
+                        title=r["title"],
+                        blocked_by=[key(n) for n in r["prereqs"]],
+                        said=said(r),
+                    )
+                    for r in blocked
+                ],
+            ),
+            drifted=drifted,
+            unverified=unverified,
+            notices=notices,
+            truth=truth,
+        )

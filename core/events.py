@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from core.db import UNAVAILABLE
 from core.models import Actor, Event, EventKind, OutboxKind, format_key
+from core.notices import PAYLOADS, Payload
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,37 @@ async def record(
     details: dict[str, Any] | None = None,
     *,
     notify: OutboxKind | None = None,
-    payload: dict[str, Any] | None = None,
+    payload: Payload | None = None,
 ) -> None:
-    await conn.execute(
-        _RECORD, task_id, str(actor), kind, details or {}, notify, payload or details or {}
-    )
+    """The event, and with `notify` the outbox row whose payload is `payload` (that kind's
+    model, core.notices)."""
+    if (notify is None) != (payload is None):
+        raise TypeError("an outbox row needs both its kind (`notify`) and its payload")
+    if notify is not None:
+        _check(notify, payload)
+    body = payload.dump() if payload is not None else None
+    await conn.execute(_RECORD, task_id, str(actor), kind, details or {}, notify, body)
+
+
+_NOTICES = """
+insert into outbox (kind, task_id, payload)
+select $1::text, n.task_id, n.payload from unnest($2::bigint[], $3::jsonb[]) as n(task_id, payload)
+"""
+
+
+async def notify_many(
+    conn: asyncpg.Connection, kind: OutboxKind, notices: Sequence[tuple[int | None, Payload]]
+) -> None:
+    """Outbox rows of one kind without an event of their own (an import's approval cards, the
+    one notice for many drafts), in this order: (task id or None, payload)."""
+    for _, payload in notices:
+        _check(kind, payload)
+    await conn.execute(_NOTICES, kind, [t for t, _ in notices], [p.dump() for _, p in notices])
+
+
+def _check(kind: OutboxKind, payload: Payload | None) -> None:
+    if type(payload) is not PAYLOADS[kind]:
+        raise TypeError(f"a {kind.value} notice takes a {PAYLOADS[kind].__name__} payload")
 
 
 OUTBOX_CHANNEL = "ob_outbox"

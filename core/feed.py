@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from core.backlog import Backlog
 from core.models import EventKind, format_key
+from core.service import Service
 
 
 class FeedItem(BaseModel):
@@ -83,12 +84,6 @@ def _item(row: asyncpg.Record, prefix: str) -> FeedItem:
     )
 
 
-async def recent_events(backlog: Backlog, flt: FeedFilter, limit: int = 50) -> list[FeedItem]:
-    """The newest events that pass the filter, oldest first."""
-    rows = await backlog.pool.fetch(_RECENT, flt.agent, flt.repo, flt.heartbeats, limit)
-    return [_item(r, backlog.prefix) for r in reversed(rows)]
-
-
 class Follower:
     """New events as they commit, each once, none missed (see the module's note)."""
 
@@ -107,15 +102,6 @@ class Follower:
         self.flt = flt
         self.top = after  # the highest id read
         self.gaps: dict[int, tuple[int, float]] = {}  # missing id -> (xmax, time) when noticed
-
-    @classmethod
-    async def from_now(cls, backlog: Backlog, flt: FeedFilter) -> Follower:
-        """A follower of what commits from now on: what is committed now counts as read, what
-        is in flight now is a gap it keeps looking at."""
-        last = await backlog.pool.fetchval("select coalesce(max(id), 0) from events")
-        follower = cls(backlog, flt, max(0, last - cls.BATCH))
-        await follower.poll()
-        return follower
 
     async def poll(self) -> list[FeedItem]:
         rows = await self.backlog.pool.fetch(
@@ -147,3 +133,20 @@ class Follower:
         for missing in sorted(self.gaps)[: max(0, len(self.gaps) - self.MAX_GAPS)]:
             del self.gaps[missing]
         return [_item(r, self.backlog.prefix) for r in rows if r["shown"]]
+
+
+class Feed(Service):
+    """What happened lately, everywhere (`ob feed`), and what happens next (`-f`)."""
+
+    async def recent(self, flt: FeedFilter, limit: int = 50) -> list[FeedItem]:
+        """The newest events that pass the filter, oldest first."""
+        rows = await self.pool.fetch(_RECENT, flt.agent, flt.repo, flt.heartbeats, limit)
+        return [_item(r, self.prefix) for r in reversed(rows)]
+
+    async def follow(self, flt: FeedFilter) -> Follower:
+        """A follower of what commits from now on: what is committed now counts as read, what
+        is in flight now is a gap it keeps looking at."""
+        last = await self.pool.fetchval("select coalesce(max(id), 0) from events")
+        follower = Follower(self.backlog, flt, max(0, last - Follower.BATCH))
+        await follower.poll()
+        return follower

@@ -22,7 +22,6 @@ import asyncpg
 from pydantic import BaseModel
 
 from core import events
-from core.backlog import Backlog
 from core.deps import announce_unblocked
 from core.errors import Forbidden, Invalid, InvalidTransition, LeaseError, NotFound
 from core.git.drift import drift_for
@@ -38,6 +37,8 @@ from core.models import (
     Task,
     format_key,
 )
+from core.notices import FindingsReported, Handoff, TaskCompleted
+from core.service import Service
 from core.shaping import local_today
 from core.spec import REPO_RE, Spec, free_text
 from core.tasks import (
@@ -91,9 +92,8 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select case when u.exhausted then 'attempts_exhausted' else 'lease_expired' end, u.task_id,
-           jsonb_build_object('key', task_key($5, t.number), 'title', t.title,
-                              'holder', u.prev_holder, 'expiries', u.expiries,
-                              'max_expiries', $3::int)
+           jsonb_build_object('key', task_key($5, t.number), 'holder', u.prev_holder,
+                              'expiries', u.expiries, 'max_expiries', $3::int)
     from lease u join tasks t on t.id = u.task_id where u.prev_held
     order by u.task_id
 )
@@ -241,9 +241,8 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_completed', id,
-           jsonb_build_object('key', task_key($7, number), 'title', title, 'repo', repo,
-                              'by', $4::text, 'commits', $5::text[], 'note', $6::text,
-                              'verified', false)
+           jsonb_build_object('key', task_key($7, number), 'by', $4::text,
+                              'commits', $5::text[], 'note', $6::text, 'verified', false)
     from upd
 )
 select {task_columns("null")},
@@ -295,7 +294,7 @@ update tasks t set
                           where x like c || '%' or c like x || '%')),
     updated_at = now()
 where t.id = $1
-returning t.number, t.title, t.repo, t.commits, t.verified_at is not null as verified
+returning t.commits, t.verified_at is not null as verified
 """
 
 # This agent's last write of a kind on a task at an epoch (a replay check, on refusal only).
@@ -341,13 +340,7 @@ class _Refused(Exception):
     own: a refused agent never holds one connection while waiting for another."""
 
 
-class Leases:
-    def __init__(self, backlog: Backlog):
-        self.backlog = backlog
-        self.pool = backlog.pool
-        self.settings = backlog.settings
-        self.prefix = backlog.prefix
-
+class Leases(Service):
     def _ttl(self, lease_seconds: int | None) -> int:
         ttl = lease_seconds or self.settings.lease_ttl
         if not MIN_LEASE_SECONDS <= ttl <= MAX_LEASE_SECONDS:
@@ -527,16 +520,14 @@ class Leases:
                 EventKind.COMPLETED,
                 {**details, "verified": t["verified"]},
                 notify=OutboxKind.TASK_COMPLETED,
-                payload={
-                    "key": format_key(self.prefix, number),
-                    "title": t["title"],
-                    "repo": t["repo"],
-                    "by": str(actor),
-                    "commits": list(t["commits"]),
-                    "note": note,
-                    "verified": t["verified"],
-                    "closed_by": row["sha"],
-                },
+                payload=TaskCompleted(
+                    key=format_key(self.prefix, number),
+                    by=str(actor),
+                    commits=list(t["commits"]),
+                    note=note,
+                    verified=t["verified"],
+                    closed_by=row["sha"],
+                ),
             )
             task = await fetch_task(conn, row["id"], self.prefix)
         await self.backlog.wake()  # (its connection given back: a pool of one does not wait)
@@ -581,7 +572,7 @@ class Leases:
                     EventKind.FINDINGS,
                     {"epoch": epoch, "text": text[:2000]},
                     notify=OutboxKind.FINDINGS_REPORTED,
-                    payload={"key": key, "by": str(actor), "text": text[:2000]},
+                    payload=FindingsReported(key=key, by=str(actor), text=text[:2000]),
                 )
                 return await fetch_task(conn, task_id, self.prefix)
         except _Refused:
@@ -623,7 +614,7 @@ class Leases:
                     actor,
                     approve=auto,
                     lane=(prerequisite.lane or Lane.AUTONOMOUS) if auto else None,
-                    event_details={"prerequisite_of": format_key(self.prefix, number)},
+                    prerequisite_of=format_key(self.prefix, number),
                 )
                 await conn.execute(
                     "insert into task_deps (task_id, prereq_id) values ($1, $2)", task_id, prereq_id
@@ -642,12 +633,15 @@ class Leases:
                     EventKind.HANDED_OFF,
                     details,
                     notify=OutboxKind.HANDOFF,
-                    payload={
-                        "key": format_key(self.prefix, number),
-                        "by": str(actor),
-                        **details,
-                        "prerequisite_title": prereq.title,
-                    },
+                    payload=Handoff(
+                        key=format_key(self.prefix, number),
+                        by=str(actor),
+                        epoch=epoch,
+                        prerequisite=prereq.key,
+                        prerequisite_title=prereq.title,
+                        prerequisite_status=prereq.status,
+                        reason=reason,
+                    ),
                 )
                 return await fetch_task(conn, task_id, self.prefix), prereq
         except _Refused:

@@ -1,44 +1,55 @@
-"""What core tells the operator: one payload model per outbox kind.
+"""What core tells the operator: one payload model per outbox kind, the one source of each
+payload's shape.
 
 The statements that change state write these payloads (as JSON) into the outbox in the same
 transaction; the bot reads them back through `parse_payload` and renders each kind with its
-own function. A payload says what happened at the time; the task itself may have moved on.
+own function, which also gets the task as it is now (its title, repo, lane, status). So a
+payload names its task (`key`, which `ob outbox` lists) and otherwise holds only the facts of
+the event: who, the decision, the lanes moved between, commits, the note, a reason, the other
+task's key. A payload says what happened at the time; the task itself may have moved on.
+
+Core builds a payload from its model wherever Python knows the facts (`events.record` takes the
+model). A few set-based statements build theirs in SQL (`jsonb_build_object`: lease expiries,
+completions, closes by commit, verification, unblocking, the questions a lease leaves open);
+tests/test_notices.py drives every path that writes outbox rows and validates every row against
+its model. Models refuse fields they do not name, so a renamed field fails loudly instead of
+reading as None.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import Lane, OutboxKind
+from core.models import Lane, OutboxKind, Status
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def dump(self) -> dict[str, Any]:
+        """The payload as the outbox stores it (JSON; `from` and `to` as written)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class TaskPayload(Payload):
     """A notice about one task (the outbox row names it too)."""
 
     key: str
-    title: str | None = None
 
 
 class DraftFiled(TaskPayload):
     by: str
-    repo: str | None = None
-    lane: Lane | None = None  # the lane the agent suggests
-    prerequisite_of: str | None = None  # filed by a hand-off
-    imported_from: str | None = None  # filed by a TODO.md import
+    prerequisite_of: str | None = None  # filed by a hand-off: the task that waits for it
 
 
 class TaskDecided(TaskPayload):
-    decision: str  # "approved" | "rejected"
     by: str
-    lane: Lane | None = None
-    reason: str | None = None
+    decision: Literal["approved", "rejected"]
+    lane: Lane | None = None  # approved into
+    reason: str | None = None  # rejected because
 
 
 class LaneChanged(TaskPayload):
@@ -50,37 +61,37 @@ class LaneChanged(TaskPayload):
 
 class TaskEdited(TaskPayload):
     by: str
-    fields: list[str] = []  # the spec fields that changed
+    fields: list[str]  # the spec fields that changed
 
 
 class TaskReopened(TaskPayload):
     by: str
-    from_status: str = Field(alias="from")  # "done" | "rejected"
-    to_status: str = Field(alias="to")  # "open" | "draft"
+    from_status: Status = Field(alias="from")  # done | rejected
+    to_status: Status = Field(alias="to")  # open | draft
     reason: str | None = None
 
 
 class TaskCompleted(TaskPayload):
     by: str
-    repo: str | None = None
-    commits: list[str] = []
+    commits: list[str]
     note: str | None = None
-    verified: bool = False
+    verified: bool
     closed_by: str | None = None  # the holder's report after this commit had closed the task
 
 
 class Handoff(TaskPayload):
     by: str
+    epoch: int  # the lease it gave back
     prerequisite: str
-    prerequisite_title: str | None = None
-    prerequisite_status: str | None = None
+    prerequisite_title: str
+    prerequisite_status: Status
     reason: str | None = None
 
 
 class PrerequisiteRejected(TaskPayload):
     by: str
     prerequisite: str
-    prerequisite_title: str | None = None
+    prerequisite_title: str
     reason: str | None = None
     from_lane: Lane | None = Field(None, alias="from")
     to_lane: Lane | None = Field(None, alias="to")
@@ -108,7 +119,6 @@ class ClosedByCommit(TaskPayload):
     agent: str | None = None
     author: str | None = None
     subject: str | None = None
-    held_by: str | None = None
     confirmed_by: str | None = None  # another repo's commit: the operator confirmed it closes
 
 
@@ -121,7 +131,6 @@ class ClosedWhileClaimed(TaskPayload):
 class CrossRepoClose(TaskPayload):
     """A commit of one repo says it closes a task of another: the operator decides."""
 
-    task_repo: str | None = None
     repo: str  # the commit's repo
     sha: str
     agent: str | None = None
@@ -132,16 +141,16 @@ class CrossRepoClose(TaskPayload):
 
 class TaskVerified(TaskPayload):
     repo: str | None = None
-    commits: list[str] = []
+    commits: list[str]
     by: str | None = None
     replaced: list[str] | None = None  # evidence that had been lost, replaced by a new commit
 
 
 class EvidenceLost(TaskPayload):
     repo: str
-    branch: str | None = None
-    reason: str  # "reverted" | "left_default_branch"
-    commits: list[str] = []
+    branch: str
+    reason: Literal["reverted", "left_default_branch"]
+    commits: list[str]
     reverted_by: str | None = None
 
 
@@ -149,7 +158,6 @@ class DefaultBranchChanged(Payload):
     repo: str
     from_branch: str | None = Field(None, alias="from")
     to_branch: str = Field(alias="to")
-    path: str | None = None
 
 
 class TodoImported(Payload):
@@ -163,7 +171,7 @@ class TodoImported(Payload):
 class QuestionAsked(TaskPayload):
     id: int
     text: str
-    options: list[str] = []
+    options: list[str]
     asked_by: str
 
 

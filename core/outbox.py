@@ -24,8 +24,8 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from core.backlog import Backlog
 from core.models import OutboxKind
+from core.service import Service
 
 MAX_BACKOFF = 300.0
 
@@ -132,47 +132,42 @@ async def outbox_stats_on(conn: asyncpg.Connection) -> OutboxStats:
     return OutboxStats(**dict(await conn.fetchrow(_STATS)))
 
 
-async def outbox_stats(backlog: Backlog) -> OutboxStats:
-    async with backlog.pool.acquire() as conn:
-        return await outbox_stats_on(conn)
+class Outbox(Service):
+    """The notices: how many wait (`ob status`), which ones (`ob outbox`), sending dead ones
+    again; and, for the notifier, taking the next one to deliver."""
 
+    async def stats(self) -> OutboxStats:
+        async with self.pool.acquire() as conn:
+            return await outbox_stats_on(conn)
 
-async def undelivered(
-    backlog: Backlog, *, dead_only: bool = False, limit: int = 200
-) -> list[Notice]:
-    """Notices not delivered yet, oldest first: waiting ones and dead ones (or only dead)."""
-    rows = await backlog.pool.fetch(_UNDELIVERED, not dead_only, limit)
-    return [Notice(**dict(r)) for r in rows]
+    async def undelivered(self, *, dead_only: bool = False, limit: int = 200) -> list[Notice]:
+        """Notices not delivered yet, oldest first: waiting ones and dead ones (or only dead)."""
+        rows = await self.pool.fetch(_UNDELIVERED, not dead_only, limit)
+        return [Notice(**dict(r)) for r in rows]
 
-
-async def retry_dead(backlog: Backlog, ids: list[int] | None = None) -> int:
-    """Send dead notices again (these ids, or all of them); returns how many were revived."""
-    status = await backlog.pool.execute(
-        """update outbox set gave_up_at = null, available_at = now()
-           where delivered_at is null and gave_up_at is not null
-             and ($1::bigint[] is null or id = any($1::bigint[]))""",
-        ids,
-    )
-    revived = int(status.rsplit(" ", 1)[1])
-    if revived:
-        await backlog.wake()
-    return revived
-
-
-class Outbox:
-    def __init__(self, backlog: Backlog, worker: str):
-        self.pool = backlog.pool
-        self.worker = worker
+    async def retry_dead(self, ids: list[int] | None = None) -> int:
+        """Send dead notices again (these ids, or all of them); returns how many were revived."""
+        status = await self.pool.execute(
+            """update outbox set gave_up_at = null, available_at = now()
+               where delivered_at is null and gave_up_at is not null
+                 and ($1::bigint[] is null or id = any($1::bigint[]))""",
+            ids,
+        )
+        revived = int(status.rsplit(" ", 1)[1])
+        if revived:
+            await self.wake()
+        return revived
 
     @asynccontextmanager
-    async def next(self) -> AsyncIterator[Claimed | None]:
-        """The oldest deliverable row nobody else holds (None: nothing to do)."""
+    async def next(self, worker: str) -> AsyncIterator[Claimed | None]:
+        """The oldest deliverable row nobody else holds (None: nothing to do), held by
+        `worker` (named in the errors it records)."""
         async with self.pool.acquire() as conn, conn.transaction():
             rec = await conn.fetchrow(_NEXT)
             if rec is None:
                 yield None
                 return
-            yield Claimed(conn, OutboxRow(**dict(rec)), self.worker)
+            yield Claimed(conn, OutboxRow(**dict(rec)), worker)
 
     async def sent_chats(self, row_id: int) -> set[int]:
         rows = await self.pool.fetch("select chat_id from outbox_sent where outbox_id = $1", row_id)

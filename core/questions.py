@@ -30,6 +30,8 @@ from core.backlog import Backlog, require_operator
 from core.errors import Invalid, InvalidTransition, NotFound
 from core.leases import _FENCE, Leases, _require_agent
 from core.models import Actor, EventKind, Lane, OutboxKind, Status, format_key
+from core.notices import QuestionAnswered, QuestionAsked
+from core.service import Service
 from core.spec import MAX_TEXT, free_text
 from core.tasks import STATUS_SQL, number_for_key
 
@@ -183,12 +185,10 @@ def _by(actor: Actor) -> str:
     return "the operator"
 
 
-class Questions:
-    def __init__(self, leases: Leases):
-        self.leases = leases
-        self.backlog: Backlog = leases.backlog
-        self.pool = self.backlog.pool
-        self.prefix = self.backlog.prefix
+class Questions(Service):
+    def __init__(self, backlog: Backlog):
+        super().__init__(backlog)
+        self.leases = Leases(backlog)  # a refused ask is explained as a refused lease write
 
     # ------------------------------------------------------------------ agents
 
@@ -251,13 +251,9 @@ class Questions:
                 EventKind.QUESTION_ASKED,
                 details,
                 notify=OutboxKind.QUESTION_ASKED,
-                payload={
-                    "key": task_key,
-                    "id": qid,
-                    "text": body,
-                    "options": opts,
-                    "asked_by": str(actor),
-                },
+                payload=QuestionAsked(
+                    key=task_key, id=qid, text=body, options=opts, asked_by=str(actor)
+                ),
             )
             return await self._get(conn, qid)
 
@@ -326,16 +322,16 @@ class Questions:
                 EventKind.QUESTION_ANSWERED,
                 details,
                 notify=OutboxKind.QUESTION_ANSWERED,
-                payload={
-                    "key": q.key,
-                    "id": qid,
-                    "text": q.text,
-                    "options": q.options,
-                    "asked_by": q.asked_by,
-                    "answer": answer,
-                    "answered_by": str(actor),
-                    "answered_at": at.isoformat(),
-                },
+                payload=QuestionAnswered(
+                    key=q.key,
+                    id=qid,
+                    text=q.text,
+                    options=q.options,
+                    asked_by=q.asked_by,
+                    answer=answer,
+                    answered_by=str(actor),
+                    answered_at=at,
+                ),
             )
             await conn.execute("select pg_notify($1, $2)", QUESTIONS_CHANNEL, str(qid))
             answered = await self._get(conn, qid)

@@ -14,8 +14,8 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel
 
-from core.backlog import Backlog
 from core.models import Lane
+from core.service import Service
 from core.shaping import local_today
 
 DAYS = 14
@@ -83,24 +83,27 @@ class Activity(BaseModel):
     done: dict[str, list[int]]  # tasks finished per day, by who finished them
 
 
-async def activity(backlog: Backlog, days: int = DAYS, *, today: date | None = None) -> Activity:
-    today = today or local_today(backlog.settings.tz)
-    first = today - timedelta(days=days - 1)
-    span = [first + timedelta(days=n) for n in range(days)]
-    index = {day: n for n, day in enumerate(span)}
-    tz = backlog.settings.timezone
-    async with backlog.pool.acquire() as conn:
-        sizes = await conn.fetch(_LANE_SIZES, first, today, tz, list(LANE_EVENTS))
-        done = await conn.fetch(_DONE, first, tz)
-    lanes = {lane: [0] * days for lane in Lane}
-    for r in sizes:
-        lane = Lane(r["lane"]) if r["lane"] else None
-        if lane is None:
-            continue
-        for n in [index[r["day"]]] if r["day"] else range(days):
-            lanes[lane][n] += r["total"]
-    finished: dict[str, list[int]] = {}
-    for r in done:
-        if r["day"] in index:
-            finished.setdefault(r["who"], [0] * days)[index[r["day"]]] += r["total"]
-    return Activity(days=span, lanes=lanes, done=finished)
+class Stats(Service):
+    """What the `/stats` chart shows."""
+
+    async def activity(self, days: int = DAYS, *, today: date | None = None) -> Activity:
+        today = today or local_today(self.settings.tz)
+        first = today - timedelta(days=days - 1)
+        span = [first + timedelta(days=n) for n in range(days)]
+        index = {day: n for n, day in enumerate(span)}
+        tz = self.settings.timezone
+        async with self.pool.acquire() as conn:
+            sizes = await conn.fetch(_LANE_SIZES, first, today, tz, list(LANE_EVENTS))
+            done = await conn.fetch(_DONE, first, tz)
+        lanes = {lane: [0] * days for lane in Lane}
+        for r in sizes:
+            lane = Lane(r["lane"]) if r["lane"] else None
+            if lane is None:
+                continue
+            for n in [index[r["day"]]] if r["day"] else range(days):
+                lanes[lane][n] += r["total"]
+        finished: dict[str, list[int]] = {}
+        for r in done:
+            if r["day"] in index:
+                finished.setdefault(r["who"], [0] * days)[index[r["day"]]] += r["total"]
+        return Activity(days=span, lanes=lanes, done=finished)

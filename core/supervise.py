@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from core.backlog import Backlog
 from core.db import UNAVAILABLE
+from core.service import Service
 
 log = logging.getLogger("ob.supervise")
 
@@ -86,11 +87,11 @@ on conflict (worker, part) do update set
 """
 
 
-class Board:
+class Board(Service):
     """The parts of this process and how each is doing, flushed to PostgreSQL."""
 
     def __init__(self, backlog: Backlog, worker: str):
-        self.backlog = backlog
+        super().__init__(backlog)
         self.worker = worker
         self.parts: dict[str, Part] = {}
         self._flushed_at = 0.0
@@ -122,7 +123,7 @@ class Board:
             return
         parts = list(self.parts.values())
         try:
-            await self.backlog.pool.execute(
+            await self.pool.execute(
                 _UPSERT,
                 self.worker,
                 [p.name for p in parts],
@@ -141,40 +142,41 @@ class Board:
     async def forget(self) -> None:
         """This process is going away on purpose: take its board down."""
         with contextlib.suppress(*UNAVAILABLE):
-            await self.backlog.pool.execute(
-                "delete from service_parts where worker = $1", self.worker
-            )
+            await self.pool.execute("delete from service_parts where worker = $1", self.worker)
 
 
-async def read_boards(backlog: Backlog) -> list[WorkerStatus]:
-    """Every process's status board (`ob status`), newest first; old ones marked gone."""
-    rows = await backlog.pool.fetch(
-        "select *, extract(epoch from now() - updated_at) as age from service_parts"
-        " order by worker, part"
-    )
-    by_worker: dict[str, list[Any]] = {}
-    for r in rows:
-        by_worker.setdefault(r["worker"], []).append(r)
-    out = []
-    for worker, parts in by_worker.items():
-        seen = max(p["updated_at"] for p in parts)
-        age = min(float(p["age"]) for p in parts)
-        out.append(
-            WorkerStatus(
-                worker=worker,
-                seen_at=seen,
-                gone=age > GONE_AFTER,
-                parts=[
-                    Part(
-                        **{k: v for k, v in dict(p).items() if k in Part.model_fields},
-                        name=p["part"],
-                    )
-                    for p in parts
-                ],
-            )
+class StatusBoards(Service):
+    """Every `ob serve` process's status board (`ob status`)."""
+
+    async def read(self) -> list[WorkerStatus]:
+        """Every process's status board (`ob status`), newest first; old ones marked gone."""
+        rows = await self.pool.fetch(
+            "select *, extract(epoch from now() - updated_at) as age from service_parts"
+            " order by worker, part"
         )
-    out.sort(key=lambda w: w.seen_at, reverse=True)
-    return out
+        by_worker: dict[str, list[Any]] = {}
+        for r in rows:
+            by_worker.setdefault(r["worker"], []).append(r)
+        out = []
+        for worker, parts in by_worker.items():
+            seen = max(p["updated_at"] for p in parts)
+            age = min(float(p["age"]) for p in parts)
+            out.append(
+                WorkerStatus(
+                    worker=worker,
+                    seen_at=seen,
+                    gone=age > GONE_AFTER,
+                    parts=[
+                        Part(
+                            **{k: v for k, v in dict(p).items() if k in Part.model_fields},
+                            name=p["part"],
+                        )
+                        for p in parts
+                    ],
+                )
+            )
+        out.sort(key=lambda w: w.seen_at, reverse=True)
+        return out
 
 
 class Supervisor:

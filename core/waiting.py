@@ -29,12 +29,14 @@ from datetime import UTC, date, datetime, time
 
 import asyncpg
 
+from core.backlog import Backlog
 from core.db import UNAVAILABLE
 from core.errors import Invalid
 from core.leases import Lease, Leases
 from core.listen import Listener
 from core.models import MAX_WAIT_SECONDS, Actor
 from core.questions import QUESTIONS_CHANNEL, Question, Questions
+from core.service import Service
 from core.shaping import local_today
 
 log = logging.getLogger("ob.waiting")
@@ -102,14 +104,13 @@ class _Waiter:
             self.tried.set_result(outcome)
 
 
-class Waits:
+class Waits(Service):
     """The process's waiting claims and answers (the gateway's: REST and MCP share it)."""
 
-    def __init__(self, leases: Leases, questions: Questions):
-        self.leases = leases
-        self.questions = questions
-        self.backlog = leases.backlog
-        self.pool = self.backlog.pool
+    def __init__(self, backlog: Backlog):
+        super().__init__(backlog)
+        self.leases = Leases(backlog)
+        self.questions = Questions(backlog)
         self.stats = WaitStats()
         self._waiters: list[_Waiter] = []  # oldest first
         self._answers: dict[int, set[asyncio.Event]] = {}

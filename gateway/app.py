@@ -23,10 +23,10 @@ from core.backlog import Backlog
 from core.db import UNAVAILABLE
 from core.errors import plain_problems
 from core.git.refresh import Refresher
-from core.leases import Heartbeat, Leases
+from core.leases import Heartbeat
 from core.models import Actor, Task
-from core.outbox import OutboxStats, outbox_stats
-from core.questions import Question, Questions
+from core.outbox import Outbox, OutboxStats
+from core.questions import Question
 from core.spec import REPO_RE, SpecError
 from core.supervise import Board, PartState
 from core.waiting import MAX_WAIT, Waits
@@ -136,9 +136,8 @@ def create_app(
     """The gateway: REST under /v1 and, unless disabled, the MCP endpoint at /mcp. `board` is
     the status board of the `ob serve` this runs in (for the health endpoint); `refresher`
     fetches the repos forges' push webhooks name (gateway/hooks.py)."""
-    leases = Leases(backlog)
-    questions = Questions(leases)
-    waits = Waits(leases, questions)
+    waits = Waits(backlog)
+    leases, questions = waits.leases, waits.questions
     settings = backlog.settings
 
     authenticator = Authenticator(backlog)
@@ -225,7 +224,7 @@ def create_app(
         Open to anyone: it names states and counts, never errors or internals."""
         parts = {p.name: p.state for p in board.parts.values()} if board else {}
         try:
-            outbox = await outbox_stats(backlog)
+            outbox = await Outbox(backlog).stats()
         except UNAVAILABLE:
             body = Health(status="unavailable", database="unavailable", parts=parts)
             return JSONResponse(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from core.backlog import Backlog
-from core.git.forge import Forge, first_delivery, read_push, repos_for, signed
+from core.git.forge import Forge, Pushes, read_push, signed
 from core.git.refresh import Refresher
 from gateway.schemas import Problem
 
@@ -73,8 +73,8 @@ def forge_hooks(backlog: Backlog, refresher: Refresher | None) -> APIRouter:
         if not push.is_push:
             what = push.event or "this event"
             return _answer(202, "ignored", f"{what} is not a push; ignored")
-        repos = await repos_for(backlog, push)
-        if not await first_delivery(backlog, push, repos):
+        repos = await Pushes(backlog).repos_for(push)
+        if not await Pushes(backlog).first_delivery(push, repos):
             return _answer(200, "replayed", f"delivery {push.delivery} was handled already", repos)
         if not repos:
             log.warning(

@@ -121,12 +121,12 @@ def leases(backlog: Backlog):
 @pytest.fixture
 def make_agent(backlog: Backlog):
     """Register an agent; returns (actor, token)."""
-    from core.agents import add_agent, authenticate
+    from core.agents import Agents
     from core.models import Actor
 
     async def make(name: str, **kw):
-        _, token = await add_agent(backlog, name, Actor.operator("test"), **kw)
-        return await authenticate(backlog, token), token
+        _, token = await Agents(backlog).add(name, Actor.operator("test"), **kw)
+        return await Agents(backlog).authenticate(token), token
 
     return make
 

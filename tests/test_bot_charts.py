@@ -15,7 +15,7 @@ from core.leases import Leases
 from core.models import Actor, Lane
 from core.shaping import local_today
 from core.spec import make_spec
-from core.stats import activity
+from core.stats import Stats
 
 OP = Actor.operator("t")
 
@@ -61,7 +61,7 @@ async def test_lane_history_and_done_per_agent(backlog: Backlog, make_agent) -> 
     await backlog.file(make_spec(title="an agent's draft"), codex)  # not in a lane
 
     today = local_today(backlog.settings.tz)
-    a = await activity(backlog, today=today)
+    a = await Stats(backlog).activity(today=today)
     assert a.days[0] == today - timedelta(days=13) and a.days[-1] == today
     last4 = {lane.short: values[-4:] for lane, values in a.lanes.items()}
     assert last4 == {
@@ -86,7 +86,7 @@ async def test_lane_history_and_done_per_agent(backlog: Backlog, make_agent) -> 
 
 
 async def test_an_empty_backlog_still_draws(backlog: Backlog) -> None:
-    a = await activity(backlog, days=7)
+    a = await Stats(backlog).activity(days=7)
     assert len(a.days) == 7 and a.done == {}
     assert all(values == [0] * 7 for values in a.lanes.values())
     assert render_png(a).startswith(b"\x89PNG")

@@ -12,7 +12,7 @@ from bot import render
 from bot.app import DEFAULTS
 from bot.digest_job import DigestJob
 from core.backlog import Backlog
-from core.digest import build_digest
+from core.digest import Digests
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.spec import make_spec
@@ -38,7 +38,7 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     c = await leases.claim(claude)
     await leases.handoff(c.key, claude, c.epoch, make_spec(title="prereq first"))
     await leases.claim(claude)
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     lanes = {load.lane: load.total for load in d.lanes}
     assert lanes == {
         Lane.TRIAGE: 1,
@@ -63,7 +63,7 @@ async def test_digest_data(backlog: Backlog, make_agent) -> None:
     await backlog.pool.execute(
         "update outbox set gave_up_at = now() where id = (select min(id) from outbox)"
     )
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     assert d.notices.dead == 1
     assert "1 notice(s) could not be delivered" in render.digest(d, backlog.settings.tz)
 

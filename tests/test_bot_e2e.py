@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from core.agents import add_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.migrate import migrate
@@ -98,11 +98,8 @@ async def test_serve_end_to_end(admin_url: str, tmp_path: Path) -> None:
     url = await create_database(admin_url)
     await migrate(url)
     pool = await create_pool(url, max_size=2)
-    _, token = await add_agent(
-        Backlog(pool, load_settings(database_url=url, _env_file=None)),
-        "codex",
-        Actor.operator("test"),
-    )
+    backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
+    _, token = await Agents(backlog).add("codex", Actor.operator("test"))
     auth = {"Authorization": f"Bearer {token}"}
     try:
         async with FakeTelegram() as fake:

@@ -118,7 +118,7 @@ async def test_every_kind_and_unknown_ones(backlog: Backlog, make_agent) -> None
     async with backlog.transaction() as conn:
         await conn.execute(
             "insert into outbox (kind, task_id, payload) values ('task_closed_by_commit', 1, $1)",
-            {"key": "OB-1", "sha": "deadbeef", "title": "investigate", "repo": "web"},
+            {"key": "OB-1", "sha": "deadbeef", "repo": "web"},
         )
     notifier, session = make(backlog, chats=[1])
     while await notifier.drain_once():

@@ -21,7 +21,7 @@ from bot.callbacks import CaptureAction, CaptureCB, DrainMode, Shape, ShapeCB
 from bot.digest_job import DigestJob
 from bot.notifier import Notifier
 from core.backlog import Backlog
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.models import Actor, EventKind, Lane, Status
 from core.shaping import local_today
 from core.spec import make_spec
@@ -297,7 +297,7 @@ async def test_a_todo_document_imports(env: BotEnv, tmp_path) -> None:
     # no caption: the repo is asked, among the registered ones
     mobile = repo_factory(tmp_path)("mobile")
     mobile.commit("init")
-    await add_repo(env.backlog, mobile.path, Actor.operator("t"))
+    await Repos(env.backlog).add(mobile.path, Actor.operator("t"))
     env.session.host("doc-2", b"Ship the beta\n---\nCollect crash reports\n")
     other = Document(file_id="doc-2", file_unique_id="u2", file_name="ideas.txt")
     await env.feed(message_update(OP, None, document=other))

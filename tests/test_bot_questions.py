@@ -11,8 +11,8 @@ from bot.callbacks import DrainMode, QuestionCB
 from bot.notifier import Notifier
 from core.backlog import Backlog
 from core.botstore import BotStore
-from core.deps import add_prerequisite
-from core.digest import build_digest
+from core.deps import Prerequisites
+from core.digest import Digests
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.questions import Questions
@@ -91,7 +91,7 @@ async def test_a_reply_to_the_card_answers_in_free_text(
     card_message = bot_message(OP, card, env.session.texts()[-1])
     await env.feed(message_update(OP, "Postgres, we run it already", reply_to_message=card_message))
     assert env.session.texts()[-1] == ("✅ Q1 (OB-1) answered: <b>Postgres, we run it already</b>")
-    q = await Questions(Leases(env.backlog)).get(qid)
+    q = await Questions(env.backlog).get(qid)
     assert q.answer == "Postgres, we run it already"
     # the same card again: already answered, said once; nothing is captured or amended
     await env.feed(message_update(OP, "no, Redis", reply_to_message=card_message))
@@ -105,7 +105,7 @@ async def test_forged_and_out_of_range_taps(waiting_gateway, backlog: Backlog, m
     for data in ("q:abc:1:", "q:99999:1:", f"q:{qid}:3:", f"q:{qid}:0:", f"q:{qid}:1:nope"):
         await env.tap(data, message_id=card)
     assert len(env.session.answers()) == 5 and env.session.of("SendMessage") == []
-    assert (await Questions(Leases(env.backlog)).get(qid)).status == "pending"
+    assert (await Questions(env.backlog).get(qid)).status == "pending"
 
 
 async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent) -> None:
@@ -114,12 +114,14 @@ async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent
     leases = Leases(env.backlog)
     await env.backlog.file(make_spec(title="held and asking"), CLI, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
-    q = await Questions(leases).ask(lease.key, codex, lease.epoch, "Which queue?", ["sqs", "pg"])
+    q = await Questions(env.backlog).ask(
+        lease.key, codex, lease.epoch, "Which queue?", ["sqs", "pg"]
+    )
     await env.backlog.file(make_spec(title="lonely decision"), CLI, lane=Lane.DECISION)  # OB-2
     await env.backlog.file(make_spec(title="blocking decision"), CLI, lane=Lane.DECISION)  # 3
     for title in ("waits a", "waits b"):
         waiting = await env.backlog.file(make_spec(title=title), CLI)
-        await add_prerequisite(env.backlog, waiting.key, "OB-3", CLI)
+        await Prerequisites(env.backlog).add(waiting.key, "OB-3", CLI)
     await env.say("/decide")
     first = env.session.texts()[-1]
     assert "card 1 of 3" in first and "Which queue?" in first  # an agent waits on it
@@ -134,7 +136,7 @@ async def test_decide_walks_the_most_blocking_first(backlog: Backlog, make_agent
     await env.tap("d:decide:stop:2:", message_id=50)
     summary = env.session.of("EditMessageText")[-1].text
     assert "answered 1" in summary and "skipped 1" in summary
-    assert (await Questions(leases).get(q.id)).answer == "pg"
+    assert (await Questions(env.backlog).get(q.id)).answer == "pg"
 
 
 async def test_inbox_puts_the_draft_others_wait_on_first(backlog: Backlog, make_agent) -> None:
@@ -143,7 +145,7 @@ async def test_inbox_puts_the_draft_others_wait_on_first(backlog: Backlog, make_
     await env.backlog.file(make_spec(title="older idea"), codex)  # OB-1
     await env.backlog.file(make_spec(title="prerequisite idea"), codex)  # OB-2
     blocked = await env.backlog.file(make_spec(title="waits for OB-2"), CLI)
-    await add_prerequisite(env.backlog, blocked.key, "OB-2", CLI)
+    await Prerequisites(env.backlog).add(blocked.key, "OB-2", CLI)
     await env.say("/inbox")
     assert "card 1 of 2" in env.session.texts()[-1]
     assert "prerequisite idea" in env.session.texts()[-1]
@@ -180,9 +182,9 @@ async def test_the_digest_lists_what_waits_for_a_decision(backlog: Backlog, make
     leases = Leases(backlog)
     await backlog.file(make_spec(title="a cache"), CLI, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
-    await Questions(leases).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
+    await Questions(backlog).ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["r", "p"])
     await backlog.file(make_spec(title="pick a queue"), CLI, lane=Lane.DECISION)
-    d = await build_digest(backlog)
+    d = await Digests(backlog).build()
     assert [(p.kind, p.key) for p in d.decide.items] == [("question", "OB-1"), ("decision", "OB-2")]
     text = render.digest(d, backlog.settings.tz)
     assert "Waiting for your decision</b>: 2 (/decide)" in text

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.backlog import Backlog
-from core.deps import add_prerequisite, remove_prerequisite
+from core.deps import Prerequisites
 from core.errors import Forbidden, Invalid, InvalidTransition
 from core.leases import Leases
 from core.models import Actor, Lane
@@ -22,23 +22,23 @@ async def test_links_block_and_cycles_are_refused(
     codex, _ = await make_agent("codex")
     for t in ("a", "b", "c"):
         await backlog.file(make_spec(title=t), OP, lane=Lane.AUTONOMOUS)
-    await add_prerequisite(backlog, "OB-1", "OB-2", OP)
-    task = await add_prerequisite(backlog, "OB-2", "OB-3", OP)
+    await Prerequisites(backlog).add("OB-1", "OB-2", OP)
+    task = await Prerequisites(backlog).add("OB-2", "OB-3", OP)
     assert task.blocked_by == ["OB-3"] and task.display_status == "blocked"
     with pytest.raises(InvalidTransition, match="cycle"):
-        await add_prerequisite(backlog, "OB-3", "OB-1", OP)
+        await Prerequisites(backlog).add("OB-3", "OB-1", OP)
     with pytest.raises(Invalid, match="own prerequisite"):
-        await add_prerequisite(backlog, "OB-1", "ob-1", OP)
+        await Prerequisites(backlog).add("OB-1", "ob-1", OP)
     with pytest.raises(Forbidden):
-        await add_prerequisite(backlog, "OB-3", "OB-1", codex)
+        await Prerequisites(backlog).add("OB-3", "OB-1", codex)
     # only the end of the chain is ready
     lease = await leases.claim(codex)
     assert lease.key == "OB-3"
     assert await leases.claim(codex) is None
-    await remove_prerequisite(backlog, "OB-1", "OB-2", OP)
+    await Prerequisites(backlog).remove("OB-1", "OB-2", OP)
     assert (await leases.claim(codex)).key == "OB-1"
     with pytest.raises(Invalid, match="does not wait on"):
-        await remove_prerequisite(backlog, "OB-1", "OB-2", OP)
+        await Prerequisites(backlog).remove("OB-1", "OB-2", OP)
     kinds = [e.kind for e in await backlog.history("OB-1")]
     assert kinds == ["filed", "dep_added", "dep_removed", "claimed"]
 
@@ -56,7 +56,7 @@ async def test_two_prerequisites_finished_at_once_unblock_exactly_once(
         w = await backlog.file(make_spec(title=f"waits {i}"), OP, lane=Lane.DECISION)
         for _ in range(2):
             p = await backlog.file(make_spec(title=f"prereq of {i}"), OP, lane=Lane.AUTONOMOUS)
-            await add_prerequisite(backlog, w.key, p.key, OP)
+            await Prerequisites(backlog).add(w.key, p.key, OP)
         waiting.append(w)
     for _ in range(trials):
         a, b = await leases.claim(codex), await leases.claim(claude)
@@ -82,7 +82,7 @@ async def test_a_finish_never_announced_is_announced_by_the_sweep_once(
     safety net announces the ready task, once."""
     w = await backlog.file(make_spec(title="waits"), OP, lane=Lane.DECISION)
     p = await backlog.file(make_spec(title="prereq"), OP, lane=Lane.AUTONOMOUS)
-    await add_prerequisite(backlog, w.key, p.key, OP)
+    await Prerequisites(backlog).add(w.key, p.key, OP)
     await backlog.pool.execute(  # the completion committed; its process died right after
         "with lease as (update task_leases set ready = false"
         " where task_id = (select id from tasks where number = $1))"

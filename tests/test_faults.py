@@ -149,7 +149,7 @@ async def test_a_completion_retried_after_ob_serve_died_is_a_replay(
     import os
     import socket
 
-    from core.agents import add_agent
+    from core.agents import Agents
     from core.db import create_pool
     from core.migrate import migrate
     from core.settings import load_settings
@@ -159,7 +159,7 @@ async def test_a_completion_retried_after_ob_serve_died_is_a_replay(
     await migrate(url)
     pool = await create_pool(url, max_size=2)
     backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
-    _, token = await add_agent(backlog, "codex", OP)
+    _, token = await Agents(backlog).add("codex", OP)
     await backlog.file(make_spec(title="ship it"), OP, lane=Lane.AUTONOMOUS)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

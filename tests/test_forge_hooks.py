@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from core.backlog import Backlog
 from core.git.refresh import Refresher
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.models import Status
 from gateway.app import create_app
 from gateway.server import serving
@@ -72,7 +72,7 @@ async def web_on_a_forge(backlog: Backlog, make_forge) -> tuple[Forge, GitRepo]:
     agent.commit("init")
     agent.git("push", "-q", "origin", "main")
     mine = forge.clone("operator")
-    await add_repo(backlog, mine.path, OP, name="web")
+    await Repos(backlog).add(mine.path, OP, name="web")
     return forge, agent
 
 

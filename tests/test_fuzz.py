@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from core.agents import add_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.models import Actor, Lane
@@ -36,7 +36,7 @@ async def test_openapi_fuzz_never_5xx(admin_url: str) -> None:
     await migrate(url)
     pool = await create_pool(url)
     backlog = Backlog(pool, load_settings(database_url=url, _env_file=None))
-    _, token = await add_agent(backlog, "fuzzer", Actor.operator("test"))
+    _, token = await Agents(backlog).add("fuzzer", Actor.operator("test"))
     for i in range(3):
         await backlog.file(
             make_spec(title=f"task {i}"), Actor.operator("test"), lane=Lane.AUTONOMOUS

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import httpx
 
-from core.agents import revoke_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.models import Actor, Lane
 from core.spec import make_spec
@@ -75,7 +75,7 @@ async def test_auth_failures(
         assert "malformed" in (await c.post("/v1/claim")).json()["message"]
     async with client(gateway, token) as c:
         assert (await c.get("/v1/me")).status_code == 200  # now cached by the gateway
-        await revoke_agent(backlog, "codex", OP)
+        await Agents(backlog).revoke("codex", OP)
         for _ in range(50):  # the revocation NOTIFY clears the cache within moments
             r = await c.post("/v1/claim")
             if r.status_code == 401:

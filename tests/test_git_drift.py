@@ -7,9 +7,9 @@ import shutil
 import asyncpg
 
 from core.backlog import Backlog
-from core.git.drift import drifted_plans, path_tokens, replan
+from core.git.drift import Drift, drifted_plans, path_tokens
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
+from core.git.repos import Repos
 from core.leases import Leases
 from core.models import Actor, Lane
 from core.spec import make_spec
@@ -28,7 +28,7 @@ async def test_claim_carries_the_drift_and_replan_resets_it(
     codex, _ = await make_agent("codex")
     repo = make_repo("ingest")
     repo.commit("init", files={"ingest/db.py": "x\n", "ingest/api.py": "y\n"})
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await rec.run()
     base = repo.head()
@@ -62,7 +62,7 @@ async def test_claim_carries_the_drift_and_replan_resets_it(
     assert drift["references"][0]["repo"] == "ingest"
     await leases.release(lease.key, codex, lease.epoch)
 
-    replanned = await replan(backlog, task.key, OP)
+    replanned = await Drift(backlog).replan(task.key, OP)
     assert replanned.base_sha == repo.head()
     assert (await backlog.history(task.key))[-1].kind == "replanned"
     lease = await leases.claim(codex)
@@ -75,7 +75,7 @@ async def test_drift_before_a_scan_uses_one_git_call_and_never_fails_a_claim(
     codex, _ = await make_agent("codex")
     repo = make_repo("web")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)  # never reconciled
+    await Repos(backlog).add(repo.path, OP)  # never reconciled
     # an agent's draft, approved by the operator: approval records the HEAD
     draft = await backlog.file(make_spec(title="draft", repo="web"), codex)
     assert draft.base_sha is None

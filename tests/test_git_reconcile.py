@@ -12,7 +12,7 @@ import pytest
 from core.backlog import Backlog
 from core.errors import LeaseError
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo, discover, list_repos
+from core.git.repos import Repos
 from core.leases import Leases
 from core.models import Status
 from tests.filing import OP, file, kinds
@@ -36,7 +36,7 @@ async def test_closes_from_default_branch_links_the_rest_and_is_idempotent(
     trailer_sha = repo.commit(
         "Tidy the API\n\nBody text mentions ob-6.\n\nAgent: Codex\nCloses: OB-5\n"
     )
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
 
     summary = await rec.run()
@@ -68,7 +68,7 @@ async def test_closes_from_default_branch_links_the_rest_and_is_idempotent(
     )
     assert len(rows) == 3
     p5 = next(r["payload"] for r in rows if r["payload"]["key"] == "OB-5")
-    assert p5["text"] == f"closed by commit {trailer_sha[:7]} in web, by codex"
+    assert (p5["sha"], p5["repo"], p5["agent"]) == (trailer_sha, "web", "codex")
 
     # nothing new: the ref files say so, no git runs, nothing is written twice
     before = await event_count(pool)
@@ -102,7 +102,7 @@ async def test_author_email_maps_to_agent(
     key = await file(backlog, "x")
     repo = make_repo("api")
     repo.commit(f"Resolves {key}", email="claude@bots.example")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     await Reconciler(backlog).run()
     hist = await backlog.history(key)
     assert hist[-1].kind == "closed_by_commit" and hist[-1].actor == "git:claude"
@@ -118,7 +118,7 @@ async def test_closing_a_claimed_task_revokes_and_flags(
     assert lease is not None and lease.drift is None  # no repo: no drift, no git
     repo = make_repo("api")
     repo.commit(f"Fix {key} by hand")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     summary = await Reconciler(backlog).run()
     assert summary.repos[0].closed_while_claimed == 1
     task = await backlog.get(key)
@@ -144,7 +144,7 @@ async def test_force_push_rewritten_history(
     repo = make_repo("svc")
     base = repo.commit("base")
     gone = repo.commit(f"wip towards {k1}")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await rec.run()
     assert await pool.fetchval("select count(*) from git_commits") == 2
@@ -180,8 +180,8 @@ async def test_two_repos_mention_one_key(backlog: Backlog, pool: asyncpg.Pool, m
     a.commit(f"Closes {key}: server side")
     b.commit(f"client side of {key}")
     b.commit(f"Fixes {key} in the client too")
-    await add_repo(backlog, a.path, OP)
-    await add_repo(backlog, b.path, OP)
+    await Repos(backlog).add(a.path, OP)
+    await Repos(backlog).add(b.path, OP)
     summary = await Reconciler(backlog).run()
     assert sum(r.closed for r in summary.repos) == 1
     rows = await pool.fetch(
@@ -203,7 +203,7 @@ async def test_huge_and_non_utf8_messages(backlog: Backlog, pool: asyncpg.Pool, 
     repo.git("config", "--unset", "i18n.commitEncoding")
     # and a message in no encoding at all (raw bytes, no encoding header)
     repo.commit(b"Refs OB-1 \xff\xfe broken bytes\n")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     summary = await Reconciler(backlog).run()
     (res,) = summary.repos
     assert res.error is None and res.closed == 2 and res.unknown_keys == 1
@@ -221,15 +221,15 @@ async def test_repo_path_that_disappeared_is_skipped(
     gone, fine = make_repo("gone"), make_repo("fine")
     gone.commit("init")
     fine.commit("init")
-    await add_repo(backlog, gone.path, OP)
-    await add_repo(backlog, fine.path, OP)
+    await Repos(backlog).add(gone.path, OP)
+    await Repos(backlog).add(fine.path, OP)
     shutil.rmtree(gone.path)
     fine.commit(f"Closes {key}")
     summary = await Reconciler(backlog).run()
     by_name = {r.name: r for r in summary.repos}
     assert by_name["gone"].status == "error" and "does not exist" in by_name["gone"].error
     assert by_name["fine"].status == "ok" and by_name["fine"].closed == 1
-    repos = {r.name: r for r in await list_repos(backlog)}
+    repos = {r.name: r for r in await Repos(backlog).all()}
     assert "does not exist" in repos["gone"].last_error and repos["fine"].last_error is None
 
 
@@ -239,7 +239,7 @@ async def test_verification_of_agent_completions(
     codex, _ = await make_agent("codex")
     repo = make_repo("api")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     k1 = await file(backlog, "on a branch", repo="api")
     k2 = await file(backlog, "no evidence", repo="api")
     repo.git("checkout", "-q", "-b", "work")
@@ -274,7 +274,7 @@ async def test_discovery_and_default_branch(
     upstream.commit("init")
     clone = tmp_path / "repos" / "clone"
     old.git("clone", "-q", str(upstream.path), str(clone))
-    added = await discover(backlog, [tmp_path / "repos"])
+    added = (await Repos(backlog).discover([tmp_path / "repos"])).added
     branches = {r.name: r.default_branch for r in added}
     assert branches == {
         "legacy": "master",
@@ -282,8 +282,8 @@ async def test_discovery_and_default_branch(
         "upstream": "develop",
         "clone": "develop",
     }
-    assert await discover(backlog, [tmp_path / "repos"]) == []
-    info = await add_repo(backlog, trunk.path, OP, name="trunk-renamed", branch="release")
+    assert (await Repos(backlog).discover([tmp_path / "repos"])).added == []
+    info = await Repos(backlog).add(trunk.path, OP, name="trunk-renamed", branch="release")
     assert info.name == "trunk-renamed" and info.default_branch == "release"
     summary = await Reconciler(backlog).run(["trunk-renamed"])
     assert "release" in summary.repos[0].error
@@ -296,7 +296,7 @@ async def test_branch_reset_to_an_older_commit(
     a = repo.commit("a")
     repo.commit("b")
     c = repo.commit("c")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await rec.run()
     repo.git("reset", "-q", "--hard", a)
@@ -317,7 +317,7 @@ async def test_two_reconcilers_at_once_write_everything_once(
     for i, repo in enumerate(repos):
         for k in keys:  # every repo closes every task: all of them race for the same rows
             repo.commit(f"Closes {k} (repo {i})")
-        await add_repo(backlog, repo.path, OP)
+        await Repos(backlog).add(repo.path, OP)
     a, b = Reconciler(backlog), Reconciler(backlog)
     first, second = await asyncio.gather(a.run(), b.run())
     assert not first.errors and not second.errors

@@ -13,10 +13,10 @@ import asyncpg
 
 from bot.render import digest as render_digest
 from core.backlog import Backlog
-from core.digest import build_digest
+from core.digest import Digests
 from core.git.reconcile import Reconciler
 from core.git.remotes import default_remote, looks_like_url, normalise_url
-from core.git.repos import add_repo, list_repos, set_fetch, truth_age
+from core.git.repos import Repos, truth_age
 from core.leases import Leases
 from core.models import Lane, Status
 from core.spec import make_spec
@@ -35,7 +35,7 @@ async def ingest_and_web(backlog: Backlog, make_repo) -> tuple[GitRepo, GitRepo]
     ingest, web = make_repo("nexus-ingest"), make_repo("web")
     for repo in (ingest, web):
         repo.commit("init")
-        await add_repo(backlog, repo.path, OP)
+        await Repos(backlog).add(repo.path, OP)
     return ingest, web
 
 
@@ -56,7 +56,7 @@ async def test_a_pushed_closing_commit_closes_without_a_manual_fetch(
     backlog: Backlog, pool: asyncpg.Pool, make_forge
 ) -> None:
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP, name="svc")
+    await Repos(backlog).add(mine.path, OP, name="svc")
     key = await file(backlog, "batch inserts", repo="svc")
     rec = Reconciler(backlog)
     await scan(rec)
@@ -71,7 +71,7 @@ async def test_a_pushed_closing_commit_closes_without_a_manual_fetch(
     # the work tree was not touched: no pull, no merge, no checkout
     assert mine.head() != sha
     assert mine.git("status", "--porcelain") == ""
-    (info,) = await list_repos(backlog)
+    (info,) = await Repos(backlog).all()
     assert info.last_fetch_at is not None and info.fetch_error is None
     assert info.commits_seen == 2
 
@@ -85,7 +85,7 @@ async def test_the_claim_reads_the_drift_from_git_not_from_the_last_reconcile(
     codex, _ = await make_agent("codex")
     repo = make_repo("nexus-ingest")
     repo.commit("init", files={"ingest/writer.py": "v1\n"})
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     await scan(Reconciler(backlog))
     task = await backlog.file(
         make_spec(title="Batch inserts", repo="nexus-ingest", steps=["rewrite ingest/writer.py"]),
@@ -131,7 +131,7 @@ async def test_the_holders_done_after_a_commit_closed_the_task_is_accepted(
 ) -> None:
     codex, _ = await make_agent("codex")
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP, name="svc")
+    await Repos(backlog).add(mine.path, OP, name="svc")
     key = await file(backlog, "batch inserts", repo="svc")
     lease = await leases.claim(codex)
     assert lease is not None
@@ -154,7 +154,7 @@ async def test_an_empty_repository_registers_and_its_first_commit_is_scanned(
     backlog: Backlog, tmp_path
 ) -> None:
     repo = GitRepo(tmp_path / "empty")
-    info = await add_repo(backlog, repo.path, OP)
+    info = await Repos(backlog).add(repo.path, OP)
     assert info.default_branch == "main"
     rec = Reconciler(backlog)
     (res,) = (await scan(rec)).repos
@@ -175,15 +175,15 @@ async def test_a_deepened_shallow_clone_is_rescanned(
         agent.commit(f"change {i}" + (f"\n\nCloses {old_key}\n" if i == 1 else ""))
     agent.git("push", "-q", "origin", "main")
     shallow = forge.clone("shallow", "--depth", "3", url=f"file://{forge.path}")
-    await add_repo(backlog, shallow.path, OP)
+    await Repos(backlog).add(shallow.path, OP)
     rec = Reconciler(backlog)
     await scan(rec, fetch=False)
-    (info,) = await list_repos(backlog)
+    (info,) = await Repos(backlog).all()
     assert info.commits_seen == 3
 
     shallow.git("fetch", "-q", "--deepen", "100")
     await scan(rec, fetch=False)
-    (info,) = await list_repos(backlog)
+    (info,) = await Repos(backlog).all()
     assert info.commits_seen == int(shallow.git("rev-list", "--count", "HEAD")) == 9
     assert (await backlog.get(old_key)).status is Status.DONE
 
@@ -198,7 +198,7 @@ async def test_the_late_done_over_rest_and_mcp(
     _, token = await make_agent("codex")
     _, other = await make_agent("grok")
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP, name="svc")
+    await Repos(backlog).add(mine.path, OP, name="svc")
     k1 = await file(backlog, "one", repo="svc")
     k2 = await file(backlog, "two", repo="svc")
     auth = {"Authorization": f"Bearer {token}"}
@@ -242,13 +242,13 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     backlog: Backlog, make_forge, make_repo
 ) -> None:
     forge, mine, agent = seeded(make_forge)
-    await add_repo(backlog, mine.path, OP, name="svc")
+    await Repos(backlog).add(mine.path, OP, name="svc")
     local = make_repo("local")
     local.commit("init")
-    await add_repo(backlog, local.path, OP)
+    await Repos(backlog).add(local.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
-    (svc, _) = sorted(await list_repos(backlog), key=lambda r: r.name != "svc")
+    (svc, _) = sorted(await Repos(backlog).all(), key=lambda r: r.name != "svc")
     good = svc.last_fetch_at
     assert good is not None and svc.remote == "origin"
 
@@ -262,7 +262,7 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     )
     assert by["svc"].error is None and by["svc"].status == "unchanged"  # read as it is
     assert by["local"].closed == 1 and not by["local"].fetched  # no remote: nothing to fetch
-    info = {r.name: r for r in await list_repos(backlog)}["svc"]
+    info = {r.name: r for r in await Repos(backlog).all()}["svc"]
     assert info.fetch_error == by["svc"].fetch_error and info.fetch_error_at is not None
     assert info.last_fetch_at == good  # the last good one is kept
 
@@ -274,7 +274,7 @@ async def test_a_fetch_that_fails_is_shown_and_the_round_goes_on(
     age = await truth_age(backlog.pool, 3600)
     assert age.fetched == 1 and [s.name for s in age.stale] == ["svc"]
     assert age.stale[0].fetch_error == info.fetch_error
-    digest = await build_digest(backlog)
+    digest = await Digests(backlog).build()
     assert [s.name for s in digest.truth.stale] == ["svc"]
     text = render_digest(digest, backlog.settings.tz)
     assert "Truth age</b>: 1 of 1 repo(s) not fetched for over 1 h" in text
@@ -285,7 +285,7 @@ async def test_fetching_can_be_turned_off_per_repo_and_per_run(
     backlog: Backlog, make_forge
 ) -> None:
     forge, mine, agent = seeded(make_forge)
-    info = await add_repo(backlog, mine.path, OP, name="svc", fetch=False)
+    info = await Repos(backlog).add(mine.path, OP, name="svc", fetch=False)
     assert info.fetch_enabled is False and info.remote == "origin"
     key = await file(backlog, "x", repo="svc")
     rec = Reconciler(backlog)
@@ -295,7 +295,7 @@ async def test_fetching_can_be_turned_off_per_repo_and_per_run(
     (res,) = (await scan(rec)).repos
     assert not res.fetched and res.closed == 0  # never fetched: the push is not seen
 
-    info = await set_fetch(backlog, "svc", True, OP)
+    info = await Repos(backlog).set_fetch("svc", True, OP)
     assert info.fetch_enabled
     fetch_set = await backlog.pool.fetchval(
         "select details from events where kind = 'repo_fetch_set'"
@@ -330,13 +330,13 @@ async def test_no_prompt_ever_waits_and_a_slow_fetch_is_stopped(
     try:
         forge, mine, agent = seeded(make_forge)
         mine.git("remote", "set-url", "origin", f"http://127.0.0.1:{server.server_port}/web.git")
-        await add_repo(backlog, mine.path, OP, name="private")
+        await Repos(backlog).add(mine.path, OP, name="private")
         slow = forge.clone("slow")
         script = tmp_path / "slow-upload-pack"
         script.write_text('#!/bin/sh\nsleep 30\nexec git upload-pack "$@"\n')
         script.chmod(0o755)
         slow.git("config", "remote.origin.uploadpack", str(script))
-        await add_repo(backlog, slow.path, OP, name="slow")
+        await Repos(backlog).add(slow.path, OP, name="slow")
         quick = Backlog(backlog.pool, settings.model_copy(update={"fetch_timeout": 2}))
         summary = await Reconciler(quick).run()
         by = {r.name: r for r in summary.repos}
@@ -373,7 +373,7 @@ async def test_two_reconcilers_never_fetch_or_read_one_repo_at_once(
     for i in range(3):
         forge, mine, agent = seeded(make_forge, f"r{i}")
         mine.git("config", "remote.origin.uploadpack", script)
-        await add_repo(backlog, mine.path, OP, name=f"r{i}")
+        await Repos(backlog).add(mine.path, OP, name=f"r{i}")
         key = await file(backlog, f"t{i}", repo=f"r{i}")
         agent.commit(f"Closes {key}")
         agent.git("push", "-q", "origin", "main")
@@ -399,7 +399,7 @@ async def test_two_reconcilers_never_fetch_or_read_one_repo_at_once(
 async def test_a_scheduled_round_runs_in_one_process(backlog: Backlog, make_repo) -> None:
     repo = make_repo("web")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     a, b = Reconciler(backlog), Reconciler(backlog)
     ran = await asyncio.gather(a.scheduled("host:1", 150), b.scheduled("host:2", 150))
     assert sorted(r is None for r in ran) == [False, True]

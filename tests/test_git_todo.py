@@ -14,8 +14,8 @@ import pytest
 
 from core.backlog import Backlog, spec_of
 from core.errors import Invalid
-from core.git.repos import add_repo
-from core.git.todo import MAX_TODO_BYTES, MAX_TODO_SPECS, export_todo, import_todo
+from core.git.repos import Repos
+from core.git.todo import MAX_TODO_BYTES, MAX_TODO_SPECS, TodoFiles
 from core.models import Actor, EventKind, Lane, Status
 from core.spec import make_spec
 from core.tasks import TaskFilter
@@ -158,11 +158,11 @@ async def test_import_is_idempotent_and_export_round_trips(
 ) -> None:
     repo = make_repo("ingest")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     todo = repo.path / "TODO.md"
     todo.write_text(TODO)
 
-    first = await import_todo(backlog, todo, OP)
+    first = await TodoFiles(backlog).import_file(todo, OP)
     assert first.repo == "ingest"
     assert first.created == ["OB-1", "OB-2"]
     assert first.skipped == ["line 19: Old idea (status: done)"]
@@ -171,30 +171,30 @@ async def test_import_is_idempotent_and_export_round_trips(
     assert t2.repo == "other"
     assert [e.kind for e in await backlog.history("OB-1")] == ["filed"]
 
-    again = await import_todo(backlog, repo.path, OP)  # a folder means its TODO.md
+    again = await TodoFiles(backlog).import_file(repo.path, OP)  # a folder means its TODO.md
     assert again.created == [] and again.existing == ["OB-1", "OB-2"] and again.updated == []
 
     await backlog.approve("OB-1", OP)
     out = tmp_path / "export.md"
-    res = await export_todo(backlog, "ingest", out)
+    res = await TodoFiles(backlog).export_file("ingest", out)
     text = out.read_text()
     assert res.appended == ["OB-1"] and text.startswith("# TODO (ingest)\n")
     assert "key: OB-1" in text and "status: open " in text
-    assert (await import_todo(backlog, out, OP, repo="ingest")).existing == ["OB-1"]
+    assert (await TodoFiles(backlog).import_file(out, OP, repo="ingest")).existing == ["OB-1"]
     (exported,) = (i.spec for i in read_document(text).items)
     assert exported == spec_of(await backlog.get("OB-1"))
 
     # into an empty backlog, the export files the same specs (approved with --approve)
     await pool.execute("truncate events, outbox, task_commits, tasks restart identity cascade")
     await pool.execute("alter sequence task_number_seq restart")
-    res2 = await import_todo(backlog, out, OP, approve=True)
+    res2 = await TodoFiles(backlog).import_file(out, OP, approve=True)
     assert res2.created == ["OB-1"]
     task = await backlog.get("OB-1")
     assert task.status is Status.OPEN and task.lane is Lane.AUTONOMOUS
     assert task.base_sha == repo.head()  # approved at once: the plan base is recorded
     unkeyed = {"key": None, "status": None, "status_date": None}
     assert spec_of(task).model_copy(update=unkeyed) == exported.model_copy(update=unkeyed)
-    assert (await import_todo(backlog, out, OP)).created == []
+    assert (await TodoFiles(backlog).import_file(out, OP)).created == []
     assert len(await backlog.list(TaskFilter(include_closed=True))) == 1
 
 
@@ -203,12 +203,12 @@ async def test_checklist_import_skips_checked_items_and_says_so(
 ) -> None:
     todo = tmp_path / "TODO.md"
     todo.write_text("# TODO\n\n- [ ] a\n- [x] b\n- [ ] c\n")
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.created == ["OB-1", "OB-2"] and res.checked == 1
     assert res.skipped == ["line 4: b (checked)"]
     assert [(await backlog.get(k)).title for k in res.created] == ["a", "c"]
     todo.write_text("# TODO\n\n- [x] a\n- [x] b\n- [ ] c\n- [ ] d\n")
-    again = await import_todo(backlog, todo, OP)
+    again = await TodoFiles(backlog).import_file(todo, OP)
     assert again.created == ["OB-3"] and again.existing == ["OB-2"] and again.checked == 2
 
 
@@ -229,8 +229,8 @@ async def test_the_whole_corpus_imports_and_none_of_it_is_refused(
         copy = tmp_path / path.name
         shutil.copy(path, copy)
         want = expected(path)
-        preview = await import_todo(backlog, copy, OP, repo="corpus", dry_run=True)
-        res = await import_todo(backlog, copy, OP, repo="corpus")
+        preview = await TodoFiles(backlog).import_file(copy, OP, repo="corpus", dry_run=True)
+        res = await TodoFiles(backlog).import_file(copy, OP, repo="corpus")
         assert res.created and len(preview.created) == len(res.created), path.name
         titles = {t["title"] for t in want["tasks"] if "title" in t}
         if "task_count" in want:  # todo.txt: the same line twice is one task
@@ -241,7 +241,7 @@ async def test_the_whole_corpus_imports_and_none_of_it_is_refused(
         filed = {(await backlog.get(k)).title for k in res.created}
         assert titles <= filed, (path.name, titles - filed)
         total += len(res.created)
-        again = await import_todo(backlog, copy, OP, repo="corpus")
+        again = await TodoFiles(backlog).import_file(copy, OP, repo="corpus")
         assert again.created == [] and again.updated == [] and again.conflicts == [], path.name
     assert await pool.fetchval("select count(*) from tasks") == total
     # the status as written, its date and reason, are kept; the date is the status date
@@ -289,25 +289,25 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
 ) -> None:
     repo = make_repo("web")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     todo = repo.path / "TODO.md"
     todo.write_bytes(HAND_WRITTEN.encode())
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.created == ["OB-1", "OB-2"]
 
     # nothing owned yet, nothing new in the backlog: the export changes nothing
-    res_export = await export_todo(backlog, "web", todo)
+    res_export = await TodoFiles(backlog).export_file("web", todo)
     assert not res_export.changed and res_export.by_title == ["OB-1", "OB-2"]
     assert not (repo.path / "TODO.md.orig").exists()
 
     # a task filed elsewhere is appended, with its key; every byte before it is kept
     await backlog.file(make_spec(title="Rate-limit the sign-up form", repo="web"), OP)
-    dry = await export_todo(backlog, "web", todo, dry_run=True)
+    dry = await TodoFiles(backlog).export_file("web", todo, dry_run=True)
     assert (
         dry.changed and "+## Rate-limit the sign-up form" in dry.diff and "+key: OB-3" in dry.diff
     )
     assert todo.read_bytes() == HAND_WRITTEN.encode()  # a dry run writes nothing
-    out = await export_todo(backlog, "web", todo)
+    out = await TodoFiles(backlog).export_file("web", todo)
     after = todo.read_text()
     assert after.startswith(HAND_WRITTEN) and out.appended == ["OB-3"]
     assert (repo.path / "TODO.md.orig").read_text() == HAND_WRITTEN  # the way back
@@ -319,21 +319,21 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
     edited = edited.replace("priority: P2", "priority: P0", 1) if False else edited
     edited = edited.replace("repo: web\npriority: P2", "repo: web\npriority: P0")
     todo.write_text(edited)
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.created == [] and res.updated == ["OB-3"] and res.conflicts == []
     task = await backlog.get("OB-3")
     assert (task.title, task.priority) == ("Rate-limit sign-up and login", 0)
     event = (await backlog.history("OB-3"))[-1]
     assert event.kind is EventKind.EDITED and event.details["todo"] == str(todo)
     assert set(event.details["changes"]) == {"title", "priority"}
-    assert (await import_todo(backlog, todo, OP)).updated == []  # synced now
+    assert (await TodoFiles(backlog).import_file(todo, OP)).updated == []  # synced now
 
     # changed in the backlog only: import leaves it, export rewrites it in place
     await backlog.edit("OB-3", OP, steps=["count attempts per IP"])
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.updated == [] and "OB-3" in res.existing
     before = todo.read_text()
-    out = await export_todo(backlog, "web", todo)
+    out = await TodoFiles(backlog).export_file("web", todo)
     assert out.rewritten == ["OB-3"] and out.appended == []
     now = todo.read_text()
     assert now.startswith(HAND_WRITTEN) and "- count attempts per IP" in now
@@ -343,7 +343,7 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
     # changed on both sides since the last sync: a conflict, reported, nothing changed
     await backlog.edit("OB-3", OP, priority="P3")
     todo.write_text(now.replace("priority: P0", "priority: P1"))
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.updated == [] and len(res.conflicts) == 1
     assert (
         res.conflicts[0].startswith("OB-3 (line")
@@ -351,12 +351,12 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
     )
     assert (await backlog.get("OB-3")).priority == 3
     # and an export does not overwrite the person's unimported edit
-    out = await export_todo(backlog, "web", todo)
+    out = await TodoFiles(backlog).export_file("web", todo)
     assert out.rewritten == [] and "edited in the file since the last sync" in out.kept[0]
     assert "priority: P1" in todo.read_text()
-    out = await export_todo(backlog, "web", todo, force=True)
+    out = await TodoFiles(backlog).export_file("web", todo, force=True)
     assert out.rewritten == ["OB-3"] and "priority: P3" in todo.read_text()
-    assert (await import_todo(backlog, todo, OP)).conflicts == []
+    assert (await TodoFiles(backlog).import_file(todo, OP)).conflicts == []
 
 
 async def test_import_export_import_gives_the_same_tasks(
@@ -367,17 +367,17 @@ async def test_import_export_import_gives_the_same_tasks(
         await pool.execute("alter sequence task_number_seq restart")
         src = tmp_path / name
         shutil.copy(CORPUS / name, src)
-        first = await import_todo(backlog, src, OP, repo="r")
+        first = await TodoFiles(backlog).import_file(src, OP, repo="r")
         tasks = [await backlog.get(k) for k in first.created]
         out = tmp_path / f"export-{name}"
-        await export_todo(backlog, "r", out)
-        again = await import_todo(backlog, out, OP, repo="r")
+        await TodoFiles(backlog).export_file("r", out)
+        again = await TodoFiles(backlog).import_file(out, OP, repo="r")
         assert again.created == [] and again.updated == [] and again.conflicts == [], name
         assert sorted(again.existing) == sorted(first.created), name
         # and into an empty backlog, the export files the same tasks
         await pool.execute("truncate events, outbox, task_commits, tasks restart identity cascade")
         await pool.execute("alter sequence task_number_seq restart")
-        await import_todo(backlog, out, OP, repo="r")
+        await TodoFiles(backlog).import_file(out, OP, repo="r")
         fresh = {t.title: t for t in await backlog.list(TaskFilter(limit=1000))}
         for t in tasks:
             f = fresh[t.title]
@@ -400,14 +400,14 @@ async def test_a_keyed_item_in_a_hand_written_checklist_is_rewritten_in_its_own_
 ) -> None:
     todo = tmp_path / "TODO.md"
     todo.write_text("# Tasks\n\n- [ ] first\n- [ ] second\n\nA closing line.\n")
-    await import_todo(backlog, todo, OP, repo="r")
+    await TodoFiles(backlog).import_file(todo, OP, repo="r")
     await backlog.approve("OB-2", OP)
     # the person keys an item (ob wrote nothing yet): import remembers it, export owns it
     keyed = "# Tasks\n\n- [ ] first\n- [ ] second\n  key: OB-2\n\nA closing line.\n"
     todo.write_text(keyed)
-    assert (await import_todo(backlog, todo, OP, repo="r")).existing == ["OB-1", "OB-2"]
+    assert (await TodoFiles(backlog).import_file(todo, OP, repo="r")).existing == ["OB-1", "OB-2"]
     await backlog.edit("OB-2", OP, title="second, renamed")
-    out = await export_todo(backlog, "r", todo)
+    out = await TodoFiles(backlog).export_file("r", todo)
     text = todo.read_text()
     assert out.rewritten == ["OB-2"]
     assert text.startswith("# Tasks\n\n- [ ] first\n- [ ] second, renamed\n  key: OB-2\n")
@@ -440,8 +440,7 @@ async def test_a_large_import_is_batched_numbered_in_order_and_notified_once(
     todo = tmp_path / "TODO.md"
     todo.write_text(many_specs(n))
     seen: list[tuple[int, int]] = []
-    res = await import_todo(
-        backlog,
+    res = await TodoFiles(backlog).import_file(
         todo,
         OP,
         on_progress=lambda s, d, t: seen.append((d, t)) if s == "writing" else None,
@@ -455,7 +454,7 @@ async def test_a_large_import_is_batched_numbered_in_order_and_notified_once(
     (notice,) = await pool.fetch("select payload from outbox where kind = 'todo_imported'")
     assert notice["payload"]["count"] == n and notice["payload"]["last"] == f"OB-{n}"
     assert await next_number(pool) == n + 1
-    again = await import_todo(backlog, todo, OP)
+    again = await TodoFiles(backlog).import_file(todo, OP)
     assert again.created == [] and len(again.existing) == n
 
 
@@ -464,7 +463,7 @@ async def test_one_broken_item_is_reported_and_an_interrupted_import_uses_up_no_
 ) -> None:
     todo = tmp_path / "TODO.md"
     todo.write_text(many_specs(2_000, broken_at=1_999))
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert len(res.created) == 1_999 and len(res.unreadable) == 1
     assert res.unreadable[0].startswith("line ") and "priority must be P0" in res.unreadable[0]
     await pool.execute("truncate events, outbox, task_commits, tasks restart identity cascade")
@@ -478,10 +477,10 @@ async def test_one_broken_item_is_reported_and_an_interrupted_import_uses_up_no_
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        await import_todo(backlog, todo, OP, on_progress=interrupt)
+        await TodoFiles(backlog).import_file(todo, OP, on_progress=interrupt)
     assert await pool.fetchval("select count(*) from tasks") == 0
     assert await next_number(pool) == 1
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert res.created[0] == "OB-1" and res.created[-1] == "OB-1500"
 
 
@@ -491,14 +490,14 @@ async def test_an_oversized_todo_is_refused_before_anything_is_written(
     todo = tmp_path / "TODO.md"
     todo.write_bytes(b"## big\n" + b"x" * (MAX_TODO_BYTES + 10))
     with pytest.raises(Invalid, match=r"at most 4 MiB .*split it"):
-        await import_todo(backlog, todo, OP)
+        await TodoFiles(backlog).import_file(todo, OP)
     todo.write_text("\n".join(f"- [ ] item {i}" for i in range(MAX_TODO_SPECS + 1)))
     with pytest.raises(Invalid, match="at most 10,000"):
-        await import_todo(backlog, todo, OP)
+        await TodoFiles(backlog).import_file(todo, OP)
     assert await pool.fetchval("select count(*) from tasks") == 0
     # one item over the spec limit is reported; the rest is imported
     todo.write_text("## small\nsteps:\n- a\n## huge\nnotes:\n" + "  x\n" * 40_000 + "## after\n")
-    res = await import_todo(backlog, todo, OP)
+    res = await TodoFiles(backlog).import_file(todo, OP)
     assert [(await backlog.get(k)).title for k in res.created] == ["small", "after"]
     assert res.unreadable == [
         "line 4: huge: this item is 160,012 bytes; a spec holds at most 65,536: split it with"
@@ -512,17 +511,17 @@ async def test_export_keeps_crlf_files_byte_for_byte_around_the_owned_spec(
     hand = (CORPUS / "editor_todo.md").read_text("utf-8").replace("\n", "\r\n").rstrip("\r\n")
     todo = tmp_path / "TODO.md"
     todo.write_bytes(hand.encode())
-    res = await import_todo(backlog, todo, OP, repo="ed")
+    res = await TodoFiles(backlog).import_file(todo, OP, repo="ed")
     assert len(res.created) == 7
     # the person keys one item, so that ob owns it
     keyed = hand.replace(
         "- [ ] Keybinding cheat sheet", "- [ ] Keybinding cheat sheet\r\n  key: OB-7"
     )
     todo.write_bytes(keyed.encode())
-    await import_todo(backlog, todo, OP, repo="ed")
+    await TodoFiles(backlog).import_file(todo, OP, repo="ed")
     await backlog.file(make_spec(title="Print preview", repo="ed"), OP)
     await backlog.edit("OB-7", OP, steps=["list every default binding"])
-    out = await export_todo(backlog, "ed", todo)
+    out = await TodoFiles(backlog).export_file("ed", todo)
     assert out.rewritten == ["OB-7"] and out.appended == ["OB-8"]
     after = todo.read_bytes().decode()
     before_lines, after_lines = keyed.split("\r\n"), after.split("\r\n")

@@ -13,7 +13,7 @@ import asyncpg
 from core.backlog import Backlog
 from core.git.gitlog import LogParser, log_args, parse_log
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo, list_repos, list_skipped
+from core.git.repos import Repos
 from core.leases import Leases
 from core.models import Lane, Status
 from core.settings import Settings, load_settings
@@ -48,7 +48,7 @@ async def test_a_revert_links_as_a_revert_and_never_closes(
     fix = repo.commit(f"Fix thing; Closes {k1}")
     repo.git("checkout", "-q", "main")
     revert = repo.commit(f'Revert "Fix thing; Closes {k1}"\n\nThis reverts commit {fix}.\n')
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     summary = await scan(Reconciler(backlog))
     (res,) = summary.repos
     assert res.closed == 0 and res.reverts == 1
@@ -73,7 +73,7 @@ async def test_reverted_evidence_loses_verification_and_a_reverted_revert_restor
     repo = make_repo("svc")
     repo.commit("init")
     fix = repo.commit(f"Fix thing\n\nCloses {key}\n", files={"app.py": "fixed\n"})
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
     assert (await backlog.get(key)).verified_at is not None
@@ -88,9 +88,9 @@ async def test_reverted_evidence_loses_verification_and_a_reverted_revert_restor
     assert lost.kind == "evidence_lost" and lost.actor == "git"
     assert lost.details["reason"] == "reverted" and lost.details["reverted_by"] == revert
     (notice,) = await outbox(pool, "evidence_lost")
-    assert notice["key"] == key and notice["title"] == "fix thing"
+    assert notice["key"] == key and notice["reason"] == "reverted"
     assert notice["commits"] == [fix] and notice["branch"] == "main"
-    assert notice["text"].startswith(f"{key}'s closing commit {fix[:7]} was reverted on main")
+    assert notice["reverted_by"] == revert
     (u,) = (await Reconciler(backlog).unverified()).items
     assert u.task.key == key and u.evidence.startswith("evidence reverted")
     # nothing new: nothing happens twice
@@ -123,7 +123,7 @@ async def test_evidence_force_pushed_away_loses_verification_then_a_reland_verif
     base = repo.commit("init")
     fix = repo.commit(f"Closes {key}")
     repo.commit(f"see {other}")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
     assert (await backlog.get(key)).verified_at is not None
@@ -139,7 +139,7 @@ async def test_evidence_force_pushed_away_loses_verification_then_a_reland_verif
     assert on_default is False
     (notice,) = await outbox(pool, "evidence_lost")
     assert notice["reason"] == "left_default_branch" and notice["reverted_by"] is None
-    assert notice["text"].startswith(f"{key}'s closing commit {fix[:7]} left main")
+    assert notice["commits"] == [fix] and notice["branch"] == "main"
     assert (await backlog.get(other)).status is Status.OPEN  # a mention was never evidence
     rewritten = await pool.fetchrow(
         "select details from events where kind = 'history_rewritten' order by id desc limit 1"
@@ -163,7 +163,7 @@ async def test_evidence_merged_in_the_same_scan_as_its_revert_does_not_close(
     key = await file(backlog, "x")
     repo = make_repo("svc")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
     fix = repo.commit(f"Fixes {key}")
@@ -179,7 +179,7 @@ async def test_agent_completion_loses_verification_when_its_commit_is_reverted(
     codex, _ = await make_agent("codex")
     repo = make_repo("api")
     repo.commit("init")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     key = await file(backlog, "agent work", repo="api")
     work = repo.commit("the work (no key in the message)")
     lease = await leases.claim(codex)
@@ -190,7 +190,7 @@ async def test_agent_completion_loses_verification_when_its_commit_is_reverted(
     (res,) = (await scan(rec)).repos
     assert res.evidence_lost == 1
     (notice,) = await outbox(pool, "evidence_lost")
-    assert notice["text"].startswith(f"{key}'s commit {work[:7]} was reverted on main")
+    assert notice["reason"] == "reverted" and notice["commits"] == [work[:9]]
     assert (await backlog.get(key)).verified_at is None
 
 
@@ -207,11 +207,11 @@ async def test_commit_count_matches_git_after_rewrites_and_a_resync(
     repo = make_repo("svc")
     for i in range(12):
         repo.commit(f"c{i}")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
 
     async def count() -> int:
-        (info,) = await list_repos(backlog)
+        (info,) = await Repos(backlog).all()
         return info.commits_seen
 
     await scan(rec)
@@ -241,7 +241,7 @@ async def test_a_renamed_default_branch_is_followed(
     key = await file(backlog, "x")
     repo = make_repo("svc")
     repo.commit("init")
-    info = await add_repo(backlog, repo.path, OP)
+    info = await Repos(backlog).add(repo.path, OP)
     assert info.default_branch == "main" and not info.branch_pinned
     rec = Reconciler(backlog)
     await scan(rec)
@@ -249,7 +249,7 @@ async def test_a_renamed_default_branch_is_followed(
     repo.commit(f"Fixes {key}")
     (res,) = (await scan(rec)).repos
     assert res.branch == "trunk" and res.branch_changed_from == "main" and res.closed == 1
-    (info,) = await list_repos(backlog)
+    (info,) = await Repos(backlog).all()
     assert info.default_branch == "trunk" and info.last_error is None
     (notice,) = await outbox(pool, "default_branch_changed")
     assert notice["from"] == "main" and notice["to"] == "trunk" and notice["repo"] == "svc"
@@ -271,7 +271,7 @@ async def test_a_clone_follows_origin_head(
     clone = GitRepo.__new__(GitRepo)
     clone.path, clone.n = tmp_path / "clone", 0
     upstream.git("clone", "-q", str(upstream.path), str(clone.path))
-    info = await add_repo(backlog, clone.path, OP)
+    info = await Repos(backlog).add(clone.path, OP)
     assert info.default_branch == "master"
     rec = Reconciler(backlog)
     await scan(rec)
@@ -291,7 +291,7 @@ async def test_a_pinned_branch_that_vanished_names_the_right_command(
     repo = make_repo("svc")
     repo.commit("init")
     repo.git("branch", "release")
-    info = await add_repo(backlog, repo.path, OP, branch="release")
+    info = await Repos(backlog).add(repo.path, OP, branch="release")
     assert info.default_branch == "release" and info.branch_pinned
     rec = Reconciler(backlog)
     await scan(rec)
@@ -301,7 +301,7 @@ async def test_a_pinned_branch_that_vanished_names_the_right_command(
     assert "--branch NEW" in res.error and "--follow" in res.error
     assert "fix the path" not in res.error
     # following the repository's default again
-    info = await add_repo(backlog, repo.path, OP, follow=True)
+    info = await Repos(backlog).add(repo.path, OP, follow=True)
     assert info.default_branch == "main" and not info.branch_pinned
     changed = await pool.fetchrow(
         "select actor, details from events where kind = 'repo_branch_set'"
@@ -310,7 +310,7 @@ async def test_a_pinned_branch_that_vanished_names_the_right_command(
     assert changed["details"] == {"repo": "svc", "from": "release", "to": "main", "pinned": False}
     (res,) = (await scan(rec)).repos
     assert res.branch == "main" and res.status == "ok"
-    (info,) = await list_repos(backlog)
+    (info,) = await Repos(backlog).all()
     assert info.last_error is None
 
 
@@ -360,7 +360,7 @@ async def test_incremental_scan_reads_only_what_is_new_among_hundreds_of_branche
     repo = GitRepo.__new__(GitRepo)
     repo.path, repo.n = path, 0
     total = int(repo.git("rev-list", "--count", "--all"))
-    await add_repo(backlog, path, OP)
+    await Repos(backlog).add(path, OP)
     rec = Reconciler(backlog)
 
     first = await scan(rec)
@@ -405,7 +405,7 @@ async def test_a_mention_on_a_branch_read_once_still_closes_when_merged(
     repo.git("checkout", "-q", "-b", "feature")
     repo.commit(f"Closes {key}")
     repo.git("checkout", "-q", "main")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
     assert (await backlog.get(key)).status is Status.OPEN
@@ -438,7 +438,7 @@ async def test_skipped_folders_under_the_roots_are_reported(
     skipped = {s.path: s.reason for s in summary.skipped}
     assert "not a gitdir link" in skipped[str(junk)]
     assert "does not exist" in skipped[str(tmp_path / "nowhere")]
-    assert {s.path for s in await list_skipped(backlog)} == set(skipped)
+    assert {s.path for s in await Repos(backlog).skipped()} == set(skipped)
     events = await pool.fetchval("select count(*) from events where kind = 'repo_skipped'")
     assert events == 2
     await Reconciler(Backlog(pool, settings)).run()  # the same skips again: no new events
@@ -448,7 +448,7 @@ async def test_skipped_folders_under_the_roots_are_reported(
     GitRepo(junk).commit("now a repository")
     summary = await Reconciler(Backlog(pool, settings)).run()
     assert summary.discovered == ["junk"]
-    assert [s.path for s in await list_skipped(backlog)] == [str(tmp_path / "nowhere")]
+    assert [s.path for s in await Repos(backlog).skipped()] == [str(tmp_path / "nowhere")]
 
 
 # ------------------------------------------------- 10. a plan base that left the branch
@@ -461,7 +461,7 @@ async def test_drift_says_when_the_plan_base_left_the_branch(
     repo = make_repo("ingest")
     first = repo.commit("init")
     repo.commit("second")
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     rec = Reconciler(backlog)
     await scan(rec)
     task = await backlog.file(make_spec(title="plan", repo="ingest"), OP, lane=Lane.AUTONOMOUS)
@@ -506,7 +506,7 @@ async def test_a_bare_repository_follows_its_head(
     src.commit("init")
     bare = tmp_path / "server.git"
     src.git("clone", "-q", "--bare", str(src.path), str(bare))
-    info = await add_repo(backlog, bare, OP)
+    info = await Repos(backlog).add(bare, OP)
     assert info.default_branch == "main"
     rec = Reconciler(backlog)
     await scan(rec)

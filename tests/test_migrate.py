@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.agents import add_agent, authenticate
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.leases import Leases
@@ -53,6 +54,22 @@ async def test_two_processes_migrating_at_once(admin_url: str) -> None:
         await drop_database(admin_url, url)
 
 
+async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
+    """Apply the migrations before `version`, as an older ob did (a database to upgrade)."""
+    await conn.execute(
+        "create table schema_migrations (version integer primary key, name text not null,"
+        " applied_at timestamptz not null default now())"
+    )
+    for mig in available_migrations():
+        if mig.version < version:
+            await conn.execute(mig.sql)
+            await conn.execute(
+                "insert into schema_migrations (version, name) values ($1, $2)",
+                mig.version,
+                mig.name,
+            )
+
+
 # numbers reserved for branches being worked on at the same time
 RESERVED: set[int] = {14, 15}
 
@@ -91,18 +108,7 @@ async def test_claim_path_upgrade_moves_leases_off_the_task_row(
     try:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(
-                "create table schema_migrations (version integer primary key, name text not null,"
-                " applied_at timestamptz not null default now())"
-            )
-            for mig in available_migrations():
-                if mig.version < 5:
-                    await conn.execute(mig.sql)
-                    await conn.execute(
-                        "insert into schema_migrations (version, name) values ($1, $2)",
-                        mig.version,
-                        mig.name,
-                    )
+            await migrate_before(conn, 5)
             codex = await conn.fetchval(
                 "insert into agents (name, token_id, token_hash) values ('codex', 'abc', '')"
                 " returning id"
@@ -150,11 +156,133 @@ async def test_claim_path_upgrade_moves_leases_off_the_task_row(
             )
             assert [r["title"] for r in ready] == ["held", "waiting"]
             # the expired lease is reclaimable inside the claim, its epoch grows on
-            _, token = await add_agent(backlog, "grok", Actor.operator("test"))
-            grok = await authenticate(backlog, token)
+            _, token = await Agents(backlog).add("grok", Actor.operator("test"))
+            grok = await Agents(backlog).authenticate(token)
             lease = await Leases(backlog).claim(grok)
             assert (lease.key, lease.epoch, lease.task.expiries) == (held.key, 4, 2)
         finally:
             await pool.close()
+    finally:
+        await drop_database(admin_url, url)
+
+
+# Notices as core wrote them before 014 (payloads repeated the task's title and repo, and
+# carried prose nothing read).
+LEGACY_NOTICES = {
+    "draft_filed": {
+        "key": "OB-1",
+        "by": "agent:codex",
+        "status": "draft",
+        "lane": "autonomous_safe",
+        "title": "idea",
+        "repo": "web",
+        "imported_from": "/src/TODO.md",
+        "duplicate_of": "OB-0",
+    },
+    "task_closed_by_commit": {
+        "key": "OB-1",
+        "title": "idea",
+        "sha": "deadbeef",
+        "repo": "web",
+        "agent": "codex",
+        "author": "codex@example.com",
+        "subject": "Fix it",
+        "held_by": None,
+        "confirmed_by": None,
+        "text": "closed by commit deadbee in web, by codex",
+    },
+    "evidence_lost": {
+        "key": "OB-1",
+        "title": "idea",
+        "repo": "web",
+        "branch": "main",
+        "reason": "reverted",
+        "commits": ["deadbeef"],
+        "reverted_by": "cafebabe",
+        "status": "done",
+        "verified": False,
+        "text": "OB-1's commit deadbee was reverted on main by cafebab",
+    },
+    "task_reopened": {
+        "key": "OB-1",
+        "by": "operator:cli",
+        "from": "done",
+        "to": "open",
+        "lane": "autonomous_safe",
+        "completed_by": "agent:codex",
+        "completed_at": "2025-01-01T00:00:00+00:00",
+        "commits": [],
+        "note": None,
+        "verified": False,
+        "reason": "typo",
+    },
+    "handoff": {
+        "key": "OB-1",
+        "by": "agent:codex",
+        "epoch": 2,
+        "prerequisite": "OB-2",
+        "reason": None,
+        "prerequisite_status": "draft",
+        "prerequisite_title": "first this",
+    },
+}
+
+
+async def test_notices_waiting_at_the_upgrade_read_under_the_models(admin_url: str) -> None:
+    """014: undelivered notices keep only the fields their model names (the models refuse any
+    other); delivered ones are history and stay as they were."""
+    from core.models import OutboxKind
+    from core.notices import parse_payload
+
+    url = await create_database(admin_url)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate_before(conn, 14)
+            task = await conn.fetchval(
+                "insert into tasks (title, status, lane, priority, created_by)"
+                " values ('idea', 'open', 'requires_triage', 2, 'operator:x') returning id"
+            )
+            for kind, payload in LEGACY_NOTICES.items():
+                await conn.execute(
+                    "insert into outbox (kind, task_id, payload) values ($1, $2, $3::jsonb)",
+                    kind,
+                    task,
+                    json.dumps(payload),
+                )
+            await conn.execute(
+                "insert into outbox (kind, task_id, payload) values ('default_branch_changed',"
+                " null, $1::jsonb)",
+                json.dumps({"repo": "web", "from": "main", "to": "trunk", "path": "/src/web"}),
+            )
+            delivered = await conn.fetchval(
+                "insert into outbox (kind, task_id, payload, delivered_at)"
+                " values ('draft_filed', $1, $2::jsonb, now()) returning id",
+                task,
+                json.dumps(LEGACY_NOTICES["draft_filed"]),
+            )
+        finally:
+            await conn.close()
+        assert [m.version for m in await migrate(url)][0] == 14
+
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("select id, kind, payload::text from outbox order by id")
+        finally:
+            await conn.close()
+        for r in rows:
+            payload = json.loads(r["payload"])
+            if r["id"] == delivered:
+                assert payload == LEGACY_NOTICES["draft_filed"]
+                continue
+            parse_payload(OutboxKind(r["kind"]), payload)  # raises on a field it does not name
+        reopened = next(json.loads(r["payload"]) for r in rows if r["kind"] == "task_reopened")
+        assert reopened == {
+            "key": "OB-1",
+            "by": "operator:cli",
+            "from": "done",
+            "to": "open",
+            "reason": "typo",
+        }
     finally:
         await drop_database(admin_url, url)

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from bot.notices import CARD_UPDATES, RENDERERS, Delivery, notice_for
+from core import events
 from core.backlog import Backlog
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
+from core.git.crossrepo import CrossRepo
 from core.git.reconcile import Reconciler
-from core.git.repos import add_repo
-from core.git.todo import import_todo
+from core.git.repos import Repos
+from core.git.todo import TodoFiles
 from core.leases import Leases
-from core.models import Actor, Lane, OutboxKind
-from core.notices import PAYLOADS
+from core.models import Actor, EventKind, Lane, OutboxKind
+from core.notices import PAYLOADS, TaskCompleted, TaskDecided
 from core.questions import Questions
 from core.spec import make_spec
 from tests.test_git_helpers import repo_factory
@@ -68,7 +73,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     await backlog.reject(dropped.key, OP, "not now")  # task_decided (rejected)
     waits = await backlog.file(make_spec(title="waits on access"), OP, lane=Lane.TRIAGE)
     access = await backlog.file(make_spec(title="get access"), OP, lane=Lane.TRIAGE)
-    await add_prerequisite(backlog, waits.key, access.key, OP)
+    await Prerequisites(backlog).add(waits.key, access.key, OP)
     await backlog.reject(access.key, OP, "no access")  # prerequisite_rejected
 
     done = await backlog.file(make_spec(title="ship it", repo="web"), OP, lane=Lane.AUTONOMOUS)
@@ -86,7 +91,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     repo = repo_factory(tmp_path)("web")
     sha = repo.commit("Ship it")
     await leases.complete(done.key, codex, lease.epoch, commits=[sha])  # task_completed
-    await add_repo(backlog, repo.path, OP)
+    await Repos(backlog).add(repo.path, OP)
     await Reconciler(backlog).run()  # task_verified
 
     look = await backlog.file(make_spec(title="why is it slow"), OP, lane=Lane.INVESTIGATION)
@@ -94,7 +99,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
     assert lease is not None and lease.key == look.key
     await leases.findings(look.key, codex, lease.epoch, "the cache is cold")  # findings
 
-    questions = Questions(leases)
+    questions = Questions(backlog)
     asking = await backlog.file(make_spec(title="pick a store"), OP, lane=Lane.AUTONOMOUS)
     lease = await leases.claim(codex)
     assert lease is not None and lease.key == asking.key
@@ -132,7 +137,7 @@ async def emit_every_kind(backlog: Backlog, make_agent, tmp_path: Path) -> None:
 
     todo = tmp_path / "TODO.md"
     todo.write_text("".join(f"## idea {i}\n\n" for i in range(25)))
-    await import_todo(backlog, todo, OP)  # todo_imported (one notice for 25 drafts)
+    await TodoFiles(backlog).import_file(todo, OP)  # todo_imported (one notice for 25 drafts)
     await backlog.reopen(held.key, OP, "that commit did not fix it")  # task_reopened
 
 
@@ -158,3 +163,120 @@ async def test_every_kind_core_emits_reads_well(
             if kind == OutboxKind.QUESTION_ANSWERED
             else Delivery.SEND
         )
+
+
+async def expire_leases(backlog: Backlog) -> None:
+    await backlog.pool.execute(
+        "update task_leases set lease_expires_at = now() - interval '1 s'"
+        " where lease_agent_id is not null"
+    )
+
+
+async def outbox_rows(backlog: Backlog, kind: OutboxKind) -> list[dict]:
+    rows = await backlog.pool.fetch(
+        "select payload from outbox where kind = $1 order by id", kind.value
+    )
+    return [r["payload"] for r in rows]
+
+
+async def emit_by_the_other_paths(backlog: Backlog, make_agent, tmp_path: Path) -> None:
+    """The writers of outbox rows emit_every_kind does not reach: between the two, every
+    statement and call that writes one runs at least once. (Its tasks are P0: they come
+    before what emit_every_kind left in the queue.)"""
+    grok, _ = await make_agent("grok")
+    leases = Leases(backlog)
+    repo = repo_factory(tmp_path)("svc")
+    await Repos(backlog).add(repo.path, OP)
+
+    # a claim takes over an expired lease (the claim statement records the expiry)
+    taken = await backlog.file(make_spec(title="taken over", priority=0), OP, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(grok, lease_seconds=10)
+    assert lease is not None and lease.key == taken.key
+    await expire_leases(backlog)
+    before = len(await outbox_rows(backlog, OutboxKind.LEASE_EXPIRED))
+    again = await leases.claim(grok)
+    assert again is not None and again.key == taken.key
+    assert len(await outbox_rows(backlog, OutboxKind.LEASE_EXPIRED)) == before + 1
+    await backlog.move_lane(taken.key, Lane.DECISION, OP)  # lane_changed, its lease revoked
+
+    # the holder's `done` after a commit closed the task under its lease
+    late = await backlog.file(
+        make_spec(title="late", repo="svc", priority=0), OP, lane=Lane.AUTONOMOUS
+    )
+    lease = await leases.claim(grok)
+    assert lease is not None and lease.key == late.key
+    sha = repo.commit(f"Closes {late.key}")
+    await Reconciler(backlog).run()  # task_closed_by_commit + closed_while_claimed
+    await leases.complete(late.key, grok, lease.epoch, commits=[sha], note="it was me")
+    assert any(
+        p.get("closed_by") == sha for p in await outbox_rows(backlog, OutboxKind.TASK_COMPLETED)
+    )
+
+    # done without evidence, then a closing commit verifies it (the reverify statement)
+    bare = await backlog.file(
+        make_spec(title="no proof", repo="svc", priority=0), OP, lane=Lane.AUTONOMOUS
+    )
+    lease = await leases.claim(grok)
+    assert lease is not None and lease.key == bare.key
+    await leases.complete(bare.key, grok, lease.epoch)
+    repo.commit(f"Fixes {bare.key}")
+    await Reconciler(backlog).run()
+    assert any(
+        p.get("replaced") == [] for p in await outbox_rows(backlog, OutboxKind.TASK_VERIFIED)
+    )
+
+    # the operator confirms that another repo's commit closes the task
+    other = await backlog.file(make_spec(title="over there", repo="elsewhere"), OP)
+    repo.commit(f"Closes {other.key}")
+    await Reconciler(backlog).run()  # cross_repo_close
+    *_, ask = await outbox_rows(backlog, OutboxKind.CROSS_REPO_CLOSE)
+    await CrossRepo(backlog).decide(ask["ask"], True, OP)
+    assert any(
+        p.get("confirmed_by") == str(OP)
+        for p in await outbox_rows(backlog, OutboxKind.TASK_CLOSED_BY_COMMIT)
+    )
+
+    # an import small enough for an approval card per draft; a rejected draft reopened
+    todo = tmp_path / "TODO.md"
+    todo.write_text("## first idea\n\n## second idea\n")
+    imported = await TodoFiles(backlog).import_file(todo, OP)
+    assert len(imported.created) == 2
+    await backlog.reject(imported.created[0], OP)
+    await backlog.reopen(imported.created[0], OP, "wanted after all")
+
+
+async def test_every_row_core_writes_matches_its_model(
+    backlog: Backlog, make_agent, tmp_path: Path
+) -> None:
+    """Every outbox row core wrote, on every path (SQL-built payloads included), validates
+    against its kind's model: no field the model does not name, every field it requires."""
+    await emit_every_kind(backlog, make_agent, tmp_path)
+    await emit_by_the_other_paths(backlog, make_agent, tmp_path / "more")
+    rows = await backlog.pool.fetch("select id, kind, payload from outbox order by id")
+    assert {OutboxKind(r["kind"]) for r in rows} == set(OutboxKind)
+    problems = []
+    for r in rows:
+        try:
+            PAYLOADS[OutboxKind(r["kind"])].model_validate(r["payload"])
+        except ValidationError as err:
+            problems.append(f"outbox {r['id']} ({r['kind']}): {err}")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_payload_refuses_a_field_its_model_does_not_name() -> None:
+    """A field renamed on one side fails loudly instead of reading as None."""
+    good = {"key": "OB-1", "by": "agent:codex", "commits": [], "verified": False}
+    assert TaskCompleted.model_validate(good).note is None
+    with pytest.raises(ValidationError, match="holder_note"):
+        TaskCompleted.model_validate({**good, "holder_note": "done"})
+    with pytest.raises(ValidationError, match="verified"):
+        TaskCompleted.model_validate({k: v for k, v in good.items() if k != "verified"})
+
+
+async def test_an_outbox_row_takes_its_own_kinds_model(backlog: Backlog) -> None:
+    decided = TaskDecided(key="OB-1", by="operator:cli", decision="approved")
+    async with backlog.transaction() as conn:
+        with pytest.raises(TypeError, match="takes a TaskCompleted payload"):
+            await events.notify_many(conn, OutboxKind.TASK_COMPLETED, [(None, decided)])
+        with pytest.raises(TypeError, match="needs both"):
+            await events.record(conn, None, OP, EventKind.APPROVED, payload=decided)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from core.agents import revoke_agent
+from core.agents import Agents
 from core.backlog import Backlog
-from core.decisions import PendingKind, ranked
-from core.deps import add_prerequisite
+from core.decisions import Decisions, PendingKind
+from core.deps import Prerequisites
 from core.errors import Invalid, InvalidTransition, LeaseError
 from core.leases import Leases
 from core.models import Actor, Lane, Status
@@ -21,8 +21,8 @@ OP = Actor.operator("cli")
 
 
 @pytest.fixture
-def questions(leases: Leases) -> Questions:
-    return Questions(leases)
+def questions(backlog: Backlog) -> Questions:
+    return Questions(backlog)
 
 
 async def _held(backlog: Backlog, leases: Leases, make_agent, title: str = "cache layer"):
@@ -113,7 +113,7 @@ async def test_a_lease_that_ends_with_its_question_open_goes_to_decision(
         taken = await leases.claim(other)  # not the expired task: the next one
         assert taken is not None and taken.key == "OB-2"
     else:
-        await revoke_agent(backlog, "codex", OP)
+        await Agents(backlog).revoke("codex", OP)
     task = await backlog.get(lease.key)
     assert (task.status, task.lane, task.lease_holder) == (Status.OPEN, Lane.DECISION, None)
     assert (await questions.get(q.id)).left_open_at is not None
@@ -123,7 +123,7 @@ async def test_a_lease_that_ends_with_its_question_open_goes_to_decision(
         "select payload from outbox where kind = 'question_left_open' and task_id = $1", 1
     )
     assert notice["payload"]["id"] == q.id and notice["payload"]["key"] == lease.key
-    (pending,) = (await ranked(backlog, [PendingKind.QUESTION])).items
+    (pending,) = (await Decisions(backlog).ranked([PendingKind.QUESTION])).items
     assert pending.question is not None and pending.question.id == q.id
     assert not pending.agent_waiting and pending.question.left_open_at is not None
     # answered, it goes back to its lane for the next agent, the decision in its notes
@@ -152,7 +152,7 @@ async def test_a_finished_task_needs_no_answer(
     assert (await questions.get(q.id)).moot
     with pytest.raises(InvalidTransition, match="needs no answer"):
         await questions.answer(f"Q{q.id}", OP, "the btree")
-    assert (await ranked(backlog, [PendingKind.QUESTION])).items == []
+    assert (await Decisions(backlog).ranked([PendingKind.QUESTION])).items == []
 
 
 async def test_several_open_questions_are_answered_by_id(
@@ -187,14 +187,14 @@ async def test_decisions_rank_by_what_they_release(backlog: Backlog, make_agent)
     await make_agent("codex")  # idle: it holds nothing
     first = await backlog.file(make_spec(title="first, please"), OP)  # OB-1, triage
     blocked = await backlog.file(make_spec(title="blocked, many wait"), OP, lane=Lane.DECISION)
-    await add_prerequisite(backlog, blocked.key, first.key, OP)
+    await Prerequisites(backlog).add(blocked.key, first.key, OP)
     for title in ("waits a", "waits b"):
         waiting = await backlog.file(make_spec(title=title), OP)
-        await add_prerequisite(backlog, waiting.key, blocked.key, OP)
+        await Prerequisites(backlog).add(waiting.key, blocked.key, OP)
     free = await backlog.file(make_spec(title="free, nobody waits"), OP, lane=Lane.DECISION)
-    found = await ranked(backlog, [PendingKind.DECISION])
+    found = await Decisions(backlog).ranked([PendingKind.DECISION])
     assert found.starved and [p.key for p in found.items] == [free.key, blocked.key]
     assert [p.unblocks for p in found.items] == [0, 2]
     await backlog.file(make_spec(title="work for codex"), OP, lane=Lane.AUTONOMOUS)
-    found = await ranked(backlog, [PendingKind.DECISION])
+    found = await Decisions(backlog).ranked([PendingKind.DECISION])
     assert not found.starved and [p.key for p in found.items] == [blocked.key, free.key]

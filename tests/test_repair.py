@@ -11,14 +11,14 @@ import asyncpg
 import httpx
 import pytest
 
-from core.agents import add_agent, authenticate, revoke_agent, rotate_agent
+from core.agents import Agents
 from core.backlog import Backlog, spec_of
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.errors import Invalid, InvalidTransition, LeaseError, NotFound
-from core.feed import FeedFilter, Follower, recent_events
+from core.feed import Feed, FeedFilter
 from core.git.reconcile import Reconciler
 from core.git.remotes import normalise_url as remote_key
-from core.git.repos import add_repo, list_repos, remove_repo
+from core.git.repos import Repos
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -42,7 +42,7 @@ async def test_rejecting_a_prerequisite_hands_the_waiting_task_to_the_operator(
     assert lease is not None and lease.key == parent
     _, prereq = await leases.handoff(parent, codex, lease.epoch, make_spec(title="get access"))
     other = await file(backlog, "also waits", Lane.TRIAGE)
-    await add_prerequisite(backlog, other, prereq.key, OP)
+    await Prerequisites(backlog).add(other, prereq.key, OP)
 
     await backlog.reject(prereq.key, OP, "we will not get access")
 
@@ -72,8 +72,8 @@ async def test_a_waiting_task_already_in_decision_is_told_and_a_held_one_loses_i
     assert lease is not None and lease.key == held
     deciding = await file(backlog, "deciding", Lane.DECISION)
     prereq = await file(backlog, "prereq", Lane.TRIAGE)
-    await add_prerequisite(backlog, held, prereq, OP)
-    await add_prerequisite(backlog, deciding, prereq, OP)
+    await Prerequisites(backlog).add(held, prereq, OP)
+    await Prerequisites(backlog).add(deciding, prereq, OP)
     await backlog.reject(prereq, OP)
     task = await backlog.get(held)
     assert task.lane is Lane.DECISION and task.lease_holder is None
@@ -87,9 +87,9 @@ async def test_dep_add_refuses_a_rejected_or_missing_prerequisite(backlog: Backl
     gone = await file(backlog, "gone", Lane.TRIAGE)
     await backlog.reject(gone, OP)
     with pytest.raises(InvalidTransition, match=f"{gone} was rejected"):
-        await add_prerequisite(backlog, waiting, gone, OP)
+        await Prerequisites(backlog).add(waiting, gone, OP)
     with pytest.raises(NotFound, match="no task 'OB-99'"):
-        await add_prerequisite(backlog, waiting, "OB-99", OP)
+        await Prerequisites(backlog).add(waiting, "OB-99", OP)
     assert (await backlog.get(waiting)).blocked_by == []
 
 
@@ -102,7 +102,7 @@ async def test_reopen_a_done_task_keeps_its_evidence_in_history(
     codex, _ = await make_agent("codex")
     key = await file(backlog, "fix the cache", repo="web")
     waiting = await file(backlog, "after the cache", Lane.TRIAGE)
-    await add_prerequisite(backlog, waiting, key, OP)
+    await Prerequisites(backlog).add(waiting, key, OP)
     lease = await leases.claim(codex)
     assert lease is not None
     await leases.complete(key, codex, lease.epoch, commits=["abc1234"], note="typo close")
@@ -174,7 +174,7 @@ async def test_rotate_kills_the_old_token_at_once_and_keeps_the_leases(
         auth = {"Authorization": f"Bearer {old}"}
         lease = (await c.post("/v1/claim", headers=auth)).json()["lease"]
         assert (await c.get("/v1/me", headers=auth)).status_code == 200  # cached by now
-        info, new = await rotate_agent(backlog, "codex", OP)
+        info, new = await Agents(backlog).rotate("codex", OP)
         assert info.name == "codex" and new != old
         for _ in range(50):  # the rotation's NOTIFY clears the gateway's cache within moments
             r = await c.get("/v1/me", headers=auth)
@@ -200,13 +200,13 @@ async def test_a_revoked_name_can_be_added_again_an_active_one_cannot(
 ) -> None:
     grok, _ = await make_agent("grok")
     with pytest.raises(Invalid, match="ob agent rotate grok"):
-        await add_agent(backlog, "grok", OP)
-    await revoke_agent(backlog, "grok", OP)
+        await Agents(backlog).add("grok", OP)
+    await Agents(backlog).revoke("grok", OP)
     with pytest.raises(NotFound, match="no active agent named 'grok'"):
-        await rotate_agent(backlog, "grok", OP)
-    info, token = await add_agent(backlog, "grok", OP, ["grok@example.com"])
+        await Agents(backlog).rotate("grok", OP)
+    info, token = await Agents(backlog).add("grok", OP, ["grok@example.com"])
     assert info.revoked_at is None and info.git_emails == ["grok@example.com"]
-    again = await authenticate(backlog, token)
+    again = await Agents(backlog).authenticate(token)
     assert again.name == "grok" and again.agent_id == grok.agent_id  # one identity, one history
 
 
@@ -227,7 +227,7 @@ async def test_repo_rm_stops_scanning_and_its_tasks_keep_the_name(
     assert (await Reconciler(b).run()).discovered == ["web"]
     key = await file(b, "fix the login", repo="web")
 
-    removed = await remove_repo(b, "web", OP)
+    removed = await Repos(b).remove("web", OP)
     assert (removed.name, removed.path, removed.unfinished) == ("web", str(repo.path), 1)
     repo.commit(f"Fix the login\n\nCloses: {key}")
     summary = await Reconciler(b).run()
@@ -236,13 +236,13 @@ async def test_repo_rm_stops_scanning_and_its_tasks_keep_the_name(
     assert skip.path == str(repo.path) and "ob repo rm" in skip.reason
     task = await b.get(key)
     assert task.status is Status.OPEN and task.repo == "web"
-    assert await list_repos(b) == []
+    assert await Repos(b).all() == []
     events = await b.pool.fetch("select details from events where kind = 'repo_removed'")
     assert [e["details"]["repo"] for e in events] == ["web"]
     with pytest.raises(NotFound, match="no repo named 'web'"):
-        await remove_repo(b, "web", OP)
+        await Repos(b).remove("web", OP)
 
-    await add_repo(b, repo.path, OP)  # registered again on purpose: scanned again
+    await Repos(b).add(repo.path, OP)  # registered again on purpose: scanned again
     summary = await Reconciler(b).run()
     assert summary.skipped == [] and (await b.get(key)).status is Status.DONE
 
@@ -264,7 +264,7 @@ async def test_a_second_clone_of_a_remote_under_the_roots_is_reported_not_regist
     assert "another clone of" in skip.reason and "registered as 'web'" in skip.reason
     summary = await Reconciler(b).run()  # still reported, still not registered
     assert summary.discovered == [] and len(summary.skipped) == 1
-    assert [r.name for r in await list_repos(b)] == ["web"]
+    assert [r.name for r in await Repos(b).all()] == ["web"]
 
 
 @pytest.mark.parametrize(
@@ -350,22 +350,22 @@ async def test_the_feed_filters_by_agent_and_repo(
         lease = await leases.claim(agent)
         assert lease is not None
         await leases.heartbeat(lease.key, agent, lease.epoch)
-    everything = await recent_events(backlog, FeedFilter())
+    everything = await Feed(backlog).recent(FeedFilter())
     assert [e.kind for e in everything][-2:] == ["claimed", "claimed"]
     assert "heartbeat" not in [e.kind for e in everything]
-    by_codex = await recent_events(backlog, FeedFilter(agent="codex"))
+    by_codex = await Feed(backlog).recent(FeedFilter(agent="codex"))
     assert [(e.kind, e.key) for e in by_codex] == [("agent_added", None), ("claimed", web)]
-    on_web = await recent_events(backlog, FeedFilter(repo="web", heartbeats=True))
+    on_web = await Feed(backlog).recent(FeedFilter(repo="web", heartbeats=True))
     assert [e.kind for e in on_web] == ["filed", "claimed", "heartbeat"]
     assert all(e.repo == "web" and e.title == "web work" for e in on_web)
-    assert [e.kind for e in await recent_events(backlog, FeedFilter(), limit=1)] == ["claimed"]
+    assert [e.kind for e in await Feed(backlog).recent(FeedFilter(), limit=1)] == ["claimed"]
 
 
 async def test_following_the_feed_misses_no_event_that_commits_late(
     backlog: Backlog, pool: asyncpg.Pool
 ) -> None:
     key = await file(backlog, "a task")
-    follower = await Follower.from_now(backlog, FeedFilter())
+    follower = await Feed(backlog).follow(FeedFilter())
     follower.GRACE = 0  # (the moment between drawing an event's id and its writer's xid)
     assert await follower.poll() == []
     async with pool.acquire() as slow:

@@ -20,9 +20,9 @@ from bot.notifier import Notifier
 from bot.patience import PatientReplies
 from core.backlog import Backlog
 from core.models import Actor
-from core.outbox import outbox_stats, retry_dead, undelivered
+from core.outbox import Outbox
 from core.spec import make_spec
-from core.supervise import PartState, Supervisor, read_boards
+from core.supervise import PartState, StatusBoards, Supervisor
 from tests.fake_telegram import FakeTelegram, retry_after
 
 OP = 4242
@@ -114,19 +114,19 @@ async def test_a_refusal_is_dead_visible_and_can_be_retried(
     fake.fail("sendMessage", (403, "Forbidden: bot was blocked by the user"))
     notifier = Notifier(real_bot, backlog, [OP], worker="t")
     assert await notifier.drain_once() == 1
-    (dead,) = await undelivered(backlog, dead_only=True)
+    (dead,) = await Outbox(backlog).undelivered(dead_only=True)
     assert dead.key == "OB-1" and dead.dead_at is not None
     assert (
         dead.last_error
         and "press Start" in dead.last_error
         and "ob outbox retry" in (dead.last_error)
     )
-    stats = await outbox_stats(backlog)
+    stats = await Outbox(backlog).stats()
     assert (stats.pending, stats.dead) == (0, 1)
     assert await notifier.drain_once() == 0  # a dead notice waits for the operator
-    assert await retry_dead(backlog) == 1
+    assert await Outbox(backlog).retry_dead() == 1
     assert await notifier.drain_once() == 1
-    assert (await outbox_stats(backlog)).dead == 0
+    assert (await Outbox(backlog).stats()).dead == 0
     assert len(fake.ok("sendMessage")) == 1
 
 
@@ -164,11 +164,11 @@ async def test_a_crashing_loop_is_logged_shown_and_restarted(
     crash = next(r for r in caplog.records if "notifier failed" in r.getMessage())
     assert crash.levelno == logging.ERROR and crash.exc_info is not None  # with its traceback
     await sup.board.flush(force=True)
-    (board,) = await read_boards(backlog)
+    (board,) = await StatusBoards(backlog).read()
     part = next(p for p in board.parts if p.name == "notifier")
     assert part.state == PartState.RUNNING and "an unexpected reply" in (part.last_error or "")
     await sup.stop()
-    assert await read_boards(backlog) == []  # a clean stop takes the board down
+    assert await StatusBoards(backlog).read() == []  # a clean stop takes the board down
 
 
 async def test_a_failing_job_is_shown_failing_until_it_works(backlog: Backlog) -> None:
@@ -184,12 +184,12 @@ async def test_a_failing_job_is_shown_failing_until_it_works(backlog: Backlog) -
 
     job = sup.job("reconcile", reconcile)
     await job()  # never raises into the scheduler
-    (board,) = await read_boards(backlog)
+    (board,) = await StatusBoards(backlog).read()
     (part,) = board.parts
     assert part.state == PartState.FAILING and part.failures == 1
     assert part.last_error == "OSError: repo path gone"
     await job()
-    (board,) = await read_boards(backlog)
+    (board,) = await StatusBoards(backlog).read()
     assert board.parts[0].state == PartState.OK and board.parts[0].detail == "3 repos"
 
 
@@ -212,7 +212,7 @@ async def test_a_gateway_that_stops_serving_is_shown_and_serves_again(
                 break
             await asyncio.sleep(0.05)
         await sup.board.flush(force=True)
-        (board,) = await read_boards(backlog)
+        (board,) = await StatusBoards(backlog).read()
         (part,) = board.parts
         assert part.state == PartState.FAILING and "stopped serving" in (part.last_error or "")
         for _ in range(100):  # started again after the backoff, on the same address

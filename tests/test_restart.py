@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.agents import add_agent
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool, ensure_database
 from core.embedded import start_embedded
@@ -68,8 +68,8 @@ def free_port() -> int:
 async def test_gateway_answers_503_through_a_restart(own: OwnServer) -> None:
     pool = await create_pool(own.url, max_size=4)
     backlog = Backlog(pool, load_settings(database_url=own.url, _env_file=None))
-    _, token = await add_agent(backlog, "codex", OP)
-    _, fresh = await add_agent(backlog, "grok", OP)  # never used: not in the token cache
+    _, token = await Agents(backlog).add("codex", OP)
+    _, fresh = await Agents(backlog).add("grok", OP)  # never used: not in the token cache
     for i in range(3):
         await backlog.file(make_spec(title=f"t{i}"), OP, lane=Lane.AUTONOMOUS)
     auth = {"Authorization": f"Bearer {token}"}

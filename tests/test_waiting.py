@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from core import waiting
-from core.agents import revoke_agent
+from core.agents import Agents
 from core.backlog import Backlog
-from core.deps import add_prerequisite
+from core.deps import Prerequisites
 from core.leases import Leases
 from core.models import Actor, Lane, Status
 from core.spec import make_spec
@@ -77,7 +77,7 @@ async def _make_ready(how: str, backlog: Backlog, leases: Leases, make_agent) ->
         await leases.release("OB-2", holder, 1, "cannot go on")
         return "OB-2"
     if how == "revoke":
-        await revoke_agent(backlog, "holder", OP)
+        await Agents(backlog).revoke("holder", OP)
         return "OB-2"
     assert how == "unblock"
     holder = Actor.agent("holder", 1)
@@ -96,7 +96,7 @@ async def test_a_waiting_claim_is_woken_by_what_makes_work_ready(
     await backlog.file(make_spec(title="held"), OP, lane=Lane.AUTONOMOUS)  # OB-2
     assert (await leases.claim(holder)).key == "OB-2"
     await backlog.file(make_spec(title="after OB-2"), OP, lane=Lane.AUTONOMOUS)  # OB-3
-    await add_prerequisite(backlog, "OB-3", "OB-2", OP)
+    await Prerequisites(backlog).add("OB-3", "OB-2", OP)
     async with client(url, token) as c:
         claim = wait_claim(c)
         await until(lambda: waits.waiting == 1, "the claim waits")
@@ -270,7 +270,6 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    from core.leases import Leases
     from core.questions import Questions
 
     url, waits = gw
@@ -299,7 +298,7 @@ async def test_mcp_ask_operator_and_claim_next_wait(gw, backlog: Backlog, make_a
             session.call_tool("get_answer", {"question_id": pending["id"], "wait_seconds": 60})
         )
         await until(lambda: waits.awaiting_answers == 1, "get_answer waits")
-        await Questions(Leases(backlog)).answer("OB-1", Actor.operator("cli"), "yes, redis")
+        await Questions(backlog).answer("OB-1", Actor.operator("cli"), "yes, redis")
         res = await asyncio.wait_for(answer, 90)
         assert res.structured_content["answer"] == "yes, redis"
         res = await session.call_tool("claim_next", {"wait_seconds": 61})

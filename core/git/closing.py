@@ -80,7 +80,7 @@ upd as (
         updated_at = now()
     from c join prev p on p.id = c.task_id
     where t.id = c.task_id
-    returning t.id, t.number, t.title, p.status as prev_status, p.holder, p.epoch as prev_epoch,
+    returning t.id, t.number, p.status as prev_status, p.holder, p.epoch as prev_epoch,
               c.sha, c.agent, c.author_email, c.subject
 ),
 ev as (
@@ -103,18 +103,14 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_closed_by_commit', u.id,
-           jsonb_build_object('key', task_key($7, u.number), 'title', u.title, 'sha', u.sha,
-                              'repo', $6::text, 'agent', u.agent, 'author', u.author_email,
-                              'subject', u.subject, 'held_by', u.holder,
-                              'confirmed_by', $9::text,
-                              'text', 'closed by commit ' || left(u.sha, 7) || ' in ' || $6::text
-                                      || coalesce(', by ' || u.agent, '')
-                                      || coalesce(', confirmed by ' || $9::text, ''))
+           jsonb_build_object('key', task_key($7, u.number), 'sha', u.sha, 'repo', $6::text,
+                              'agent', u.agent, 'author', u.author_email,
+                              'subject', u.subject, 'confirmed_by', $9::text)
     from upd u
     union all
     select 'closed_while_claimed', u.id,
-           jsonb_build_object('key', task_key($7, u.number), 'title', u.title,
-                              'holder', u.holder, 'sha', u.sha, 'repo', $6::text)
+           jsonb_build_object('key', task_key($7, u.number), 'holder', u.holder,
+                              'sha', u.sha, 'repo', $6::text)
     from upd u where u.prev_status = 'claimed'
 )
 select id, prev_status from upd
@@ -139,7 +135,7 @@ upd as (
                        evidence_repo = null, updated_at = now()
     from c join prev p on p.id = c.task_id
     where t.id = c.task_id
-    returning t.id, t.number, t.title, t.repo, t.completed_by, p.commits as before, c.sha,
+    returning t.id, t.number, t.completed_by, p.commits as before, c.sha,
               c.agent, c.subject
 ),
 ev as (
@@ -152,7 +148,7 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_verified', id,
-           jsonb_build_object('key', task_key($6, number), 'title', title, 'repo', $5::text,
+           jsonb_build_object('key', task_key($6, number), 'repo', $5::text,
                               'commits', array[sha], 'by', completed_by, 'replaced', before)
     from upd
 )
@@ -180,12 +176,9 @@ a as (
 )
 insert into outbox (kind, task_id, payload)
 select 'cross_repo_close', a.task_id,
-       jsonb_build_object('key', task_key($8, t.number), 'title', t.title, 'task_repo', t.repo,
-                          'repo', $7::text, 'sha', a.sha, 'agent', a.agent,
-                          'author', a.author_email, 'subject', a.subject, 'ask', a.id,
-                          'text', 'commit ' || left(a.sha, 7) || ' in ' || $7::text
-                                  || ' says it closes this ' || t.repo
-                                  || ' task; close it, or ignore it?')
+       jsonb_build_object('key', task_key($8, t.number), 'repo', $7::text, 'sha', a.sha,
+                          'agent', a.agent, 'author', a.author_email, 'subject', a.subject,
+                          'ask', a.id)
 from a join tasks t on t.id = a.task_id
 returning task_id
 """

@@ -19,11 +19,12 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from core import events
-from core.backlog import Backlog, require_operator
+from core.backlog import require_operator
 from core.deps import announce_unblocked
 from core.errors import Invalid, InvalidTransition, NotFound
 from core.git.closing import close_tasks
 from core.models import Actor, EventKind, format_key
+from core.service import Service
 
 _ASK = """
 select a.id, a.task_id, a.repo_id, a.sha, a.agent, a.author_email, a.subject, a.decision,
@@ -54,69 +55,72 @@ class CrossRepoAsk(BaseModel):
     decided_at: datetime | None
 
 
-async def decide_cross_repo(
-    backlog: Backlog, ask_id: int, close: bool, actor: Actor
-) -> CrossRepoAsk:
-    """Close the task with the other repo's commit as evidence, or ignore the commit. Raises
-    InvalidTransition when it was decided already (or the task is finished), Invalid when git
-    no longer shows the commit on the branch."""
-    require_operator(actor, "decide what another repo's commit closes")
-    finished: list[int] = []
-    async with backlog.transaction(wake=True) as conn:
-        row = await conn.fetchrow(_ASK + " for update of a", ask_id)
-        if row is None:
-            raise NotFound(f"no such question (#{ask_id}); it may have been removed with its repo")
-        key = format_key(backlog.prefix, row["number"])
-        if row["decision"]:
-            raise InvalidTransition(
-                f"{key}: already {row['decision']} by {row['decided_by']}", key=key
-            )
-        short = row["sha"][:10]
-        if close:
-            live = await conn.fetchrow(_LIVE, row["repo_id"], row["sha"])
-            if live is None:
-                raise Invalid(
-                    f"commit {short} is no longer on {row['repo']}'s default branch; nothing closed"
+class CrossRepo(Service):
+    """The operator's answer to another repo's commit that says it closes a task."""
+
+    async def decide(self, ask_id: int, close: bool, actor: Actor) -> CrossRepoAsk:
+        """Close the task with the other repo's commit as evidence, or ignore the commit. Raises
+        InvalidTransition when it was decided already (or the task is finished), Invalid when git
+        no longer shows the commit on the branch."""
+        require_operator(actor, "decide what another repo's commit closes")
+        finished: list[int] = []
+        async with self.backlog.transaction(wake=True) as conn:
+            row = await conn.fetchrow(_ASK + " for update of a", ask_id)
+            if row is None:
+                raise NotFound(
+                    f"no such question (#{ask_id}); it may have been removed with its repo"
                 )
-            if live["reverted_by"]:
-                raise Invalid(
-                    f"commit {short} was reverted by {live['reverted_by'][:10]} in"
-                    f" {row['repo']}; nothing closed"
-                )
-            closed = await close_tasks(
-                conn,
-                backlog.prefix,
-                row["repo"],
-                [row],
-                evidence_repo=row["repo"],
-                confirmed_by=str(actor),
-            )
-            if not closed:
+            key = format_key(self.prefix, row["number"])
+            if row["decision"]:
                 raise InvalidTransition(
-                    f"{key} is {row['status']} already; nothing closed", key=key
+                    f"{key}: already {row['decision']} by {row['decided_by']}", key=key
                 )
-            finished = [row["task_id"]]
-        else:
-            await events.record(
-                conn,
-                row["task_id"],
-                actor,
-                EventKind.CROSS_REPO_IGNORED,
-                {"sha": row["sha"], "repo": row["repo"], "subject": row["subject"]},
-            )
-        decision = "closed" if close else "ignored"
-        at = await conn.fetchval(_DECIDED, ask_id, decision, str(actor))
-    if finished:
-        await announce_unblocked(backlog.pool, backlog.prefix, finished)
-    return CrossRepoAsk(
-        id=ask_id,
-        key=key,
-        title=row["title"],
-        task_repo=row["task_repo"],
-        repo=row["repo"],
-        sha=row["sha"],
-        subject=row["subject"],
-        decision=decision,
-        decided_by=str(actor),
-        decided_at=at,
-    )
+            short = row["sha"][:10]
+            if close:
+                live = await conn.fetchrow(_LIVE, row["repo_id"], row["sha"])
+                if live is None:
+                    raise Invalid(
+                        f"commit {short} is no longer on {row['repo']}'s default branch; nothing closed"
+                    )
+                if live["reverted_by"]:
+                    raise Invalid(
+                        f"commit {short} was reverted by {live['reverted_by'][:10]} in"
+                        f" {row['repo']}; nothing closed"
+                    )
+                closed = await close_tasks(
+                    conn,
+                    self.prefix,
+                    row["repo"],
+                    [row],
+                    evidence_repo=row["repo"],
+                    confirmed_by=str(actor),
+                )
+                if not closed:
+                    raise InvalidTransition(
+                        f"{key} is {row['status']} already; nothing closed", key=key
+                    )
+                finished = [row["task_id"]]
+            else:
+                await events.record(
+                    conn,
+                    row["task_id"],
+                    actor,
+                    EventKind.CROSS_REPO_IGNORED,
+                    {"sha": row["sha"], "repo": row["repo"], "subject": row["subject"]},
+                )
+            decision = "closed" if close else "ignored"
+            at = await conn.fetchval(_DECIDED, ask_id, decision, str(actor))
+        if finished:
+            await announce_unblocked(self.pool, self.prefix, finished)
+        return CrossRepoAsk(
+            id=ask_id,
+            key=key,
+            title=row["title"],
+            task_repo=row["task_repo"],
+            repo=row["repo"],
+            sha=row["sha"],
+            subject=row["subject"],
+            decision=decision,
+            decided_by=str(actor),
+            decided_at=at,
+        )

@@ -26,12 +26,13 @@ import asyncpg
 from pydantic import BaseModel
 
 from core import events
-from core.backlog import Backlog, require_operator
+from core.backlog import require_operator
 from core.errors import Invalid
 from core.git.base import current_head
 from core.git.gitlog import log_args, parse_log, run_git
 from core.git.remotes import read_default_branch
 from core.models import Actor, EventKind, Status, Task, format_key
+from core.service import Service
 from core.tasks import fetch_task, task_id_for_key
 
 log = logging.getLogger(__name__)
@@ -184,37 +185,39 @@ async def _drift_from_git(path: str, tip: str, base: str, tokens: list[str]) -> 
     return await asyncio.wait_for(asyncio.to_thread(read), GIT_TIMEOUT)
 
 
-async def task_drift(backlog: Backlog, key: str) -> dict[str, Any] | None:
-    """The drift of an unfinished task's plan now (`ob show`), or None (no repo or base, or
-    the task is finished)."""
-    async with backlog.pool.acquire() as conn:
-        task_id = await task_id_for_key(conn, key, backlog.prefix)
-        task = await fetch_task(conn, task_id, backlog.prefix)
-        if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
-            return None
-        return await drift_for(conn, task, task_id)
+class Drift(Service):
+    """How far a task's plan drifted from its repo, and replanning it."""
 
+    async def of_task(self, key: str) -> dict[str, Any] | None:
+        """The drift of an unfinished task's plan now (`ob show`), or None (no repo or base, or
+        the task is finished)."""
+        async with self.pool.acquire() as conn:
+            task_id = await task_id_for_key(conn, key, self.prefix)
+            task = await fetch_task(conn, task_id, self.prefix)
+            if task.status not in (Status.DRAFT, Status.OPEN, Status.CLAIMED):
+                return None
+            return await drift_for(conn, task, task_id)
 
-async def replan(backlog: Backlog, key: str, actor: Actor) -> Task:
-    """Reset a task's plan base to its repo's current HEAD (after the plan was revised)."""
-    require_operator(actor, "replan tasks")
-    async with backlog.pool.acquire() as conn, conn.transaction():
-        task_id = await task_id_for_key(conn, key, backlog.prefix)
-        row = await conn.fetchrow("select * from tasks where id = $1 for update", task_id)
-        if not row["repo"]:
-            raise Invalid(f"{key} has no repo; set one with `ob edit {key} --repo NAME`")
-        head = await current_head(conn, row["repo"])
-        if head is None:
-            raise Invalid(
-                f"repo {row['repo']!r} is not registered or unreadable; `ob repo add PATH` first"
+    async def replan(self, key: str, actor: Actor) -> Task:
+        """Reset a task's plan base to its repo's current HEAD (after the plan was revised)."""
+        require_operator(actor, "replan tasks")
+        async with self.pool.acquire() as conn, conn.transaction():
+            task_id = await task_id_for_key(conn, key, self.prefix)
+            row = await conn.fetchrow("select * from tasks where id = $1 for update", task_id)
+            if not row["repo"]:
+                raise Invalid(f"{key} has no repo; set one with `ob edit {key} --repo NAME`")
+            head = await current_head(conn, row["repo"])
+            if head is None:
+                raise Invalid(
+                    f"repo {row['repo']!r} is not registered or unreadable; `ob repo add PATH` first"
+                )
+            await conn.execute(
+                "update tasks set base_sha = $2, updated_at = now() where id = $1", task_id, head
             )
-        await conn.execute(
-            "update tasks set base_sha = $2, updated_at = now() where id = $1", task_id, head
-        )
-        await events.record(
-            conn, task_id, actor, EventKind.REPLANNED, {"from": row["base_sha"], "to": head}
-        )
-        return await fetch_task(conn, task_id, backlog.prefix)
+            await events.record(
+                conn, task_id, actor, EventKind.REPLANNED, {"from": row["base_sha"], "to": head}
+            )
+            return await fetch_task(conn, task_id, self.prefix)
 
 
 class DriftedPlan(BaseModel):

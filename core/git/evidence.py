@@ -18,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from core.models import Task, format_key
+from core.notices import EvidenceLost
 from core.settings import Settings
 from core.tasks import BLOCKED_COLUMN, TASK_COLUMNS, TASK_FROM, task_from_row
 
@@ -45,7 +46,7 @@ with cand as (
 upd as (
     update tasks t set verified_at = now(), evidence_lost = null, updated_at = now()
     from cand where t.id = cand.id
-    returning t.id, t.number, t.title, t.repo, t.commits, t.completed_by
+    returning t.id, t.number, t.repo, t.commits, t.completed_by
 ),
 ev as (
     insert into events (task_id, actor, kind, details)
@@ -55,8 +56,8 @@ ev as (
 ob as (
     insert into outbox (kind, task_id, payload)
     select 'task_verified', id,
-           jsonb_build_object('key', task_key($1, number), 'title', title, 'repo', repo,
-                              'commits', commits, 'by', completed_by)
+           jsonb_build_object('key', task_key($1, number), 'repo', repo, 'commits', commits,
+                              'by', completed_by)
     from upd
 )
 select number from upd order by number
@@ -78,12 +79,12 @@ hit as (
       and ({_EVIDENCE_REPO} is null or {_EVIDENCE_REPO} = $3)
 ),
 t as (
-    select t.id, t.number, t.title, t.repo, t.evidence_repo, t.commits, t.completed_by
+    select t.id, t.number, t.repo, t.evidence_repo, t.commits
     from tasks t where t.id in (select id from hit)
     order by t.id
     for no key update of t
 )
-select t.id, t.number, t.title, t.completed_by, c.sha, {_LIVE} as live,
+select t.id, t.number, c.sha, {_LIVE} as live,
        (select g.reverted_by from git_commits g
         where g.repo_id = $2 and g.sha >= (c.sha collate "C")
           and g.sha < ((c.sha || 'z') collate "C") and g.reverted_by is not null
@@ -92,10 +93,10 @@ from t cross join lateral unnest(t.commits) with ordinality as c(sha, ord)
 order by t.id, c.ord
 """
 
-# $1 task ids, $2 evidence_lost details (json), $3 payloads (json)
+# $1 task ids, $2 evidence_lost details (json), $3 payloads
 _LOSE = """
 with l as (
-    select * from unnest($1::bigint[], $2::text[], $3::text[]) as l(task_id, details, payload)
+    select * from unnest($1::bigint[], $2::text[], $3::jsonb[]) as l(task_id, details, payload)
 ),
 upd as (
     update tasks t set verified_at = null, updated_at = now(),
@@ -108,7 +109,7 @@ ev as (
     select l.task_id, 'git', 'evidence_lost', l.details::jsonb from l join upd on upd.id = l.task_id
 )
 insert into outbox (kind, task_id, payload)
-select 'evidence_lost', l.task_id, l.payload::jsonb from l join upd on upd.id = l.task_id
+select 'evidence_lost', l.task_id, l.payload from l join upd on upd.id = l.task_id
 """
 
 # $1 repo name, $2 branch, $3 SHAs that left the branch
@@ -133,55 +134,27 @@ async def lose_evidence(
     """Done, verified tasks whose evidence was reverted or left the branch lose their
     verification: `evidence_lost` event and outbox row, in this transaction."""
     rows = await conn.fetch(_EVIDENCE, suspects, repo_id, repo)
-    tasks: dict[int, dict[str, Any]] = {}
+    tasks: dict[int, tuple[int, list[tuple[str, str | None]]]] = {}
     for r in rows:
-        t = tasks.setdefault(
-            r["id"],
-            {
-                "number": r["number"],
-                "title": r["title"],
-                "completed_by": r["completed_by"] or "",
-                "lost": [],
-            },
-        )
+        _, lost = tasks.setdefault(r["id"], (r["number"], []))
         if not r["live"]:
-            t["lost"].append((r["sha"], r["reverted_by"]))
+            lost.append((r["sha"], r["reverted_by"]))
     ids, details, payloads = [], [], []
-    for task_id, t in tasks.items():
-        if not t["lost"]:
+    for task_id, (number, lost) in tasks.items():
+        if not lost:
             continue
-        shas = [sha for sha, _ in t["lost"]]
-        reverted_by: str | None = next((by for _, by in t["lost"] if by), None)
-        reason = "reverted" if reverted_by else "left_default_branch"
-        key = format_key(prefix, t["number"])
-        what = "closing commit" if t["completed_by"].startswith("git:") else "commit"
-        what += "s" if len(shas) > 1 else ""
-        short = ", ".join(s[:7] for s in shas[:5])
-        if reverted_by:
-            text = f"{key}'s {what} {short} was reverted on {branch} by {reverted_by[:7]}"
-        else:
-            text = f"{key}'s {what} {short} left {branch} (history rewritten)"
-        d = {
-            "repo": repo,
-            "branch": branch,
-            "reason": reason,
-            "commits": shas,
-            "reverted_by": reverted_by,
-        }
-        ids.append(task_id)
-        details.append(json.dumps(d))
-        payloads.append(
-            json.dumps(
-                {
-                    "key": key,
-                    "title": t["title"],
-                    **d,
-                    "status": "done",
-                    "verified": False,
-                    "text": text + "; it is done but no longer verified",
-                }
-            )
+        reverted_by = next((by for _, by in lost if by), None)
+        notice = EvidenceLost(
+            key=format_key(prefix, number),
+            repo=repo,
+            branch=branch,
+            reason="reverted" if reverted_by else "left_default_branch",
+            commits=[sha for sha, _ in lost],
+            reverted_by=reverted_by,
         )
+        ids.append(task_id)
+        payloads.append(notice.dump())
+        details.append(json.dumps(notice.model_dump(exclude={"key"})))
     if ids:
         await conn.execute(_LOSE, ids, details, payloads)
     return len(ids)

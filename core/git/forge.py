@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.backlog import Backlog
 from core.errors import Invalid
 from core.git.remotes import normalise_url
+from core.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -167,18 +167,20 @@ returning delivery
 """
 
 
-async def repos_for(backlog: Backlog, push: Push) -> list[str]:
-    """The registered repos a push is about: by remote URL, else by name."""
-    rows = await backlog.pool.fetch(_MATCH, push.urls, [], False)
-    if not rows:
-        names = push.names + [n.lower() for n in push.names]
-        rows = await backlog.pool.fetch(_MATCH, [], names, True)
-    return [r["name"] for r in rows]
+class Pushes(Service):
+    """Forge push webhooks: which registered repos a push is about, each delivery once."""
 
+    async def repos_for(self, push: Push) -> list[str]:
+        """The registered repos a push is about: by remote URL, else by name."""
+        rows = await self.pool.fetch(_MATCH, push.urls, [], False)
+        if not rows:
+            names = push.names + [n.lower() for n in push.names]
+            rows = await self.pool.fetch(_MATCH, [], names, True)
+        return [r["name"] for r in rows]
 
-async def first_delivery(backlog: Backlog, push: Push, repos: list[str]) -> bool:
-    """Record the delivery; False when it was recorded before (a replay: do nothing)."""
-    new = await backlog.pool.fetchval(
-        _DELIVERY, push.forge.value, push.delivery, repos, DELIVERIES_KEPT_DAYS
-    )
-    return new is not None
+    async def first_delivery(self, push: Push, repos: list[str]) -> bool:
+        """Record the delivery; False when it was recorded before (a replay: do nothing)."""
+        new = await self.pool.fetchval(
+            _DELIVERY, push.forge.value, push.delivery, repos, DELIVERIES_KEPT_DAYS
+        )
+        return new is not None

@@ -39,10 +39,12 @@ from core.git.fetch import fetch_remote
 from core.git.gitlog import GitError
 from core.git.refs import BranchGone, RepoGone, shallow_commits
 from core.git.remotes import Scanned, default_remote, read_default_branch
-from core.git.repos import SkippedFolder, discover_repos
+from core.git.repos import Repos, SkippedFolder
 from core.git.reverts import Reverts
 from core.git.scan import POS_BLOCK, ScanState, read_default, read_other_branches
 from core.models import EventKind, OutboxKind
+from core.notices import DefaultBranchChanged
+from core.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +148,13 @@ LOCK_POLL = 0.1  # seconds between tries of a caller that waits for a repo's loc
 # ------------------------------------------------------------------------- the job
 
 
-class Reconciler:
+class Reconciler(Service):
     """Fetches and reads the registered repositories (`fetch_concurrency` at a time, each under
     its advisory lock, so two `ob serve` processes never fetch or read the same repo at once)
     and holds the backlog to what git says."""
 
     def __init__(self, backlog: Backlog, *, concurrency: int | None = None):
-        self.backlog = backlog
-        self.pool = backlog.pool
-        self.settings = backlog.settings
-        self.prefix = backlog.prefix
+        super().__init__(backlog)
         self.concurrency = concurrency or self.settings.fetch_concurrency
 
     async def scheduled(self, worker: str, round_seconds: float) -> ReconcileSummary | None:
@@ -181,7 +180,7 @@ class Reconciler:
         summary = ReconcileSummary()
         if discover_roots and not repos:
             try:
-                found = await discover_repos(self.backlog, self.settings.repo_roots)
+                found = await Repos(self.backlog).discover(self.settings.repo_roots)
                 summary.discovered = [r.name for r in found.added]
                 summary.skipped = found.skipped
             except Exception as err:  # discovery must not stop reconciliation
@@ -387,13 +386,9 @@ class Reconciler:
                     EventKind.DEFAULT_BRANCH_CHANGED,
                     {"repo": name, "from": old_branch, "to": branch, "path": path},
                     notify=OutboxKind.DEFAULT_BRANCH_CHANGED,
-                    payload={
-                        "repo": name,
-                        "from": old_branch,
-                        "to": branch,
-                        "path": path,
-                        "text": f"{name}: the default branch is now {branch} (was {old_branch})",
-                    },
+                    payload=DefaultBranchChanged(
+                        repo=name, from_branch=old_branch, to_branch=branch
+                    ),
                 )
 
             # 1. the default branch

@@ -40,10 +40,13 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from core import events
 from core.backlog import Backlog, spec_of, written_status
 from core.errors import BacklogError, Invalid
 from core.git.base import current_head
 from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
+from core.notices import DraftFiled, TodoImported
+from core.service import Service
 from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError
 from core.tasks import TaskFilter, numbers_by_title, tasks_by_number
 from core.todo_format import TodoDocument, read_document, rewrite
@@ -280,16 +283,6 @@ def _summarise(result: ImportResult, planned: list[Planned], doc: TodoDocument) 
 # ------------------------------------------------------------------ files
 
 
-async def _repo_for_file(backlog: Backlog, path: Path) -> str | None:
-    rows = await backlog.pool.fetch("select name, path from repos")
-    best = None
-    for r in rows:
-        rp = Path(r["path"])
-        if (path == rp or rp in path.parents) and (best is None or len(str(rp)) > len(best[1])):
-            best = (r["name"], str(rp))
-    return best[0] if best else None
-
-
 def _read_limited(p: Path) -> str:
     try:
         with p.open("rb") as f:
@@ -360,15 +353,6 @@ select t.id, $2::text, 'filed',
 from tasks t where t.id = any($1::bigint[]) order by t.number
 """
 
-_DRAFT_CARDS = """
-insert into outbox (kind, task_id, payload)
-select 'draft_filed', t.id,
-       jsonb_build_object('key', task_key($4, t.number), 'by', $2::text, 'status', t.status,
-                          'lane', t.lane, 'title', t.title, 'repo', t.repo,
-                          'imported_from', $3::text)
-from tasks t where t.id = any($1::bigint[]) and t.status = 'draft' order by t.number
-"""
-
 # What the file and the backlog say now, per task (by number), remembered for the next sync.
 _RECORD = """
 insert into todo_sync (task_id, path, file_view, task_view)
@@ -387,65 +371,6 @@ async def _record(
         await conn.execute(
             _RECORD, [r[0] for r in rows], path, [r[1] for r in rows], [r[2] for r in rows]
         )
-
-
-async def import_todo(
-    backlog: Backlog,
-    path: str | Path,
-    actor: Actor,
-    *,
-    approve: bool = False,
-    repo: str | None = None,
-    dry_run: bool = False,
-    on_progress: ProgressFn | None = None,
-) -> ImportResult:
-    """Import one TODO.md (module docstring). `on_progress(stage, done, total)` follows the
-    planning of the items, then the writing of the new tasks."""
-    p = _todo_path(path)
-    text = _read_limited(p)
-    doc = await asyncio.to_thread(read_document, text, p.name)
-    if len(doc.items) > MAX_TODO_SPECS:
-        raise Invalid(
-            f"{p} holds {len(doc.items):,} specs; a TODO.md imports at most"
-            f" {MAX_TODO_SPECS:,}: split it into smaller files"
-        )
-    repo = repo or await _repo_for_file(backlog, p)
-    result = ImportResult(path=str(p), repo=repo, dry_run=dry_run)
-    async with backlog.transaction(wake=not dry_run) as conn:
-        if not dry_run:
-            await conn.execute("select pg_advisory_xact_lock($1)", IMPORT_LOCK)
-        planned, new, matches = await plan_items(conn, backlog, doc, repo, str(p), on_progress)
-        _summarise(result, planned, doc)
-        if dry_run:
-            result.created = [spec.title for _, spec in new]
-            return result
-        details = {"todo": str(p)}
-        records: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
-        for m in matches:
-            task = m.task
-            if m.apply:
-                try:
-                    edited = await backlog.edit_in(
-                        conn, task.key, actor, m.apply, {**details, "line": m.item.line}
-                    )
-                    task = edited.task
-                except (BacklogError, SpecError) as err:
-                    m.item.action, m.item.why = "unreadable", str(err)
-                    result.updated.remove(task.key)
-                    result.unreadable.append(f"line {m.item.line}: {task.key}: {err}")
-                    continue
-            if m.record is not None:
-                records.append((task.number, m.record, task_view(task)))
-        if new:
-            specs = [spec for _, spec in new]
-            ids = await _write(conn, backlog, specs, actor, approve, str(p), on_progress)
-            result.created = [format_key(backlog.prefix, n) for n in ids.values()]
-            for (item, spec), number in zip(new, ids.values(), strict=True):
-                item.key = format_key(backlog.prefix, number)
-                view = file_view(spec, spec.repo)  # the task holds what the file says
-                records.append((number, view, view))
-        await _record(conn, str(p), records)
-    return result
 
 
 async def _write(
@@ -501,32 +426,19 @@ async def _write(
     by_id = {r["id"]: r["number"] for r in rows}
     ids = sorted(by_id, key=lambda i: by_id[i])
     await conn.execute(_FILED_EVENTS, ids, who, source)
-    if not approve:
-        if total <= MAX_IMPORT_CARDS:
-            await conn.execute(_DRAFT_CARDS, ids, who, source, backlog.prefix)
-        else:
-            first, last = backlog.key(by_id[ids[0]]), backlog.key(by_id[ids[-1]])
-            await conn.execute(
-                "insert into outbox (kind, task_id, payload) values ($1, null, $2)",
-                OutboxKind.TODO_IMPORTED,
-                {"path": source, "count": total, "by": who, "first": first, "last": last},
-            )
+    if not approve and total <= MAX_IMPORT_CARDS:  # an approval card each
+        cards = [(i, DraftFiled(key=backlog.key(by_id[i]), by=who)) for i in ids]
+        await events.notify_many(conn, OutboxKind.DRAFT_FILED, cards)
+    elif not approve:  # one notice for them all
+        first, last = backlog.key(by_id[ids[0]]), backlog.key(by_id[ids[-1]])
+        notice = TodoImported(path=source, count=total, by=who, first=first, last=last)
+        await events.notify_many(conn, OutboxKind.TODO_IMPORTED, [(None, notice)])
     return {i: by_id[i] for i in ids}
 
 
 def _status_at(on: date | None, now: datetime) -> datetime:
     """A new task's status date: the day its status line names, else now."""
     return datetime(on.year, on.month, on.day, tzinfo=UTC) if on else now
-
-
-async def repo_todo_paths(backlog: Backlog) -> list[tuple[str, Path]]:
-    rows = await backlog.pool.fetch("select name, path from repos order by name")
-    out = []
-    for r in rows:
-        p = Path(r["path"]) / TODO_FILE
-        if p.is_file():
-            out.append((r["name"], p))
-    return out
 
 
 # ------------------------------------------------------------------ export
@@ -542,105 +454,6 @@ class ExportResult(BaseModel):
     by_title: list[str] = []  # tasks the file holds without their key (import matched them)
     backup: str | None = None  # where the previous file was kept
     diff: str = ""
-
-
-async def export_todo(
-    backlog: Backlog,
-    repo: str,
-    path: str | Path | None = None,
-    *,
-    dry_run: bool = False,
-    force: bool = False,
-) -> ExportResult:
-    """Write the repo's tasks into its TODO.md (or `path`): owned items in place, the
-    unfinished tasks the file lacks at the end, every other byte as it was (module docstring).
-    `path` None with a repo that has no work tree gives the text only."""
-    target = _todo_path(path) if path is not None else None
-    old = _read_limited(target) if target is not None and target.is_file() else ""
-    doc = read_document(old, target.name if target else TODO_FILE)
-    prefix = backlog.prefix
-    async with backlog.transaction() as conn:
-        owned = {
-            i: n
-            for i, item in enumerate(doc.items)
-            if item.key and (n := parse_key(item.key, prefix)) is not None
-        }
-        tasks = await tasks_by_number(conn, owned.values(), prefix)
-        unfinished = await backlog.list(
-            TaskFilter(repo=repo, status=[Status.DRAFT, Status.OPEN, Status.CLAIMED], limit=10_000)
-        )
-        synced: dict[int, dict[str, Any]] = {}
-        if target is not None:
-            rows = await conn.fetch(
-                "select t.number, s.file_view from todo_sync s join tasks t on t.id = s.task_id"
-                " where s.path = $1 and t.number = any($2)",
-                str(target),
-                sorted(tasks),
-            )
-            synced = {r["number"]: dict(r["file_view"]) for r in rows}
-        result = ExportResult(path=str(target) if target else None, text=old, changed=False)
-        replace: dict[int, Spec] = {}
-        for index, number in owned.items():
-            item, task = doc.items[index], tasks.get(number)
-            if task is None:
-                result.kept.append(f"line {item.line}: {item.key} is not in the backlog")
-                continue
-            assert item.spec is not None
-            if not force and target is not None:
-                now = file_view(item.spec, item.spec.repo or task.repo)
-                if synced.get(task.number) != now:
-                    why = (
-                        "edited in the file since the last sync"
-                        if task.number in synced
-                        else "not synced with this file yet"
-                    )
-                    result.kept.append(
-                        f"line {item.line}: {task.key} {why}: left as it is; `ob import-todo`"
-                        " it first (or --force)"
-                    )
-                    continue
-            replace[index] = spec_of(task)
-            result.rewritten.append(task.key)
-        in_file = {tasks[n].key for n in owned.values() if n in tasks}
-        titles = {
-            (i.spec.repo or repo, i.spec.title.lower()): i for i in doc.items if i.spec is not None
-        }
-        append: list[Task] = []
-        for t in unfinished:
-            if t.key in in_file:
-                continue
-            if (t.repo, t.title.lower()) in titles:
-                result.by_title.append(t.key)
-                continue
-            append.append(t)
-        result.appended = [t.key for t in append]
-        new_text = rewrite(doc, replace, [spec_of(t) for t in append], title=f"TODO ({repo})")
-        result.text, result.changed = new_text, new_text != old
-        if result.changed:
-            result.diff = "".join(
-                difflib.unified_diff(
-                    old.splitlines(keepends=True),
-                    new_text.splitlines(keepends=True),
-                    fromfile=f"{target or TODO_FILE} (now)",
-                    tofile=f"{target or TODO_FILE} (after export)",
-                )
-            )
-        if dry_run or target is None:
-            return result
-        if result.changed:
-            result.backup = await asyncio.to_thread(_replace_file, target, old, new_text)
-        written = read_document(new_text, target.name)
-        by_key = {i.key: i for i in written.items if i.key and i.spec is not None}
-        records = []
-        for t in [*(tasks[n] for n in owned.values() if n in tasks), *append]:
-            now_item = by_key.get(t.key)
-            if now_item is None or now_item.spec is None:
-                continue
-            if t.key in result.rewritten or t.key in result.appended:
-                view = file_view(now_item.spec, now_item.spec.repo or t.repo)
-                records.append((t.number, view, task_view(t)))
-        await _record(conn, str(target), records)
-    return result
 
 
 def _replace_file(target: Path, old: str, new: str) -> str | None:
@@ -661,3 +474,187 @@ def _replace_file(target: Path, old: str, new: str) -> str | None:
         Path(tmp).unlink(missing_ok=True)
         raise
     return backup
+
+
+class TodoFiles(Service):
+    """TODO.md files, both ways: import one into the backlog, export the backlog into them."""
+
+    async def _repo_for_file(self, path: Path) -> str | None:
+        rows = await self.pool.fetch("select name, path from repos")
+        best = None
+        for r in rows:
+            rp = Path(r["path"])
+            if (path == rp or rp in path.parents) and (best is None or len(str(rp)) > len(best[1])):
+                best = (r["name"], str(rp))
+        return best[0] if best else None
+
+    async def import_file(
+        self,
+        path: str | Path,
+        actor: Actor,
+        *,
+        approve: bool = False,
+        repo: str | None = None,
+        dry_run: bool = False,
+        on_progress: ProgressFn | None = None,
+    ) -> ImportResult:
+        """Import one TODO.md (module docstring). `on_progress(stage, done, total)` follows the
+        planning of the items, then the writing of the new tasks."""
+        p = _todo_path(path)
+        text = _read_limited(p)
+        doc = await asyncio.to_thread(read_document, text, p.name)
+        if len(doc.items) > MAX_TODO_SPECS:
+            raise Invalid(
+                f"{p} holds {len(doc.items):,} specs; a TODO.md imports at most"
+                f" {MAX_TODO_SPECS:,}: split it into smaller files"
+            )
+        repo = repo or await self._repo_for_file(p)
+        result = ImportResult(path=str(p), repo=repo, dry_run=dry_run)
+        async with self.backlog.transaction(wake=not dry_run) as conn:
+            if not dry_run:
+                await conn.execute("select pg_advisory_xact_lock($1)", IMPORT_LOCK)
+            planned, new, matches = await plan_items(
+                conn, self.backlog, doc, repo, str(p), on_progress
+            )
+            _summarise(result, planned, doc)
+            if dry_run:
+                result.created = [spec.title for _, spec in new]
+                return result
+            details = {"todo": str(p)}
+            records: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+            for m in matches:
+                task = m.task
+                if m.apply:
+                    try:
+                        edited = await self.backlog.edit_in(
+                            conn, task.key, actor, m.apply, {**details, "line": m.item.line}
+                        )
+                        task = edited.task
+                    except (BacklogError, SpecError) as err:
+                        m.item.action, m.item.why = "unreadable", str(err)
+                        result.updated.remove(task.key)
+                        result.unreadable.append(f"line {m.item.line}: {task.key}: {err}")
+                        continue
+                if m.record is not None:
+                    records.append((task.number, m.record, task_view(task)))
+            if new:
+                specs = [spec for _, spec in new]
+                ids = await _write(conn, self.backlog, specs, actor, approve, str(p), on_progress)
+                result.created = [format_key(self.prefix, n) for n in ids.values()]
+                for (item, spec), number in zip(new, ids.values(), strict=True):
+                    item.key = format_key(self.prefix, number)
+                    view = file_view(spec, spec.repo)  # the task holds what the file says
+                    records.append((number, view, view))
+            await _record(conn, str(p), records)
+        return result
+
+    async def repo_files(self) -> list[tuple[str, Path]]:
+        rows = await self.pool.fetch("select name, path from repos order by name")
+        out = []
+        for r in rows:
+            p = Path(r["path"]) / TODO_FILE
+            if p.is_file():
+                out.append((r["name"], p))
+        return out
+
+    async def export_file(
+        self,
+        repo: str,
+        path: str | Path | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> ExportResult:
+        """Write the repo's tasks into its TODO.md (or `path`): owned items in place, the
+        unfinished tasks the file lacks at the end, every other byte as it was (module docstring).
+        `path` None with a repo that has no work tree gives the text only."""
+        target = _todo_path(path) if path is not None else None
+        old = _read_limited(target) if target is not None and target.is_file() else ""
+        doc = read_document(old, target.name if target else TODO_FILE)
+        prefix = self.prefix
+        async with self.backlog.transaction() as conn:
+            owned = {
+                i: n
+                for i, item in enumerate(doc.items)
+                if item.key and (n := parse_key(item.key, prefix)) is not None
+            }
+            tasks = await tasks_by_number(conn, owned.values(), prefix)
+            unfinished = await self.backlog.list(
+                TaskFilter(
+                    repo=repo, status=[Status.DRAFT, Status.OPEN, Status.CLAIMED], limit=10_000
+                )
+            )
+            synced: dict[int, dict[str, Any]] = {}
+            if target is not None:
+                rows = await conn.fetch(
+                    "select t.number, s.file_view from todo_sync s join tasks t on t.id = s.task_id"
+                    " where s.path = $1 and t.number = any($2)",
+                    str(target),
+                    sorted(tasks),
+                )
+                synced = {r["number"]: dict(r["file_view"]) for r in rows}
+            result = ExportResult(path=str(target) if target else None, text=old, changed=False)
+            replace: dict[int, Spec] = {}
+            for index, number in owned.items():
+                item, task = doc.items[index], tasks.get(number)
+                if task is None:
+                    result.kept.append(f"line {item.line}: {item.key} is not in the self.backlog")
+                    continue
+                assert item.spec is not None
+                if not force and target is not None:
+                    now = file_view(item.spec, item.spec.repo or task.repo)
+                    if synced.get(task.number) != now:
+                        why = (
+                            "edited in the file since the last sync"
+                            if task.number in synced
+                            else "not synced with this file yet"
+                        )
+                        result.kept.append(
+                            f"line {item.line}: {task.key} {why}: left as it is; `ob import-todo`"
+                            " it first (or --force)"
+                        )
+                        continue
+                replace[index] = spec_of(task)
+                result.rewritten.append(task.key)
+            in_file = {tasks[n].key for n in owned.values() if n in tasks}
+            titles = {
+                (i.spec.repo or repo, i.spec.title.lower()): i
+                for i in doc.items
+                if i.spec is not None
+            }
+            append: list[Task] = []
+            for t in unfinished:
+                if t.key in in_file:
+                    continue
+                if (t.repo, t.title.lower()) in titles:
+                    result.by_title.append(t.key)
+                    continue
+                append.append(t)
+            result.appended = [t.key for t in append]
+            new_text = rewrite(doc, replace, [spec_of(t) for t in append], title=f"TODO ({repo})")
+            result.text, result.changed = new_text, new_text != old
+            if result.changed:
+                result.diff = "".join(
+                    difflib.unified_diff(
+                        old.splitlines(keepends=True),
+                        new_text.splitlines(keepends=True),
+                        fromfile=f"{target or TODO_FILE} (now)",
+                        tofile=f"{target or TODO_FILE} (after export)",
+                    )
+                )
+            if dry_run or target is None:
+                return result
+            if result.changed:
+                result.backup = await asyncio.to_thread(_replace_file, target, old, new_text)
+            written = read_document(new_text, target.name)
+            by_key = {i.key: i for i in written.items if i.key and i.spec is not None}
+            records = []
+            for t in [*(tasks[n] for n in owned.values() if n in tasks), *append]:
+                now_item = by_key.get(t.key)
+                if now_item is None or now_item.spec is None:
+                    continue
+                if t.key in result.rewritten or t.key in result.appended:
+                    view = file_view(now_item.spec, now_item.spec.repo or t.repo)
+                    records.append((t.number, view, task_view(t)))
+            await _record(conn, str(target), records)
+        return result
