@@ -1,13 +1,21 @@
 """Claim throughput: `python -m bench.claim [--tasks N] [--workers W]`.
 
-One run, one PostgreSQL, W concurrent workers draining N ready tasks four ways:
+One run, one PostgreSQL, W concurrent workers draining N ready tasks these ways:
   (a0) physical limit: the raw claim + fenced complete loop on a minimal queue table (id,
        status, priority, lease holder, expiry, epoch, one partial index) in the same database
-  (a)  baseline: the same raw loop on the project's own tables (no events, no outbox)
+  (a1) the audited baseline: a0 plus what every ob transition must write, each by the
+       transition's own statement (CTEs): an event row per claim and per completion and an
+       outbox row per completion (minimal event and outbox tables)
+  (a)  the raw loop on the project's own tables (no events, no outbox)
   (b)  core: Leases.claim + Leases.complete (events, outbox, dependencies, expiry handling)
   (c)  gateway: claim + complete over HTTP against `ob serve` running as its own process
-Prints cycles/s, claim latency percentiles, WAL bytes and row updates (with the share that were
-HOT) per cycle for each, and the ratios b/a, c/a, b/a0 and c/a0.
+  and, when installed, peers: PgQueuer and procrastinate draining as many empty jobs with as
+  many consumers (bench/peers.py).
+Prints cycles/s, claim latency percentiles, PostgreSQL and Python CPU per cycle (PostgreSQL:
+the processes serving the benchmark's database and the server's own, read from /proc; Python:
+this process, plus `ob serve`'s for c), WAL bytes and row updates (with the share that were HOT)
+per cycle, and the ratios against a1 (targets: b >= 0.7, c >= 0.45 with claim p99 < 25 ms,
+both >= 2x each peer) and a0.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from bench.common import Served, fresh_database, percentile, summary_ms
-from core.agents import add_agent, authenticate
+from bench.peers import pgqueuer_drain, procrastinate_drain
+from core.agents import Agents
 from core.backlog import Backlog
 from core.db import create_pool
 from core.leases import Leases
@@ -57,6 +66,51 @@ where id = $1 and status = 'claimed' and lease_agent_id = $2 and epoch = $3
   and lease_expires_at > now()
 """
 
+# a1: the same loop, each transition writing its event (and a completion its outbox row) in
+# its own statement, as every ob transition must.
+AUDIT_DDL = """
+create table bench_events (
+    id bigserial primary key, task_id bigint, at timestamptz not null default now(),
+    actor text not null, kind text not null, details jsonb not null default '{}'
+);
+create index bench_events_task_idx on bench_events (task_id, id);
+create table bench_outbox (
+    id bigserial primary key, kind text not null, task_id bigint, payload jsonb not null,
+    created_at timestamptz not null default now(), delivered_at timestamptz
+);
+create index bench_outbox_pending_idx on bench_outbox (id) where delivered_at is null
+"""
+AUDITED_CLAIM = """
+with c as (
+    update bench_queue set status = 'claimed', lease_agent_id = $1, epoch = epoch + 1,
+           lease_expires_at = now() + interval '30 minutes'
+    where id = (select id from bench_queue where status = 'open'
+                order by priority, id limit 1 for update skip locked)
+    returning id, epoch, lease_expires_at
+),
+ev as (
+    insert into bench_events (task_id, actor, kind, details)
+    select id, 'agent:' || $1, 'claimed',
+           jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at)
+    from c
+)
+select id, epoch from c
+"""
+AUDITED_COMPLETE = """
+with c as (
+    update bench_queue set status = 'done', lease_agent_id = null, lease_expires_at = null
+    where id = $1 and status = 'claimed' and lease_agent_id = $2 and epoch = $3
+      and lease_expires_at > now()
+    returning id, epoch
+),
+ev as (
+    insert into bench_events (task_id, actor, kind, details)
+    select id, 'agent:' || $2, 'completed', jsonb_build_object('epoch', epoch) from c
+)
+insert into bench_outbox (kind, task_id, payload)
+select 'task_completed', id, jsonb_build_object('task', id, 'by', 'agent:' || $2) from c
+"""
+
 # The same loop on the project's tables: the claim takes the lease row, the completion ends
 # the lease (the task stops being ready, as core's completion says) and marks the task done.
 TASKS_CLAIM = """
@@ -76,19 +130,51 @@ update tasks t set status = 'done' from l where t.id = l.task_id
 """
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """A local process's CPU time so far (user + system), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# The server processes whose CPU a run costs: the backends of this database and the server's
+# own (WAL writer, checkpointer, ...). Backends of other databases are not counted.
+_PG_PIDS = """
+select pid from pg_stat_activity
+where datname = current_database() or backend_type <> 'client backend'
+"""
+
+
 @dataclass
 class Counters:
-    """The WAL position and this database's row-update counts."""
+    """The WAL position, this database's row-update counts, and CPU seconds so far: of the
+    server's processes (by pid) and of the Python processes under test."""
 
     wal: int = 0
     updates: int = 0
     hot: int = 0
+    pg: dict[int, float] = field(default_factory=dict)
+    py: float = 0.0
 
     def __sub__(self, other: Counters) -> Counters:
-        return Counters(self.wal - other.wal, self.updates - other.updates, self.hot - other.hot)
+        pg = {p: t - other.pg.get(p, 0.0) for p, t in self.pg.items()}
+        return Counters(
+            self.wal - other.wal,
+            self.updates - other.updates,
+            self.hot - other.hot,
+            pg,
+            self.py - other.py,
+        )
+
+    @property
+    def pg_seconds(self) -> float | None:
+        return sum(self.pg.values()) if self.pg else None
 
 
-async def counters(pool: asyncpg.Pool) -> Counters:
+async def counters(pool: asyncpg.Pool, served: Served | None = None) -> Counters:
     """Read once every pool connection has flushed its statistics: a backend flushes them when
     it goes idle at least a second after its last flush (server processes flush as they exit).
     The WAL position is the cluster's: other databases' writes count too."""
@@ -102,7 +188,15 @@ async def counters(pool: asyncpg.Pool) -> Counters:
                   sum(n_tup_upd)::bigint as updates, sum(n_tup_hot_upd)::bigint as hot
            from pg_stat_user_tables"""
     )
-    return Counters(row["wal"], row["updates"], row["hot"])
+    pg = {}
+    for r in await pool.fetch(_PG_PIDS):
+        seconds = cpu_seconds(r["pid"])
+        if seconds is not None:
+            pg[r["pid"]] = seconds
+    py = time.process_time()
+    if served is not None:
+        py += cpu_seconds(served.proc.pid) or 0.0
+    return Counters(row["wal"], row["updates"], row["hot"], pg, py)
 
 
 @dataclass
@@ -120,15 +214,25 @@ class Result:
     def line(self) -> str:
         per = max(self.cycles, 1)
         hot = self.cost.hot / self.cost.updates if self.cost.updates else 0.0
+        pg = self.cost.pg_seconds
+        cpu = (
+            f"CPU/cycle PG {pg / per * 1e6:4.0f} us Python {self.cost.py / per * 1e6:4.0f} us"
+            if pg is not None
+            else f"CPU/cycle PG n/a (not local) Python {self.cost.py / per * 1e6:4.0f} us"
+        )
+        latency = f"claim {summary_ms(self.claim_latency)}  " if self.claim_latency else ""
         return (
-            f"{self.name:<18} {self.rate:7.0f} cycles/s  ({self.cycles} in {self.seconds:5.1f} s)  "
-            f"claim {summary_ms(self.claim_latency)}  WAL {self.cost.wal / per:6.0f} B/cycle  "
-            f"{self.cost.updates / per:4.1f} row updates/cycle ({hot:4.0%} HOT)"
+            f"{self.name:<22} {self.rate:6.0f} cycles/s  ({self.cycles} in {self.seconds:5.1f} s)"
+            f"  {latency}{cpu}  WAL {self.cost.wal / per:5.0f} B/cycle  "
+            f"{self.cost.updates / per:3.1f} row updates/cycle ({hot:4.0%} HOT)"
         )
 
 
 async def load_queue(pool: asyncpg.Pool, n: int) -> None:
+    """A fresh minimal queue (a0) with its minimal event and outbox tables (a1)."""
+    await pool.execute("drop table if exists bench_queue, bench_events, bench_outbox")
     await pool.execute(QUEUE_DDL)
+    await pool.execute(AUDIT_DDL)
     await pool.execute(
         "insert into bench_queue (status, priority) select 'open', g % 4"
         " from generate_series(1, $1) g",
@@ -169,23 +273,21 @@ async def drain(
     name: str,
     workers: int,
     cycle: Callable[[int, Result], Awaitable[bool]],
-    stop: Callable[[], Awaitable[None]] | None = None,
+    served: Served | None = None,
 ) -> Result:
-    """Run `workers` loops of `cycle` until each finds nothing; `stop` ends the system under
-    test before the statistics are read."""
+    """Run `workers` loops of `cycle` until each finds nothing; `served`: the `ob serve`
+    under test, whose CPU counts too."""
     result = Result(name)
 
     async def worker(i: int) -> None:
         while await cycle(i, result):
             result.cycles += 1
 
-    before = await counters(pool)
+    before = await counters(pool, served)
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(workers)))
     result.seconds = time.perf_counter() - start
-    if stop is not None:
-        await stop()
-    result.cost = await counters(pool) - before
+    result.cost = await counters(pool, served) - before
     return result
 
 
@@ -244,7 +346,7 @@ def raw_loop(
     return cycle
 
 
-async def main(n_tasks: int, workers: int, with_http: bool = True) -> None:
+async def main(n_tasks: int, workers: int, with_http: bool = True, with_peers: bool = True) -> None:
     load_before = os.getloadavg()
     async with fresh_database() as url:
         settings = load_settings(database_url=url, _env_file=None)
@@ -252,16 +354,21 @@ async def main(n_tasks: int, workers: int, with_http: bool = True) -> None:
         backlog = Backlog(pool, settings)
         leases = Leases(backlog)
         tokens = [
-            (await add_agent(backlog, f"bench{i}", Actor.operator("bench")))[1]
+            (await Agents(backlog).add(f"bench{i}", Actor.operator("bench")))[1]
             for i in range(workers)
         ]
-        actors = [await authenticate(backlog, t) for t in tokens]
+        actors = [await Agents(backlog).authenticate(t) for t in tokens]
         results = []
 
         # (a0) the physical-limit proxy: a minimal queue table
         await load_queue(pool, n_tasks)
         queue = raw_loop(pool, actors, QUEUE_CLAIM, QUEUE_COMPLETE)
         results.append(await drain(pool, "a0 minimal queue", workers, queue))
+
+        # (a1) the same, each transition writing its event and outbox rows
+        await load_queue(pool, n_tasks)
+        audited = raw_loop(pool, actors, AUDITED_CLAIM, AUDITED_COMPLETE)
+        results.append(await drain(pool, "a1 audited queue", workers, audited))
 
         # (a) the same raw loop on the project's tables
         await load(pool, n_tasks)
@@ -284,9 +391,20 @@ async def main(n_tasks: int, workers: int, with_http: bool = True) -> None:
         # (c) gateway over HTTP, `ob serve` in its own process
         if with_http:
             results.append(await gateway_run(url, pool, tokens, n_tasks, workers))
+
+        # peers, when installed: the same number of empty jobs, as many consumers
+        peers = []
+        if with_peers:
+            for run in (pgqueuer_drain, procrastinate_drain):
+                before = await counters(pool)
+                got = await run(url, n_tasks, workers)
+                if got is not None:
+                    peer = Result(got.name, got.jobs, got.seconds)
+                    peer.cost = await counters(pool) - before
+                    peers.append(peer)
         await pool.close()
 
-    report(results, n_tasks, workers, load_before, os.getloadavg())
+    report(results, peers, n_tasks, workers, load_before, os.getloadavg())
 
 
 async def gateway_run(
@@ -310,7 +428,7 @@ async def gateway_run(
             assert status == 200, done
             return True
 
-        result = await drain(pool, "c  gateway HTTP", workers, http, served.stop)
+        result = await drain(pool, "c  gateway HTTP", workers, http, served)
     finally:
         for c in clients:
             await c.close()
@@ -321,6 +439,7 @@ async def gateway_run(
 
 def report(
     results: list[Result],
+    peers: list[Result],
     n_tasks: int,
     workers: int,
     load_before: tuple[float, ...],
@@ -331,18 +450,25 @@ def report(
         f"\nclaim benchmark: {n_tasks} ready tasks, {workers} concurrent workers, one PostgreSQL"
         f"\n{os.cpu_count()} CPUs, load average (1, 5, 15 min) {loads}\n"
     )
-    for r in results:
+    for r in [*results, *peers]:
         print(r.line())
-    a0, a = results[0].rate, results[1].rate
-    b = results[2].rate
-    print(f"\nratio b/a = {b / a:.2f}   b/a0 = {b / a0:.2f}   (target b/a0 >= 0.8)")
-    if len(results) > 3:
-        c = results[3]
+    by = {r.name.split()[0]: r for r in results}
+    a0, a1, b = by["a0"].rate, by["a1"].rate, by["b"].rate
+    print(f"\nratio b/a1 = {b / a1:.2f}   (target >= 0.7)   b/a0 = {b / a0:.2f}")
+    if "c" in by:
+        c = by["c"]
         p99 = percentile([v * 1000 for v in c.claim_latency], 99)
         print(
-            f"ratio c/a = {c.rate / a:.2f}   c/a0 = {c.rate / a0:.2f}   (target c/a0 >= 0.4, "
-            f"p99 claim {p99:.1f} ms, target < 50)"
+            f"ratio c/a1 = {c.rate / a1:.2f}   (target >= 0.45, claim p99 {p99:.1f} ms, target"
+            f" < 25)   c/a0 = {c.rate / a0:.2f}"
         )
+    for p in peers:
+        vs = f"b/peer = {b / p.rate:.2f}" + (
+            f"   c/peer = {by['c'].rate / p.rate:.2f}" if "c" in by else ""
+        )
+        print(f"{p.name}: {vs}   (target >= 2)")
+    if not peers:
+        print("peers: none installed (pip install pgqueuer procrastinate to compare)")
 
 
 if __name__ == "__main__":
@@ -352,5 +478,6 @@ if __name__ == "__main__":
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--skip-http", action="store_true", help="Skip (c), the gateway run.")
+    ap.add_argument("--skip-peers", action="store_true", help="Skip PgQueuer and procrastinate.")
     args = ap.parse_args()
-    asyncio.run(main(args.tasks, args.workers, not args.skip_http))
+    asyncio.run(main(args.tasks, args.workers, not args.skip_http, not args.skip_peers))
