@@ -521,13 +521,19 @@ def export_todo_cmd(
     file is kept as TODO.md.orig.
     """
     from core.git import repos as core_repos
-    from core.git.todo import export_todo
+    from core.git.todo import export_todo, repo_todo_file
 
     to_stdout = output is not None and str(output) == "-"
 
     async def main(b: Backlog) -> ExportResult:
         info = await core_repos.get_repo(b, repo)
-        target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
+        target = None if to_stdout else (output or repo_todo_file(info.path))
+        if target is None and not to_stdout:
+            fail(
+                f"{repo} has no work tree ({info.path} is a bare repository), so no {TODO_FILE}"
+                f" to write in place: `ob export-todo {repo} -o FILE`, or `-o -` for the"
+                " standard output"
+            )
         return await export_todo(b, repo, target, dry_run=dry_run, force=force)
 
     res = run_backlog(main)

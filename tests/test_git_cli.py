@@ -168,3 +168,37 @@ def test_remotes_as_the_operator_sees_them(
     r = run("repo", "add", "https://127.0.0.1:9/nothing/here.git", "--name", "gone")
     assert r.returncode != 0 and "git clone" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "data" / "clones" / "gone.git").exists()
+
+
+def test_export_and_import_of_a_repo_without_a_work_tree(
+    cli_env: dict[str, str], tmp_path: Path, make_forge
+) -> None:
+    """A repo ob keeps as a bare clone (`ob repo add URL`) has no TODO.md a person edits:
+    `ob export-todo` does not write one into the git directory (it says how to write it
+    elsewhere), and `ob import-todo --all` does not read one from there."""
+    env = {**cli_env, "OB_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str):
+        return ob(*args, env=env, cwd=tmp_path)
+
+    forge = make_forge("web")
+    agent = forge.clone("agent")
+    agent.commit("init")
+    agent.git("push", "-q", "origin", "main")
+    assert run("repo", "add", f"file://{forge.path}", "--name", "web").returncode == 0
+    assert run("add", "Fix the header", "-r", "web").returncode == 0
+    clone = tmp_path / "data" / "clones" / "web.git"
+    for args in (("export-todo", "web"), ("export-todo", "web", "--dry-run")):
+        r = run(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert "web has no work tree" in r.stderr and "-o" in r.stderr, r.stderr
+        assert not (clone / "TODO.md").exists()
+    r = run("export-todo", "web", "-o", "-")
+    assert r.returncode == 0 and "## Fix the header" in r.stdout, r.stderr
+    out = tmp_path / "web-TODO.md"
+    r = run("export-todo", "web", "-o", str(out))
+    assert r.returncode == 0 and "## Fix the header" in out.read_text(), r.stderr
+    (clone / "TODO.md").write_text("- [ ] not the repo's file\n")  # left in the git dir
+    r = run("import-todo", "--all")
+    assert r.returncode == 0 and "not the repo" not in r.stdout, r.stdout
+    assert "no TODO.md files found" in r.stdout

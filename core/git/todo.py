@@ -43,6 +43,7 @@ from pydantic import BaseModel
 from core.backlog import Backlog, spec_of, written_status
 from core.errors import BacklogError, Invalid
 from core.git.base import current_head
+from core.git.refs import RepoGone, is_bare
 from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
 from core.spec import EDITABLE, WRITTEN_STATUS, Spec, SpecError
 from core.tasks import TaskFilter, numbers_by_title, tasks_by_number
@@ -519,12 +520,22 @@ def _status_at(on: date | None, now: datetime) -> datetime:
     return datetime(on.year, on.month, on.day, tzinfo=UTC) if on else now
 
 
+def repo_todo_file(repo_path: str) -> Path | None:
+    """A registered repo's TODO.md, in its work tree; None for a bare repository (ob's own clone
+    of a URL, or one agents push to): a file in the git directory is nobody's TODO.md."""
+    try:
+        bare = is_bare(repo_path)
+    except RepoGone:
+        bare = False  # reading it says what is wrong
+    return None if bare else Path(repo_path) / TODO_FILE
+
+
 async def repo_todo_paths(backlog: Backlog) -> list[tuple[str, Path]]:
     rows = await backlog.pool.fetch("select name, path from repos order by name")
     out = []
     for r in rows:
-        p = Path(r["path"]) / TODO_FILE
-        if p.is_file():
+        p = repo_todo_file(r["path"])
+        if p is not None and p.is_file():
             out.append((r["name"], p))
     return out
 
