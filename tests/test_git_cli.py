@@ -120,17 +120,26 @@ def test_remotes_as_the_operator_sees_them(
     def run(*args: str):
         return ob(*args, env=env, cwd=tmp_path)
 
-    forge = make_forge("nexus-ingest")
+    forge, other = make_forge("nexus-ingest"), make_forge("other")
     agent = forge.clone("agent")
     agent.commit("init", files={"ingest/writer.py": "v1\n"})
     agent.git("push", "-q", "origin", "main")
+    other_agent = other.clone("agent")
+    other_agent.commit("init")
+    other_agent.git("push", "-q", "origin", "main")
     url = f"file://{forge.path}"
-    r = run("repo", "add", url)
+    r = run("repo", "add", f"file://{other.path}")
     assert r.returncode == 0, r.stderr
     clone = tmp_path / "data" / "clones" / "origin.git"
     assert f"repo origin at {clone}" in r.stdout and "fetches origin before each" in r.stdout
     r = run("repo", "add", url, "--name", "ingest")
     assert r.returncode == 0 and "ingest" in r.stdout, r.stderr
+    # one registration per remote and branch: a second would read every commit twice
+    r = run("repo", "add", url, "--name", "ingest2")
+    assert r.returncode == 1 and "registered already as 'ingest'" in r.stderr, r.stderr
+    assert not (tmp_path / "data" / "clones" / "ingest2.git").exists()
+    r = run("repo", "add", str(agent.path), "--name", "agent-clone")
+    assert r.returncode == 1 and "registered already as 'ingest'" in r.stderr, r.stderr
     assert run("reconcile").returncode == 0
     r = run(
         "add", "Batch inserts", "-r", "ingest", "-l", "autonomous", "-s", "rewrite ingest/writer.py"

@@ -176,6 +176,10 @@ async def add_repo(
             if fetch is not None:
                 row = await _set_fetch(conn, row, fetch, actor) or row
             return RepoInfo(**dict(row))
+        if remote is not None and not discovered:
+            twin = await conn.fetchrow(_SAME_REMOTE, remote.key, name, default_branch)
+            if twin is not None:
+                raise _registered_already(remote.url, twin)
         row = await conn.fetchrow(
             """insert into repos (name, path, default_branch, branch_pinned, discovered,
                                   fetch_enabled, managed, remote, remote_url, remote_key)
@@ -209,6 +213,25 @@ async def add_repo(
         return RepoInfo(**dict(row))
 
 
+# Another registration of a remote (following that branch; any branch when None).
+_SAME_REMOTE = """
+select name, path, default_branch from repos
+where remote_key = $1 and name <> $2 and ($3::text is null or default_branch = $3)
+order by name limit 1
+"""
+
+
+def _registered_already(url: str, twin: asyncpg.Record) -> Invalid:
+    """One registration per remote and branch, as discovery keeps it: a second would read every
+    commit twice, and ask the operator about each closing one as another repo's."""
+    name = twin["name"]
+    return Invalid(
+        f"{url} is registered already as {name!r} ({twin['path']}, following"
+        f" {twin['default_branch']}): use {name!r}, or `ob repo rm {name}` first to register it"
+        " here instead, or --branch to follow another branch"
+    )
+
+
 async def add_remote_repo(
     backlog: Backlog,
     url: str,
@@ -229,6 +252,9 @@ async def add_remote_repo(
             f"repo name {name[:60]!r} is not valid: letters, digits, . _ / - (at most 100)"
         )
     target = (backlog.settings.data_dir / "clones" / f"{name}.git").resolve()
+    twin = await backlog.pool.fetchrow(_SAME_REMOTE, key, name, branch)
+    if twin is not None:  # before cloning: a second clone is refused anyway
+        raise _registered_already(url, twin)
     known = await backlog.pool.fetchrow("select path, managed from repos where name = $1", name)
     if known is not None and Path(known["path"]) != target:
         raise Invalid(f"a repo named {name!r} exists at {known['path']}; choose another --name")
