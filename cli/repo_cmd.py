@@ -553,8 +553,8 @@ def export_todo_cmd(
     what = f"{len(res.rewritten)} rewritten, {len(res.appended)} appended" + (
         f" ({_listed(res.appended)})" if res.appended else ""
     )
-    if not res.changed:
-        console().print(f"{res.path}: up to date ({what})")
+    if not res.changed:  # owned specs written as they were: nothing was rewritten
+        console().print(f"{res.path}: up to date, nothing to write")
     elif dry_run:
         console().print(f"{res.path}: would change ({what}); dry run, nothing written")
     else:

@@ -96,6 +96,10 @@ def test_import_dry_run_and_export_diff(
     r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
     assert r.returncode == 0 and "TODO.md.orig" in r.stdout
     assert (repo / "TODO.md").read_text().startswith(text)
+    # again: the owned spec is written as it is; nothing was rewritten, and it says so
+    r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+    assert "rewritten" not in r.stdout, r.stdout
 
 
 def test_edit_from_the_printed_spec_changes_the_status_as_written(
