@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import JsonOpt, console, err_console, fail, operator, print_json, run_backlog
+from cli.app import (
+    JsonOpt,
+    console,
+    err_console,
+    fail,
+    operator,
+    print_json,
+    run_backlog,
+    warn,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -397,12 +406,18 @@ def import_todo_cmd(
         TimeElapsedColumn,
     )
 
+    from core.git.repos import unregistered_name
     from core.git.todo import import_todo, repo_todo_paths
 
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
 
+    unknown: str | None = None
+
     async def main(b: Backlog) -> list[ImportResult]:
+        nonlocal unknown
+        if repo is not None:
+            unknown = await unregistered_name(b, repo)
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
             targets += await repo_todo_paths(b)
@@ -437,6 +452,11 @@ def import_todo_cmd(
         return out
 
     results = run_backlog(main)
+    if unknown is not None:
+        warn(
+            f"{unknown}: git will not verify the tasks filed for it or show their drift;"
+            " `ob repo add PATH` registers it"
+        )
     if as_json:
         print_json([r.model_dump(mode="json") for r in results])
         return

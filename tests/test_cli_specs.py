@@ -80,6 +80,7 @@ def test_import_dry_run_and_export_diff(
         "1 filed (OB-1)" in r.stdout
         and "not read: line 9: broken: line 10: priority must" in r.stdout
     )
+    assert "no repo named 'web' is registered" in r.stderr  # as `ob add -r` warns
 
     git = make_repo("web")
     git.commit("init")

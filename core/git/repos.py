@@ -355,16 +355,23 @@ async def unregistered_repo(backlog: Backlog, task: Task) -> str | None:
     its drift), naming the closest registered one; None when all is well."""
     if task.repo is None:
         return None
-    names = [r["name"] for r in await backlog.pool.fetch("select name from repos")]
-    if task.repo in names:
+    unknown = await unregistered_name(backlog, task.repo)
+    if unknown is None:
         return None
-    close = difflib.get_close_matches(task.repo, names, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else ""
     return (
-        f"no repo named {task.repo!r} is registered{hint}: git will not verify {task.key} or "
-        f"show its drift; `ob edit {task.key} -r NAME` fixes the name, `ob repo add PATH` "
-        "registers it"
+        f"{unknown}: git will not verify {task.key} or show its drift; `ob edit {task.key} -r"
+        " NAME` fixes the name, `ob repo add PATH` registers it"
     )
+
+
+async def unregistered_name(backlog: Backlog, repo: str) -> str | None:
+    """`no repo named 'x' is registered (did you mean y?)`, or None when `repo` is one."""
+    names = [r["name"] for r in await backlog.pool.fetch("select name from repos")]
+    if repo in names:
+        return None
+    close = difflib.get_close_matches(repo, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"no repo named {repo!r} is registered{hint}"
 
 
 async def list_repos(backlog: Backlog) -> list[RepoInfo]:
