@@ -263,10 +263,11 @@ def render_status_line(word: str, on: date | None, reason: str | None) -> str:
 
 def describe_status(word: str | None, on: date | None, reason: str | None) -> str | None:
     """The status as the person wrote it, for cards and tables: `blocked since 2026-11-18 —
-    waiting for finance`."""
+    waiting for finance`; a day ahead is the day it is for: `planned 2026-12-10`."""
     if not word:
         return None
-    return word + (f" since {on.isoformat()}" if on else "") + (f" — {reason}" if reason else "")
+    when = "" if on is None else f" {'since ' if on <= date.today() else ''}{on.isoformat()}"
+    return word + when + (f" — {reason}" if reason else "")
 
 
 # ---------------------------------------------------------------- field labels

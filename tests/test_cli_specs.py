@@ -135,3 +135,17 @@ def test_edit_from_the_printed_spec_changes_the_status_as_written(
     assert r.returncode == 0, r.stderr
     task = json.loads(ob("show", "OB-1", "--json", env=cli_env, cwd=tmp_path).stdout)
     assert (task["status"], task["status_word"], task["status_reason"]) == ("open", None, None)
+
+
+def test_a_status_dated_in_the_future_is_not_since_then(
+    cli_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`status: planned 2099-01-15` is planned for that day: the card says so, not "planned
+    since 2099-01-15"."""
+    spec = "Drop the v1 endpoint\nstatus: planned 2099-01-15 — after the clients move\n"
+    r = ob("add", "-f", "-", env=cli_env, cwd=tmp_path, stdin=spec)
+    assert r.returncode == 0, r.stderr
+    r = ob("show", "OB-1", env=cli_env, cwd=tmp_path)
+    assert "status as written: planned 2099-01-15 — after the clients move" in r.stdout, r.stdout
+    assert "since 2099" not in r.stdout
