@@ -211,3 +211,28 @@ def test_export_and_import_of_a_repo_without_a_work_tree(
     r = run("import-todo", "--all")
     assert r.returncode == 0 and "not the repo" not in r.stdout, r.stdout
     assert "no TODO.md files found" in r.stdout
+
+
+def test_show_with_no_new_commits_but_a_mention_elsewhere(
+    cli_env: dict[str, str], tmp_path: Path, make_repo
+) -> None:
+    """No commit since the plan, but another repo's commit mentions the task: `ob show` says
+    there are none (no "0 commit(s) ...:" over an empty list) and names each mention once,
+    with its repo."""
+
+    def run(*args: str):
+        return ob(*args, env=cli_env, cwd=tmp_path)
+
+    api, web = make_repo("api"), make_repo("web")
+    api.commit("init")
+    web.commit("init")
+    assert run("repo", "add", str(api.path)).returncode == 0
+    assert run("repo", "add", str(web.path)).returncode == 0
+    assert run("add", "Tune the pool", "-r", "api", "-l", "autonomous").returncode == 0
+    sha = web.commit("Pool settings, see OB-1")
+    assert run("reconcile").returncode == 0
+    r = run("show", "OB-1")
+    assert r.returncode == 0, r.stderr
+    assert "0 commit(s)" not in r.stdout, r.stdout
+    assert "no commits on api since the plan was approved" in r.stdout, r.stdout
+    assert f"commits already mention this task: {sha[:10]} (web)" in r.stdout, r.stdout
