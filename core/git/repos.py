@@ -176,10 +176,10 @@ async def add_repo(
             if fetch is not None:
                 row = await _set_fetch(conn, row, fetch, actor) or row
             return RepoInfo(**dict(row))
-        if remote is not None and not discovered:
+        if remote is not None and remote.key and not discovered:
             twin = await conn.fetchrow(_SAME_REMOTE, remote.key, name, default_branch)
             if twin is not None:
-                raise _registered_already(remote.url, twin)
+                raise _registered_already(remote.url or remote.key, twin)
         row = await conn.fetchrow(
             """insert into repos (name, path, default_branch, branch_pinned, discovered,
                                   fetch_enabled, managed, remote, remote_url, remote_key)
