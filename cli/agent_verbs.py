@@ -215,16 +215,25 @@ def print_drift(drift: dict[str, Any] | None) -> None:
             f"plan is current with {drift.get('repo')} (no commits since it was approved)"
         )
         return
-    console().print(
-        f"[yellow]{n} commit(s) on {drift.get('repo')} since the plan was approved:[/yellow]"
-    )
+    if n:
+        console().print(
+            f"[yellow]{n} commit(s) on {drift.get('repo')} since the plan was approved:[/yellow]"
+        )
+    else:
+        console().print(f"no commits on {drift.get('repo')} since the plan was approved")
     for subject in drift.get("subjects", []):
         console().print(f"  {subject}", highlight=False)
     if drift.get("files_in_steps"):
         console().print(f"  files your steps name changed: {', '.join(drift['files_in_steps'])}")
     if drift.get("already_referenced"):
-        shas = ", ".join(r["sha"][:10] for r in drift.get("references", []))
-        console().print(f"[yellow]commits already mention this task:[/yellow] {shas}")
+        here = (None, drift.get("repo"))
+        mentions = dict.fromkeys(  # in order, each once (two clones of one history: once)
+            r["sha"][:10] + ("" if r.get("repo") in here else f" ({r['repo']})")
+            for r in drift.get("references", [])
+        )
+        console().print(
+            f"[yellow]commits already mention this task:[/yellow] {', '.join(mentions)}"
+        )
 
 
 def heartbeat(key: KeyArg, epoch: EpochOpt = None, as_json: JsonOpt = False) -> None:

@@ -82,6 +82,21 @@ def read_text(path: Path) -> str:
         )
 
 
+def rewrap_help(app: typer.Typer) -> None:
+    """Give every command of `app` (and of its sub-apps) its docstring with each paragraph on
+    one line: rich then wraps it to the terminal, instead of breaking a sentence where the
+    source line ended."""
+    import inspect
+
+    for info in app.registered_commands:
+        doc = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            rewrap_help(group.typer_instance)
+
+
 def warn(message: str) -> None:
     typer.echo(typer.style("warning:", fg="yellow") + f" {message}", err=True)
 

@@ -30,6 +30,7 @@ from cli.app import (
     print_json,
     read_text,
     reported,
+    rewrap_help,
     run,
     run_backlog,
     settings,
@@ -572,6 +573,7 @@ register_question_commands(app)
 register_agent_verbs(app)
 register_git_commands(app)
 register_status_commands(app)
+rewrap_help(app)
 
 
 def check_argv(args: list[str]) -> None:

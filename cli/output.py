@@ -84,7 +84,8 @@ def task_card(task: Task, today: date | None = None) -> Panel:
     lines.append(f"{status}", style=STATUS_STYLE.get(status, ""))
     if status == "snoozed":
         lines.append(f" until {task.trigger_on} (agents and the drains leave it until then)")
-    lines.append(f" since {task.status_at:%Y-%m-%d %H:%M} UTC ({ago(task.status_at)})")
+    since = "since" if task.status_at <= datetime.now(UTC) else "dated"  # a planned day ahead
+    lines.append(f" {since} {task.status_at:%Y-%m-%d %H:%M} UTC ({ago(task.status_at)})")
     if task.lane:
         lines.append(f" · lane {task.lane.value}")
     written = describe_status(task.status_word, task.status_date, task.status_reason)

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import JsonOpt, console, err_console, fail, operator, print_json, run_backlog
+from cli.app import (
+    JsonOpt,
+    console,
+    err_console,
+    fail,
+    operator,
+    print_json,
+    run_backlog,
+    warn,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -397,12 +406,18 @@ def import_todo_cmd(
         TimeElapsedColumn,
     )
 
+    from core.git.repos import Repos
     from core.git.todo import TodoFiles
 
     if not path and not all_:
         fail("give TODO.md paths, or --all for every registered repo")
 
+    unknown: str | None = None
+
     async def main(b: Backlog) -> list[ImportResult]:
+        nonlocal unknown
+        if repo is not None:
+            unknown = await Repos(b).unregistered_name(repo)
         targets: list[tuple[str | None, Path]] = [(repo, p) for p in path or []]
         if all_:
             targets += await TodoFiles(b).repo_files()
@@ -439,6 +454,11 @@ def import_todo_cmd(
         return out
 
     results = run_backlog(main)
+    if unknown is not None:
+        warn(
+            f"{unknown}: git will not verify the tasks filed for it or show their drift;"
+            " `ob repo add PATH` registers it"
+        )
     if as_json:
         print_json([r.model_dump(mode="json") for r in results])
         return
@@ -523,13 +543,19 @@ def export_todo_cmd(
     file is kept as TODO.md.orig.
     """
     from core.git.repos import Repos
-    from core.git.todo import TodoFiles
+    from core.git.todo import TodoFiles, repo_todo_file
 
     to_stdout = output is not None and str(output) == "-"
 
     async def main(b: Backlog) -> ExportResult:
         info = await Repos(b).get(repo)
-        target = None if to_stdout else (output or Path(info.path) / TODO_FILE)
+        target = None if to_stdout else (output or repo_todo_file(info.path))
+        if target is None and not to_stdout:
+            fail(
+                f"{repo} has no work tree ({info.path} is a bare repository), so no {TODO_FILE}"
+                f" to write in place: `ob export-todo {repo} -o FILE`, or `-o -` for the"
+                " standard output"
+            )
         return await TodoFiles(b).export_file(repo, target, dry_run=dry_run, force=force)
 
     res = run_backlog(main)
@@ -549,8 +575,8 @@ def export_todo_cmd(
     what = f"{len(res.rewritten)} rewritten, {len(res.appended)} appended" + (
         f" ({_listed(res.appended)})" if res.appended else ""
     )
-    if not res.changed:
-        console().print(f"{res.path}: up to date ({what})")
+    if not res.changed:  # owned specs written as they were: nothing was rewritten
+        console().print(f"{res.path}: up to date, nothing to write")
     elif dry_run:
         console().print(f"{res.path}: would change ({what}); dry run, nothing written")
     else:

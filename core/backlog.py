@@ -615,7 +615,8 @@ class Backlog:
     async def edit_from_spec(self, key: str, spec: Spec, actor: Actor) -> Edited:
         """Replace a task's spec with a text-form spec. A key line must name this task; lane and
         status lines must say what the task is (their verbs change them: the refusal says
-        which)."""
+        which); a status line other than the one `ob spec` prints is the status as written
+        (`blocked 2026-11-18 — waiting for finance`, or `open` to clear it)."""
         task = await self.get(key)
         if spec.key and spec.key != task.key:
             raise Invalid(
@@ -634,7 +635,11 @@ class Backlog:
                 f"an edit does not change a status ({task.key} is {task.status}): "
                 f"{_status_verb(task.key, spec.status)}"
             )
-        return await self.edit(key, actor, **{f: getattr(spec, f) for f in EDITABLE})
+        changes = {f: getattr(spec, f) for f in EDITABLE}
+        written = written_status(spec)
+        if written != written_status(spec_of(task)):  # the status line differs from ob's own
+            changes.update(written)
+        return await self.edit(key, actor, **changes)
 
     # ------------------------------------------------------------------ views
 

@@ -659,12 +659,14 @@ class Leases(Service):
         self, number: int, actor: Actor, epoch: int, kind: EventKind, same: dict[str, Any]
     ) -> Task | None:
         """A refused write that is a retry of one that went through (the same agent, epoch and
-        payload; its answer was lost): the task as it is, marked replayed; else None."""
+        payload; its answer was lost): the task as it is, marked replayed (and, for a done after
+        a commit had closed the task, that commit); else None."""
         row = await self._last_write(number, actor, epoch, kind)
         if row is None or any(row["details"].get(k) != v for k, v in same.items()):
             return None
         task = await self.backlog.get_by_id(row["task_id"])
-        return task.model_copy(update={"replayed": True})
+        closed_by = row["details"].get("closed_by")
+        return task.model_copy(update={"replayed": True, "already_closed_by": closed_by})
 
     async def _refused(
         self,

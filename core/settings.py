@@ -218,7 +218,8 @@ def describe_error(err: ValidationError) -> str:
     for e in err.errors():
         field = "_".join(str(p) for p in e["loc"])
         got = "" if field in SECRETS else f" (got {e.get('input')!r})"
-        lines.append(f"{ENV_PREFIX}{field.upper()}: {e['msg']}{got}")
+        msg = str(e["msg"]).removeprefix("Value error, ")  # pydantic's words, not the user's
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {msg}{got}")
     if len(lines) == 1:
         return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -27,13 +27,27 @@ from core.models import Status
 # ---------------------------------------------------------------- normalising
 
 
+_DECORATION = frozenset(" .:：*_`~!?()[]{}\"'\u200d\ufe0e\ufe0f")
+
+
 @lru_cache(maxsize=8192)
 def norm(text: str) -> str:
     """A word or label for lookups: case-folded, emoji and punctuation at the ends dropped,
     runs of spaces, dashes and underscores made one space, curly apostrophes straight."""
     text = unicodedata.normalize("NFC", text).replace("’", "'").replace("‘", "'").casefold()
     text = re.sub(r"[\s_\-]+", " ", text)
-    return text.strip(" .:：*_`~!?()[]{}\"'✅✔✓☑️❌✗🚫🚧⏳")
+    start, end = 0, len(text)
+    while start < end and _decoration(text[start]):
+        start += 1
+    while end > start and _decoration(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def _decoration(ch: str) -> bool:
+    """Punctuation, emphasis and emoji around a word (`**Status:**`, `## 🔥 High priority`):
+    symbols, emoji's variation selectors and joiners, and the marks people wrap labels in."""
+    return ch in _DECORATION or unicodedata.category(ch) in ("So", "Sk")
 
 
 def _table(*groups: str) -> frozenset[str]:
@@ -249,10 +263,11 @@ def render_status_line(word: str, on: date | None, reason: str | None) -> str:
 
 def describe_status(word: str | None, on: date | None, reason: str | None) -> str | None:
     """The status as the person wrote it, for cards and tables: `blocked since 2026-11-18 —
-    waiting for finance`."""
+    waiting for finance`; a day ahead is the day it is for: `planned 2026-12-10`."""
     if not word:
         return None
-    return word + (f" since {on.isoformat()}" if on else "") + (f" — {reason}" if reason else "")
+    when = "" if on is None else f" {'since ' if on <= date.today() else ''}{on.isoformat()}"
+    return word + when + (f" — {reason}" if reason else "")
 
 
 # ---------------------------------------------------------------- field labels

@@ -113,3 +113,17 @@ def test_embedded_server_with_no_database_url(tmp_path: Path) -> None:
     while _postgres_running_for(pgdata) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _postgres_running_for(pgdata)
+
+
+def test_help_texts_read_as_sentences(tmp_path: Path) -> None:
+    """A docstring's line breaks are the source's, not the reader's: `--help` wraps its
+    paragraphs to the terminal instead of breaking a sentence where the source line ended."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env["COLUMNS"] = "200"
+    r = ob("import-todo", "--help", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "or parts between `---` lines), checklists and bullet lists are read" in r.stdout
+    r = ob("--help", env=env, cwd=tmp_path)  # the summaries in the command list too
+    assert "Plus the notices waiting, and how fresh the truth is" in r.stdout, r.stdout
+    r = ob("ask", "--help", env=env, cwd=tmp_path)  # a paragraph of its own stays one
+    assert '\n ob ask OB-12 "Redis or Postgres for this cache?"' in r.stdout, r.stdout

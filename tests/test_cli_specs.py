@@ -80,6 +80,7 @@ def test_import_dry_run_and_export_diff(
         "1 filed (OB-1)" in r.stdout
         and "not read: line 9: broken: line 10: priority must" in r.stdout
     )
+    assert "no repo named 'web' is registered" in r.stderr  # as `ob add -r` warns
 
     git = make_repo("web")
     git.commit("init")
@@ -96,3 +97,55 @@ def test_import_dry_run_and_export_diff(
     r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
     assert r.returncode == 0 and "TODO.md.orig" in r.stdout
     assert (repo / "TODO.md").read_text().startswith(text)
+    # again: the owned spec is written as it is; nothing was rewritten, and it says so
+    r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+    assert "rewritten" not in r.stdout, r.stdout
+
+
+def test_edit_from_the_printed_spec_changes_the_status_as_written(
+    cli_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`ob spec KEY > s.txt; $EDITOR s.txt; ob edit KEY -f s.txt` with the status line changed
+    to a word awaiting the operator (not a lifecycle verb's job) changes it; it is not
+    "nothing changed"."""
+    r = ob("add", "Rotate the ingest credentials", "-r", "ingest", env=cli_env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    printed = ob("spec", "OB-1", env=cli_env, cwd=tmp_path).stdout
+    status_line = next(ln for ln in printed.splitlines() if ln.startswith("status:"))
+    edited = printed.replace(status_line, "status: blocked 2026-11-18 — waiting for finance")
+    r = ob("edit", "OB-1", "-f", "-", env=cli_env, cwd=tmp_path, stdin=edited)
+    assert r.returncode == 0, r.stderr
+    assert "nothing changed" not in r.stdout and "status" in r.stdout
+    task = json.loads(ob("show", "OB-1", "--json", env=cli_env, cwd=tmp_path).stdout)
+    assert (task["status"], task["status_word"], task["status_date"], task["status_reason"]) == (
+        "open",
+        "blocked",
+        "2026-11-18",
+        "waiting for finance",
+    )
+    # the spec as printed now edits nothing; writing the lifecycle back clears the word
+    again = ob("spec", "OB-1", env=cli_env, cwd=tmp_path).stdout
+    assert "status: blocked 2026-11-18 — waiting for finance" in again
+    r = ob("edit", "OB-1", "-f", "-", env=cli_env, cwd=tmp_path, stdin=again)
+    assert r.returncode == 0 and "nothing changed" in r.stdout, r.stdout + r.stderr
+    cleared = again.replace("status: blocked 2026-11-18 — waiting for finance", "status: open")
+    r = ob("edit", "OB-1", "-f", "-", env=cli_env, cwd=tmp_path, stdin=cleared)
+    assert r.returncode == 0, r.stderr
+    task = json.loads(ob("show", "OB-1", "--json", env=cli_env, cwd=tmp_path).stdout)
+    assert (task["status"], task["status_word"], task["status_reason"]) == ("open", None, None)
+
+
+def test_a_status_dated_in_the_future_is_not_since_then(
+    cli_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`status: planned 2099-01-15` is planned for that day: the card says so, not "planned
+    since 2099-01-15"."""
+    spec = "Drop the v1 endpoint\nstatus: planned 2099-01-15 — after the clients move\n"
+    r = ob("add", "-f", "-", env=cli_env, cwd=tmp_path, stdin=spec)
+    assert r.returncode == 0, r.stderr
+    r = ob("show", "OB-1", env=cli_env, cwd=tmp_path)
+    assert "status as written: planned 2099-01-15 — after the clients move" in r.stdout, r.stdout
+    assert "since 2099" not in r.stdout

@@ -120,17 +120,26 @@ def test_remotes_as_the_operator_sees_them(
     def run(*args: str):
         return ob(*args, env=env, cwd=tmp_path)
 
-    forge = make_forge("nexus-ingest")
+    forge, other = make_forge("nexus-ingest"), make_forge("other")
     agent = forge.clone("agent")
     agent.commit("init", files={"ingest/writer.py": "v1\n"})
     agent.git("push", "-q", "origin", "main")
+    other_agent = other.clone("agent")
+    other_agent.commit("init")
+    other_agent.git("push", "-q", "origin", "main")
     url = f"file://{forge.path}"
-    r = run("repo", "add", url)
+    r = run("repo", "add", f"file://{other.path}")
     assert r.returncode == 0, r.stderr
     clone = tmp_path / "data" / "clones" / "origin.git"
     assert f"repo origin at {clone}" in r.stdout and "fetches origin before each" in r.stdout
     r = run("repo", "add", url, "--name", "ingest")
     assert r.returncode == 0 and "ingest" in r.stdout, r.stderr
+    # one registration per remote and branch: a second would read every commit twice
+    r = run("repo", "add", url, "--name", "ingest2")
+    assert r.returncode == 1 and "registered already as 'ingest'" in r.stderr, r.stderr
+    assert not (tmp_path / "data" / "clones" / "ingest2.git").exists()
+    r = run("repo", "add", str(agent.path), "--name", "agent-clone")
+    assert r.returncode == 1 and "registered already as 'ingest'" in r.stderr, r.stderr
     assert run("reconcile").returncode == 0
     r = run(
         "add", "Batch inserts", "-r", "ingest", "-l", "autonomous", "-s", "rewrite ingest/writer.py"
@@ -168,3 +177,62 @@ def test_remotes_as_the_operator_sees_them(
     r = run("repo", "add", "https://127.0.0.1:9/nothing/here.git", "--name", "gone")
     assert r.returncode != 0 and "git clone" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "data" / "clones" / "gone.git").exists()
+
+
+def test_export_and_import_of_a_repo_without_a_work_tree(
+    cli_env: dict[str, str], tmp_path: Path, make_forge
+) -> None:
+    """A repo ob keeps as a bare clone (`ob repo add URL`) has no TODO.md a person edits:
+    `ob export-todo` does not write one into the git directory (it says how to write it
+    elsewhere), and `ob import-todo --all` does not read one from there."""
+    env = {**cli_env, "OB_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str):
+        return ob(*args, env=env, cwd=tmp_path)
+
+    forge = make_forge("web")
+    agent = forge.clone("agent")
+    agent.commit("init")
+    agent.git("push", "-q", "origin", "main")
+    assert run("repo", "add", f"file://{forge.path}", "--name", "web").returncode == 0
+    assert run("add", "Fix the header", "-r", "web").returncode == 0
+    clone = tmp_path / "data" / "clones" / "web.git"
+    for args in (("export-todo", "web"), ("export-todo", "web", "--dry-run")):
+        r = run(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert "web has no work tree" in r.stderr and "-o" in r.stderr, r.stderr
+        assert not (clone / "TODO.md").exists()
+    r = run("export-todo", "web", "-o", "-")
+    assert r.returncode == 0 and "## Fix the header" in r.stdout, r.stderr
+    out = tmp_path / "web-TODO.md"
+    r = run("export-todo", "web", "-o", str(out))
+    assert r.returncode == 0 and "## Fix the header" in out.read_text(), r.stderr
+    (clone / "TODO.md").write_text("- [ ] not the repo's file\n")  # left in the git dir
+    r = run("import-todo", "--all")
+    assert r.returncode == 0 and "not the repo" not in r.stdout, r.stdout
+    assert "no TODO.md files found" in r.stdout
+
+
+def test_show_with_no_new_commits_but_a_mention_elsewhere(
+    cli_env: dict[str, str], tmp_path: Path, make_repo
+) -> None:
+    """No commit since the plan, but another repo's commit mentions the task: `ob show` says
+    there are none (no "0 commit(s) ...:" over an empty list) and names each mention once,
+    with its repo."""
+
+    def run(*args: str):
+        return ob(*args, env=cli_env, cwd=tmp_path)
+
+    api, web = make_repo("api"), make_repo("web")
+    api.commit("init")
+    web.commit("init")
+    assert run("repo", "add", str(api.path)).returncode == 0
+    assert run("repo", "add", str(web.path)).returncode == 0
+    assert run("add", "Tune the pool", "-r", "api", "-l", "autonomous").returncode == 0
+    sha = web.commit("Pool settings, see OB-1")
+    assert run("reconcile").returncode == 0
+    r = run("show", "OB-1")
+    assert r.returncode == 0, r.stderr
+    assert "0 commit(s)" not in r.stdout, r.stdout
+    assert "no commits on api since the plan was approved" in r.stdout, r.stdout
+    assert f"commits already mention this task: {sha[:10]} (web)" in r.stdout, r.stdout

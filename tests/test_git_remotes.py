@@ -216,6 +216,7 @@ async def test_the_late_done_over_rest_and_mcp(
         assert r.json()["completion_note"] == "done in one go" and r.json()["commits"] == [sha]
         again = await c.post(f"/v1/tasks/{k1}/complete", json=body)
         assert again.status_code == 200 and again.json()["replayed"] is True
+        assert again.json()["already_closed_by"] == sha  # a retry answers as the first did
         stale = await c.post(f"/v1/tasks/{k1}/complete", json={**body, "epoch": e1 + 5})
         assert stale.status_code == 409
     async with httpx.AsyncClient(
@@ -233,6 +234,33 @@ async def test_the_late_done_over_rest_and_mcp(
         assert not res.is_error, res
         assert res.structured_content["already_closed_by"] == sha
     assert (await backlog.get(k2)).completion_note == "also"
+
+
+async def test_the_late_done_from_the_agent_cli_says_the_commit_closed_it(
+    gateway: str, backlog: Backlog, make_forge, make_agent, tmp_path
+) -> None:
+    """`ob done` after the reconciler closed the task says so, verified, also when it is a
+    retry of a done whose answer was lost; never "unverified until git confirms"."""
+    import os
+
+    from tests.test_agent_cli import ob
+
+    _, token = await make_agent("codex")
+    forge, mine, agent = seeded(make_forge)
+    await Repos(backlog).add(mine.path, OP, name="svc")
+    key = await file(backlog, "one", repo="svc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OB_")}
+    env.update(OB_URL=gateway, OB_AGENT_TOKEN=token, OB_DATA_DIR=str(tmp_path), COLUMNS="200")
+    code, _, err = await ob(env, "next")
+    assert code == 0, err
+    sha = agent.commit(f"One\n\nCloses: {key}\n")
+    agent.git("push", "-q", "origin", "main")
+    await scan(Reconciler(backlog))
+    for _ in range(2):  # the second: a retry, its epoch given as after a lost answer
+        code, out, err = await ob(env, "done", key, "-c", sha, "-m", "shipped", "--epoch", "1")
+        assert code == 0, err
+        assert f"{key} was already closed by commit {sha[:10]} (verified)" in out, out
+        assert "unverified" not in out
 
 
 # ----------------------------------------------------- failures, opt-outs, several processes

@@ -15,7 +15,7 @@ from core.settings import SettingsError, load_settings
     ("env", "message"),
     [
         ({"OB_LEASE_TTL": "soon"}, "OB_LEASE_TTL"),
-        ({"OB_TIMEZONE": "Mars/Olympus"}, "OB_TIMEZONE: Value error, unknown time zone"),
+        ({"OB_TIMEZONE": "Mars/Olympus"}, "OB_TIMEZONE: unknown time zone"),
         ({"OB_OPERATOR_IDS": "12,abc"}, "OB_OPERATOR_IDS"),
         ({"OB_KEY_PREFIX": "not a prefix"}, "OB_KEY_PREFIX"),
         ({"OB_DATABASE_URL": "mysql://x"}, "OB_DATABASE_URL"),
@@ -27,7 +27,7 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, env: dict, me
         monkeypatch.setenv(k, v)
     with pytest.raises(SettingsError) as err:
         load_settings(_env_file=None)
-    assert message in str(err.value)
+    assert message in str(err.value) and "Value error" not in str(err.value)  # pydantic's words
 
 
 def test_lists_from_commas(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,6 +209,25 @@ def find_git_repos(
     return found
 
 
+# Another registration of a remote (following that branch; any branch when None).
+_SAME_REMOTE = """
+select name, path, default_branch from repos
+where remote_key = $1 and name <> $2 and ($3::text is null or default_branch = $3)
+order by name limit 1
+"""
+
+
+def _registered_already(url: str, twin: asyncpg.Record) -> Invalid:
+    """One registration per remote and branch, as discovery keeps it: a second would read every
+    commit twice, and ask the operator about each closing one as another repo's."""
+    name = twin["name"]
+    return Invalid(
+        f"{url} is registered already as {name!r} ({twin['path']}, following"
+        f" {twin['default_branch']}): use {name!r}, or `ob repo rm {name}` first to register it"
+        " here instead, or --branch to follow another branch"
+    )
+
+
 class Repos(Service):
     """The repo registry: add (a path, a URL, what OB_REPO_ROOTS holds), list, remove."""
 
@@ -312,6 +331,10 @@ class Repos(Service):
                 if fetch is not None:
                     row = await _set_fetch(conn, row, fetch, actor) or row
                 return RepoInfo(**dict(row))
+            if remote is not None and remote.key and not discovered:
+                twin = await conn.fetchrow(_SAME_REMOTE, remote.key, name, default_branch)
+                if twin is not None:
+                    raise _registered_already(remote.url or remote.key, twin)
             row = await conn.fetchrow(
                 """insert into repos (name, path, default_branch, branch_pinned, discovered,
                                       fetch_enabled, managed, remote, remote_url, remote_key)
@@ -364,6 +387,9 @@ class Repos(Service):
                 f"repo name {name[:60]!r} is not valid: letters, digits, . _ / - (at most 100)"
             )
         target = (self.settings.data_dir / "clones" / f"{name}.git").resolve()
+        twin = await self.pool.fetchrow(_SAME_REMOTE, key, name, branch)
+        if twin is not None:  # before cloning: a second clone is refused anyway
+            raise _registered_already(url, twin)
         known = await self.pool.fetchrow("select path, managed from repos where name = $1", name)
         if known is not None and Path(known["path"]) != target:
             raise Invalid(f"a repo named {name!r} exists at {known['path']}; choose another --name")
@@ -423,16 +449,22 @@ class Repos(Service):
         its drift), naming the closest registered one; None when all is well."""
         if task.repo is None:
             return None
-        names = [r["name"] for r in await self.pool.fetch("select name from repos")]
-        if task.repo in names:
+        unknown = await self.unregistered_name(task.repo)
+        if unknown is None:
             return None
-        close = difflib.get_close_matches(task.repo, names, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
         return (
-            f"no repo named {task.repo!r} is registered{hint}: git will not verify {task.key} or "
-            f"show its drift; `ob edit {task.key} -r NAME` fixes the name, `ob repo add PATH` "
-            "registers it"
+            f"{unknown}: git will not verify {task.key} or show its drift; `ob edit {task.key} -r"
+            " NAME` fixes the name, `ob repo add PATH` registers it"
         )
+
+    async def unregistered_name(self, repo: str) -> str | None:
+        """`no repo named 'x' is registered (did you mean y?)`, or None when `repo` is one."""
+        names = [r["name"] for r in await self.pool.fetch("select name from repos")]
+        if repo in names:
+            return None
+        close = difflib.get_close_matches(repo, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"no repo named {repo!r} is registered{hint}"
 
     async def all(self) -> list[RepoInfo]:
         rows = await self.pool.fetch("select * from repos order by name")

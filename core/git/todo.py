@@ -44,6 +44,7 @@ from core import events
 from core.backlog import Backlog, spec_of, written_status
 from core.errors import BacklogError, Invalid
 from core.git.base import current_head
+from core.git.refs import RepoGone, is_bare
 from core.models import Actor, Lane, OutboxKind, Status, Task, format_key, parse_key
 from core.notices import DraftFiled, TodoImported
 from core.service import Service
@@ -476,6 +477,16 @@ def _replace_file(target: Path, old: str, new: str) -> str | None:
     return backup
 
 
+def repo_todo_file(repo_path: str) -> Path | None:
+    """A registered repo's TODO.md, in its work tree; None for a bare repository (ob's own clone
+    of a URL, or one agents push to): a file in the git directory is nobody's TODO.md."""
+    try:
+        bare = is_bare(repo_path)
+    except RepoGone:
+        bare = False  # reading it says what is wrong
+    return None if bare else Path(repo_path) / TODO_FILE
+
+
 class TodoFiles(Service):
     """TODO.md files, both ways: import one into the backlog, export the backlog into them."""
 
@@ -552,8 +563,8 @@ class TodoFiles(Service):
         rows = await self.pool.fetch("select name, path from repos order by name")
         out = []
         for r in rows:
-            p = Path(r["path"]) / TODO_FILE
-            if p.is_file():
+            p = repo_todo_file(r["path"])
+            if p is not None and p.is_file():
                 out.append((r["name"], p))
         return out
 
