@@ -157,7 +157,8 @@ class Counters:
     updates: int = 0
     hot: int = 0
     pg: dict[int, float] = field(default_factory=dict)
-    py: float = 0.0
+    py: float = 0.0  # this process
+    served: float = 0.0  # `ob serve`, for c
 
     def __sub__(self, other: Counters) -> Counters:
         pg = {p: t - other.pg.get(p, 0.0) for p, t in self.pg.items()}
@@ -167,6 +168,7 @@ class Counters:
             self.hot - other.hot,
             pg,
             self.py - other.py,
+            self.served - other.served,
         )
 
     @property
@@ -193,10 +195,8 @@ async def counters(pool: asyncpg.Pool, served: Served | None = None) -> Counters
         seconds = cpu_seconds(r["pid"])
         if seconds is not None:
             pg[r["pid"]] = seconds
-    py = time.process_time()
-    if served is not None:
-        py += cpu_seconds(served.proc.pid) or 0.0
-    return Counters(row["wal"], row["updates"], row["hot"], pg, py)
+    served_cpu = (cpu_seconds(served.proc.pid) or 0.0) if served is not None else 0.0
+    return Counters(row["wal"], row["updates"], row["hot"], pg, time.process_time(), served_cpu)
 
 
 @dataclass
@@ -215,11 +215,13 @@ class Result:
         per = max(self.cycles, 1)
         hot = self.cost.hot / self.cost.updates if self.cost.updates else 0.0
         pg = self.cost.pg_seconds
+        python = f"Python {self.cost.py / per * 1e6:4.0f} us"
+        if self.cost.served:
+            python = f"Python {self.cost.served / per * 1e6:4.0f} us + client{python[6:]}"
         cpu = (
-            f"CPU/cycle PG {pg / per * 1e6:4.0f} us Python {self.cost.py / per * 1e6:4.0f} us"
-            if pg is not None
-            else f"CPU/cycle PG n/a (not local) Python {self.cost.py / per * 1e6:4.0f} us"
+            f"CPU/cycle PG {pg / per * 1e6:4.0f} us " if pg is not None else "CPU/cycle PG  n/a    "
         )
+        cpu += python
         latency = f"claim {summary_ms(self.claim_latency)}  " if self.claim_latency else ""
         return (
             f"{self.name:<22} {self.rate:6.0f} cycles/s  ({self.cycles} in {self.seconds:5.1f} s)"
@@ -401,10 +403,11 @@ async def main(n_tasks: int, workers: int, with_http: bool = True, with_peers: b
                 if got is not None:
                     peer = Result(got.name, got.jobs, got.seconds)
                     peer.cost = await counters(pool) - before
+                    peer.cost.pg = {}  # its connections ended with the drain: not measured
                     peers.append(peer)
         await pool.close()
 
-    report(results, peers, n_tasks, workers, load_before, os.getloadavg())
+    report(results, peers, with_peers, n_tasks, workers, load_before, os.getloadavg())
 
 
 async def gateway_run(
@@ -440,6 +443,7 @@ async def gateway_run(
 def report(
     results: list[Result],
     peers: list[Result],
+    with_peers: bool,
     n_tasks: int,
     workers: int,
     load_before: tuple[float, ...],
@@ -467,7 +471,7 @@ def report(
             f"   c/peer = {by['c'].rate / p.rate:.2f}" if "c" in by else ""
         )
         print(f"{p.name}: {vs}   (target >= 2)")
-    if not peers:
+    if with_peers and not peers:
         print("peers: none installed (pip install pgqueuer procrastinate to compare)")
 
 

@@ -94,7 +94,7 @@ async def clean(pool: asyncpg.Pool) -> AsyncIterator[None]:
     assert not out_of_step, f"lease rows out of step with their tasks: {out_of_step}"
 
 
-# Every lease row agrees with its task (the ready queue's copy, sql/005 and 016): checked after
+# Every lease row agrees with its task (the ready queue's copy, sql/005 and 015): checked after
 # every test, so a statement that changes a task's lifecycle and forgets its lease fails here.
 LEASES_OUT_OF_STEP = """
 select t.number, t.status, t.lane, l.ready, l.lease_agent_id
