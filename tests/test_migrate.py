@@ -286,3 +286,52 @@ async def test_notices_waiting_at_the_upgrade_read_under_the_models(admin_url: s
         }
     finally:
         await drop_database(admin_url, url)
+
+
+async def test_the_claim_path_upgrade_keeps_every_row_and_still_refuses_bad_ones(
+    admin_url: str,
+) -> None:
+    """015 on a database with data: kinds become enum types and the task's single-column rules
+    domains; every row reads as before, and a bad kind or status is still refused."""
+    url = await create_database(admin_url)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate_before(conn, 15)
+            task = await conn.fetchval(
+                "insert into tasks (title, repo, status, lane, priority, created_by, status_word)"
+                " values ('keep me', 'web', 'open', 'autonomous_safe', 1, 'operator:x',"
+                " 'planned') returning id"
+            )
+            await conn.execute(
+                "insert into events (task_id, actor, kind, details) values"
+                " ($1, 'operator:x', 'filed', '{}'), ($1, 'operator:x', 'question_asked', '{}')",
+                task,
+            )
+            await conn.execute(
+                "insert into outbox (kind, task_id, payload) values ('task_edited', $1,"
+                ' \'{"key": "OB-1", "by": "operator:x", "fields": ["title"]}\')',
+                task,
+            )
+        finally:
+            await conn.close()
+        assert [m.version for m in await migrate(url)][0] == 15
+
+        conn = await asyncpg.connect(url)
+        try:
+            kinds = await conn.fetch("select kind::text from events order by id")
+            assert [k[0] for k in kinds] == ["filed", "question_asked"]
+            assert await conn.fetchval("select kind::text from outbox") == "task_edited"
+            row = await conn.fetchrow("select title, repo, status, lane, priority from tasks")
+            assert tuple(row) == ("keep me", "web", "open", "autonomous_safe", 1)
+            with pytest.raises(asyncpg.InvalidTextRepresentationError):
+                await conn.execute(
+                    "insert into events (task_id, actor, kind) values ($1, 'x', 'no_such')", task
+                )
+            for bad in ("status = 'claimed'", "lane = 'elsewhere'", "priority = 7", "title = ''"):
+                with pytest.raises(asyncpg.CheckViolationError):
+                    await conn.execute(f"update tasks set {bad} where id = $1", task)
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(admin_url, url)
