@@ -114,21 +114,26 @@ _CANDIDATE_COLUMNS = """
 # the row lock are all on the narrow lease row. $6 today (operator's time zone); with repos, $7
 # the repos. Two texts rather than `$7 is null or ...`, so that the prepared statement keeps
 # one generic plan instead of being re-planned on every call.
-def _claim_sql(repo_filter: str) -> str:
+def _best_candidate(columns: str, today: str, repo_filter: str) -> str:
+    """The best ready task's lease row, locked (`today`: the parameter holding the day)."""
     return f"""
-with cand as (
-    select {_CANDIDATE_COLUMNS}
+    select {columns}
     from task_leases l
     where l.ready
       and (l.lease_agent_id is null or l.lease_expires_at <= now())
-      and (l.trigger_on is null or l.trigger_on <= $6::date)
+      and (l.trigger_on is null or l.trigger_on <= {today}::date)
       {repo_filter}
       and not exists (
           select 1 from task_deps d join tasks p on p.id = d.prereq_id
           where d.task_id = l.task_id and p.status <> 'done')
     order by l.priority, l.task_id
     limit 1
-    for no key update of l skip locked
+    for no key update of l skip locked"""
+
+
+def _claim_sql(repo_filter: str) -> str:
+    return f"""
+with cand as ({_best_candidate(_CANDIDATE_COLUMNS, "$6", repo_filter)}
 ),
 {_TRANSITION}
 """
@@ -144,21 +149,12 @@ CLAIM_IN_REPOS_SQL = _claim_sql("and l.repo = any($7::text[])")
 # (`expired`); the claim then runs the statement above, which records the expiry (its event,
 # its notice, the attempts) in the same statement that gives the task to the new holder.
 # $1 agent id, $2 ttl seconds, $3 actor, $4 holder's name, $5 today; with repos, $6 the repos.
+_FAST_CANDIDATE_COLUMNS = "l.task_id, l.lease_agent_id is not null as expired"
+
+
 def _fast_claim_sql(repo_filter: str) -> str:
     return f"""
-with cand as (
-    select l.task_id, l.lease_agent_id is not null as expired
-    from task_leases l
-    where l.ready
-      and (l.lease_agent_id is null or l.lease_expires_at <= now())
-      and (l.trigger_on is null or l.trigger_on <= $5::date)
-      {repo_filter}
-      and not exists (
-          select 1 from task_deps d join tasks p on p.id = d.prereq_id
-          where d.task_id = l.task_id and p.status <> 'done')
-    order by l.priority, l.task_id
-    limit 1
-    for no key update of l skip locked
+with cand as ({_best_candidate(_FAST_CANDIDATE_COLUMNS, "$5", repo_filter)}
 ),
 lease as (
     update task_leases l set lease_agent_id = $1::bigint,
