@@ -405,11 +405,16 @@ def reject(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease)."""
+    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease).
+
+    Tasks waiting on a rejected task would wait forever: each comes back to you in
+    requires_decision (a draft stays a draft), and the answer names them."""
+
+    from cli.output import rejected_lines
 
     async def decide(b: Backlog, key: str) -> Decided:
         task = await b.reject(key, operator(), reason)
-        return task, f"rejected [bold]{task.key}[/bold]"
+        return task, rejected_lines(task)
 
     _each(keys, decide, as_json)
 

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from core.backlog import shows_written_status, spec_of
-from core.models import Event, Task
+from core.backlog import Rejected, shows_written_status, spec_of
+from core.models import Event, Status, Task
 from core.spec import render
 from core.todo_words import describe_status
 
@@ -124,3 +125,30 @@ def history_table(evs: Sequence[Event]) -> Table:
         details = ", ".join(f"{k}={v}" for k, v in e.details.items() if v not in (None, "", [], {}))
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.kind, details)
     return table
+
+
+def rejected_lines(r: Rejected, *, why: bool = False) -> str:
+    """What a rejection did (rich markup): the task (`why`: and the reason), and each task that
+    waited on it and came back to the operator, with the ways on."""
+    head = f"rejected [bold]{r.key}[/bold]"
+    if why and r.rejected_reason:
+        head += f": {escape(r.rejected_reason)}"
+    if not r.handed_back:
+        return head
+    lines = [f"{head}; {len(r.handed_back)} task(s) waited on it and come back to you:"]
+    for h in r.handed_back:
+        was, now = (lane.value if lane else "-" for lane in (h.from_lane, h.lane))
+        if h.moved:
+            what = f"moved from {was} to {now}"
+        elif h.status == Status.DRAFT:
+            what = "a draft still: approve or reject it"
+        else:
+            what = f"stays in {now}"
+        held = f" ({escape(h.lease_holder)}'s lease on it ended)" if h.lease_holder else ""
+        lines.append(f"  [bold]{h.key}[/bold] {escape(h.title)}: {what}{held}")
+    first = r.handed_back[0].key
+    lines.append(
+        f"go on without {r.key} (`ob dep rm {first} {r.key}`), bring it back "
+        f"(`ob reopen {r.key}`), or reject the waiting task(s) too"
+    )
+    return "\n".join(lines)

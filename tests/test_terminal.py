@@ -106,6 +106,49 @@ async def test_bulk_decisions_say_where_each_went(
     )
 
 
+async def test_rejecting_a_prerequisite_says_which_tasks_came_back(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    from core.agents import Agents
+    from core.deps import Prerequisites
+    from core.leases import Leases
+
+    op = Actor.operator("cli")
+    await cli_backlog.file(make_spec(title="ship the report"), op, lane=Lane.AUTONOMOUS)
+    _, token = await Agents(cli_backlog).add("codex", op)
+    assert await Leases(cli_backlog).claim(await Agents(cli_backlog).authenticate(token))
+    await cli_backlog.file(make_spec(title="also waits"), op, lane=Lane.DECISION)
+    await cli_backlog.file(make_spec(title="get access"), op, lane=Lane.TRIAGE)
+    await cli_backlog.file(make_spec(title="unrelated"), op, lane=Lane.TRIAGE)
+    for key in ("OB-1", "OB-2"):
+        await Prerequisites(cli_backlog).add(key, "OB-3", op)
+    r = await arun(cli_env, tmp_path, "reject", "OB-3", "-m", "no access")
+    assert r.returncode == 0, r.stderr
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert lines[0] == "rejected OB-3; 2 task(s) waited on it and come back to you:"
+    assert lines[1] == (
+        "OB-1 ship the report: moved from autonomous_safe to requires_decision"
+        " (codex's lease on it ended)"
+    )
+    assert lines[2] == "OB-2 also waits: stays in requires_decision"
+    assert "`ob dep rm OB-1 OB-3`" in r.stdout and "`ob reopen OB-3`" in r.stdout
+    assert (await cli_backlog.get("OB-1")).lane is Lane.DECISION
+
+    # JSON: the rejected task, and the tasks handed back
+    await Prerequisites(cli_backlog).add("OB-1", "OB-4", op)
+    r = await arun(cli_env, tmp_path, "reject", "OB-4", "--json")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["key"] == "OB-4" and answer["status"] == "rejected"
+    (back,) = answer["handed_back"]
+    assert (back["key"], back["from_lane"], back["lane"], back["moved"]) == (
+        "OB-1",
+        "requires_decision",
+        "requires_decision",
+        False,
+    )
+
+
 async def test_inbox_walks_the_drafts_one_key_per_decision(
     cli_env: Env, cli_backlog: Backlog, tmp_path: Path
 ) -> None:
