@@ -308,19 +308,23 @@ def list_cmd(
 
 @app.command(rich_help_panel="Operator")
 def show(key: KeyArg, as_json: JsonOpt = False) -> None:
-    """Show one task: its spec, status, lease, blockers and its plan's drift."""
+    """Show one task: its spec, status, lease, blockers, the agents' questions that wait for
+    your answer, and its plan's drift."""
+    from core.questions import Questions
 
     async def main(b: Backlog) -> None:
         task = await b.get(key)
+        questions = await Questions(b).open_of(task.key)
         if as_json:
-            print_json(task)
+            asked = [{**q.model_dump(), "answer_with": q.answer_command} for q in questions]
+            print_json({**task.model_dump(), "open_questions": asked})
             return
         from cli.agent_verbs import print_drift
         from cli.output import task_card
         from core.git.drift import Drift
         from core.shaping import local_today
 
-        console().print(task_card(task, local_today(b.settings.tz)))
+        console().print(task_card(task, local_today(b.settings.tz), questions))
         print_drift(await Drift(b).of_task(task.key))
 
     run_backlog(main)

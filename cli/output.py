@@ -11,8 +11,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from core.backlog import Rejected, shows_written_status, spec_of
-from core.models import Event, Status, Task
+from core.backlog import Rejected, actor_name, shows_written_status, spec_of
+from core.models import Event, Lane, Status, Task
+from core.questions import Question
 from core.spec import render
 from core.todo_words import describe_status
 
@@ -79,7 +80,9 @@ def task_table(tasks: Sequence[Task], today: date | None = None) -> Table:
     return table
 
 
-def task_card(task: Task, today: date | None = None) -> Panel:
+def task_card(task: Task, today: date | None = None, questions: Sequence[Question] = ()) -> Panel:
+    """A task as a panel: its state, who did what, what it waits for (prerequisites, the
+    operator's answers to its open `questions`), then its spec."""
     lines = Text()
     status = shown_status(task, today)
     lines.append(f"{status}", style=STATUS_STYLE.get(status, ""))
@@ -107,6 +110,8 @@ def task_card(task: Task, today: date | None = None) -> Panel:
             f"{ago(task.lease_expires_at)}",
             style="cyan",
         )
+    for q in questions:
+        question_lines(lines, q)
     if task.completed_by:
         verified = "verified" if task.verified_at else "unverified"
         commits = ", ".join(c[:10] for c in task.commits) or "no commits"
@@ -117,6 +122,23 @@ def task_card(task: Task, today: date | None = None) -> Panel:
     bare = {"key": None, "status": None, "status_word": None, "status_date": None}
     lines.append(render(spec_of(task).model_copy(update={**bare, "status_reason": None})))
     return Panel(lines, title=f"[bold]{task.key}[/bold] {task.title}", title_align="left")
+
+
+def question_lines(lines: Text, q: Question) -> None:
+    """An open question on a task's card: who asked what, the options, why the task waits in
+    requires_decision if its lease ended, and how to answer."""
+    who = actor_name(q.asked_by)
+    lines.append(f"\nopen question {q.ref} from {who} ({ago(q.asked_at)}): ", style="yellow")
+    lines.append(q.text)
+    if q.options:
+        lines.append("\n  options: " + " / ".join(f"{i}. {o}" for i, o in enumerate(q.options, 1)))
+    if q.left_open_at is not None:
+        lines.append(f"\n  {who}'s lease ended before an answer, so it waits in requires_decision")
+        if q.lane != Lane.DECISION:
+            lines.append(f"; your answer sends it back to {q.lane.value}")
+    lines.append(
+        f"\n  answer: {q.answer_command} (an option's number or text, or free text)", style="bold"
+    )
 
 
 def history_table(evs: Sequence[Event]) -> Table:

@@ -149,6 +149,60 @@ async def test_rejecting_a_prerequisite_says_which_tasks_came_back(
     )
 
 
+async def test_show_says_which_questions_wait_for_an_answer(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    from core.agents import Agents
+    from core.leases import Leases
+    from core.questions import Questions
+
+    op = Actor.operator("cli")
+    await cli_backlog.file(make_spec(title="a session cache"), op, lane=Lane.AUTONOMOUS)
+    _, token = await Agents(cli_backlog).add("codex", op)
+    codex = await Agents(cli_backlog).authenticate(token)
+    lease = await Leases(cli_backlog).claim(codex)
+    assert lease is not None
+    await Questions(cli_backlog).ask(
+        "OB-1", codex, lease.epoch, "Redis or Postgres?", ["redis", "pg"]
+    )
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "open question Q1 from codex" in said and "Redis or Postgres?" in said, said
+    assert "1. redis / 2. pg" in said and "ob answer Q1" in said
+    assert "lease ended" not in said  # codex holds the task and may be waiting for it
+
+    # the lease ends with the question open: the card says why the task waits in decision
+    await Leases(cli_backlog).release("OB-1", codex, lease.epoch, "need an answer")
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    said = " ".join(r.stdout.split())
+    assert "lane requires_decision" in said
+    assert "codex's lease ended before an answer, so it waits in requires_decision" in said, said
+    assert "your answer sends it back to autonomous_safe" in said
+    r = await arun(cli_env, tmp_path, "show", "OB-1", "--json")
+    shown = json.loads(r.stdout)
+    assert shown["key"] == "OB-1" and shown["lane"] == "requires_decision"
+    (q,) = shown["open_questions"]
+    assert (q["id"], q["asked_by"], q["text"], q["options"], q["status"]) == (
+        1,
+        "agent:codex",
+        "Redis or Postgres?",
+        ["redis", "pg"],
+        "pending",
+    )
+    assert q["left_open_at"] is not None and q["answer_with"] == "ob answer Q1 TEXT"
+
+    assert (await arun(cli_env, tmp_path, "answer", "Q1", "2")).returncode == 0
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    assert "open question" not in r.stdout and "Decision: pg" in " ".join(r.stdout.split())
+    assert (
+        json.loads((await arun(cli_env, tmp_path, "show", "OB-1", "--json")).stdout)[
+            "open_questions"
+        ]
+        == []
+    )
+
+
 async def test_inbox_walks_the_drafts_one_key_per_decision(
     cli_env: Env, cli_backlog: Backlog, tmp_path: Path
 ) -> None:
