@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from core.decisions import Ranked
 from core.digest import Digest, Item, LaneLoad
+from core.git.crossrepo import OpenAsks
 from core.git.repos import TruthAge
 from core.models import Event, Lane, Status, Task
 from core.questions import Question
@@ -324,11 +325,26 @@ def decide_lines(found: Ranked, now: datetime) -> list[str]:
     return out
 
 
+def cross_repo_lines(asks: OpenAsks, now: datetime) -> list[str]:
+    """The commits that say they close another repo's task, waiting for the operator."""
+    if not asks.total:
+        return []
+    out = ["", f"🔗 <b>Commits that say they close another repo's task</b>: {asks.total}"]
+    for a in asks.items:
+        out.append(
+            f"• {esc(a.key)} {esc(a.title, 60)} ← {esc(a.repo)} <code>{esc(a.sha[:10])}</code> "
+            f"{esc(a.subject, 60)} ({age(a.asked_at, now)})"
+        )
+    out.append("<i>Close it or ignore it on its notice, or with <code>ob cross-repo</code></i>")
+    return out
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
     out += lane_lines(d.lanes, now)
     out += decide_lines(d.decide, now)
+    out += cross_repo_lines(d.cross_repo, now)
     aw = d.awaiting_approval
     out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
     for it in aw.items:

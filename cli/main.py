@@ -36,6 +36,7 @@ from cli.app import (
     settings,
     warn,
 )
+from cli.crossrepo_cmd import register as register_crossrepo_commands
 from cli.inbox_cmd import inbox
 from cli.questions_cmd import register as register_question_commands
 from cli.repo_cmd import register as register_git_commands
@@ -581,6 +582,7 @@ app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_question_commands(app)
 register_agent_verbs(app)
 register_git_commands(app)
+register_crossrepo_commands(app)
 register_status_commands(app)
 rewrap_help(app)
 

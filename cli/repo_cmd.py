@@ -239,7 +239,7 @@ def _status(r: RepoResult) -> str:
     if r.evidence_lost:
         notes.append(f"{r.evidence_lost} lost evidence")
     if r.asked:
-        notes.append(f"{r.asked} other repo's task(s): asked you")
+        notes.append(f"{r.asked} other repo's task(s): asked you, see `ob cross-repo`")
     if r.deepened:
         notes.append("deeper history: read again")
     return r.status + (f" ({'; '.join(notes)})" if notes else "")

@@ -191,6 +191,9 @@ async def test_show_says_which_questions_wait_for_an_answer(
         "pending",
     )
     assert q["left_open_at"] is not None and q["answer_with"] == "ob answer Q1 TEXT"
+    said = " ".join((await arun(cli_env, tmp_path, "digest")).stdout.split())
+    assert "Waiting for your decision (questions, the decision lane): 1" in said
+    assert "OB-1 Q1: Redis or Postgres?" in said
 
     assert (await arun(cli_env, tmp_path, "answer", "Q1", "2")).returncode == 0
     r = await arun(cli_env, tmp_path, "show", "OB-1")
@@ -201,6 +204,76 @@ async def test_show_says_which_questions_wait_for_an_answer(
         ]
         == []
     )
+
+
+async def test_cross_repo_closes_are_decided_from_the_terminal(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path, make_repo
+) -> None:
+    from core.git.reconcile import Reconciler
+    from tests.test_git_remotes import ingest_and_web
+
+    _, web = await ingest_and_web(cli_backlog, make_repo)
+    op = Actor.operator("cli")
+    for title in ("pool exhaustion", "retry storms", "slow queries"):
+        await cli_backlog.file(make_spec(title=title, repo="nexus-ingest"), op, lane=Lane.TRIAGE)
+    rec = Reconciler(cli_backlog)
+    await rec.run()
+    sha = web.commit("Client retries\n\nCloses OB-1\nFixes OB-2\nResolves OB-3\n")
+    await rec.run()
+    assert (await cli_backlog.get("OB-1")).status is Status.OPEN  # nothing closed by itself
+
+    r = await arun(cli_env, tmp_path, "cross-repo")
+    assert r.returncode == 0, r.stderr
+    rows = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert "3 commit(s) in one repo say they close another repo's task:" in rows[0]
+    for n, title in ((1, "pool exhaustion"), (2, "retry storms"), (3, "slow queries")):
+        assert any(
+            row.startswith(f"{n} OB-{n} {title} nexus-ingest web {sha[:10]} Client retries")
+            for row in rows
+        ), rows
+    assert "`ob cross-repo close ID`" in r.stdout and "`ob cross-repo ignore ID`" in r.stdout
+
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"closed OB-1 with commit {sha[:10]} in web as its evidence"
+    task = await cli_backlog.get("OB-1")
+    assert task.status is Status.DONE and task.verified_at is not None and task.commits == [sha]
+    assert (await cli_backlog.history("OB-1"))[-1].actor == "operator:cli"
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "OB-2")  # by its task's key
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ignored commit {sha[:10]} in web: OB-2 stays as it is"
+    assert (await cli_backlog.get("OB-2")).status is Status.OPEN
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "1")
+    assert r.returncode == 1 and "OB-1: already closed by operator:cli" in r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "OB-2")
+    assert r.returncode == 1
+    assert "OB-2 has no commit of another repo waiting for your decision" in r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "99")
+    assert r.returncode == 1 and "no cross-repo close #99" in r.stderr
+
+    # the one left is in the digest too, and in --json
+    r = await arun(cli_env, tmp_path, "digest")
+    said = " ".join(r.stdout.split())
+    assert "Commits that say they close another repo's task: 1 (ob cross-repo)" in said, said
+    assert f"3 OB-3 slow queries web {sha[:10]} Client retries" in said
+    (left,) = json.loads((await arun(cli_env, tmp_path, "cross-repo", "--json")).stdout)
+    assert (left["id"], left["key"], left["repo"], left["sha"], left["decision"]) == (
+        3,
+        "OB-3",
+        "web",
+        sha,
+        None,
+    )
+    # git decides: a reverted commit closes nothing
+    web.git("revert", "--no-edit", sha)
+    await rec.run()
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "3")
+    assert r.returncode == 1 and "was reverted by" in r.stderr
+    assert (await cli_backlog.get("OB-3")).status is Status.OPEN
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "3")
+    assert r.returncode == 0, r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo")
+    assert r.stdout.strip() == "no commit of one repo waits to close another repo's task"
 
 
 async def test_inbox_walks_the_drafts_one_key_per_decision(
