@@ -15,6 +15,7 @@ import pytest
 
 from core.backlog import Backlog
 from core.db import create_pool
+from core.leases import Lease, Leases
 from core.migrate import migrate
 from core.models import Actor, Lane, Status
 from core.settings import load_settings
@@ -106,17 +107,26 @@ async def test_bulk_decisions_say_where_each_went(
     )
 
 
+async def claimed_by_codex(backlog: Backlog, title: str) -> tuple[Actor, Lease]:
+    """A task the operator filed into autonomous_safe, claimed by the agent codex."""
+    from core.agents import Agents
+
+    op = Actor.operator("cli")
+    await backlog.file(make_spec(title=title), op, lane=Lane.AUTONOMOUS)
+    _, token = await Agents(backlog).add("codex", op)
+    codex = await Agents(backlog).authenticate(token)
+    lease = await Leases(backlog).claim(codex)
+    assert lease is not None and lease.task.title == title
+    return codex, lease
+
+
 async def test_rejecting_a_prerequisite_says_which_tasks_came_back(
     cli_env: Env, cli_backlog: Backlog, tmp_path: Path
 ) -> None:
-    from core.agents import Agents
     from core.deps import Prerequisites
-    from core.leases import Leases
 
     op = Actor.operator("cli")
-    await cli_backlog.file(make_spec(title="ship the report"), op, lane=Lane.AUTONOMOUS)
-    _, token = await Agents(cli_backlog).add("codex", op)
-    assert await Leases(cli_backlog).claim(await Agents(cli_backlog).authenticate(token))
+    await claimed_by_codex(cli_backlog, "ship the report")
     await cli_backlog.file(make_spec(title="also waits"), op, lane=Lane.DECISION)
     await cli_backlog.file(make_spec(title="get access"), op, lane=Lane.TRIAGE)
     await cli_backlog.file(make_spec(title="unrelated"), op, lane=Lane.TRIAGE)
@@ -152,16 +162,9 @@ async def test_rejecting_a_prerequisite_says_which_tasks_came_back(
 async def test_show_says_which_questions_wait_for_an_answer(
     cli_env: Env, cli_backlog: Backlog, tmp_path: Path
 ) -> None:
-    from core.agents import Agents
-    from core.leases import Leases
     from core.questions import Questions
 
-    op = Actor.operator("cli")
-    await cli_backlog.file(make_spec(title="a session cache"), op, lane=Lane.AUTONOMOUS)
-    _, token = await Agents(cli_backlog).add("codex", op)
-    codex = await Agents(cli_backlog).authenticate(token)
-    lease = await Leases(cli_backlog).claim(codex)
-    assert lease is not None
+    codex, lease = await claimed_by_codex(cli_backlog, "a session cache")
     await Questions(cli_backlog).ask(
         "OB-1", codex, lease.epoch, "Redis or Postgres?", ["redis", "pg"]
     )
