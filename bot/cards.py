@@ -4,6 +4,7 @@ answer to a tap on a card whose task was already decided."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -13,6 +14,7 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import keyboards, render
 from core.botstore import BotStore, CardKind
 from core.models import Actor, Status, Task
+from core.questions import Question
 
 log = logging.getLogger("ob.bot.cards")
 
@@ -73,10 +75,18 @@ async def edit_message(
         raise
 
 
-async def refresh(bot: Bot, store: BotStore, task_id: int, task: Task, tz: ZoneInfo) -> int:
-    """Show the task as it is now on every card of it; returns how many cards were edited.
-    Idempotent: an outbox retry re-edits, and Telegram answers 'not modified'."""
-    text = render.card(task, tz)
+async def refresh(
+    bot: Bot,
+    store: BotStore,
+    task_id: int,
+    task: Task,
+    tz: ZoneInfo,
+    questions: Sequence[Question] = (),
+) -> int:
+    """Show the task as it is now (with its open `questions`) on every card of it; returns how
+    many cards were edited. Idempotent: an outbox retry re-edits, and Telegram answers 'not
+    modified'."""
+    text = render.card(task, tz, questions=questions)
     edited = 0
     for card in await store.cards(task_id):
         if await edit_message(

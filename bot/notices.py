@@ -64,6 +64,8 @@ class Notice:
     markup: InlineKeyboardMarkup | None = None
     card: CardKind | None = None  # remember the sent message as a card of the task
     question: int | None = None  # remember the sent message as a card of this question
+    # also show the task as it is now on its cards (a question asked, left open or answered)
+    refresh_cards: bool = False
 
 
 P = TypeVar("P", bound=Payload)
@@ -341,14 +343,16 @@ def question_asked(p: QuestionAsked, task: Task, tz: ZoneInfo) -> Notice:
         render.question(p, task.title, tz),
         markup=keyboards.question(p.id, p.options),
         question=p.id,
+        refresh_cards=True,
     )
 
 
 @renders(OutboxKind.QUESTION_ANSWERED)
 def question_answered(p: QuestionAnswered, task: Task, tz: ZoneInfo) -> Notice:
-    """Answered (here, in the CLI, anywhere): the question's cards show the answer."""
+    """Answered (here, in the CLI, anywhere): the question's cards show the answer, and the
+    task's cards no longer ask it."""
     text = render.question(p, task.title, tz)
-    return Notice(text, delivery=Delivery.EDIT_QUESTION, question=p.id)
+    return Notice(text, delivery=Delivery.EDIT_QUESTION, question=p.id, refresh_cards=True)
 
 
 @renders(OutboxKind.QUESTION_LEFT_OPEN)
@@ -359,4 +363,9 @@ def question_left_open(p: QuestionLeftOpen, task: Task, tz: ZoneInfo) -> Notice:
         f"waits in decision. Your answer sends it back to {esc(lane)} for the next agent, "
         "with the decision in its notes."
     )
-    return Notice(render.fit(text), markup=keyboards.question(p.id, p.options), question=p.id)
+    return Notice(
+        render.fit(text),
+        markup=keyboards.question(p.id, p.options),
+        question=p.id,
+        refresh_cards=True,
+    )

@@ -36,6 +36,7 @@ from core.events import OUTBOX_CHANNEL
 from core.listen import Listener
 from core.models import OutboxKind
 from core.outbox import Outbox, OutboxRow, backoff
+from core.questions import Questions
 from core.supervise import Supervisor, describe, worker_name
 
 log = logging.getLogger("ob.bot.notifier")
@@ -176,13 +177,14 @@ class Notifier:
                     raise Defer("the question's card has not gone out yet")
         task = await self.backlog.get_by_id(row.task_id)
         notice = notice_for(row.kind, row.payload, task, tz)
-        if notice.delivery == Delivery.EDIT_CARDS:
-            await cards.refresh(self.bot, self.store, row.task_id, task, tz)
-        elif notice.delivery == Delivery.EDIT_QUESTION:
+        if notice.delivery == Delivery.EDIT_QUESTION:
             assert notice.question is not None
             await cards.show_answer(self.bot, self.store, notice.question, notice.text)
-        else:
+        elif notice.delivery == Delivery.SEND:
             await self._send_all(row, task.number, notice)
+        if notice.delivery == Delivery.EDIT_CARDS or notice.refresh_cards:
+            questions = await Questions(self.backlog).open_of(task.key)
+            await cards.refresh(self.bot, self.store, row.task_id, task, tz, questions)
 
     async def _send_all(self, row: OutboxRow, number: int | None, notice: Notice) -> None:
         sent = await self.outbox.sent_chats(row.id)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.decisions import Ranked
 from core.digest import Digest, Item, LaneLoad
+from core.git.crossrepo import OpenAsks
 from core.git.repos import TruthAge
-from core.models import Event, Status, Task
+from core.models import Event, Lane, Status, Task
+from core.questions import Question
 from core.spec import Spec
 from core.todo_words import describe_status
 
@@ -156,9 +159,16 @@ def decision_line(task: Task, tz: ZoneInfo) -> str | None:
     return line
 
 
-def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str:
-    """A task as a message: head, spec, state and outcome, history. A spec too long for one
-    message is cut; the frame around it (state, outcome, history) always shows."""
+def card(
+    task: Task,
+    tz: ZoneInfo,
+    *,
+    history: list[Event] | None = None,
+    questions: Sequence[Question] = (),
+) -> str:
+    """A task as a message: head, spec, state (with the agents' `questions` that wait for the
+    operator's answer) and outcome, history. A spec too long for one message is cut; the frame
+    around it (state, outcome, history) always shows."""
     head = (
         f"<b>{esc(task.key)}</b> · {esc(task.display_status)} · filed by "
         f"{esc(actor_label(task.created_by))} {ago(task.created_at)}"
@@ -172,6 +182,8 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
         tail.append(f"⛔ blocked by {esc(', '.join(task.blocked_by[:20]))}")
     if task.status == Status.CLAIMED:
         tail.append(f"🔒 {esc(task.lease_holder)} · {left(task.lease_expires_at)}")
+    for q in questions:
+        tail += open_question(q)
     if task.status == Status.DONE:
         commits = ", ".join(c[:10] for c in task.commits[:10]) or "no commits"
         verified = "verified" if task.verified_at else "unverified"
@@ -200,6 +212,25 @@ def card(task: Task, tz: ZoneInfo, *, history: list[Event] | None = None) -> str
         budget -= len(line) + 1
     cut = f"<i>… the spec is cut here to fit; `ob spec {esc(task.key)}` shows all of it</i>"
     return fit("\n".join([head, "", *kept, cut, *tail]))
+
+
+def open_question(q: Question) -> list[str]:
+    """An open question on its task's card: who asks what, the options, why the task waits in
+    decision if the lease ended, and how to answer."""
+    who = esc(actor_label(q.asked_by))
+    lines = [f"❓ <b>{esc(q.ref)}</b> {who} asks: {esc(q.text, 500)}"]
+    if q.options:
+        lines.append(" · ".join(f"{i}. {esc(o, 100)}" for i, o in enumerate(q.options, 1)))
+    if q.left_open_at is not None:
+        back = (
+            f"; your answer sends it back to {esc(q.lane.short)}" if q.lane != Lane.DECISION else ""
+        )
+        lines.append(f"<i>{who}'s lease ended before an answer: it waits in decision{back}.</i>")
+    lines.append(
+        "<i>Answer on the question's card (tap an option or reply to it), or "
+        f"<code>ob answer {esc(q.ref)} …</code></i>"
+    )
+    return lines
 
 
 class AskedQuestion(Protocol):
@@ -294,11 +325,26 @@ def decide_lines(found: Ranked, now: datetime) -> list[str]:
     return out
 
 
+def cross_repo_lines(asks: OpenAsks, now: datetime) -> list[str]:
+    """The commits that say they close another repo's task, waiting for the operator."""
+    if not asks.total:
+        return []
+    out = ["", f"🔗 <b>Commits that say they close another repo's task</b>: {asks.total}"]
+    for a in asks.items:
+        out.append(
+            f"• {esc(a.key)} {esc(a.title, 60)} ← {esc(a.repo)} <code>{esc(a.sha[:10])}</code> "
+            f"{esc(a.subject, 60)} ({age(a.asked_at, now)})"
+        )
+    out.append("<i>Close it or ignore it on its notice, or with <code>ob cross-repo</code></i>")
+    return out
+
+
 def digest(d: Digest, tz: ZoneInfo) -> str:
     now = d.built_at
     out = [f"☀️ <b>Daily lane digest</b> · {when(now, tz)}", "", "<b>Lanes</b>"]
     out += lane_lines(d.lanes, now)
     out += decide_lines(d.decide, now)
+    out += cross_repo_lines(d.cross_repo, now)
     aw = d.awaiting_approval
     out += ["", f"<b>Awaiting approval</b>: {aw.total}"]
     for it in aw.items:

@@ -1,4 +1,4 @@
-"""Views: /task KEY (with the task's photos), /find TEXT, /lanes, /agents, /digest, /help (and
+"""Views: /task KEY (with its open questions, ready to answer, and its photos), /find TEXT, /lanes, /agents, /digest, /help (and
 the fallbacks)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from core.agents import Agents
 from core.backlog import Backlog
 from core.botstore import BotStore
 from core.digest import Digests
+from core.questions import Questions
 from core.tasks import TaskFilter
 
 log = logging.getLogger("ob.bot.views")
@@ -67,11 +68,20 @@ async def task_view(
         return
     task = await backlog.get(key[:40])
     history = await backlog.history(task.key)
+    questions = await Questions(backlog).open_of(task.key)
+    tz = backlog.settings.tz
     sent = await message.answer(
-        render.card(task, backlog.settings.tz, history=history),
+        render.card(task, tz, history=history, questions=questions),
         reply_markup=keyboards.task_actions(task),
     )
     await store.remember_card(task.number, sent.chat.id, sent.message_id, card_kind(task))
+    for q in questions:  # each with its buttons: a tap or a reply answers it here
+        head = "⚠️" if q.left_open_at is not None else "❓"
+        asked = await message.answer(
+            render.question(q, task.title, tz, head=head),
+            reply_markup=keyboards.question(q.id, q.options),
+        )
+        await store.remember_question_card(q.id, asked.chat.id, asked.message_id)
     photos = await store.captures.task_photos(task.number)
     if len(photos) == 1:
         await message.answer_photo(photos[0], caption=render.esc(task.key))

@@ -72,7 +72,7 @@ async def _duplicate_line(b: Backlog, task: Task) -> str | None:
 def inbox() -> None:
     """Walk the drafts awaiting approval, oldest first, one key per decision: approve into a
     lane, reject (with a reason), reject as a duplicate, skip, quit."""
-    from cli.output import task_card
+    from cli.output import rejected_lines, task_card
     from core.errors import BacklogError, NotFound
     from core.models import Lane, Status
     from core.shaping import local_today
@@ -130,12 +130,12 @@ def inbox() -> None:
             if key == REJECT_WHY:
                 console().print("reason › ", end="")
                 reason = read_line()
-            await b.reject(task.key, operator(), reason)
-            console().print(f"→ rejected {task.key}")
+            rejected = await b.reject(task.key, operator(), reason)
+            console().print("→ " + rejected_lines(rejected))
             return "rejected"
         if key == DUPLICATE and task.duplicate_of:
-            done = await b.reject_duplicate(task.key, operator())
-            console().print(f"→ rejected {done.key}: {done.rejected_reason}")
+            rejected = await b.reject_duplicate(task.key, operator())
+            console().print("→ " + rejected_lines(rejected, why=True))
             return "rejected"
         if key == SKIP:
             return "skipped"

@@ -36,6 +36,7 @@ from cli.app import (
     settings,
     warn,
 )
+from cli.crossrepo_cmd import register as register_crossrepo_commands
 from cli.inbox_cmd import inbox
 from cli.questions_cmd import register as register_question_commands
 from cli.repo_cmd import register as register_git_commands
@@ -308,19 +309,23 @@ def list_cmd(
 
 @app.command(rich_help_panel="Operator")
 def show(key: KeyArg, as_json: JsonOpt = False) -> None:
-    """Show one task: its spec, status, lease, blockers and its plan's drift."""
+    """Show one task: its spec, status, lease, blockers, the agents' questions that wait for
+    your answer, and its plan's drift."""
+    from core.questions import Questions
 
     async def main(b: Backlog) -> None:
         task = await b.get(key)
+        questions = await Questions(b).open_of(task.key)
         if as_json:
-            print_json(task)
+            asked = [{**q.model_dump(), "answer_with": q.answer_command} for q in questions]
+            print_json({**task.model_dump(), "open_questions": asked})
             return
         from cli.agent_verbs import print_drift
         from cli.output import task_card
         from core.git.drift import Drift
         from core.shaping import local_today
 
-        console().print(task_card(task, local_today(b.settings.tz)))
+        console().print(task_card(task, local_today(b.settings.tz), questions))
         print_drift(await Drift(b).of_task(task.key))
 
     run_backlog(main)
@@ -405,11 +410,16 @@ def reject(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease)."""
+    """Reject drafts or open tasks (one key or several; an agent holding one loses its lease).
+
+    Tasks waiting on a rejected task would wait forever: each comes back to you in
+    requires_decision (a draft stays a draft), and the answer names them."""
+
+    from cli.output import rejected_lines
 
     async def decide(b: Backlog, key: str) -> Decided:
         task = await b.reject(key, operator(), reason)
-        return task, f"rejected [bold]{task.key}[/bold]"
+        return task, rejected_lines(task)
 
     _each(keys, decide, as_json)
 
@@ -572,6 +582,7 @@ app.add_typer(dep_app, name="dep", rich_help_panel="Operator")
 register_question_commands(app)
 register_agent_verbs(app)
 register_git_commands(app)
+register_crossrepo_commands(app)
 register_status_commands(app)
 rewrap_help(app)
 

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from core.backlog import shows_written_status, spec_of
-from core.models import Event, Task
+from core.backlog import Rejected, actor_name, shows_written_status, spec_of
+from core.models import Event, Lane, Status, Task
+from core.questions import Question
 from core.spec import render
 from core.todo_words import describe_status
 
@@ -78,7 +80,9 @@ def task_table(tasks: Sequence[Task], today: date | None = None) -> Table:
     return table
 
 
-def task_card(task: Task, today: date | None = None) -> Panel:
+def task_card(task: Task, today: date | None = None, questions: Sequence[Question] = ()) -> Panel:
+    """A task as a panel: its state, who did what, what it waits for (prerequisites, the
+    operator's answers to its open `questions`), then its spec."""
     lines = Text()
     status = shown_status(task, today)
     lines.append(f"{status}", style=STATUS_STYLE.get(status, ""))
@@ -106,6 +110,8 @@ def task_card(task: Task, today: date | None = None) -> Panel:
             f"{ago(task.lease_expires_at)}",
             style="cyan",
         )
+    for q in questions:
+        question_lines(lines, q)
     if task.completed_by:
         verified = "verified" if task.verified_at else "unverified"
         commits = ", ".join(c[:10] for c in task.commits) or "no commits"
@@ -118,9 +124,53 @@ def task_card(task: Task, today: date | None = None) -> Panel:
     return Panel(lines, title=f"[bold]{task.key}[/bold] {task.title}", title_align="left")
 
 
+def question_lines(lines: Text, q: Question) -> None:
+    """An open question on a task's card: who asked what, the options, why the task waits in
+    requires_decision if its lease ended, and how to answer."""
+    who = actor_name(q.asked_by)
+    lines.append(f"\nopen question {q.ref} from {who} ({ago(q.asked_at)}): ", style="yellow")
+    lines.append(q.text)
+    if q.options:
+        lines.append("\n  options: " + " / ".join(f"{i}. {o}" for i, o in enumerate(q.options, 1)))
+    if q.left_open_at is not None:
+        lines.append(f"\n  {who}'s lease ended before an answer, so it waits in requires_decision")
+        if q.lane != Lane.DECISION:
+            lines.append(f"; your answer sends it back to {q.lane.value}")
+    lines.append(
+        f"\n  answer: {q.answer_command} (an option's number or text, or free text)", style="bold"
+    )
+
+
 def history_table(evs: Sequence[Event]) -> Table:
     table = plain_table("when (UTC)", "actor", "event", "details", overflow="fold")
     for e in evs:
         details = ", ".join(f"{k}={v}" for k, v in e.details.items() if v not in (None, "", [], {}))
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.kind, details)
     return table
+
+
+def rejected_lines(r: Rejected, *, why: bool = False) -> str:
+    """What a rejection did (rich markup): the task (`why`: and the reason), and each task that
+    waited on it and came back to the operator, with the ways on."""
+    head = f"rejected [bold]{r.key}[/bold]"
+    if why and r.rejected_reason:
+        head += f": {escape(r.rejected_reason)}"
+    if not r.handed_back:
+        return head
+    lines = [f"{head}; {len(r.handed_back)} task(s) waited on it and come back to you:"]
+    for h in r.handed_back:
+        was, now = (lane.value if lane else "-" for lane in (h.from_lane, h.lane))
+        if h.moved:
+            what = f"moved from {was} to {now}"
+        elif h.status == Status.DRAFT:
+            what = "a draft still: approve or reject it"
+        else:
+            what = f"stays in {now}"
+        held = f" ({escape(h.lease_holder)}'s lease on it ended)" if h.lease_holder else ""
+        lines.append(f"  [bold]{h.key}[/bold] {escape(h.title)}: {what}{held}")
+    first = r.handed_back[0].key
+    lines.append(
+        f"go on without {r.key} (`ob dep rm {first} {r.key}`), bring it back "
+        f"(`ob reopen {r.key}`), or reject the waiting task(s) too"
+    )
+    return "\n".join(lines)

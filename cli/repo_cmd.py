@@ -239,7 +239,7 @@ def _status(r: RepoResult) -> str:
     if r.evidence_lost:
         notes.append(f"{r.evidence_lost} lost evidence")
     if r.asked:
-        notes.append(f"{r.asked} other repo's task(s): asked you")
+        notes.append(f"{r.asked} other repo's task(s): asked you, see `ob cross-repo`")
     if r.deepened:
         notes.append("deeper history: read again")
     return r.status + (f" ({'; '.join(notes)})" if notes else "")
@@ -539,8 +539,9 @@ def export_todo_cmd(
     Specs that carry a `key:` line are rewritten in place from the backlog (in their own shape:
     a heading spec stays one, a checklist item stays one); the repo's unfinished tasks the file
     does not hold are appended; every other line is kept byte for byte. A keyed spec edited in
-    the file since the last sync is left as it is (import it first, or --force). The previous
-    file is kept as TODO.md.orig.
+    the file since the last sync is left as it is (import it first, or --force). The file an
+    export replaces is kept next to it: TODO.md.orig the first time (your original), then
+    TODO.md.orig.1, .2, …; ob never overwrites or deletes one.
     """
     from core.git.repos import Repos
     from core.git.todo import TodoFiles, repo_todo_file
@@ -580,8 +581,10 @@ def export_todo_cmd(
     elif dry_run:
         console().print(f"{res.path}: would change ({what}); dry run, nothing written")
     else:
-        kept = f"; the previous file is {res.backup}" if res.backup else ""
-        console().print(f"wrote {res.path}: {what}{kept}")
+        kept = f"; the previous file is kept as {res.backup}" if res.backup else ""
+        if res.backup and not res.backup.endswith(".orig"):
+            kept += " (the earlier backups stay too, until you delete them)"
+        console().print(f"wrote {res.path}: {what}{kept}", highlight=False)
 
 
 def show_unverified(as_json: bool, limit: int) -> None:

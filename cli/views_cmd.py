@@ -11,16 +11,21 @@ import typer
 from cli.app import JsonOpt, console, print_json, run_backlog
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import RenderableType
 
     from core.backlog import Backlog
+    from core.decisions import Pending
     from core.digest import Digest
     from core.feed import FeedItem
 
 
 def digest(as_json: JsonOpt = False) -> None:
-    """Today's lane digest: lanes, drafts, work in progress and done by agent, blocked chains,
-    drifted plans, unverified completions, undelivered notices."""
+    """Today's lane digest: lanes, what waits for your decision (agents' questions, the
+    decision lane, commits that say they close another repo's task), drafts, work in progress
+    and done by agent, blocked chains, drifted plans, unverified completions, undelivered
+    notices."""
     from core.digest import Digests
 
     d = run_backlog(lambda b: Digests(b).build())
@@ -62,6 +67,21 @@ def digest_parts(d: Digest) -> list[RenderableType]:
         for load in d.lanes
     ]
     out += [heading("Lanes"), items(lanes)]
+    decide = d.decide
+    if decide.total:
+        out.append(
+            heading("Waiting for your decision (questions, the decision lane)", decide.total)
+        )
+        out.append(items([_pending_row(p, d.built_at) for p in decide.items]))
+    asks = d.cross_repo
+    if asks.total:
+        head = heading("Commits that say they close another repo's task", asks.total)
+        head.append(" (ob cross-repo)")
+        rows = [
+            (str(a.id), a.key, a.title, a.repo, a.sha[:10], a.subject, ago(a.asked_at, d.built_at))
+            for a in asks.items
+        ]
+        out += [head, items(rows)]
     aw = d.awaiting_approval
     out.append(heading("Awaiting approval", aw.total))
     if aw.items:
@@ -133,6 +153,18 @@ def digest_parts(d: Digest) -> list[RenderableType]:
     if n.pending:
         out.append(Text(f"\n{n.pending} notice(s) waiting, the oldest {ago(n.oldest_pending_at)}"))
     return out
+
+
+def _pending_row(p: Pending, now: datetime) -> tuple[str, ...]:
+    """A decision waiting for the operator: the task, the question or title, why it comes
+    first (an agent waits on it, the work it releases), its age."""
+    from cli.output import ago
+
+    why = [f"{p.by} is waiting"] if p.agent_waiting else []
+    if p.unblocks:
+        why.append(f"unblocks {p.unblocks}")
+    what = f"{p.question.ref}: {p.question.text}" if p.question is not None else p.title
+    return (p.key, what, ", ".join(why), ago(p.at, now))
 
 
 def feed(

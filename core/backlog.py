@@ -12,7 +12,7 @@ from datetime import UTC
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from core import events
 from core.db import open_database
@@ -57,8 +57,9 @@ URGENT_PRIORITY = 1
 
 # The unfinished tasks waiting on a prerequisite, locked with their leases.
 _WAITING_ON = f"""
-select t.id, t.number, t.title, t.lane, {STATUS_SQL} as status
+select t.id, t.number, t.title, t.lane, {STATUS_SQL} as status, a.name as holder
 from task_deps d join tasks t on t.id = d.task_id join task_leases l on l.task_id = t.id
+left join agents a on a.id = l.lease_agent_id
 where d.prereq_id = $1 and t.status in ('draft', 'open')
 order by t.id
 for update of t, l
@@ -144,6 +145,30 @@ class Edited(BaseModel):
             else:
                 parts.append(field)
         return ", ".join(parts) or "nothing changed"
+
+
+class HandedBack(BaseModel):
+    """A task that waited on a prerequisite the operator rejected: it would wait forever, so it
+    went back to the operator (to requires_decision; a draft stays a draft)."""
+
+    key: str
+    title: str
+    status: Status  # now: open, or a draft still
+    from_lane: Lane | None
+    lane: Lane | None  # now
+    lease_holder: str | None  # the agent whose lease on it ended
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def moved(self) -> bool:
+        """It changed lanes (it was not in requires_decision already, nor a draft)."""
+        return self.from_lane != self.lane
+
+
+class Rejected(Task):
+    """A rejected task, as `reject` answers: and the tasks waiting on it, handed back."""
+
+    handed_back: list[HandedBack] = []
 
 
 def actor_name(actor: str) -> str:
@@ -351,9 +376,10 @@ class Backlog:
 
     async def reject(
         self, key: str, actor: Actor, reason: str | None = None, *, drafts_only: bool = False
-    ) -> Task:
+    ) -> Rejected:
         """Reject a draft, or an approved unfinished task (an agent holding it loses its
-        lease); `drafts_only` refuses anything but a draft (a stale approval card)."""
+        lease); `drafts_only` refuses anything but a draft (a stale approval card). The answer
+        names the tasks that waited on it: each went back to the operator (`handed_back`)."""
         require_operator(actor, "reject tasks")
         reason = free_text(reason, "reason", 1000)
         async with self.transaction(wake=True) as conn:
@@ -381,26 +407,39 @@ class Backlog:
                     key=self._key(row), by=str(actor), decision="rejected", reason=reason
                 ),
             )
-            await self._hand_back_waiting(conn, row, actor, reason)
-            return await fetch_task(conn, row["id"], self.prefix)
+            handed_back = await self._hand_back_waiting(conn, row, actor, reason)
+            task = await fetch_task(conn, row["id"], self.prefix)
+            return Rejected(**task.model_dump(), handed_back=handed_back)
 
     async def _hand_back_waiting(
         self, conn: asyncpg.Connection, prereq: asyncpg.Record, actor: Actor, reason: str | None
-    ) -> None:
+    ) -> list[HandedBack]:
         """The tasks waiting on a prerequisite just rejected would wait forever: each goes to
         the operator's decision lane (an agent holding one loses its lease; a draft stays a
-        draft), with an event and a notice naming both."""
+        draft), with an event and a notice naming both. Returns them, as they are now."""
         waiting = await conn.fetch(_WAITING_ON, prereq["id"])
+        handed_back = []
         for w in waiting:
             moved = w["status"] != Status.DRAFT and w["lane"] != Lane.DECISION
             if moved:
                 await conn.execute(_MOVE_LANE, w["id"], Lane.DECISION)
+            held = w["status"] == Status.CLAIMED
+            handed_back.append(
+                HandedBack(
+                    key=self._key(w),
+                    title=w["title"],
+                    status=Status.DRAFT if w["status"] == Status.DRAFT else Status.OPEN,
+                    from_lane=w["lane"],
+                    lane=Lane.DECISION if moved else w["lane"],
+                    lease_holder=w["holder"] if held else None,
+                )
+            )
             details = {
                 "prerequisite": self._key(prereq),
                 "reason": reason,
                 "from": w["lane"],
                 "to": Lane.DECISION.value if moved else w["lane"],
-                "lease_revoked": w["status"] == Status.CLAIMED,
+                "lease_revoked": held,
             }
             notice = PrerequisiteRejected(
                 key=self._key(w), by=str(actor), prerequisite_title=prereq["title"], **details
@@ -414,6 +453,7 @@ class Backlog:
                 notify=OutboxKind.PREREQUISITE_REJECTED,
                 payload=notice,
             )
+        return handed_back
 
     async def _mark_duplicate(self, conn: asyncpg.Connection, task_id: int) -> str | None:
         """Mark a draft as the likely duplicate of another task (or clear the mark); returns
@@ -421,7 +461,7 @@ class Backlog:
         number = await conn.fetchval(_MARK_DUPLICATE, task_id)
         return self.key(number) if number is not None else None
 
-    async def reject_duplicate(self, key: str, actor: Actor) -> Task:
+    async def reject_duplicate(self, key: str, actor: Actor) -> Rejected:
         """Reject a draft marked as a likely duplicate, naming the task it repeats."""
         async with self.pool.acquire() as conn:
             task = await fetch_task(

@@ -2,7 +2,7 @@
 
 Per-lane counts and oldest age, what waits for the operator's decision (agents' questions and
 the decision lane) and the drafts awaiting approval, both ranked by what deciding releases
-(core.decisions), tasks back from a snooze (their trigger date is the digest's day), work in
+(core.decisions), the commits that say they close another repo's task (core.git.crossrepo), tasks back from a snooze (their trigger date is the digest's day), work in
 progress by agent, work done in the last 24 hours by agent with its evidence, blocked chains,
 drifted plans, unverified completions and the truth's age (repos whose last good fetch is too
 old). Each section is one indexed query; `Digests.build` runs them on one connection.
@@ -16,6 +16,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from core.decisions import PendingKind, Ranked, ranked_on, starved
+from core.git.crossrepo import OpenAsks, open_asks
 from core.git.drift import DriftedPlans, drifted_plans
 from core.git.evidence import UnverifiedReport, unverified_report
 from core.git.repos import TruthAge, truth_age
@@ -59,6 +60,7 @@ class Digest(BaseModel):
     built_at: datetime
     lanes: list[LaneLoad]
     decide: Ranked  # agents' open questions and the decision lane, most-blocking first
+    cross_repo: OpenAsks  # commits that say they close another repo's task: close or ignore?
     awaiting_approval: Section  # most-blocking first
     back_today: Section  # snoozed until the digest's day
     in_progress: dict[str, list[Item]]
@@ -171,6 +173,7 @@ class Digests(Service):
                 hungry=hungry,
             )
             drafts = await ranked_on(conn, self.backlog, (PendingKind.DRAFT,), limit, hungry=hungry)
+            cross_repo = await open_asks(conn, prefix, limit)
             back = await conn.fetch(_BACK_TODAY, limit, day)
             prog = await conn.fetch(_IN_PROGRESS, limit)
             done = await conn.fetch(_DONE, limit)
@@ -207,6 +210,7 @@ class Digests(Service):
             built_at=now,
             lanes=[load for load in lanes if load.lane is not None],
             decide=decide,
+            cross_repo=cross_repo,
             awaiting_approval=Section(
                 total=drafts.total,
                 items=[

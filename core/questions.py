@@ -91,8 +91,8 @@ select task_id, $4::text, 'heartbeat',
        jsonb_build_object('epoch', epoch, 'expires_at', lease_expires_at, 'question', $1::bigint)
 from lease
 """
-_OPEN_OF_TASK = """
-select q.id from questions q join tasks t on t.id = q.task_id
+_OPEN_OF_TASK = f"""
+select {QUESTION_COLUMNS} from {QUESTION_FROM}
 where t.number = $1 and q.answered_at is null order by q.id
 """
 _ANSWER = """
@@ -138,6 +138,11 @@ class Question(BaseModel):
     def ref(self) -> str:
         """How the operator names it: `Q7`."""
         return f"Q{self.id}"
+
+    @property
+    def answer_command(self) -> str:
+        """How the operator answers it from a terminal."""
+        return f"ob answer {self.ref} TEXT"
 
 
 def check_options(options: list[str] | None) -> list[str]:
@@ -261,6 +266,14 @@ class Questions(Service):
         async with self.pool.acquire() as conn:
             return await self._get(conn, qid)
 
+    async def open_of(self, key: str) -> list[Question]:
+        """The task's questions that wait for the operator's answer, oldest first (none once
+        the task is finished: those need no answer)."""
+        return [q for q in await self._unanswered(number_for_key(key, self.prefix)) if not q.moot]
+
+    async def _unanswered(self, number: int) -> list[Question]:
+        return [Question(**dict(r)) for r in await self.pool.fetch(_OPEN_OF_TASK, number)]
+
     async def touch(self, qid: int, actor: Actor, wait_seconds: int) -> Question:
         """The question now; when the agent that asked it waits for the answer under the lease
         it asked with, that lease is kept for the wait and OB_LEASE_TTL beyond it."""
@@ -358,7 +371,7 @@ class Questions(Service):
         if qid is not None:
             return qid
         number = number_for_key(ref, self.prefix)
-        ids = [r["id"] for r in await self.pool.fetch(_OPEN_OF_TASK, number)]
+        ids = [q.id for q in await self._unanswered(number)]
         key = format_key(self.prefix, number)
         if not ids:
             raise NotFound(f"{key} has no open question (see `ob questions`)")

@@ -1,11 +1,11 @@
 """Forge push webhooks: `POST /v1/hooks/github`, `/v1/hooks/gitlab`, `/v1/hooks/gitea` (Gitea
-and Forgejo), signed with OB_FORGE_SECRET.
+and Forgejo), signed with OB_FORGE_SECRET (GitLab sends it as a token).
 
 The forge gets its answer at once; the fetch and the reconcile of the repo run in the
-background of `ob serve` (core.git.refresh). A request without the right signature gets 401
-and nothing else happens (nothing is read, nothing is written); a replayed delivery is answered
-200 and does nothing; a repository ob does not know, 202 and a log line; any other event than
-a push, 202 and ignored.
+background of `ob serve` (core.git.refresh). A request without the right signature or token
+gets 401, naming the header, and nothing else happens (nothing is read, nothing is written); a
+replayed delivery is answered 200 and does nothing; a repository ob does not know, 202 and a
+log line; any other event than a push, 202 and ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from core.backlog import Backlog
-from core.git.forge import Forge, Pushes, read_push, signed
+from core.git.forge import Forge, Pushes, read_push, refusal
 from core.git.refresh import Refresher
 from gateway.schemas import Problem
 
@@ -64,11 +64,10 @@ def forge_hooks(backlog: Backlog, refresher: Refresher | None) -> APIRouter:
                 "forge webhooks are off on this ob serve: set OB_FORGE_SECRET and restart it",
             )
         body = await request.body()
-        if not signed(forge, secret.get_secret_value(), request.headers, body):
-            log.warning("%s webhook refused: wrong or missing signature", forge.value)
-            return _refused(
-                401, "unauthorized", "the signature does not match OB_FORGE_SECRET; nothing done"
-            )
+        why = refusal(forge, secret.get_secret_value(), request.headers, body)
+        if why is not None:
+            log.warning("%s webhook refused: %s", forge.value, why)
+            return _refused(401, "unauthorized", f"{why}; nothing done")
         push = read_push(forge, request.headers, body)
         if not push.is_push:
             what = push.event or "this event"

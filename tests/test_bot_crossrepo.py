@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from bot import render
 from bot.callbacks import CrossRepoAction, CrossRepoCB
 from bot.notifier import Notifier
 from core.backlog import Backlog
+from core.digest import Digests
 from core.git.reconcile import Reconciler
 from core.models import Status
 from tests.filing import file, kinds
@@ -24,6 +26,16 @@ async def test_close_it_and_ignore_through_the_dispatcher(backlog: Backlog, make
     (res,) = [r for r in (await rec.run()).repos if r.name == "web"]
     assert res.closed == 0 and res.asked == 2
     assert (await backlog.get(k1)).status is Status.OPEN
+
+    # the digest lists them until they are decided
+    digest = await Digests(backlog).build()
+    assert [(a.key, a.repo, a.sha) for a in digest.cross_repo.items] == [
+        (k1, "web", sha),
+        (k2, "web", sha),
+    ]
+    text = render.digest(digest, backlog.settings.tz)
+    assert "🔗 <b>Commits that say they close another repo's task</b>: 2" in text
+    assert f"• {k1} pool exhaustion ← web <code>{sha[:10]}</code> Client retries" in text
 
     notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
     assert await notifier.drain_once() == 2
@@ -52,6 +64,7 @@ async def test_close_it_and_ignore_through_the_dispatcher(backlog: Backlog, make
     assert env.session.answers()[-1] == f"Ignored; {k2} stays as it is"
     assert (await backlog.get(k2)).status is Status.OPEN
     assert (await kinds(backlog, k2))[-1] == "cross_repo_ignored"
+    assert (await Digests(backlog).build()).cross_repo.total == 0
 
     # git decides: reverting the commit in web costs k1 its verification
     web.git("revert", "--no-edit", sha)
@@ -79,4 +92,4 @@ async def test_close_it_after_the_commit_was_reverted_closes_nothing(
     assert "was reverted by" in env.session.answers()[-1]
     assert (await backlog.get(key)).status is Status.OPEN
     await env.tap(CrossRepoCB(action=CrossRepoAction.CLOSE, ask=999).pack())
-    assert "no such question" in env.session.answers()[-1]
+    assert "no cross-repo close #999" in env.session.answers()[-1]

@@ -172,6 +172,45 @@ async def test_a_question_left_open_comes_with_its_buttons(
         assert lease["key"] == "OB-1" and "Decision: yes" in lease["task"]["notes"]
 
 
+async def test_the_task_card_shows_its_open_questions(backlog: Backlog, make_agent) -> None:
+    env = make_env(backlog)
+    codex, _ = await make_agent("codex")
+    leases, questions, store = Leases(env.backlog), Questions(env.backlog), BotStore(env.backlog)
+    notifier = Notifier(env.bot, env.backlog, [OP], worker="test")
+    await env.backlog.file(make_spec(title="a cache"), CLI, lane=Lane.AUTONOMOUS)
+    lease = await leases.claim(codex)
+    assert lease is not None
+    await env.say("/task OB-1")  # a card from before the question
+    (card,) = await store.cards(1)
+    q = await questions.ask(lease.key, codex, lease.epoch, "Redis or Postgres?", ["redis", "pg"])
+    await notifier.drain_once()  # the question's card; the task's card now names it
+    edited = [e for e in env.session.of("EditMessageText") if e.message_id == card.message_id]
+    assert "❓ <b>Q1</b> codex asks: Redis or Postgres?" in edited[-1].text
+
+    # its lease ends before an answer: /task says why it waits in decision, and the question
+    # comes with its buttons, ready to answer
+    await leases.release(lease.key, codex, lease.epoch, "need an answer")
+    env.session.clear()
+    await env.say("/task OB-1")
+    shown, asked = env.session.of("SendMessage")
+    assert "❓ <b>Q1</b> codex asks: Redis or Postgres?" in shown.text
+    assert "1. redis · 2. pg" in shown.text
+    assert "codex's lease ended before an answer: it waits in decision" in shown.text
+    assert "<code>ob answer Q1 …</code>" in shown.text
+    assert "Redis or Postgres?" in asked.text and set(env.buttons(asked.reply_markup)) == {
+        "1. redis",
+        "2. pg",
+    }
+    cards = await store.question_cards(q.id)
+    await env.tap(env.buttons(asked.reply_markup)["2. pg"], message_id=cards[-1][1])
+    assert (await questions.get(q.id)).answer == "pg"
+    env.session.clear()
+    await notifier.drain_once()  # answered: no card of the task names it any more
+    task_cards = {c.message_id for c in await store.cards(1)}
+    refreshed = [e for e in env.session.of("EditMessageText") if e.message_id in task_cards]
+    assert refreshed and all("codex asks" not in e.text for e in refreshed)
+
+
 def test_question_buttons_fit_telegram() -> None:
     data = QuestionCB(question=2**62, option=6, mode=DrainMode.DECIDE).pack()
     assert len(data.encode()) <= 64

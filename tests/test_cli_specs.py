@@ -101,6 +101,15 @@ def test_import_dry_run_and_export_diff(
     r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
     assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
     assert "rewritten" not in r.stdout, r.stdout
+    # a later export keeps the file it replaced too, and the original stays
+    ob("add", "Tag the release", "-r", "web", env=cli_env, cwd=tmp_path)
+    exported = (repo / "TODO.md").read_text()
+    r = ob("export-todo", "web", env=cli_env, cwd=tmp_path)
+    said = " ".join(r.stdout.split())
+    assert f"the previous file is kept as {repo / 'TODO.md.orig.1'}" in said, said
+    assert "the earlier backups stay too, until you delete them" in said
+    assert (repo / "TODO.md.orig").read_text() == text
+    assert (repo / "TODO.md.orig.1").read_text() == exported
 
 
 def test_edit_from_the_printed_spec_changes_the_status_as_written(

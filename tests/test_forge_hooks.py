@@ -183,16 +183,22 @@ async def test_a_github_push_closes_the_task_at_once(hooks: Hooks) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "said"),
     [
-        {},  # no signature at all
-        {"X-Hub-Signature-256": "sha256=" + "0" * 64},
-        {"X-Hub-Signature-256": "sha1=whatever"},
+        ({}, "no X-Hub-Signature-256 header"),  # no signature at all
+        (
+            {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+            "the X-Hub-Signature-256 signature does not match OB_FORGE_SECRET",
+        ),
+        (
+            {"X-Hub-Signature-256": "sha1=whatever"},
+            "the X-Hub-Signature-256 signature does not match OB_FORGE_SECRET",
+        ),
     ],
     ids=["missing", "wrong", "other-scheme"],
 )
 async def test_a_github_request_without_the_right_signature_does_nothing(
-    hooks: Hooks, headers: dict[str, str]
+    hooks: Hooks, headers: dict[str, str], said: str
 ) -> None:
     key = await file(hooks.backlog, "x", repo="web")
     hooks.push(f"Closes {key}")
@@ -201,6 +207,7 @@ async def test_a_github_request_without_the_right_signature_does_nothing(
         "github", body, {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d1", **headers}
     )
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert r.json()["message"].startswith(said) and "nothing done" in r.json()["message"]
     signed_wrong = github_headers(body, secret="not the secret")
     assert (await hooks.post("github", body, signed_wrong)).status_code == 401
     assert not hooks.refresher.pending and hooks.refresher.rounds == 0
@@ -213,10 +220,15 @@ async def test_a_gitlab_push_with_its_token(hooks: Hooks) -> None:
     hooks.push(f"Fixes {key}")
     body = json.dumps(gitlab_push(hooks.forge)).encode()
     event = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": str(uuid.uuid4())}
+    # GitLab sends the secret itself as a token, not a signature: the refusal names it so
     r = await hooks.post("gitlab", body, {**event, "X-Gitlab-Token": "wrong"})
     assert r.status_code == 401
+    said = r.json()["message"]
+    assert said.startswith("the X-Gitlab-Token does not match OB_FORGE_SECRET")
+    assert "signature" not in said and "secret token" in said, said
     r = await hooks.post("gitlab", body, event)
     assert r.status_code == 401
+    assert r.json()["message"].startswith("no X-Gitlab-Token header"), r.text
     r = await hooks.post("gitlab", body, {**event, "X-Gitlab-Token": SECRET})
     assert r.status_code == 202 and r.json()["repos"] == ["web"]
     await hooks.until_done(key)
@@ -239,6 +251,9 @@ async def test_a_gitea_or_forgejo_push_with_its_signature(hooks: Hooks, flavour:
     base = {f"X-{flavour}-Event": "push", f"X-{flavour}-Delivery": str(uuid.uuid4())}
     r = await hooks.post("gitea", body, {**base, f"X-{flavour}-Signature": hmac_hex(b"x")})
     assert r.status_code == 401
+    assert r.json()["message"].startswith(
+        f"the X-{flavour}-Signature signature does not match OB_FORGE_SECRET"
+    ), r.text
     r = await hooks.post("gitea", body, {**base, f"X-{flavour}-Signature": hmac_hex(body)})
     assert r.status_code == 202 and r.json()["repos"] == ["web"], r.text
     await hooks.until_done(key)

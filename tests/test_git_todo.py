@@ -338,7 +338,10 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
     now = todo.read_text()
     assert now.startswith(HAND_WRITTEN) and "- count attempts per IP" in now
     assert now.count("## Rate-limit sign-up and login") == 1
-    assert (repo.path / "TODO.md.orig").read_text() == before
+    # the hand-written file is still the way back; the one this export replaced is kept too
+    assert (repo.path / "TODO.md.orig").read_text() == HAND_WRITTEN
+    assert (repo.path / "TODO.md.orig.1").read_text() == before
+    assert out.backup == str(repo.path / "TODO.md.orig.1")
 
     # changed on both sides since the last sync: a conflict, reported, nothing changed
     await backlog.edit("OB-3", OP, priority="P3")
@@ -357,6 +360,48 @@ async def test_export_rewrites_only_owned_specs_and_keeps_every_other_byte(
     out = await TodoFiles(backlog).export_file("web", todo, force=True)
     assert out.rewritten == ["OB-3"] and "priority: P3" in todo.read_text()
     assert (await TodoFiles(backlog).import_file(todo, OP)).conflicts == []
+
+
+async def test_every_export_keeps_the_file_it_replaced_and_never_a_backup_twice(
+    backlog: Backlog, tmp_path: Path
+) -> None:
+    todo = tmp_path / "TODO.md"
+    hand = b"# Our list\r\n\r\n- [ ] keep this line as I wrote it\r\n"
+    todo.write_bytes(hand)
+    files = TodoFiles(backlog)
+
+    async def export_after(title: str) -> str | None:
+        await backlog.file(make_spec(title=title, repo="r"), OP)
+        out = await files.export_file("r", todo)
+        assert out.changed
+        return out.backup
+
+    def kept() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("TODO.md.orig"))
+
+    assert await export_after("first") == str(tmp_path / "TODO.md.orig")
+    assert (tmp_path / "TODO.md.orig").read_bytes() == hand  # byte for byte
+    first = todo.read_bytes()
+    assert await export_after("second") == str(tmp_path / "TODO.md.orig.1")
+    assert (tmp_path / "TODO.md.orig").read_bytes() == hand  # the original is never replaced
+    assert (tmp_path / "TODO.md.orig.1").read_bytes() == first
+    # nothing new in the backlog: nothing written, nothing kept
+    assert not (await files.export_file("r", todo)).changed and kept() == [
+        "TODO.md.orig",
+        "TODO.md.orig.1",
+    ]
+    # the person went back to the original: it is kept already, so no copy of it is made
+    todo.write_bytes(hand)
+    assert await export_after("third") == str(tmp_path / "TODO.md.orig")
+    assert kept() == ["TODO.md.orig", "TODO.md.orig.1"]
+    # a person's own edit is kept under the next number, whatever was deleted before it
+    (tmp_path / "TODO.md.orig").unlink()
+    edited = todo.read_bytes() + b"\r\nmy own note\r\n"
+    todo.write_bytes(edited)
+    assert await export_after("fourth") == str(tmp_path / "TODO.md.orig.2")
+    assert (tmp_path / "TODO.md.orig.2").read_bytes() == edited
+    assert kept() == ["TODO.md.orig.1", "TODO.md.orig.2"]
+    assert b"my own note" in todo.read_bytes()  # and the export kept it in the file too
 
 
 async def test_import_export_import_gives_the_same_tasks(

@@ -74,12 +74,27 @@ async def test_a_waiting_task_already_in_decision_is_told_and_a_held_one_loses_i
     prereq = await file(backlog, "prereq", Lane.TRIAGE)
     await Prerequisites(backlog).add(held, prereq, OP)
     await Prerequisites(backlog).add(deciding, prereq, OP)
-    await backlog.reject(prereq, OP)
+    draft = (await backlog.file(make_spec(title="a draft waits"), codex)).key
+    await Prerequisites(backlog).add(draft, prereq, OP)
+    rejected = await backlog.reject(prereq, OP)
+    # the answer says what the rejection did to the tasks waiting on it
+    assert rejected.key == prereq and rejected.status is Status.REJECTED
+    assert [
+        (h.key, h.title, h.status, h.from_lane, h.lane, h.lease_holder)
+        for h in rejected.handed_back
+    ] == [
+        (held, "held", Status.OPEN, Lane.AUTONOMOUS, Lane.DECISION, "codex"),
+        (deciding, "deciding", Status.OPEN, Lane.DECISION, Lane.DECISION, None),
+        (draft, "a draft waits", Status.DRAFT, None, None, None),
+    ]
+    assert [h.moved for h in rejected.handed_back] == [True, False, False]
     task = await backlog.get(held)
     assert task.lane is Lane.DECISION and task.lease_holder is None
     assert "prerequisite_rejected" in await kinds(backlog, deciding)
     assert (await backlog.get(deciding)).lane is Lane.DECISION
-    assert len(await outbox(backlog.pool, "prerequisite_rejected")) == 2
+    assert len(await outbox(backlog.pool, "prerequisite_rejected")) == 3
+    # a prerequisite nothing waits on hands nothing back
+    assert (await backlog.reject(await file(backlog, "alone"), OP)).handed_back == []
 
 
 async def test_dep_add_refuses_a_rejected_or_missing_prerequisite(backlog: Backlog) -> None:

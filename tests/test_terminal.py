@@ -15,6 +15,7 @@ import pytest
 
 from core.backlog import Backlog
 from core.db import create_pool
+from core.leases import Lease, Leases
 from core.migrate import migrate
 from core.models import Actor, Lane, Status
 from core.settings import load_settings
@@ -104,6 +105,178 @@ async def test_bulk_decisions_say_where_each_went(
     assert r.stderr.strip() == (
         "error: cannot reopen OB-1: it is open; only done and rejected tasks reopen"
     )
+
+
+async def claimed_by_codex(backlog: Backlog, title: str) -> tuple[Actor, Lease]:
+    """A task the operator filed into autonomous_safe, claimed by the agent codex."""
+    from core.agents import Agents
+
+    op = Actor.operator("cli")
+    await backlog.file(make_spec(title=title), op, lane=Lane.AUTONOMOUS)
+    _, token = await Agents(backlog).add("codex", op)
+    codex = await Agents(backlog).authenticate(token)
+    lease = await Leases(backlog).claim(codex)
+    assert lease is not None and lease.task.title == title
+    return codex, lease
+
+
+async def test_rejecting_a_prerequisite_says_which_tasks_came_back(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    from core.deps import Prerequisites
+
+    op = Actor.operator("cli")
+    await claimed_by_codex(cli_backlog, "ship the report")
+    await cli_backlog.file(make_spec(title="also waits"), op, lane=Lane.DECISION)
+    await cli_backlog.file(make_spec(title="get access"), op, lane=Lane.TRIAGE)
+    await cli_backlog.file(make_spec(title="unrelated"), op, lane=Lane.TRIAGE)
+    for key in ("OB-1", "OB-2"):
+        await Prerequisites(cli_backlog).add(key, "OB-3", op)
+    r = await arun(cli_env, tmp_path, "reject", "OB-3", "-m", "no access")
+    assert r.returncode == 0, r.stderr
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert lines[0] == "rejected OB-3; 2 task(s) waited on it and come back to you:"
+    assert lines[1] == (
+        "OB-1 ship the report: moved from autonomous_safe to requires_decision"
+        " (codex's lease on it ended)"
+    )
+    assert lines[2] == "OB-2 also waits: stays in requires_decision"
+    assert "`ob dep rm OB-1 OB-3`" in r.stdout and "`ob reopen OB-3`" in r.stdout
+    assert (await cli_backlog.get("OB-1")).lane is Lane.DECISION
+
+    # JSON: the rejected task, and the tasks handed back
+    await Prerequisites(cli_backlog).add("OB-1", "OB-4", op)
+    r = await arun(cli_env, tmp_path, "reject", "OB-4", "--json")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["key"] == "OB-4" and answer["status"] == "rejected"
+    (back,) = answer["handed_back"]
+    assert (back["key"], back["from_lane"], back["lane"], back["moved"]) == (
+        "OB-1",
+        "requires_decision",
+        "requires_decision",
+        False,
+    )
+
+
+async def test_show_says_which_questions_wait_for_an_answer(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path
+) -> None:
+    from core.questions import Questions
+
+    codex, lease = await claimed_by_codex(cli_backlog, "a session cache")
+    await Questions(cli_backlog).ask(
+        "OB-1", codex, lease.epoch, "Redis or Postgres?", ["redis", "pg"]
+    )
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "open question Q1 from codex" in said and "Redis or Postgres?" in said, said
+    assert "1. redis / 2. pg" in said and "ob answer Q1" in said
+    assert "lease ended" not in said  # codex holds the task and may be waiting for it
+
+    # the lease ends with the question open: the card says why the task waits in decision
+    await Leases(cli_backlog).release("OB-1", codex, lease.epoch, "need an answer")
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    said = " ".join(r.stdout.split())
+    assert "lane requires_decision" in said
+    assert "codex's lease ended before an answer, so it waits in requires_decision" in said, said
+    assert "your answer sends it back to autonomous_safe" in said
+    r = await arun(cli_env, tmp_path, "show", "OB-1", "--json")
+    shown = json.loads(r.stdout)
+    assert shown["key"] == "OB-1" and shown["lane"] == "requires_decision"
+    (q,) = shown["open_questions"]
+    assert (q["id"], q["asked_by"], q["text"], q["options"], q["status"]) == (
+        1,
+        "agent:codex",
+        "Redis or Postgres?",
+        ["redis", "pg"],
+        "pending",
+    )
+    assert q["left_open_at"] is not None and q["answer_with"] == "ob answer Q1 TEXT"
+    said = " ".join((await arun(cli_env, tmp_path, "digest")).stdout.split())
+    assert "Waiting for your decision (questions, the decision lane): 1" in said
+    assert "OB-1 Q1: Redis or Postgres?" in said
+
+    assert (await arun(cli_env, tmp_path, "answer", "Q1", "2")).returncode == 0
+    r = await arun(cli_env, tmp_path, "show", "OB-1")
+    assert "open question" not in r.stdout and "Decision: pg" in " ".join(r.stdout.split())
+    assert (
+        json.loads((await arun(cli_env, tmp_path, "show", "OB-1", "--json")).stdout)[
+            "open_questions"
+        ]
+        == []
+    )
+
+
+async def test_cross_repo_closes_are_decided_from_the_terminal(
+    cli_env: Env, cli_backlog: Backlog, tmp_path: Path, make_repo
+) -> None:
+    from core.git.reconcile import Reconciler
+    from tests.test_git_remotes import ingest_and_web
+
+    _, web = await ingest_and_web(cli_backlog, make_repo)
+    op = Actor.operator("cli")
+    for title in ("pool exhaustion", "retry storms", "slow queries"):
+        await cli_backlog.file(make_spec(title=title, repo="nexus-ingest"), op, lane=Lane.TRIAGE)
+    rec = Reconciler(cli_backlog)
+    await rec.run()
+    sha = web.commit("Client retries\n\nCloses OB-1\nFixes OB-2\nResolves OB-3\n")
+    await rec.run()
+    assert (await cli_backlog.get("OB-1")).status is Status.OPEN  # nothing closed by itself
+
+    r = await arun(cli_env, tmp_path, "cross-repo")
+    assert r.returncode == 0, r.stderr
+    rows = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert "3 commit(s) in one repo say they close another repo's task:" in rows[0]
+    for n, title in ((1, "pool exhaustion"), (2, "retry storms"), (3, "slow queries")):
+        assert any(
+            row.startswith(f"{n} OB-{n} {title} nexus-ingest web {sha[:10]} Client retries")
+            for row in rows
+        ), rows
+    assert "`ob cross-repo close ID`" in r.stdout and "`ob cross-repo ignore ID`" in r.stdout
+
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"closed OB-1 with commit {sha[:10]} in web as its evidence"
+    task = await cli_backlog.get("OB-1")
+    assert task.status is Status.DONE and task.verified_at is not None and task.commits == [sha]
+    assert (await cli_backlog.history("OB-1"))[-1].actor == "operator:cli"
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "OB-2")  # by its task's key
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ignored commit {sha[:10]} in web: OB-2 stays as it is"
+    assert (await cli_backlog.get("OB-2")).status is Status.OPEN
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "1")
+    assert r.returncode == 1 and "OB-1: already closed by operator:cli" in r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "OB-2")
+    assert r.returncode == 1
+    assert "OB-2 has no commit of another repo waiting for your decision" in r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "99")
+    assert r.returncode == 1 and "no cross-repo close #99" in r.stderr
+
+    # the one left is in the digest too, and in --json
+    r = await arun(cli_env, tmp_path, "digest")
+    said = " ".join(r.stdout.split())
+    assert "Commits that say they close another repo's task: 1 (ob cross-repo)" in said, said
+    assert f"3 OB-3 slow queries web {sha[:10]} Client retries" in said
+    (left,) = json.loads((await arun(cli_env, tmp_path, "cross-repo", "--json")).stdout)
+    assert (left["id"], left["key"], left["repo"], left["sha"], left["decision"]) == (
+        3,
+        "OB-3",
+        "web",
+        sha,
+        None,
+    )
+    # git decides: a reverted commit closes nothing
+    web.git("revert", "--no-edit", sha)
+    await rec.run()
+    r = await arun(cli_env, tmp_path, "cross-repo", "close", "3")
+    assert r.returncode == 1 and "was reverted by" in r.stderr
+    assert (await cli_backlog.get("OB-3")).status is Status.OPEN
+    r = await arun(cli_env, tmp_path, "cross-repo", "ignore", "3")
+    assert r.returncode == 0, r.stderr
+    r = await arun(cli_env, tmp_path, "cross-repo")
+    assert r.stdout.strip() == "no commit of one repo waits to close another repo's task"
 
 
 async def test_inbox_walks_the_drafts_one_key_per_decision(

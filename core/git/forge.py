@@ -77,21 +77,33 @@ def _first(headers: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def signed(forge: Forge, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
-    """Whether the request carries the secret as its forge signs (headers lower-cased);
-    compared in constant time. A missing header is not signed."""
+def refusal(forge: Forge, secret: str, headers: Mapping[str, str], body: bytes) -> str | None:
+    """None when the request carries the secret as its forge sends it (headers lower-cased;
+    compared in constant time); else why not, in one line naming the header: GitLab sends the
+    secret itself as a token, GitHub and Gitea/Forgejo an HMAC signature of the body."""
     if forge is Forge.GITLAB:
         token = _first(headers, "x-gitlab-token")
-        return token is not None and hmac.compare_digest(token.encode(), secret.encode())
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if token is None:
+            return "no X-Gitlab-Token header: set the webhook's secret token to OB_FORGE_SECRET"
+        if hmac.compare_digest(token.encode(), secret.encode()):
+            return None
+        return (
+            "the X-Gitlab-Token does not match OB_FORGE_SECRET: the webhook's secret token "
+            "must be OB_FORGE_SECRET"
+        )
     if forge is Forge.GITHUB:
-        header = _first(headers, "x-hub-signature-256") or ""
-        if not header.startswith("sha256="):
-            return False
-        given = header.removeprefix("sha256=")
+        name, header = "X-Hub-Signature-256", _first(headers, "x-hub-signature-256")
+        given = header.removeprefix("sha256=") if header and header.startswith("sha256=") else ""
     else:
-        given = _first(headers, "x-gitea-signature", "x-forgejo-signature") or ""
-    return bool(given) and hmac.compare_digest(given.lower().encode(), digest.encode())
+        name = "X-Forgejo-Signature" if "x-forgejo-signature" in headers else "X-Gitea-Signature"
+        header = _first(headers, "x-gitea-signature", "x-forgejo-signature")
+        given = header or ""
+    if header is None:
+        return f"no {name} header: set the webhook's secret to OB_FORGE_SECRET"
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if given and hmac.compare_digest(given.lower().encode(), digest.encode()):
+        return None
+    return f"the {name} signature does not match OB_FORGE_SECRET (the webhook's secret)"
 
 
 def read_push(forge: Forge, headers: Mapping[str, str], body: bytes) -> Push:

@@ -17,7 +17,9 @@ this file updates its task; a title match never synced is only remembered.
 Export rewrites the items ob owns (those with the `key:` of a task) in place from the backlog,
 appends the repo's unfinished tasks the file does not hold, and keeps every other byte. An owned
 item edited in the file since the last sync is left as it is (import it first), unless `force`.
-The previous file is kept as `TODO.md.orig` whenever the file changes; `dry_run` returns the
+Nothing is overwritten without a way back: whenever an export changes the file, the file it
+replaces is kept next to it (`TODO.md.orig` the first time, the hand-written original; then
+`TODO.md.orig.1`, `.2`, …; none twice, none ever overwritten or deleted); `dry_run` returns the
 diff and writes nothing.
 
 Scale: a file holds at most MAX_TODO_BYTES (4 MiB) and MAX_TODO_SPECS (10,000) items; anything
@@ -453,17 +455,52 @@ class ExportResult(BaseModel):
     appended: list[str] = []  # tasks added at the end
     kept: list[str] = []  # owned items left as they are, and why
     by_title: list[str] = []  # tasks the file holds without their key (import matched them)
-    backup: str | None = None  # where the previous file was kept
+    backup: str | None = None  # where the file it replaced is kept
     diff: str = ""
 
 
-def _replace_file(target: Path, old: str, new: str) -> str | None:
-    """Write `new` over `target` atomically, keeping the previous content as `<name>.orig`."""
-    backup = None
-    if target.exists():
-        backup_path = target.with_name(target.name + ".orig")
-        backup_path.write_text(old, "utf-8", newline="")
-        backup = str(backup_path)
+BACKUP_SUFFIX = ".orig"
+
+
+def _backups(target: Path) -> list[tuple[int, Path]]:
+    """The backups kept next to `target`, oldest first: `TODO.md.orig` (0), then
+    `TODO.md.orig.1`, `TODO.md.orig.2`, …"""
+    first = target.with_name(target.name + BACKUP_SUFFIX)
+    found = [(0, first)] if first.is_file() else []
+    prefix = first.name + "."
+    for p in target.parent.iterdir():
+        n = p.name.removeprefix(prefix)
+        if p.name.startswith(prefix) and n.isascii() and n.isdigit() and p.is_file():
+            found.append((int(n), p))
+    return sorted(found)
+
+
+def _keep_previous(target: Path) -> Path:
+    """Keep the file `target` holds before it is replaced, and say where: `TODO.md.orig` is the
+    file as it was before the first export that changed it, and each later one keeps the file
+    it replaced as `TODO.md.orig.1`, `.2`, … (the highest number the newest) — unless a backup
+    holds those very bytes already. No backup is ever overwritten or deleted: they stay until
+    the person deletes them."""
+    data = target.read_bytes()
+    kept = _backups(target)
+    for _, p in kept:
+        if p.stat().st_size == len(data) and p.read_bytes() == data:
+            return p
+    n = kept[-1][0] + 1 if kept else 0
+    while True:
+        path = target.with_name(target.name + BACKUP_SUFFIX + (f".{n}" if n else ""))
+        try:
+            with open(path, "xb") as f:  # never over another file, even one made meanwhile
+                f.write(data)
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _replace_file(target: Path, new: str) -> str | None:
+    """Write `new` over `target` atomically, keeping the previous file next to it (returns
+    where; None when there was none)."""
+    backup = str(_keep_previous(target)) if target.exists() else None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -609,7 +646,7 @@ class TodoFiles(Service):
             for index, number in owned.items():
                 item, task = doc.items[index], tasks.get(number)
                 if task is None:
-                    result.kept.append(f"line {item.line}: {item.key} is not in the self.backlog")
+                    result.kept.append(f"line {item.line}: {item.key} is not in the backlog")
                     continue
                 assert item.spec is not None
                 if not force and target is not None:
@@ -656,7 +693,7 @@ class TodoFiles(Service):
             if dry_run or target is None:
                 return result
             if result.changed:
-                result.backup = await asyncio.to_thread(_replace_file, target, old, new_text)
+                result.backup = await asyncio.to_thread(_replace_file, target, new_text)
             written = read_document(new_text, target.name)
             by_key = {i.key: i for i in written.items if i.key and i.spec is not None}
             records = []
