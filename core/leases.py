@@ -114,18 +114,26 @@ _CANDIDATE_COLUMNS = """
 # the row lock are all on the narrow lease row. $6 today (operator's time zone); with repos, $7
 # the repos. Two texts rather than `$7 is null or ...`, so that the prepared statement keeps
 # one generic plan instead of being re-planned on every call.
-def _best_candidate(columns: str, today: str, repo_filter: str) -> str:
-    """The best ready task's lease row, locked (`today`: the parameter holding the day)."""
-    return f"""
-    select {columns}
-    from task_leases l
-    where l.ready
+def claimable(today: str, repo_filter: str) -> str:
+    """What makes a lease row `l` claimable: ready, unheld or its lease expired, its trigger
+    date not after `today` (the parameter holding the day), no unfinished prerequisite, and
+    `repo_filter` (an `and ...` condition, or nothing). The claim and the waiting claims'
+    count (core.waiting) both read it here."""
+    return f"""l.ready
       and (l.lease_agent_id is null or l.lease_expires_at <= now())
       and (l.trigger_on is null or l.trigger_on <= {today}::date)
       {repo_filter}
       and not exists (
           select 1 from task_deps d join tasks p on p.id = d.prereq_id
-          where d.task_id = l.task_id and p.status <> 'done')
+          where d.task_id = l.task_id and p.status <> 'done')"""
+
+
+def _best_candidate(columns: str, today: str, repo_filter: str) -> str:
+    """The best ready task's lease row, locked."""
+    return f"""
+    select {columns}
+    from task_leases l
+    where {claimable(today, repo_filter)}
     order by l.priority, l.task_id
     limit 1
     for no key update of l skip locked"""

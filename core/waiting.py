@@ -32,7 +32,7 @@ import asyncpg
 from core.backlog import Backlog
 from core.db import UNAVAILABLE
 from core.errors import Invalid
-from core.leases import Lease, Leases
+from core.leases import Lease, Leases, claimable
 from core.listen import Listener
 from core.models import MAX_WAIT_SECONDS, Actor
 from core.questions import QUESTIONS_CHANNEL, Question, Questions
@@ -48,17 +48,11 @@ RECHECK_DEAF = 2.0
 CLOCK_MARGIN = 0.05  # a round for a lease expiring at T runs just after T
 
 # How many tasks a claim with these repos ($2, null: any) could take now, up to $3: the claim's
-# candidate conditions (core.leases._claim_sql; keep the two in step). $1 the operator's today.
-_CLAIMABLE = """
+# own candidate conditions (core.leases.claimable). $1 the operator's today.
+_CLAIMABLE = f"""
 select count(*) from (
     select 1 from task_leases l
-    where l.ready
-      and (l.lease_agent_id is null or l.lease_expires_at <= now())
-      and (l.trigger_on is null or l.trigger_on <= $1::date)
-      and ($2::text[] is null or l.repo = any($2::text[]))
-      and not exists (
-          select 1 from task_deps d join tasks p on p.id = d.prereq_id
-          where d.task_id = l.task_id and p.status <> 'done')
+    where {claimable("$1", "and ($2::text[] is null or l.repo = any($2::text[]))")}
     limit $3
 ) c
 """

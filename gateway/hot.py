@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.agents import Unauthorized
-from core.leases import Leases
+from core.leases import Lease, Leases
 from core.models import Actor
 from gateway.asgi import REFUSALS, problem_for, send_problem
 from gateway.schemas import ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest
@@ -101,7 +100,7 @@ class HotPath:
         return claim_response(lease)
 
 
-def claim_response(lease: Any) -> ClaimResponse:
+def claim_response(lease: Lease | None) -> ClaimResponse:
     """The answer to a claim that did not wait: the lease and what to do with it, or that
     nothing is ready (REST's claim route says the same)."""
     if lease is None:
