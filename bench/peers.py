@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 
 import asyncpg
@@ -33,25 +33,10 @@ class PeerRun:
     name: str  # the library, its installed version and its configuration
     jobs: int  # jobs completed
     seconds: float  # first job taken -> last job finished
-    # PostgreSQL backend pids of the consumers' connections; all have exited by the time the
-    # drain returns (informational: which backends did the work).
-    pg_pids: list[int] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds if self.seconds else 0.0
-
-
-def installed() -> list[str]:
-    """The peers importable here, as keys of PEERS."""
-    found = []
-    for name in PEERS:
-        try:
-            __import__(name)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
 
 
 class _Handled:
@@ -203,12 +188,7 @@ async def pgqueuer_drain(url: str, n_jobs: int, workers: int) -> PeerRun | None:
             if row["left_in_queue"]:
                 raise RuntimeError(f"{name}: {row['left_in_queue']} jobs left in the queue")
             _check(name, n_jobs, handled, row["finished"], row["distinct_jobs"])
-            return PeerRun(
-                name,
-                n_jobs,
-                end - handled.first,
-                [c.get_server_pid() for c in conns],
-            )
+            return PeerRun(name, n_jobs, end - handled.first)
         finally:
             for conn in conns:
                 await conn.close()
@@ -226,24 +206,12 @@ async def procrastinate_drain(url: str, n_jobs: int, workers: int) -> PeerRun | 
     One worker with concurrency=`workers` would have a single fetch loop (one job fetched at a
     time) feeding `workers` job slots: `workers` concurrent jobs but one dequeuer.
     """
-    return await _procrastinate(url, n_jobs, workers, separate_workers=True)
-
-
-async def _procrastinate(
-    url: str, n_jobs: int, workers: int, *, separate_workers: bool
-) -> PeerRun | None:
     try:
         import procrastinate
     except ImportError:
         return None
     _validate(n_jobs, workers)
-    config = "" if separate_workers else f", 1 worker x concurrency {workers}"
-    name = f"procrastinate {metadata.version('procrastinate')}{config}"
-    pids: list[int] = []
-
-    async def configure(conn: object) -> None:
-        pids.append(conn.info.backend_pid)  # type: ignore[attr-defined]
-
+    name = f"procrastinate {metadata.version('procrastinate')}"
     connector = procrastinate.PsycopgConnector(
         conninfo=url,
         kwargs={"options": f"-c search_path={PROCRASTINATE_SCHEMA}"},
@@ -251,7 +219,6 @@ async def _procrastinate(
         # heartbeats; opened before the drain.
         min_size=workers + 2,
         max_size=workers + 2,
-        configure=configure,
     )
     app = procrastinate.App(connector=connector)
     handled = _Handled(n_jobs)
@@ -274,17 +241,16 @@ async def _procrastinate(
                 # listen_notify=False: every job is queued before the drain and a worker keeps
                 # fetching until it finds none, so LISTEN would only hold one idle connection
                 # per worker. Signal handlers stay the caller's.
-                shape = [1] * workers if separate_workers else [workers]
                 consumers = [
                     asyncio.create_task(
                         app.run_worker_async(
                             name=f"peer{i}",
-                            concurrency=concurrency,
+                            concurrency=1,
                             listen_notify=False,
                             install_signal_handlers=False,
                         )
                     )
-                    for i, concurrency in enumerate(shape)
+                    for i in range(workers)
                 ]
                 try:
                     end = await _wait_finished(
@@ -315,13 +281,7 @@ async def _procrastinate(
             if row["starts"] != n_jobs:
                 raise RuntimeError(f"{name}: {row['starts']} job starts for {n_jobs} jobs")
             _check(name, n_jobs, handled, row["finished"], row["distinct_jobs"])
-            return PeerRun(name, n_jobs, end - handled.first, pids)
+            return PeerRun(name, n_jobs, end - handled.first)
         finally:
             await admin.execute(f"drop schema if exists {PROCRASTINATE_SCHEMA} cascade")
             await admin.close()
-
-
-PEERS: dict[str, Callable[[str, int, int], Awaitable[PeerRun | None]]] = {
-    "pgqueuer": pgqueuer_drain,
-    "procrastinate": procrastinate_drain,
-}
